@@ -1,0 +1,144 @@
+use uuid::Uuid;
+
+use crate::{ExpectedVersion, StreamId};
+
+/// Result alias used throughout factum.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while loading, saving or reading events.
+///
+/// Every variant names the stream involved, and where it applies the version
+/// and event type, so an error in a log says which event to look at.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The stream was not at the expected version: another writer got there
+    /// first. Nothing of the batch was written; reload and retry.
+    #[error("conflict on stream {stream}: expected {expected}, but the stream is at version {actual}")]
+    Conflict {
+        /// The stream written to.
+        stream: StreamId,
+        /// The version the writer expected.
+        expected: ExpectedVersion,
+        /// The version the stream was actually at (0: no events).
+        actual: u64,
+    },
+
+    /// The stream has no events.
+    #[error("stream {stream} not found")]
+    NotFound {
+        /// The stream looked up.
+        stream: StreamId,
+    },
+
+    /// A version beyond the end of the stream was asked for.
+    #[error("stream {stream} has no version {requested}: it ends at version {actual}")]
+    VersionNotFound {
+        /// The stream looked up.
+        stream: StreamId,
+        /// The version asked for.
+        requested: u64,
+        /// The last version of the stream.
+        actual: u64,
+    },
+
+    /// An event payload could not be serialized or no longer deserializes.
+    #[error("event `{event_type}` at version {version} of stream {stream} does not (de)serialize: {source}")]
+    Serialization {
+        /// The stream holding the event.
+        stream: StreamId,
+        /// The event's version in its stream (for a new event, the version it would get).
+        version: u64,
+        /// The event type.
+        event_type: String,
+        /// The serde_json error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A stored event type that the aggregate's event enum does not know.
+    #[error("unknown event type `{event_type}` at version {version} of stream {stream}")]
+    UnknownEventType {
+        /// The stream holding the event.
+        stream: StreamId,
+        /// The event's version in its stream.
+        version: u64,
+        /// The unknown event type.
+        event_type: String,
+    },
+
+    /// Replaying a stored event failed: its method body returned `Err`, or
+    /// the history is not one the aggregate can start from.
+    #[error("replaying `{event_type}` at version {version} of stream {stream} failed: {message}")]
+    Replay {
+        /// The stream being replayed.
+        stream: StreamId,
+        /// The version of the event that failed.
+        version: u64,
+        /// The event type.
+        event_type: String,
+        /// What the body or the check reported.
+        message: String,
+    },
+
+    /// A stored event is damaged (a gap in versions, a bad column value).
+    #[error("corrupt event at version {version} of stream {stream}: {reason}")]
+    Corrupt {
+        /// The stream holding the event.
+        stream: StreamId,
+        /// The version where the damage was found.
+        version: u64,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An event id was appended before with different content. Retrying an
+    /// append with the same ids and content is fine and returns the original
+    /// positions; reusing an id for another event is this error.
+    #[error("event id {event_id} was already appended to stream {existing_stream} with different content (now appended to {stream})")]
+    DuplicateEventId {
+        /// The stream of the rejected append.
+        stream: StreamId,
+        /// The stream that holds the event with this id.
+        existing_stream: StreamId,
+        /// The reused event id.
+        event_id: Uuid,
+    },
+
+    /// The caller passed something the store cannot accept.
+    #[error("invalid request on stream {stream}: {reason}")]
+    InvalidRequest {
+        /// The stream involved.
+        stream: StreamId,
+        /// What is wrong with the request.
+        reason: String,
+    },
+
+    /// The backend failed (connection lost, I/O error, schema mismatch).
+    #[error("{backend} event store: {source}")]
+    Store {
+        /// Which backend (`"postgres"`, `"sqlite"`, ...).
+        backend: &'static str,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// Wraps a backend's error, keeping it as the source.
+    pub fn store(
+        backend: &'static str,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    ) -> Self {
+        Self::Store {
+            backend,
+            source: source.into(),
+        }
+    }
+
+    /// True for [`Error::Conflict`]: the caller should reload and retry.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { .. })
+    }
+}

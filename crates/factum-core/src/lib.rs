@@ -1,0 +1,45 @@
+//! Runtime of [factum](https://docs.rs/factum): the traits, types and
+//! in-memory store that every factum backend and application builds on.
+//!
+//! Users depend on the `factum` facade, which re-exports this crate together
+//! with the `#[aggregate]` and `#[event]` macros; backends depend on this crate
+//! directly so the facade can re-export them without a dependency cycle.
+
+mod aggregate;
+mod application;
+mod error;
+mod event;
+mod id;
+mod memory;
+mod repository;
+mod store;
+mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use aggregate::{Aggregate, AggregateId, ApplyError, DecodeError, DefaultAggregate, DomainEvent};
+pub use application::Application;
+pub use error::{Error, Result};
+pub use event::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
+pub use memory::InMemoryEventStore;
+pub use repository::Repository;
+pub use store::{AppendResult, EventStore, EventStream, ExpectedVersion};
+pub use subscription::{PollingSubscription, SubscriptionOptions};
+
+/// The names most programs need: `use factum::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore,
+        ExpectedVersion, InMemoryEventStore, Metadata, NewEvent, RecordedEvent, Repository,
+        StreamId,
+    };
+}
+
+/// Support for generated code and for backends; not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::aggregate::{AggregateFields, AggregateState, EventField, start};
+    pub use serde;
+    pub use serde_json;
+    pub use uuid;
+}

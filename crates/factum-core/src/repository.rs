@@ -1,0 +1,171 @@
+use std::marker::PhantomData;
+
+use futures::StreamExt;
+
+use crate::aggregate::DecodeError;
+use crate::{
+    Aggregate, AppendResult, DomainEvent, Error, EventStore, ExpectedVersion, Metadata, NewEvent,
+    RecordedEvent, StreamId,
+};
+
+/// Loads aggregates by replaying their streams and saves their pending
+/// events with optimistic concurrency.
+///
+/// [`Application`](crate::Application) wraps a repository and is what most
+/// programs use.
+pub struct Repository<A, S> {
+    store: S,
+    aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A, S: Clone> Clone for Repository<A, S> {
+    fn clone(&self) -> Self {
+        Self::new(self.store.clone())
+    }
+}
+
+impl<A, S: std::fmt::Debug> std::fmt::Debug for Repository<A, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository").field("store", &self.store).finish()
+    }
+}
+
+impl<A, S> Repository<A, S> {
+    /// A repository over `store`.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            aggregate: PhantomData,
+        }
+    }
+
+    /// The underlying store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// Replays the aggregate's whole stream; `None` when it has no events.
+    pub async fn load(&self, id: &A::Id) -> Result<Option<A>, Error> {
+        self.load_up_to(id, u64::MAX).await
+    }
+
+    /// Replays the aggregate's stream up to and including `version`; `None`
+    /// when it has no events.
+    pub async fn load_up_to(&self, id: &A::Id, version: u64) -> Result<Option<A>, Error> {
+        let stream = StreamId::for_aggregate::<A>(id);
+        let mut events = self.store.read_stream(&stream, 1);
+        let mut aggregate: Option<A> = None;
+        let mut replayed = 0;
+        while replayed < version {
+            let Some(recorded) = events.next().await else {
+                break;
+            };
+            let recorded = recorded?;
+            aggregate = Some(replay(aggregate, &recorded, replayed + 1)?);
+            replayed += 1;
+        }
+        if let Some(aggregate) = aggregate.as_mut() {
+            aggregate.state_mut().loaded_at(replayed);
+        }
+        Ok(aggregate)
+    }
+
+    /// Appends the aggregate's pending events, expecting the stream to be at
+    /// the version the aggregate was loaded at.
+    ///
+    /// On [`Error::Conflict`] nothing is written and the events stay pending;
+    /// reload and run the command again. Retrying after an error whose outcome
+    /// is unknown (a lost connection) is safe: the events keep their ids, so a
+    /// store that already has them returns the original positions.
+    pub async fn save(&self, aggregate: &mut A) -> Result<AppendResult, Error> {
+        self.save_with(aggregate, Metadata::default()).await
+    }
+
+    /// [`save`](Self::save), storing `metadata` with every event.
+    pub async fn save_with(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
+        let state = aggregate.state();
+        let persisted = state.persisted_version();
+        if state.pending().is_empty() {
+            return Ok(AppendResult {
+                stream_version: persisted,
+                positions: Vec::new(),
+            });
+        }
+        let stream = StreamId::for_aggregate::<A>(&aggregate.id());
+        let events = state
+            .pending()
+            .iter()
+            .zip(state.pending_ids())
+            .enumerate()
+            .map(|(offset, (event, &(event_id, occurred_at)))| {
+                let event_type = event.event_type();
+                let payload = event.to_payload().map_err(|source| Error::Serialization {
+                    stream: stream.clone(),
+                    version: persisted + offset as u64 + 1,
+                    event_type: event_type.to_owned(),
+                    source,
+                })?;
+                let mut new = NewEvent::new(event_type, payload)
+                    .with_event_id(event_id)
+                    .with_metadata(metadata.clone());
+                new.occurred_at = occurred_at;
+                Ok(new)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let result = self
+            .store
+            .append(&stream, ExpectedVersion::from_loaded(persisted), events)
+            .await?;
+        aggregate.state_mut().loaded_at(result.stream_version);
+        Ok(result)
+    }
+}
+
+/// Applies one stored event: the first builds the aggregate, the rest replay
+/// their method bodies.
+pub(crate) fn replay<A: Aggregate>(
+    aggregate: Option<A>,
+    recorded: &RecordedEvent,
+    expected_version: u64,
+) -> Result<A, Error> {
+    if recorded.version != expected_version {
+        return Err(Error::Corrupt {
+            stream: recorded.stream.clone(),
+            version: expected_version,
+            reason: format!("expected version {expected_version}, found version {}", recorded.version),
+        });
+    }
+    let event = decode::<A>(recorded)?;
+    let replay_error = |error: crate::ApplyError| Error::Replay {
+        stream: recorded.stream.clone(),
+        version: recorded.version,
+        event_type: recorded.event_type.to_string(),
+        message: error.message().to_owned(),
+    };
+    match aggregate {
+        None => A::from_first_event(event).map_err(replay_error),
+        Some(mut aggregate) => {
+            aggregate.apply(event).map_err(replay_error)?;
+            Ok(aggregate)
+        }
+    }
+}
+
+/// Turns a stored event into the aggregate's event enum.
+pub(crate) fn decode<A: Aggregate>(recorded: &RecordedEvent) -> Result<A::Event, Error> {
+    A::Event::from_payload(&recorded.event_type, &recorded.payload).map_err(|error| match error {
+        DecodeError::UnknownEventType => Error::UnknownEventType {
+            stream: recorded.stream.clone(),
+            version: recorded.version,
+            event_type: recorded.event_type.to_string(),
+        },
+        DecodeError::Payload(source) => Error::Serialization {
+            stream: recorded.stream.clone(),
+            version: recorded.version,
+            event_type: recorded.event_type.to_string(),
+            source,
+        },
+    })
+}

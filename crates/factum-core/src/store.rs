@@ -1,0 +1,110 @@
+use std::fmt;
+use std::future::Future;
+
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, NewEvent, RecordedEvent, StreamId};
+
+/// A stream of stored events, read lazily.
+pub type EventStream<'a> = BoxStream<'a, Result<RecordedEvent, Error>>;
+
+/// What the writer believes about the stream it appends to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// Append whatever the stream's version (no concurrency check).
+    Any,
+    /// The stream must have no events.
+    NoStream,
+    /// The stream's last event must have this version (0: no events).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// True when a stream at `actual` (0: no events) satisfies this expectation.
+    pub fn admits(self, actual: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::NoStream => actual == 0,
+            Self::Exact(expected) => actual == expected,
+        }
+    }
+
+    /// The expectation for an aggregate loaded at `version` (0: new).
+    pub fn from_loaded(version: u64) -> Self {
+        if version == 0 {
+            Self::NoStream
+        } else {
+            Self::Exact(version)
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Any => f.write_str("any version"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(version) => write!(f, "version {version}"),
+        }
+    }
+}
+
+/// Where an append put its events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendResult {
+    /// The stream's version after the append (its last event's version).
+    pub stream_version: u64,
+    /// The global position of each appended event, in order.
+    pub positions: Vec<u64>,
+}
+
+/// A durable, ordered log of events, grouped into streams.
+///
+/// Every backend implements this one trait and proves it with the shared
+/// conformance suite (`factum::testing`). The guarantees:
+///
+/// - `append` is atomic: all events of a call are stored, or none.
+/// - Versions in a stream start at 1 and have no gaps.
+/// - Positions in the global log `$all` increase strictly in commit order; a
+///   reader that delivered position `p` never later finds an event below `p`.
+/// - Appending events whose ids are already stored, with the same content, is
+///   a retry: nothing is written and the original positions come back. The
+///   same id with different content is [`Error::DuplicateEventId`].
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` atomically, if the stream is at `expected`.
+    ///
+    /// Fails with [`Error::Conflict`], writing nothing, when it is not.
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<AppendResult, Error>> + Send;
+
+    /// The events of `stream` with version `from_version` and above, in order.
+    ///
+    /// The stream is read lazily, in pages: a long history is never held in
+    /// memory at once. An unknown stream yields nothing.
+    fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_>;
+
+    /// Up to `limit` events of the global log with positions after `after`
+    /// (exclusive), in position order.
+    fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<RecordedEvent>, Error>> + Send;
+
+    /// Every event after position `after`: first those already stored, then
+    /// each new one as it commits. The stream does not end on its own; it
+    /// ends after yielding an error.
+    fn subscribe_all(&self, after: u64) -> EventStream<'static>;
+
+    /// The version of the stream's last event (0: no events).
+    fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<u64, Error>> + Send;
+
+    /// The position up to which the global log can be read without a gap
+    /// (0: empty).
+    fn head_position(&self) -> impl Future<Output = Result<u64, Error>> + Send;
+}

@@ -1,0 +1,2 @@
+//! Test support: the conformance suite every event store runs, and a
+//! given/when/then harness for aggregates.

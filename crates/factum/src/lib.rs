@@ -1,0 +1,13 @@
+#![doc = include_str!("../../../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[doc(inline)]
+pub use factum_core::*;
+
+/// Turns a struct and its impl block into an event-sourced aggregate.
+///
+/// See the crate documentation for what it generates.
+pub use factum_macros::aggregate;
+
+/// Marks a method of an `#[aggregate]` impl block as an event: `#[event("name")]`.
+pub use factum_macros::event;
