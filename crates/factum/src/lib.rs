@@ -11,3 +11,9 @@ pub use factum_macros::aggregate;
 
 /// Marks a method of an `#[aggregate]` impl block as an event: `#[event("name")]`.
 pub use factum_macros::event;
+
+/// The PostgreSQL event store: see [`PostgresEventStore`].
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+#[doc(inline)]
+pub use factum_postgres::{PostgresError, PostgresEventStore, PostgresOptions};

@@ -1,0 +1,134 @@
+//! The PostgreSQL event store of [factum](https://docs.rs/factum).
+//!
+//! [`PostgresEventStore`] implements [`factum_core::EventStore`] on
+//! tokio-postgres and a deadpool connection pool, and passes factum's
+//! conformance suite.
+//!
+//! ```no_run
+//! use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
+//! use factum_postgres::PostgresEventStore;
+//!
+//! # async fn demo() -> Result<(), factum_core::Error> {
+//! let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
+//! store.ensure_schema().await?; // idempotent: creates or migrates the tables
+//!
+//! let stream = StreamId::new("Counter", "42");
+//! let created = NewEvent::new("created", Payload::parse(r#"{"value":0}"#)?);
+//! let result = store.append(&stream, ExpectedVersion::NoStream, vec![created]).await?;
+//! assert_eq!(result.stream_version, 1);
+//!
+//! let page = store.read_all(0, 100).await?; // the global log, in commit order
+//! # Ok(()) }
+//! ```
+//!
+//! # Tables
+//!
+//! In the configured schema (default `public`), with the configured prefix
+//! (default `factum_`), [`ensure_schema`](PostgresEventStore::ensure_schema)
+//! creates:
+//!
+//! - `factum_events`: one row per event, keyed by its global `position`,
+//!   unique on `(stream_type, stream_id, version)` and on `event_id`;
+//!   `payload` and `metadata` are `json` (kept as written);
+//! - `factum_position`: the sequence of positions (`CACHE 1`);
+//! - `factum_append`, `factum_read_all`, `factum_horizon`: the functions
+//!   every append and read of the global log goes through;
+//! - `factum_schema_version`: the versions applied. A newer crate migrates
+//!   an older schema in place, in one transaction.
+//!
+//! # Appends
+//!
+//! One append is one round trip: a prepared call of `factum_append` with
+//! the events as arrays (`unnest` into one multi-row `INSERT`). The function
+//! checks the event ids (a retry of a stored batch returns the original
+//! positions), the expected version (SQLSTATE `FA001`, mapped to
+//! [`Error::Conflict`](factum_core::Error::Conflict) with the actual
+//! version), takes the positions and inserts. Two writers racing on one
+//! stream meet on the unique `(stream, version)` key: the loser's append
+//! runs again and reports the conflict (or, with `ExpectedVersion::Any`,
+//! appends after the winner).
+//!
+//! # The global order
+//!
+//! Positions come from a sequence, so a transaction that took position 5
+//! can commit after one that took 6. A reader that delivered 6 must never
+//! later find 5. The store makes that impossible without serialising
+//! writers:
+//!
+//! - **Writers** (inside `factum_append`, before taking any position) take a
+//!   *shared* transaction-scoped advisory lock whose 64-bit key is the store's
+//!   16-bit tag (`0x46` for factum, then a byte derived from schema and
+//!   prefix) followed by the last position the sequence has handed out (48
+//!   bits). Shared locks never wait for one another: writers run in
+//!   parallel, and the lock is released when the transaction ends.
+//! - **Readers** (`factum_horizon`, called by `factum_read_all` and
+//!   [`head_position`](factum_core::EventStore::head_position)) first read
+//!   the last position handed out, `S` (`last_value`, or one less while the
+//!   sequence's `is_called` is false: a fresh sequence has handed out
+//!   nothing), then the smallest position `m` among the store's position
+//!   locks in `pg_locks`. The horizon is `min(S, m)`; then, with a fresh
+//!   snapshot, they read only positions at or below it.
+//!
+//! Why no event below the horizon can appear later: an event at position
+//! `p <= S` got its position before the reader read `S`, so its writer took
+//! its lock before the reader scanned `pg_locks`. If the writer still held
+//! the lock, `m` is at most its key, which is below all of its positions, so
+//! `p` is above the horizon. Otherwise the transaction had ended before the
+//! scan, and PostgreSQL makes a commit visible before it releases its locks,
+//! so the reader's later snapshot sees the event (or the append rolled back
+//! and left a hole, which is fine). Positions handed out after the reader
+//! read `S` are above `S`. A transaction that is not a factum append takes
+//! no such lock, so an idle transaction on another table never holds the
+//! horizon back; an open append holds it back only until it ends.
+//!
+//! The cost: one advisory lock per append (no measurable effect on commit
+//! rate) and one scan of `pg_locks` per page read.
+//!
+//! # Reads
+//!
+//! [`read_stream`](factum_core::EventStore::read_stream) reads a stream in
+//! keyset pages (`version >= n ORDER BY version LIMIT page_size`), decoding
+//! rows as they arrive: memory stays flat whatever the stream's length.
+//! Payloads are handed on as text; a row that cannot be decoded is an
+//! [`Error::Corrupt`](factum_core::Error::Corrupt) naming its stream and
+//! version, and ends the read (it is never skipped).
+//!
+//! # Subscriptions
+//!
+//! [`subscribe_all`](factum_core::EventStore::subscribe_all) catches up
+//! with pages of the global log, then waits. It is woken at once by appends
+//! through the same store value, and by `LISTEN` for appends of other
+//! processes (each store sends one `NOTIFY` per burst of appends, outside
+//! the append's transaction). When the notification connection drops, the
+//! subscription polls every [`poll_interval`](PostgresOptions::poll_interval)
+//! while the listener reconnects with backoff.
+//!
+//! # Errors
+//!
+//! Failures of the server or the pool come back as
+//! [`Error::Store`](factum_core::Error::Store) with a [`PostgresError`] as
+//! source, naming the server's `host:port`: a server that cannot be reached
+//! or a pool that stays exhausted fails after the connect or wait timeout,
+//! never hangs.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod notify;
+mod options;
+mod rows;
+mod schema;
+mod store;
+
+pub use error::PostgresError;
+pub use options::PostgresOptions;
+pub use store::PostgresEventStore;
+
+/// The pool type [`PostgresEventStore::from_pool`] takes (deadpool-postgres).
+pub use deadpool_postgres::Pool;
+/// The connection settings type of tokio-postgres, for
+/// [`PostgresOptions::listen_with`].
+pub use tokio_postgres::Config;
+
+/// The backend name in [`factum_core::Error::Store`].
+pub(crate) const BACKEND: &str = "postgres";

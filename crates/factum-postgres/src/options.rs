@@ -1,0 +1,204 @@
+use std::time::Duration;
+
+use crate::PostgresError;
+
+/// How a [`PostgresEventStore`](crate::PostgresEventStore) names its tables
+/// and uses its connections.
+///
+/// Every setting has a default that suits a service; change what you need:
+///
+/// ```
+/// # use std::time::Duration;
+/// # use factum_postgres::PostgresOptions;
+/// let options = PostgresOptions::default()
+///     .schema("billing")
+///     .table_prefix("es_")
+///     .pool_size(32)
+///     .poll_interval(Duration::from_millis(500));
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    pub(crate) schema: String,
+    pub(crate) table_prefix: String,
+    pub(crate) pool_size: usize,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) poll_interval: Duration,
+    pub(crate) page_size: usize,
+    pub(crate) notify: bool,
+    pub(crate) listen: Option<tokio_postgres::Config>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            schema: "public".to_owned(),
+            table_prefix: "factum_".to_owned(),
+            pool_size: 16,
+            wait_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(1),
+            page_size: 4096,
+            notify: true,
+            listen: None,
+        }
+    }
+}
+
+impl PostgresOptions {
+    /// The PostgreSQL schema holding the store's tables (default `public`;
+    /// created by `ensure_schema` when missing).
+    ///
+    /// Letters, digits and `_`, at most 30 characters, not starting with a digit.
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The prefix of the store's tables, sequence and functions (default
+    /// `factum_`), so several stores can share one schema.
+    ///
+    /// Letters, digits and `_`, at most 20 characters, may be empty.
+    pub fn table_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.table_prefix = prefix.into();
+        self
+    }
+
+    /// The most connections the store opens (default 16). Used by
+    /// [`connect`](crate::PostgresEventStore::connect); a pool passed to
+    /// [`from_pool`](crate::PostgresEventStore::from_pool) keeps its own size.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// How long an operation waits for a free connection before failing
+    /// with [`PostgresError::PoolTimeout`] (default 10 s).
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// How long opening a connection may take before failing with
+    /// [`PostgresError::Connect`] (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often a live subscription reads the log when no notification
+    /// arrives (default 1 s): the fallback that keeps subscriptions moving
+    /// while the notification connection is down.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// Events fetched per query when a stream is read (default 4096). Rows
+    /// are decoded as they arrive, so memory stays flat whatever the size.
+    pub fn page_size(mut self, size: usize) -> Self {
+        self.page_size = size;
+        self
+    }
+
+    /// Whether appends wake subscribers in other processes with
+    /// `NOTIFY` (default true). Subscribers of the same store value are
+    /// woken in process either way.
+    pub fn notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// The server to `LISTEN` on for wake-ups. [`connect`](crate::PostgresEventStore::connect)
+    /// sets it from its connection string; a store built with
+    /// [`from_pool`](crate::PostgresEventStore::from_pool) has no listener
+    /// (its subscriptions poll) unless this is set.
+    pub fn listen_with(mut self, config: tokio_postgres::Config) -> Self {
+        self.listen = Some(config);
+        self
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), PostgresError> {
+        check_identifier("schema", &self.schema, 30, false)?;
+        check_identifier("table prefix", &self.table_prefix, 20, true)?;
+        if self.pool_size == 0 {
+            return Err(invalid("the pool size must be at least 1"));
+        }
+        if self.page_size == 0 {
+            return Err(invalid("the page size must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(reason: impl Into<String>) -> PostgresError {
+    PostgresError::InvalidConfig { reason: reason.into() }
+}
+
+fn check_identifier(what: &str, name: &str, max_len: usize, may_be_empty: bool) -> Result<(), PostgresError> {
+    if name.is_empty() {
+        return if may_be_empty {
+            Ok(())
+        } else {
+            Err(invalid(format!("the {what} must not be empty")))
+        };
+    }
+    let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let starts_well = !name.starts_with(|c: char| c.is_ascii_digit());
+    if !valid_chars || !starts_well || name.len() > max_len {
+        return Err(invalid(format!(
+            "the {what} {name:?} must be ASCII letters, digits and `_`, not start with a digit, \
+             and have at most {max_len} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// The store's SQL names, quoted and qualified once.
+#[derive(Debug)]
+pub(crate) struct Names {
+    /// `schema.prefix`, for messages.
+    pub(crate) display: String,
+    pub(crate) schema: String,
+    pub(crate) events: String,
+    pub(crate) sequence: String,
+    pub(crate) versions: String,
+    pub(crate) append: String,
+    pub(crate) read_all: String,
+    pub(crate) horizon: String,
+    pub(crate) prefix: String,
+    /// The NOTIFY channel.
+    pub(crate) channel: String,
+    /// The high 16 bits of every position lock this store takes: `F` (0x46)
+    /// then a byte derived from the schema and prefix.
+    pub(crate) lock_tag: i64,
+}
+
+impl Names {
+    pub(crate) fn new(schema: &str, prefix: &str) -> Self {
+        let qualified = |object: &str| format!("\"{schema}\".\"{prefix}{object}\"");
+        let display = format!("{schema}.{prefix}");
+        // FNV-1a, folded to one byte: stores in one database get different
+        // tags (almost always), so one store's writers do not hold back
+        // another's readers. A collision costs only that, never exactness.
+        let mut hash: u32 = 0x811c_9dc5;
+        for byte in display.bytes() {
+            hash ^= u32::from(byte);
+            hash = hash.wrapping_mul(0x0100_0193);
+        }
+        let folded = (hash ^ (hash >> 8) ^ (hash >> 16) ^ (hash >> 24)) & 0xff;
+        Self {
+            schema: format!("\"{schema}\""),
+            events: qualified("events"),
+            sequence: qualified("position"),
+            versions: qualified("schema_version"),
+            append: qualified("append"),
+            read_all: qualified("read_all"),
+            horizon: qualified("horizon"),
+            prefix: prefix.to_owned(),
+            channel: format!("factum:{display}"),
+            lock_tag: 0x4600 | i64::from(folded),
+            display,
+        }
+    }
+}

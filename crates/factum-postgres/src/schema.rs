@@ -1,0 +1,159 @@
+//! The store's tables and functions, and the migrations between versions.
+
+use crate::options::Names;
+
+/// The schema version this crate writes and reads.
+pub(crate) const CURRENT_VERSION: i32 = 2;
+
+/// Positions stay below 2^48: the high 16 bits of a position lock's key
+/// carry the store's tag.
+pub(crate) const POSITION_BITS: u32 = 48;
+
+/// The statements that take a schema from version `version - 1` to `version`.
+///
+/// Never edit a published step: add a new one. A step runs inside the
+/// transaction that records it, so a failed migration leaves the schema as
+/// it was.
+pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
+    let Names { events, sequence, .. } = names;
+    let max_position = (1_i64 << POSITION_BITS) - 1;
+    let prefix = &names.prefix;
+    match version {
+        1 => Some(format!(
+            "CREATE SEQUENCE {sequence} AS bigint MINVALUE 1 MAXVALUE {max_position} CACHE 1 NO CYCLE;
+             CREATE TABLE {events} (
+                 position bigint NOT NULL,
+                 stream_type text NOT NULL,
+                 stream_id text NOT NULL,
+                 version bigint NOT NULL CHECK (version > 0),
+                 event_id uuid NOT NULL,
+                 event_type text NOT NULL,
+                 schema_version integer NOT NULL,
+                 payload json NOT NULL,
+                 metadata json,
+                 occurred_at timestamptz NOT NULL,
+                 CONSTRAINT \"{prefix}events_pkey\" PRIMARY KEY (position),
+                 CONSTRAINT \"{prefix}events_stream_version\" UNIQUE (stream_type, stream_id, version),
+                 CONSTRAINT \"{prefix}events_event_id\" UNIQUE (event_id)
+             );"
+        )),
+        // When each event was committed, for operators: the existing rows
+        // get the time of the migration (no table rewrite).
+        2 => Some(format!(
+            "ALTER TABLE {events} ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();"
+        )),
+        _ => None,
+    }
+}
+
+/// The functions of the current version, replaced on every `ensure_schema`.
+pub(crate) fn functions(names: &Names) -> String {
+    let Names {
+        events,
+        sequence,
+        append,
+        read_all,
+        horizon,
+        lock_tag,
+        ..
+    } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    let last_handed_out = format!(
+        "(SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM {sequence} s)"
+    );
+    let sequence_literal = sequence.replace('\'', "''");
+    format!(
+        r#"
+CREATE OR REPLACE FUNCTION {horizon}() RETURNS bigint
+LANGUAGE plpgsql VOLATILE AS $factum$
+-- The position up to which no event can still appear: see the crate docs.
+-- Order matters: the sequence first, then pg_locks, then (in the caller) a
+-- fresh snapshot for the rows.
+DECLARE
+    v_last bigint;
+    v_in_flight bigint;
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'FA004',
+            MESSAGE = 'factum: the global log must be read at READ COMMITTED isolation';
+    END IF;
+    v_last := {last_handed_out};
+    SELECT min(((l.classid::int8 & 65535) << 32) | l.objid::int8) INTO v_in_flight
+      FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND (l.classid::int8 >> 16) = {lock_tag}
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database());
+    RETURN least(v_last, v_in_flight);
+END
+$factum$;
+
+CREATE OR REPLACE FUNCTION {read_all}(p_after bigint, p_limit integer)
+RETURNS TABLE ("position" bigint, stream_type text, stream_id text, version bigint, event_id uuid,
+               event_type text, schema_version integer, payload json, metadata json, occurred_at timestamptz)
+LANGUAGE plpgsql VOLATILE AS $factum$
+#variable_conflict use_column
+DECLARE
+    v_horizon bigint;
+BEGIN
+    v_horizon := {horizon}();
+    IF v_horizon IS NULL OR v_horizon <= p_after THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT e.position, e.stream_type, e.stream_id, e.version, e.event_id, e.event_type,
+               e.schema_version, e.payload, e.metadata, e.occurred_at
+          FROM {events} e
+         WHERE e.position > p_after AND e.position <= v_horizon
+         ORDER BY e.position
+         LIMIT p_limit;
+END
+$factum$;
+
+CREATE OR REPLACE FUNCTION {append}(
+    p_stream_type text, p_stream_id text, p_expected bigint,
+    p_event_ids uuid[], p_event_types text[], p_schema_versions integer[],
+    p_payloads text[], p_metadata text[], p_occurred_at timestamptz[],
+    OUT stream_version bigint, OUT positions bigint[])
+LANGUAGE plpgsql VOLATILE AS $factum$
+#variable_conflict use_column
+DECLARE
+    v_count integer := coalesce(cardinality(p_event_ids), 0);
+    v_actual bigint;
+BEGIN
+    IF v_count > 0 AND EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = ANY (p_event_ids)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'FA002', MESSAGE = 'factum: event ids already stored';
+    END IF;
+    SELECT coalesce(max(e.version), 0) INTO v_actual
+      FROM {events} e WHERE e.stream_type = p_stream_type AND e.stream_id = p_stream_id;
+    IF p_expected IS NOT NULL AND v_actual <> p_expected THEN
+        RAISE EXCEPTION USING ERRCODE = 'FA001',
+            MESSAGE = 'factum: the stream is not at the expected version', DETAIL = v_actual::text;
+    END IF;
+    stream_version := v_actual + v_count;
+    IF v_count = 0 THEN
+        positions := '{{}}';
+        RETURN;
+    END IF;
+    IF v_count > 1 AND (SELECT count(DISTINCT x) FROM unnest(p_event_ids) x) <> v_count THEN
+        RAISE EXCEPTION USING ERRCODE = 'FA003', MESSAGE = 'factum: an event id appears twice in one append';
+    END IF;
+    -- Announce the positions about to be taken: a shared lock keyed with the
+    -- last position handed out, held until commit. Shared locks never block
+    -- one another, so writers stay parallel.
+    PERFORM pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out});
+    IF v_count = 1 THEN
+        positions := ARRAY[nextval('{sequence_literal}'::regclass)];
+    ELSE
+        positions := ARRAY(SELECT nextval('{sequence_literal}'::regclass)
+                             FROM generate_series(1, v_count) ORDER BY 1);
+    END IF;
+    INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                          schema_version, payload, metadata, occurred_at)
+    SELECT positions[u.ord::integer], p_stream_type, p_stream_id, v_actual + u.ord, u.event_id,
+           u.event_type, u.schema_version, u.payload::json, u.metadata::json, u.occurred_at
+      FROM unnest(p_event_ids, p_event_types, p_schema_versions, p_payloads, p_metadata, p_occurred_at)
+           WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord);
+END
+$factum$;
+"#
+    )
+}

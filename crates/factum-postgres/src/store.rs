@@ -1,0 +1,746 @@
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType};
+use factum_core::{
+    AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
+    RecordedEvent, StreamId, SubscriptionOptions,
+};
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, RowStream};
+use uuid::Uuid;
+
+use crate::notify;
+use crate::options::Names;
+use crate::rows::{COLUMNS, Decoder};
+use crate::schema::{self, CURRENT_VERSION};
+use crate::{PostgresError, PostgresOptions};
+
+/// SQLSTATEs raised by the store's own functions.
+const CONFLICT: &str = "FA001";
+const ALREADY_STORED: &str = "FA002";
+const REPEATED_ID: &str = "FA003";
+
+/// How often an append lost a race on a unique key is run again before
+/// the error is handed to the caller.
+const MAX_ATTEMPTS: usize = 64;
+
+/// An [`EventStore`] in PostgreSQL.
+///
+/// Cheap to clone: clones share one connection pool. See the
+/// [crate documentation](crate) for the tables, the global order and the
+/// wake-ups of subscriptions.
+///
+/// ```no_run
+/// # use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
+/// # use factum_postgres::PostgresEventStore;
+/// # async fn demo() -> Result<(), factum_core::Error> {
+/// let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
+/// store.ensure_schema().await?;
+/// let stream = StreamId::new("Counter", "42");
+/// let event = NewEvent::new("incremented", Payload::parse(r#"{"amount":1}"#)?);
+/// store.append(&stream, ExpectedVersion::NoStream, vec![event]).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PostgresEventStore {
+    pub(crate) shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    pub(crate) pool: Pool,
+    pub(crate) names: Names,
+    pub(crate) address: String,
+    pub(crate) options: PostgresOptions,
+    /// Woken after every append of this store value and every notification.
+    pub(crate) head: watch::Sender<u64>,
+    pub(crate) notifier: Mutex<Option<mpsc::Sender<()>>>,
+    pub(crate) listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    sql: Sql,
+}
+
+/// The statements the store prepares, with its names filled in.
+struct Sql {
+    append: String,
+    read_all: String,
+    horizon: String,
+    read_stream: String,
+    stream_version: String,
+    by_event_ids: String,
+}
+
+impl std::fmt::Debug for PostgresEventStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEventStore")
+            .field("address", &self.shared.address)
+            .field("schema", &self.shared.names.display)
+            .field("pool", &self.shared.pool.status())
+            .finish()
+    }
+}
+
+impl PostgresEventStore {
+    /// Connects to the server at `dsn` (`postgres://user:password@host:port/database`
+    /// or `host=... user=...`) with the default [`PostgresOptions`].
+    ///
+    /// Opens one connection to check that the server answers, so a wrong
+    /// address fails here, with the address in the error. Does not create
+    /// the tables: call [`ensure_schema`](Self::ensure_schema).
+    pub async fn connect(dsn: &str) -> Result<Self, Error> {
+        Self::connect_with(dsn, PostgresOptions::default()).await
+    }
+
+    /// [`connect`](Self::connect) with `options`.
+    pub async fn connect_with(dsn: &str, options: PostgresOptions) -> Result<Self, Error> {
+        options.validate()?;
+        let mut config: tokio_postgres::Config =
+            dsn.parse().map_err(|source| PostgresError::InvalidDsn { source })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("factum");
+        }
+        let address = address_of(&config);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.wait_timeout))
+            .create_timeout(Some(options.connect_timeout))
+            .recycle_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|error| PostgresError::InvalidConfig {
+                reason: error.to_string(),
+            })?;
+        let mut options = options;
+        if options.listen.is_none() {
+            let mut listen = config;
+            listen.application_name("factum-listener");
+            options.listen = Some(listen);
+        }
+        let store = Self::build(pool, options, address);
+        drop(store.client().await?);
+        Ok(store)
+    }
+
+    /// A store over an existing pool (for TLS, or to share the pool with the
+    /// application's own queries), with the default [`PostgresOptions`].
+    ///
+    /// Its subscriptions are woken by its own appends and by polling; give
+    /// [`PostgresOptions::listen_with`] to [`from_pool_with`](Self::from_pool_with)
+    /// to also `LISTEN` for other processes' appends.
+    pub fn from_pool(pool: Pool) -> Self {
+        Self::from_pool_with(pool, PostgresOptions::default())
+            .unwrap_or_else(|_| unreachable!("the default options are valid"))
+    }
+
+    /// [`from_pool`](Self::from_pool) with `options` (the pool size and
+    /// timeouts are the pool's own).
+    pub fn from_pool_with(pool: Pool, options: PostgresOptions) -> Result<Self, Error> {
+        options.validate()?;
+        let address = options
+            .listen
+            .as_ref()
+            .map_or_else(|| "the pool's server".to_owned(), address_of);
+        Ok(Self::build(pool, options, address))
+    }
+
+    fn build(pool: Pool, options: PostgresOptions, address: String) -> Self {
+        let names = Names::new(&options.schema, &options.table_prefix);
+        let sql = Sql {
+            append: format!("SELECT stream_version, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9)", names.append),
+            read_all: format!("SELECT {COLUMNS} FROM {}($1, $2)", names.read_all),
+            horizon: format!("SELECT {}()", names.horizon),
+            read_stream: format!(
+                "SELECT {COLUMNS} FROM {} WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 \
+                 ORDER BY version LIMIT $4",
+                names.events
+            ),
+            stream_version: format!(
+                "SELECT coalesce(max(version), 0) FROM {} WHERE stream_type = $1 AND stream_id = $2",
+                names.events
+            ),
+            by_event_ids: format!("SELECT {COLUMNS} FROM {} WHERE event_id = ANY ($1)", names.events),
+        };
+        Self {
+            shared: Arc::new(Shared {
+                pool,
+                names,
+                address,
+                options,
+                head: watch::Sender::new(0),
+                notifier: Mutex::new(None),
+                listener: Mutex::new(None),
+                sql,
+            }),
+        }
+    }
+
+    /// The connection pool, for the application's own queries (a projection
+    /// that commits its read model and checkpoint in one transaction).
+    pub fn pool(&self) -> &Pool {
+        &self.shared.pool
+    }
+
+    /// The server, as `host:port`.
+    pub fn address(&self) -> &str {
+        &self.shared.address
+    }
+
+    /// The schema and table prefix, e.g. `public.factum_`.
+    pub fn schema_name(&self) -> &str {
+        &self.shared.names.display
+    }
+
+    /// Creates the tables, sequence and functions, or migrates them from an
+    /// older version, and records the version. Idempotent: run it at every
+    /// start. Safe to run from several processes at once (they take turns).
+    ///
+    /// Fails with [`PostgresError::SchemaTooNew`], changing nothing, when the
+    /// database was set up by a newer factum-postgres.
+    pub async fn ensure_schema(&self) -> Result<(), Error> {
+        self.migrate_to(CURRENT_VERSION).await
+    }
+
+    /// The schema version this crate writes.
+    pub fn schema_version() -> i32 {
+        CURRENT_VERSION
+    }
+
+    /// Migrates the schema up to `target` only (tests of migrations).
+    #[doc(hidden)]
+    pub async fn migrate_to(&self, target: i32) -> Result<(), Error> {
+        let names = &self.shared.names;
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.map_err(|e| self.query_error(e))?;
+        // One migration at a time per schema: a lock of the two-key form,
+        // which the readers' scan of pg_locks ignores.
+        let bare_schema = &self.shared.options.schema;
+        transaction
+            .execute("SELECT pg_advisory_xact_lock(1180787572, hashtext($1))", &[bare_schema])
+            .await
+            .map_err(|e| self.query_error(e))?;
+        transaction
+            .batch_execute(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {schema};
+                 CREATE TABLE IF NOT EXISTS {versions} (
+                     version integer PRIMARY KEY,
+                     applied_at timestamptz NOT NULL DEFAULT now()
+                 );",
+                schema = names.schema,
+                versions = names.versions,
+            ))
+            .await
+            .map_err(|e| self.query_error(e))?;
+        let found: i32 = transaction
+            .query_one(&format!("SELECT coalesce(max(version), 0) FROM {}", names.versions), &[])
+            .await
+            .map_err(|e| self.query_error(e))?
+            .try_get(0)
+            .map_err(|e| self.query_error(e))?;
+        if found > CURRENT_VERSION {
+            return Err(PostgresError::SchemaTooNew {
+                address: self.shared.address.clone(),
+                schema: names.display.clone(),
+                found,
+                supported: CURRENT_VERSION,
+            }
+            .into());
+        }
+        for version in found + 1..=target.min(CURRENT_VERSION) {
+            let Some(statements) = schema::migration(names, version) else {
+                unreachable!("every version up to CURRENT_VERSION has a migration")
+            };
+            tracing::info!(schema = %names.display, version, "migrating the factum schema");
+            transaction
+                .batch_execute(&statements)
+                .await
+                .map_err(|e| self.query_error(e))?;
+            transaction
+                .execute(&format!("INSERT INTO {} (version) VALUES ($1)", names.versions), &[&version])
+                .await
+                .map_err(|e| self.query_error(e))?;
+        }
+        if target >= CURRENT_VERSION {
+            transaction
+                .batch_execute(&schema::functions(names))
+                .await
+                .map_err(|e| self.query_error(e))?;
+        }
+        transaction.commit().await.map_err(|e| self.query_error(e))?;
+        Ok(())
+    }
+
+    pub(crate) async fn client(&self) -> Result<Object, PostgresError> {
+        self.shared.pool.get().await.map_err(|error| self.pool_error(error))
+    }
+
+    fn pool_error(&self, error: PoolError) -> PostgresError {
+        let address = self.shared.address.clone();
+        match error {
+            PoolError::Timeout(TimeoutType::Wait) => PostgresError::PoolTimeout {
+                address,
+                waited: self
+                    .shared
+                    .pool
+                    .timeouts()
+                    .wait
+                    .unwrap_or(self.shared.options.wait_timeout),
+                max_size: self.shared.pool.status().max_size,
+            },
+            PoolError::Timeout(_) => PostgresError::Connect {
+                address,
+                reason: format!(
+                    "no answer within {:?}",
+                    self.shared.pool.timeouts().create.unwrap_or(self.shared.options.connect_timeout)
+                ),
+                source: None,
+            },
+            PoolError::Backend(source) => PostgresError::Connect {
+                address,
+                reason: crate::error::describe(&source),
+                source: Some(source),
+            },
+            other => PostgresError::Connect {
+                address,
+                reason: other.to_string(),
+                source: None,
+            },
+        }
+    }
+
+    pub(crate) fn query_error(&self, source: tokio_postgres::Error) -> PostgresError {
+        let address = self.shared.address.clone();
+        let code = source.code().map(SqlState::code).unwrap_or_default();
+        let io = std::error::Error::source(&source).is_some_and(|inner| inner.is::<std::io::Error>());
+        if source.is_closed() || io || code.starts_with("57P") || code.starts_with("08") {
+            PostgresError::ConnectionLost { address, source }
+        } else if code == SqlState::UNDEFINED_TABLE.code()
+            || code == SqlState::UNDEFINED_FUNCTION.code()
+            || code == SqlState::INVALID_SCHEMA_NAME.code()
+        {
+            PostgresError::SchemaMissing {
+                address,
+                schema: self.shared.names.display.clone(),
+                source,
+            }
+        } else {
+            PostgresError::Query { address, source }
+        }
+    }
+
+    /// Wakes this process's subscribers, and the others' through `NOTIFY`.
+    fn announce(&self, head: Option<u64>) {
+        match head {
+            Some(head) => {
+                self.shared.head.send_replace(head);
+            }
+            None => self.shared.head.send_modify(|_| {}),
+        }
+        if self.shared.options.notify {
+            notify::request(&self.shared);
+        }
+    }
+
+    /// The original result of an append whose event ids are already stored.
+    async fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<AppendResult, Error> {
+        let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.shared.sql.by_event_ids)
+            .await
+            .map_err(|e| self.query_error(e))?;
+        let rows = client.query(&statement, &[&ids]).await.map_err(|e| self.query_error(e))?;
+        drop(client);
+        let mut decoder = Decoder::default();
+        let stored = rows
+            .iter()
+            .map(|row| decoder.decode(row).map(|event| (event.event_id, event)))
+            .collect::<Result<HashMap<Uuid, RecordedEvent>, Error>>()?;
+        let mut original = AppendResult {
+            stream_version: 0,
+            positions: Vec::with_capacity(events.len()),
+        };
+        let mut fresh = None;
+        for event in events {
+            let Some(recorded) = stored.get(&event.event_id) else {
+                fresh.get_or_insert(event.event_id);
+                continue;
+            };
+            if recorded.stream != *stream || !recorded.same_content(event) {
+                return Err(Error::DuplicateEventId {
+                    stream: stream.clone(),
+                    existing_stream: recorded.stream.clone(),
+                    event_id: event.event_id,
+                });
+            }
+            original.positions.push(recorded.position);
+            original.stream_version = recorded.version;
+        }
+        match fresh {
+            None => Ok(original),
+            Some(new_id) => Err(Error::InvalidRequest {
+                stream: stream.clone(),
+                reason: format!(
+                    "the append mixes events already stored with new event {new_id}; retry the original batch unchanged"
+                ),
+            }),
+        }
+    }
+
+    /// One call of the append function; `Err(None)` when no connection
+    /// could be had (the pool error is in `pool_failure`).
+    async fn try_append(
+        &self,
+        stream: &StreamId,
+        expected: Option<i64>,
+        batch: &Batch<'_>,
+    ) -> Result<(i64, Vec<i64>), AppendFailure> {
+        let client = self.client().await.map_err(AppendFailure::Pool)?;
+        let statement = client.prepare_cached(&self.shared.sql.append).await?;
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &stream.aggregate_type(),
+            &stream.aggregate_id(),
+            &expected,
+            &batch.event_ids,
+            &batch.event_types,
+            &batch.schema_versions,
+            &batch.payloads,
+            &batch.metadata,
+            &batch.occurred_at,
+        ];
+        let row = client.query_one(&statement, &params).await?;
+        Ok((row.try_get(0)?, row.try_get(1)?))
+    }
+}
+
+/// Why one call of the append function failed.
+enum AppendFailure {
+    Pool(PostgresError),
+    Driver(tokio_postgres::Error),
+}
+
+impl From<tokio_postgres::Error> for AppendFailure {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Self::Driver(error)
+    }
+}
+
+/// The columns of one append, as the arrays the append function takes.
+struct Batch<'a> {
+    event_ids: Vec<Uuid>,
+    event_types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    payloads: Vec<&'a str>,
+    metadata: Vec<Option<String>>,
+    occurred_at: Vec<time::OffsetDateTime>,
+}
+
+impl<'a> Batch<'a> {
+    fn new(stream: &StreamId, events: &'a [NewEvent]) -> Result<Self, Error> {
+        let invalid = |reason: String| Error::InvalidRequest {
+            stream: stream.clone(),
+            reason,
+        };
+        let mut batch = Batch {
+            event_ids: Vec::with_capacity(events.len()),
+            event_types: Vec::with_capacity(events.len()),
+            schema_versions: Vec::with_capacity(events.len()),
+            payloads: Vec::with_capacity(events.len()),
+            metadata: Vec::with_capacity(events.len()),
+            occurred_at: Vec::with_capacity(events.len()),
+        };
+        for event in events {
+            batch.event_ids.push(event.event_id);
+            batch.event_types.push(&event.event_type);
+            batch.schema_versions.push(i32::try_from(event.schema_version).map_err(|_| {
+                invalid(format!(
+                    "schema version {} of event {} is above {}",
+                    event.schema_version,
+                    event.event_id,
+                    i32::MAX
+                ))
+            })?);
+            batch.payloads.push(event.payload.as_str());
+            batch.metadata.push(if event.metadata.is_empty() {
+                None
+            } else {
+                Some(serde_json::to_string(&event.metadata).map_err(|error| {
+                    invalid(format!("the metadata of event {} does not serialize: {error}", event.event_id))
+                })?)
+            });
+            batch.occurred_at.push(event.occurred_at);
+        }
+        Ok(batch)
+    }
+}
+
+/// `host:port` of the first server of `config`, for messages.
+fn address_of(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let ports = config.get_ports();
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .enumerate()
+        .map(|(index, host)| {
+            let port = ports.get(index).or(ports.first()).copied().unwrap_or(5432);
+            match host {
+                Host::Tcp(name) => format!("{name}:{port}"),
+                Host::Unix(path) => format!("{}/.s.PGSQL.{port}", path.display()),
+            }
+        })
+        .collect();
+    if hosts.is_empty() {
+        let port = ports.first().copied().unwrap_or(5432);
+        format!("localhost:{port}")
+    } else {
+        hosts.join(",")
+    }
+}
+
+fn to_u64(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl EventStore for PostgresEventStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        let batch = Batch::new(stream, &events)?;
+        let expected_version = match expected {
+            ExpectedVersion::Any => None,
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(version) => Some(i64::try_from(version).map_err(|_| Error::InvalidRequest {
+                stream: stream.clone(),
+                reason: format!("expected version {version} is out of range"),
+            })?),
+        };
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let failure = match self.try_append(stream, expected_version, &batch).await {
+                Ok((stream_version, positions)) => {
+                    let positions: Vec<u64> = positions.into_iter().map(to_u64).collect();
+                    self.announce(positions.last().copied());
+                    return Ok(AppendResult {
+                        stream_version: to_u64(stream_version),
+                        positions,
+                    });
+                }
+                Err(AppendFailure::Pool(error)) => return Err(error.into()),
+                Err(AppendFailure::Driver(error)) => error,
+            };
+            let code = failure.code().map(SqlState::code).unwrap_or_default();
+            match code {
+                CONFLICT => {
+                    let reported = failure
+                        .as_db_error()
+                        .and_then(|db| db.detail())
+                        .and_then(|detail| detail.parse::<u64>().ok());
+                    let actual = match reported {
+                        Some(actual) => actual,
+                        None => self.stream_version(stream).await?,
+                    };
+                    return Err(Error::Conflict {
+                        stream: stream.clone(),
+                        expected,
+                        actual,
+                    });
+                }
+                ALREADY_STORED => return self.retried(stream, &events).await,
+                REPEATED_ID => {
+                    let mut seen = std::collections::HashSet::with_capacity(events.len());
+                    let repeated = events
+                        .iter()
+                        .find(|event| !seen.insert(event.event_id))
+                        .map_or_else(Uuid::nil, |event| event.event_id);
+                    return Err(Error::InvalidRequest {
+                        stream: stream.clone(),
+                        reason: format!("event id {repeated} appears twice in one append"),
+                    });
+                }
+                _ => {}
+            }
+            // The transaction may have held a position lock: readers capped
+            // by it can move on now that it is gone.
+            self.announce(None);
+            if code == SqlState::UNIQUE_VIOLATION.code() && attempt < MAX_ATTEMPTS {
+                // A concurrent append won a race on a version or an event id
+                // and committed: run again, and the checks see its events.
+                continue;
+            }
+            if code.starts_with("22") {
+                // Data exceptions: the server refused a value (a payload that
+                // is not JSON, a NUL character in a string).
+                let reason = failure
+                    .as_db_error()
+                    .map_or_else(|| crate::error::describe(&failure), |db| db.message().to_owned());
+                return Err(Error::InvalidRequest {
+                    stream: stream.clone(),
+                    reason: format!("PostgreSQL refused a value of the append: {reason}"),
+                });
+            }
+            return Err(self.query_error(failure).into());
+        }
+    }
+
+    fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
+        let state = StreamRead {
+            store: self.clone(),
+            stream: stream.clone(),
+            decoder: Decoder::for_stream(stream.clone()),
+            next_version: from_version.max(1),
+            page: None,
+            read_in_page: 0,
+        };
+        futures::stream::try_unfold(state, |mut state| async move {
+            loop {
+                if let Some(page) = state.page.as_mut() {
+                    match page.rows.next().await {
+                        Some(Ok(row)) => {
+                            let event = state.decoder.decode(&row)?;
+                            state.read_in_page += 1;
+                            state.next_version = event.version.saturating_add(1);
+                            return Ok(Some((event, state)));
+                        }
+                        Some(Err(error)) => return Err(state.store.query_error(error).into()),
+                        None => {
+                            state.page = None;
+                            if state.read_in_page < state.store.shared.options.page_size {
+                                return Ok(None);
+                            }
+                        }
+                    }
+                }
+                state.page = Some(state.open_page().await?);
+                state.read_in_page = 0;
+            }
+        })
+        .boxed()
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.shared.sql.read_all)
+            .await
+            .map_err(|e| self.query_error(e))?;
+        let after = to_i64(after);
+        let limit_param = i32::try_from(limit).unwrap_or(i32::MAX);
+        let params: [&(dyn ToSql + Sync); 2] = [&after, &limit_param];
+        let rows = client
+            .query_raw(&statement, params)
+            .await
+            .map_err(|e| self.query_error(e))?;
+        let mut rows = std::pin::pin!(rows);
+        let mut decoder = Decoder::default();
+        let mut events = Vec::with_capacity(limit.min(4096));
+        while let Some(row) = rows.try_next().await.map_err(|e| self.query_error(e))? {
+            events.push(decoder.decode(&row)?);
+        }
+        Ok(events)
+    }
+
+    fn subscribe_all(&self, after: u64) -> EventStream<'static> {
+        let wake = self.shared.head.subscribe();
+        notify::ensure_listener(&self.shared);
+        PollingSubscription::stream(
+            self.clone(),
+            after,
+            Some(wake),
+            SubscriptionOptions {
+                batch_size: self.shared.options.page_size,
+                poll_interval: Some(self.shared.options.poll_interval),
+            },
+        )
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.shared.sql.stream_version)
+            .await
+            .map_err(|e| self.query_error(e))?;
+        let row = client
+            .query_one(&statement, &[&stream.aggregate_type(), &stream.aggregate_id()])
+            .await
+            .map_err(|e| self.query_error(e))?;
+        let version: i64 = row.try_get(0).map_err(|e| self.query_error(e))?;
+        Ok(to_u64(version))
+    }
+
+    async fn head_position(&self) -> Result<u64, Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.shared.sql.horizon)
+            .await
+            .map_err(|e| self.query_error(e))?;
+        let row = client.query_one(&statement, &[]).await.map_err(|e| self.query_error(e))?;
+        let horizon: Option<i64> = row.try_get(0).map_err(|e| self.query_error(e))?;
+        Ok(horizon.map_or(0, to_u64))
+    }
+}
+
+/// Where a `read_stream` is: the page being received and the next version.
+struct StreamRead {
+    store: PostgresEventStore,
+    stream: StreamId,
+    decoder: Decoder,
+    next_version: u64,
+    page: Option<Page>,
+    read_in_page: usize,
+}
+
+/// One page of a stream read: rows are decoded as they arrive, so a page
+/// never sits in memory whole.
+struct Page {
+    rows: Pin<Box<RowStream>>,
+    // Returned to the pool when the page is done.
+    _client: Object,
+}
+
+impl StreamRead {
+    async fn open_page(&self) -> Result<Page, Error> {
+        let store = &self.store;
+        let client = store.client().await?;
+        let statement = client
+            .prepare_cached(&store.shared.sql.read_stream)
+            .await
+            .map_err(|e| store.query_error(e))?;
+        let from_version = to_i64(self.next_version);
+        let limit = i64::try_from(store.shared.options.page_size).unwrap_or(i64::MAX);
+        let aggregate_type = self.stream.aggregate_type();
+        let aggregate_id = self.stream.aggregate_id();
+        let params: [&(dyn ToSql + Sync); 4] = [&aggregate_type, &aggregate_id, &from_version, &limit];
+        let rows = client
+            .query_raw(&statement, params)
+            .await
+            .map_err(|e| store.query_error(e))?;
+        Ok(Page {
+            rows: Box::pin(rows),
+            _client: client,
+        })
+    }
+}
