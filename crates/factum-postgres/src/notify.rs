@@ -5,7 +5,8 @@
 //! serialises the commits of all transactions that notify (one lock on the
 //! database's notification queue), which would serialise writers. A
 //! background task sends one `NOTIFY` per burst of appends instead, on its
-//! own short transaction, off the append path.
+//! own short transaction, off the append path, and at most one every
+//! few milliseconds.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -17,6 +18,11 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::store::Shared;
 
+/// The least time between two `NOTIFY`s of one store: appends in between
+/// share the next one. Keeps the cost of wake-ups flat under load (at most
+/// 200 small transactions a second), for at most this much extra latency
+/// for subscribers in other processes.
+const NOTIFY_GAP: Duration = Duration::from_millis(5);
 /// How often an idle listener checks that someone still subscribes.
 const IDLE_CHECK: Duration = Duration::from_secs(5);
 /// The longest wait between two attempts to reconnect the listener.
@@ -25,7 +31,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Asks the notifier task to send one `NOTIFY` (coalesced with any
 /// request still pending).
 pub(crate) fn request(shared: &Arc<Shared>) {
-    let mut slot = shared.notifier.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut slot = shared
+        .notifier
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if let Some(sender) = slot.as_ref() {
         match sender.try_send(()) {
             Ok(()) | Err(TrySendError::Full(())) => return,
@@ -51,6 +60,8 @@ async fn send_notifications(shared: Weak<Shared>, mut requests: mpsc::Receiver<(
             // back to polling, and the append itself has succeeded.
             tracing::warn!(address = %shared.address, %error, "factum-postgres could not send NOTIFY");
         }
+        drop(shared);
+        tokio::time::sleep(NOTIFY_GAP).await;
     }
 }
 
@@ -70,7 +81,10 @@ pub(crate) fn ensure_listener(shared: &Arc<Shared>) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };
-    let mut slot = shared.listener.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut slot = shared
+        .listener
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if slot.as_ref().is_some_and(|task| !task.is_finished()) {
         return;
     }
@@ -86,7 +100,9 @@ async fn listen(shared: Weak<Shared>, config: tokio_postgres::Config) {
             Ok(Stop::NoSubscribers) => return,
             Ok(Stop::Dropped) => backoff = Duration::from_millis(100),
             Err(error) => {
-                let Some(alive) = shared.upgrade() else { return };
+                let Some(alive) = shared.upgrade() else {
+                    return;
+                };
                 tracing::warn!(address = %alive.address, %error, ?backoff,
                     "factum-postgres notification connection failed; subscriptions poll until it is back");
             }
@@ -105,7 +121,9 @@ enum Stop {
 }
 
 fn wanted(shared: &Weak<Shared>) -> bool {
-    shared.upgrade().is_some_and(|shared| shared.head.receiver_count() > 0)
+    shared
+        .upgrade()
+        .is_some_and(|shared| shared.head.receiver_count() > 0)
 }
 
 fn wake(shared: &Weak<Shared>) {
@@ -114,7 +132,10 @@ fn wake(shared: &Weak<Shared>) {
     }
 }
 
-async fn listen_once(shared: &Weak<Shared>, config: &tokio_postgres::Config) -> Result<Stop, tokio_postgres::Error> {
+async fn listen_once(
+    shared: &Weak<Shared>,
+    config: &tokio_postgres::Config,
+) -> Result<Stop, tokio_postgres::Error> {
     let channel = match shared.upgrade() {
         Some(alive) => alive.names.channel.clone(),
         None => return Ok(Stop::NoSubscribers),
@@ -136,7 +157,9 @@ async fn listen_once(shared: &Weak<Shared>, config: &tokio_postgres::Config) -> 
         }
         Ok(())
     });
-    client.batch_execute(&format!("LISTEN \"{channel}\"")).await?;
+    client
+        .batch_execute(&format!("LISTEN \"{channel}\""))
+        .await?;
     // Appends may have committed while no one listened.
     wake(shared);
     loop {

@@ -132,10 +132,17 @@ impl PostgresOptions {
 }
 
 fn invalid(reason: impl Into<String>) -> PostgresError {
-    PostgresError::InvalidConfig { reason: reason.into() }
+    PostgresError::InvalidConfig {
+        reason: reason.into(),
+    }
 }
 
-fn check_identifier(what: &str, name: &str, max_len: usize, may_be_empty: bool) -> Result<(), PostgresError> {
+fn check_identifier(
+    what: &str,
+    name: &str,
+    max_len: usize,
+    may_be_empty: bool,
+) -> Result<(), PostgresError> {
     if name.is_empty() {
         return if may_be_empty {
             Ok(())
@@ -167,6 +174,8 @@ pub(crate) struct Names {
     pub(crate) read_all: String,
     pub(crate) horizon: String,
     pub(crate) prefix: String,
+    /// The unique constraint on event ids.
+    pub(crate) event_id_constraint: String,
     /// The NOTIFY channel.
     pub(crate) channel: String,
     /// The high 16 bits of every position lock this store takes: `F` (0x46)
@@ -196,6 +205,7 @@ impl Names {
             read_all: qualified("read_all"),
             horizon: qualified("horizon"),
             prefix: prefix.to_owned(),
+            event_id_constraint: format!("{prefix}events_event_id"),
             channel: format!("factum:{display}"),
             lock_tag: 0x4600 | i64::from(folded),
             display,

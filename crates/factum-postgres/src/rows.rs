@@ -27,7 +27,10 @@ const OCCURRED_AT: usize = 9;
 struct JsonText<'a>(&'a str);
 
 impl<'a> FromSql<'a> for JsonText<'a> {
-    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         let text = if *ty == Type::JSONB {
             match raw.split_first() {
                 Some((1, rest)) => rest,
@@ -67,21 +70,34 @@ impl Decoder {
         let version = u64::try_from(raw_version)
             .map_err(|_| corrupt(&stream, 0, format!("negative version {raw_version}")))?;
         let raw_position: i64 = column(row, POSITION, &stream, version)?;
-        let position = u64::try_from(raw_position)
-            .map_err(|_| corrupt(&stream, version, format!("negative position {raw_position}")))?;
+        let position = u64::try_from(raw_position).map_err(|_| {
+            corrupt(
+                &stream,
+                version,
+                format!("negative position {raw_position}"),
+            )
+        })?;
         let event_id: Uuid = column(row, EVENT_ID, &stream, version)?;
         let event_type: &str = column(row, EVENT_TYPE, &stream, version)?;
         let event_type = self.event_type(event_type);
         let raw_schema_version: i32 = column(row, SCHEMA_VERSION, &stream, version)?;
         let schema_version = u32::try_from(raw_schema_version).map_err(|_| {
-            corrupt(&stream, version, format!("negative schema version {raw_schema_version}"))
+            corrupt(
+                &stream,
+                version,
+                format!("negative schema version {raw_schema_version}"),
+            )
         })?;
         let JsonText(payload) = column(row, PAYLOAD, &stream, version)?;
         let metadata: Option<JsonText<'_>> = column(row, METADATA, &stream, version)?;
         let metadata = match metadata {
             None => Metadata::default(),
             Some(JsonText(text)) => serde_json::from_str(text).map_err(|error| {
-                corrupt(&stream, version, format!("the metadata does not deserialize: {error}"))
+                corrupt(
+                    &stream,
+                    version,
+                    format!("the metadata does not deserialize: {error}"),
+                )
             })?,
         };
         let occurred_at: OffsetDateTime = column(row, OCCURRED_AT, &stream, version)?;
@@ -120,7 +136,12 @@ impl Decoder {
     }
 }
 
-fn column<'a, T: FromSql<'a>>(row: &'a Row, index: usize, stream: &StreamId, version: u64) -> Result<T, Error> {
+fn column<'a, T: FromSql<'a>>(
+    row: &'a Row,
+    index: usize,
+    stream: &StreamId,
+    version: u64,
+) -> Result<T, Error> {
     row.try_get(index).map_err(|error| {
         let name = row.columns().get(index).map_or("?", |column| column.name());
         corrupt(stream, version, format!("column `{name}`: {error}"))

@@ -15,7 +15,9 @@ pub(crate) const POSITION_BITS: u32 = 48;
 /// transaction that records it, so a failed migration leaves the schema as
 /// it was.
 pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
-    let Names { events, sequence, .. } = names;
+    let Names {
+        events, sequence, ..
+    } = names;
     let max_position = (1_i64 << POSITION_BITS) - 1;
     let prefix = &names.prefix;
     match version {
@@ -109,7 +111,7 @@ END
 $factum$;
 
 CREATE OR REPLACE FUNCTION {append}(
-    p_stream_type text, p_stream_id text, p_expected bigint,
+    p_stream_type text, p_stream_id text, p_expected bigint, p_take_turns boolean,
     p_event_ids uuid[], p_event_types text[], p_schema_versions integer[],
     p_payloads text[], p_metadata text[], p_occurred_at timestamptz[],
     OUT stream_version bigint, OUT positions bigint[])
@@ -119,8 +121,13 @@ DECLARE
     v_count integer := coalesce(cardinality(p_event_ids), 0);
     v_actual bigint;
 BEGIN
-    IF v_count > 0 AND EXISTS (SELECT 1 FROM {events} e WHERE e.event_id = ANY (p_event_ids)) THEN
-        RAISE EXCEPTION USING ERRCODE = 'FA002', MESSAGE = 'factum: event ids already stored';
+    -- After losing a race on this stream, appends to it take turns: the
+    -- version read below is then final (no livelock on a hot stream). The
+    -- first attempt skips the lock; appends to different streams never wait
+    -- for one another either way. The two-key form keeps these locks out of
+    -- the readers' scan of position locks.
+    IF p_take_turns THEN
+        PERFORM pg_advisory_xact_lock(hashtext(p_stream_type), hashtext(p_stream_id));
     END IF;
     SELECT coalesce(max(e.version), 0) INTO v_actual
       FROM {events} e WHERE e.stream_type = p_stream_type AND e.stream_id = p_stream_id;
@@ -146,6 +153,8 @@ BEGIN
         positions := ARRAY(SELECT nextval('{sequence_literal}'::regclass)
                              FROM generate_series(1, v_count) ORDER BY 1);
     END IF;
+    -- A stored event id fails this insert on the unique key of event_id:
+    -- the caller then compares the stored events (an idempotent retry).
     INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
                           schema_version, payload, metadata, occurred_at)
     SELECT positions[u.ord::integer], p_stream_type, p_stream_id, v_actual + u.ord, u.event_id,

@@ -2,7 +2,9 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
+};
 use factum_core::{
     AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
     RecordedEvent, StreamId, SubscriptionOptions,
@@ -22,7 +24,6 @@ use crate::{PostgresError, PostgresOptions};
 
 /// SQLSTATEs raised by the store's own functions.
 const CONFLICT: &str = "FA001";
-const ALREADY_STORED: &str = "FA002";
 const REPEATED_ID: &str = "FA003";
 
 /// How often an append lost a race on a unique key is run again before
@@ -97,8 +98,9 @@ impl PostgresEventStore {
     /// [`connect`](Self::connect) with `options`.
     pub async fn connect_with(dsn: &str, options: PostgresOptions) -> Result<Self, Error> {
         options.validate()?;
-        let mut config: tokio_postgres::Config =
-            dsn.parse().map_err(|source| PostgresError::InvalidDsn { source })?;
+        let mut config: tokio_postgres::Config = dsn
+            .parse()
+            .map_err(|source| PostgresError::InvalidDsn { source })?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
@@ -159,7 +161,10 @@ impl PostgresEventStore {
     fn build(pool: Pool, options: PostgresOptions, address: String) -> Self {
         let names = Names::new(&options.schema, &options.table_prefix);
         let sql = Sql {
-            append: format!("SELECT stream_version, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9)", names.append),
+            append: format!(
+                "SELECT stream_version, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                names.append
+            ),
             read_all: format!("SELECT {COLUMNS} FROM {}($1, $2)", names.read_all),
             horizon: format!("SELECT {}()", names.horizon),
             read_stream: format!(
@@ -171,7 +176,10 @@ impl PostgresEventStore {
                 "SELECT coalesce(max(version), 0) FROM {} WHERE stream_type = $1 AND stream_id = $2",
                 names.events
             ),
-            by_event_ids: format!("SELECT {COLUMNS} FROM {} WHERE event_id = ANY ($1)", names.events),
+            by_event_ids: format!(
+                "SELECT {COLUMNS} FROM {} WHERE event_id = ANY ($1)",
+                names.events
+            ),
         };
         Self {
             shared: Arc::new(Shared {
@@ -223,12 +231,18 @@ impl PostgresEventStore {
     pub async fn migrate_to(&self, target: i32) -> Result<(), Error> {
         let names = &self.shared.names;
         let mut client = self.client().await?;
-        let transaction = client.transaction().await.map_err(|e| self.query_error(e))?;
+        let transaction = client
+            .transaction()
+            .await
+            .map_err(|e| self.query_error(e))?;
         // One migration at a time per schema: a lock of the two-key form,
         // which the readers' scan of pg_locks ignores.
         let bare_schema = &self.shared.options.schema;
         transaction
-            .execute("SELECT pg_advisory_xact_lock(1180787572, hashtext($1))", &[bare_schema])
+            .execute(
+                "SELECT pg_advisory_xact_lock(1180787572, hashtext($1))",
+                &[bare_schema],
+            )
             .await
             .map_err(|e| self.query_error(e))?;
         transaction
@@ -244,7 +258,10 @@ impl PostgresEventStore {
             .await
             .map_err(|e| self.query_error(e))?;
         let found: i32 = transaction
-            .query_one(&format!("SELECT coalesce(max(version), 0) FROM {}", names.versions), &[])
+            .query_one(
+                &format!("SELECT coalesce(max(version), 0) FROM {}", names.versions),
+                &[],
+            )
             .await
             .map_err(|e| self.query_error(e))?
             .try_get(0)
@@ -268,7 +285,10 @@ impl PostgresEventStore {
                 .await
                 .map_err(|e| self.query_error(e))?;
             transaction
-                .execute(&format!("INSERT INTO {} (version) VALUES ($1)", names.versions), &[&version])
+                .execute(
+                    &format!("INSERT INTO {} (version) VALUES ($1)", names.versions),
+                    &[&version],
+                )
                 .await
                 .map_err(|e| self.query_error(e))?;
         }
@@ -278,12 +298,19 @@ impl PostgresEventStore {
                 .await
                 .map_err(|e| self.query_error(e))?;
         }
-        transaction.commit().await.map_err(|e| self.query_error(e))?;
+        transaction
+            .commit()
+            .await
+            .map_err(|e| self.query_error(e))?;
         Ok(())
     }
 
     pub(crate) async fn client(&self) -> Result<Object, PostgresError> {
-        self.shared.pool.get().await.map_err(|error| self.pool_error(error))
+        self.shared
+            .pool
+            .get()
+            .await
+            .map_err(|error| self.pool_error(error))
     }
 
     fn pool_error(&self, error: PoolError) -> PostgresError {
@@ -303,7 +330,11 @@ impl PostgresEventStore {
                 address,
                 reason: format!(
                     "no answer within {:?}",
-                    self.shared.pool.timeouts().create.unwrap_or(self.shared.options.connect_timeout)
+                    self.shared
+                        .pool
+                        .timeouts()
+                        .create
+                        .unwrap_or(self.shared.options.connect_timeout)
                 ),
                 source: None,
             },
@@ -323,7 +354,8 @@ impl PostgresEventStore {
     pub(crate) fn query_error(&self, source: tokio_postgres::Error) -> PostgresError {
         let address = self.shared.address.clone();
         let code = source.code().map(SqlState::code).unwrap_or_default();
-        let io = std::error::Error::source(&source).is_some_and(|inner| inner.is::<std::io::Error>());
+        let io =
+            std::error::Error::source(&source).is_some_and(|inner| inner.is::<std::io::Error>());
         if source.is_closed() || io || code.starts_with("57P") || code.starts_with("08") {
             PostgresError::ConnectionLost { address, source }
         } else if code == SqlState::UNDEFINED_TABLE.code()
@@ -353,15 +385,23 @@ impl PostgresEventStore {
         }
     }
 
-    /// The original result of an append whose event ids are already stored.
-    async fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<AppendResult, Error> {
+    /// The original result when `events` is a retry of an earlier append
+    /// (`None` when none of their ids is stored).
+    async fn retried(
+        &self,
+        stream: &StreamId,
+        events: &[NewEvent],
+    ) -> Result<Option<AppendResult>, Error> {
         let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&self.shared.sql.by_event_ids)
             .await
             .map_err(|e| self.query_error(e))?;
-        let rows = client.query(&statement, &[&ids]).await.map_err(|e| self.query_error(e))?;
+        let rows = client
+            .query(&statement, &[&ids])
+            .await
+            .map_err(|e| self.query_error(e))?;
         drop(client);
         let mut decoder = Decoder::default();
         let stored = rows
@@ -388,9 +428,10 @@ impl PostgresEventStore {
             original.positions.push(recorded.position);
             original.stream_version = recorded.version;
         }
-        match fresh {
-            None => Ok(original),
-            Some(new_id) => Err(Error::InvalidRequest {
+        match (original.positions.is_empty(), fresh) {
+            (true, _) => Ok(None),
+            (false, None) => Ok(Some(original)),
+            (false, Some(new_id)) => Err(Error::InvalidRequest {
                 stream: stream.clone(),
                 reason: format!(
                     "the append mixes events already stored with new event {new_id}; retry the original batch unchanged"
@@ -405,14 +446,16 @@ impl PostgresEventStore {
         &self,
         stream: &StreamId,
         expected: Option<i64>,
+        take_turns: bool,
         batch: &Batch<'_>,
     ) -> Result<(i64, Vec<i64>), AppendFailure> {
         let client = self.client().await.map_err(AppendFailure::Pool)?;
         let statement = client.prepare_cached(&self.shared.sql.append).await?;
-        let params: [&(dyn ToSql + Sync); 9] = [
+        let params: [&(dyn ToSql + Sync); 10] = [
             &stream.aggregate_type(),
             &stream.aggregate_id(),
             &expected,
+            &take_turns,
             &batch.event_ids,
             &batch.event_types,
             &batch.schema_versions,
@@ -464,20 +507,25 @@ impl<'a> Batch<'a> {
         for event in events {
             batch.event_ids.push(event.event_id);
             batch.event_types.push(&event.event_type);
-            batch.schema_versions.push(i32::try_from(event.schema_version).map_err(|_| {
-                invalid(format!(
-                    "schema version {} of event {} is above {}",
-                    event.schema_version,
-                    event.event_id,
-                    i32::MAX
-                ))
-            })?);
+            batch
+                .schema_versions
+                .push(i32::try_from(event.schema_version).map_err(|_| {
+                    invalid(format!(
+                        "schema version {} of event {} is above {}",
+                        event.schema_version,
+                        event.event_id,
+                        i32::MAX
+                    ))
+                })?);
             batch.payloads.push(event.payload.as_str());
             batch.metadata.push(if event.metadata.is_empty() {
                 None
             } else {
                 Some(serde_json::to_string(&event.metadata).map_err(|error| {
-                    invalid(format!("the metadata of event {} does not serialize: {error}", event.event_id))
+                    invalid(format!(
+                        "the metadata of event {} does not serialize: {error}",
+                        event.event_id
+                    ))
                 })?)
             });
             batch.occurred_at.push(event.occurred_at);
@@ -529,15 +577,20 @@ impl EventStore for PostgresEventStore {
         let expected_version = match expected {
             ExpectedVersion::Any => None,
             ExpectedVersion::NoStream => Some(0),
-            ExpectedVersion::Exact(version) => Some(i64::try_from(version).map_err(|_| Error::InvalidRequest {
-                stream: stream.clone(),
-                reason: format!("expected version {version} is out of range"),
-            })?),
+            ExpectedVersion::Exact(version) => {
+                Some(i64::try_from(version).map_err(|_| Error::InvalidRequest {
+                    stream: stream.clone(),
+                    reason: format!("expected version {version} is out of range"),
+                })?)
+            }
         };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let failure = match self.try_append(stream, expected_version, &batch).await {
+            let failure = match self
+                .try_append(stream, expected_version, attempt > 1, &batch)
+                .await
+            {
                 Ok((stream_version, positions)) => {
                     let positions: Vec<u64> = positions.into_iter().map(to_u64).collect();
                     self.announce(positions.last().copied());
@@ -552,6 +605,11 @@ impl EventStore for PostgresEventStore {
             let code = failure.code().map(SqlState::code).unwrap_or_default();
             match code {
                 CONFLICT => {
+                    // A retry of a stored batch meets the version check
+                    // first: it is still a retry.
+                    if let Some(original) = self.retried(stream, &events).await? {
+                        return Ok(original);
+                    }
                     let reported = failure
                         .as_db_error()
                         .and_then(|db| db.detail())
@@ -566,7 +624,6 @@ impl EventStore for PostgresEventStore {
                         actual,
                     });
                 }
-                ALREADY_STORED => return self.retried(stream, &events).await,
                 REPEATED_ID => {
                     let mut seen = std::collections::HashSet::with_capacity(events.len());
                     let repeated = events
@@ -580,20 +637,33 @@ impl EventStore for PostgresEventStore {
                 }
                 _ => {}
             }
-            // The transaction may have held a position lock: readers capped
-            // by it can move on now that it is gone.
+            // The transaction held a position lock: readers capped by it can
+            // move on now that it is gone.
             self.announce(None);
-            if code == SqlState::UNIQUE_VIOLATION.code() && attempt < MAX_ATTEMPTS {
-                // A concurrent append won a race on a version or an event id
-                // and committed: run again, and the checks see its events.
-                continue;
+            if code == SqlState::UNIQUE_VIOLATION.code() {
+                let constraint = failure
+                    .as_db_error()
+                    .and_then(|db| db.constraint())
+                    .unwrap_or_default();
+                if constraint == self.shared.names.event_id_constraint {
+                    if let Some(original) = self.retried(stream, &events).await? {
+                        return Ok(original);
+                    }
+                }
+                if attempt < MAX_ATTEMPTS {
+                    // A concurrent append to the stream won the race and
+                    // committed: run again (taking turns), and the checks see
+                    // its events.
+                    continue;
+                }
             }
             if code.starts_with("22") {
                 // Data exceptions: the server refused a value (a payload that
                 // is not JSON, a NUL character in a string).
-                let reason = failure
-                    .as_db_error()
-                    .map_or_else(|| crate::error::describe(&failure), |db| db.message().to_owned());
+                let reason = failure.as_db_error().map_or_else(
+                    || crate::error::describe(&failure),
+                    |db| db.message().to_owned(),
+                );
                 return Err(Error::InvalidRequest {
                     stream: stream.clone(),
                     reason: format!("PostgreSQL refused a value of the append: {reason}"),
@@ -684,7 +754,10 @@ impl EventStore for PostgresEventStore {
             .await
             .map_err(|e| self.query_error(e))?;
         let row = client
-            .query_one(&statement, &[&stream.aggregate_type(), &stream.aggregate_id()])
+            .query_one(
+                &statement,
+                &[&stream.aggregate_type(), &stream.aggregate_id()],
+            )
             .await
             .map_err(|e| self.query_error(e))?;
         let version: i64 = row.try_get(0).map_err(|e| self.query_error(e))?;
@@ -697,7 +770,10 @@ impl EventStore for PostgresEventStore {
             .prepare_cached(&self.shared.sql.horizon)
             .await
             .map_err(|e| self.query_error(e))?;
-        let row = client.query_one(&statement, &[]).await.map_err(|e| self.query_error(e))?;
+        let row = client
+            .query_one(&statement, &[])
+            .await
+            .map_err(|e| self.query_error(e))?;
         let horizon: Option<i64> = row.try_get(0).map_err(|e| self.query_error(e))?;
         Ok(horizon.map_or(0, to_u64))
     }
@@ -733,7 +809,8 @@ impl StreamRead {
         let limit = i64::try_from(store.shared.options.page_size).unwrap_or(i64::MAX);
         let aggregate_type = self.stream.aggregate_type();
         let aggregate_id = self.stream.aggregate_id();
-        let params: [&(dyn ToSql + Sync); 4] = [&aggregate_type, &aggregate_id, &from_version, &limit];
+        let params: [&(dyn ToSql + Sync); 4] =
+            [&aggregate_type, &aggregate_id, &from_version, &limit];
         let rows = client
             .query_raw(&statement, params)
             .await

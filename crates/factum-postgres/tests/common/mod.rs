@@ -10,7 +10,8 @@ use tokio_postgres::NoTls;
 
 /// The server the tests use.
 pub fn url() -> String {
-    std::env::var("FACTUM_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("FACTUM_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// Reports the test skipped (or fails it under `CI=true`) and returns `None`.
@@ -32,7 +33,10 @@ pub fn address() -> String {
                 Some(tokio_postgres::config::Host::Unix(path)) => path.display().to_string(),
                 None => "localhost".to_owned(),
             };
-            format!("{host}:{}", config.get_ports().first().copied().unwrap_or(5432))
+            format!(
+                "{host}:{}",
+                config.get_ports().first().copied().unwrap_or(5432)
+            )
         }
         Err(_) => url(),
     }
@@ -47,7 +51,11 @@ pub fn schema_name() -> String {
         "ft_{}_{}_{}",
         std::process::id(),
         SCHEMAS.fetch_add(1, Ordering::Relaxed),
-        uuid::Uuid::new_v4().simple().to_string().get(..6).unwrap_or("x")
+        uuid::Uuid::new_v4()
+            .simple()
+            .to_string()
+            .get(..6)
+            .unwrap_or("x")
     )
 }
 
@@ -75,17 +83,25 @@ async fn clean_stale_schemas(client: &tokio_postgres::Client) {
         return;
     }
     let Ok(rows) = client
-        .query("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'ft\\_%'", &[])
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'ft\\_%'",
+            &[],
+        )
         .await
     else {
         return;
     };
     for row in rows {
         let name: String = row.get(0);
-        let pid = name.split('_').nth(1).and_then(|pid| pid.parse::<u32>().ok());
+        let pid = name
+            .split('_')
+            .nth(1)
+            .and_then(|pid| pid.parse::<u32>().ok());
         let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
         if !alive {
-            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")).await;
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .await;
         }
     }
 }
@@ -104,7 +120,9 @@ pub async fn fresh_store() -> Option<PostgresEventStore> {
 }
 
 /// [`fresh_store`] with changed options.
-pub async fn fresh_store_with(change: impl FnOnce(PostgresOptions) -> PostgresOptions) -> Option<PostgresEventStore> {
+pub async fn fresh_store_with(
+    change: impl FnOnce(PostgresOptions) -> PostgresOptions,
+) -> Option<PostgresEventStore> {
     let client = raw_client().await?;
     clean_stale_schemas(&client).await;
     let schema = schema_name();
