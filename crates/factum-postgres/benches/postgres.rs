@@ -4,7 +4,8 @@
 //!
 //! Run: `cargo bench -p factum-postgres` (reads `FACTUM_POSTGRES_URL`,
 //! default `postgres://postgres@127.0.0.1:5432/postgres`). Each case runs
-//! raw and factum alternately, twice, and sums the runs. `BENCH_SCALE=0.2`
+//! raw and factum in turns (ten short rounds, four for the timed
+//! concurrent case) and sums the rounds. `BENCH_SCALE=0.2`
 //! shortens every case.
 
 use std::sync::Arc;
@@ -31,6 +32,10 @@ fn scale(count: usize) -> usize {
         .unwrap_or(1.0);
     ((count as f64 * factor) as usize).max(1)
 }
+
+/// Raw and factum take turns this many times in each case, so that both
+/// meet the same neighbours on a shared machine.
+const ROUNDS: usize = 10;
 
 const PAYLOAD: &str = r#"{"amount":1,"note":"a typical small event payload"}"#;
 
@@ -109,11 +114,11 @@ impl Bench {
 
     /// 10k new aggregates × 1 event, one client.
     async fn single_client_new_aggregates(&mut self) -> Result<(), BoxError> {
-        let count = scale(5_000);
+        let count = scale(500);
         let client = raw_client().await?;
         let insert = client.prepare(&self.insert_sql("raw_events")).await?;
         let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
-        for round in 0..2 {
+        for round in 0..ROUNDS {
             let started = Instant::now();
             for n in 0..count {
                 let id = format!("raw-{round}-{n}");
@@ -142,9 +147,9 @@ impl Bench {
             }
             factum_time += started.elapsed();
         }
-        let total = (2 * count) as f64;
+        let total = (ROUNDS * count) as f64;
         self.record(
-            &format!("{} new aggregates × 1 event, 1 client", 2 * count),
+            &format!("{} new aggregates × 1 event, 1 client", ROUNDS * count),
             "commits/s",
             total / raw_time.as_secs_f64(),
             total / factum_time.as_secs_f64(),
@@ -156,18 +161,18 @@ impl Bench {
     /// 16 concurrent single-event writers, for a fixed time each.
     async fn sixteen_writers(&mut self) -> Result<(), BoxError> {
         const WRITERS: usize = 16;
-        let period = Duration::from_millis(scale(2_500) as u64);
+        let period = Duration::from_millis(scale(1_000) as u64);
         let (mut raw, mut locked, mut factum) = (0_usize, 0_usize, 0_usize);
         let mut clients = Vec::new();
         for _ in 0..WRITERS {
             clients.push(Arc::new(raw_client().await?));
         }
-        for round in 0..2 {
+        for round in 0..4 {
             raw += self.raw_writers(&clients, period, false, round).await?;
             locked += self.raw_writers(&clients, period, true, round).await?;
             factum += self.factum_writers(WRITERS, period, round).await?;
         }
-        let seconds = 2.0 * period.as_secs_f64();
+        let seconds = 4.0 * period.as_secs_f64();
         let (raw, locked, factum) = (
             raw as f64 / seconds,
             locked as f64 / seconds,
@@ -275,7 +280,7 @@ impl Bench {
 
     /// 100-event batches, one client.
     async fn batches(&mut self) -> Result<(), BoxError> {
-        let batches = scale(100);
+        let batches = scale(10);
         let client = raw_client().await?;
         let insert = client
             .prepare(&format!(
@@ -287,7 +292,7 @@ impl Bench {
             ))
             .await?;
         let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
-        for round in 0..2 {
+        for round in 0..ROUNDS {
             let started = Instant::now();
             for n in 0..batches {
                 let ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
@@ -317,7 +322,7 @@ impl Bench {
             }
             factum_time += started.elapsed();
         }
-        let rows = (2 * batches * 100) as f64;
+        let rows = (ROUNDS * batches * 100) as f64;
         self.record(
             "100-event batches, 1 client",
             "rows/s",
@@ -345,10 +350,10 @@ impl Bench {
                 self.schema
             ))
             .await?;
-        let repeats = scale(10);
+        let repeats = scale(2);
         let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
         let mut checksum = 0_u64;
-        for _ in 0..2 {
+        for _ in 0..ROUNDS {
             let started = Instant::now();
             for _ in 0..repeats {
                 let rows = client
@@ -367,7 +372,7 @@ impl Bench {
             factum_time += started.elapsed();
         }
         std::hint::black_box(checksum);
-        let rows = (2 * repeats * 10_000) as f64;
+        let rows = (ROUNDS * repeats * 10_000) as f64;
         self.record(
             "reload of one 10k-event aggregate",
             "rows/s",
@@ -390,7 +395,7 @@ impl Bench {
             .await?;
         let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
         let mut total = 0_usize;
-        for _ in 0..2 {
+        for _ in 0..4 {
             let started = Instant::now();
             let mut after = 0_i64;
             loop {
@@ -413,8 +418,9 @@ impl Bench {
             factum_time += started.elapsed();
         }
         let events = total as f64;
+        let total = total / 4;
         self.record(
-            &format!("read of the global log ({} events)", total / 2),
+            &format!("read of the global log ({total} events, pages of 1024)"),
             "events/s",
             events / raw_time.as_secs_f64(),
             events / factum_time.as_secs_f64(),

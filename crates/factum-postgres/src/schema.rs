@@ -67,7 +67,10 @@ pub(crate) fn functions(names: &Names) -> String {
     format!(
         r#"
 CREATE OR REPLACE FUNCTION {horizon}() RETURNS bigint
-LANGUAGE plpgsql VOLATILE AS $factum$
+LANGUAGE plpgsql VOLATILE
+-- Plans fit for any table size from the first call: a custom plan made
+-- from stale statistics may sort a whole range instead of walking an index.
+SET plan_cache_mode = force_generic_plan AS $factum$
 -- The position up to which no event can still appear: see the crate docs.
 -- Order matters: the sequence first, then pg_locks, then (in the caller) a
 -- fresh snapshot for the rows.
@@ -91,7 +94,10 @@ $factum$;
 CREATE OR REPLACE FUNCTION {read_all}(p_after bigint, p_limit integer)
 RETURNS TABLE ("position" bigint, stream_type text, stream_id text, version bigint, event_id uuid,
                event_type text, schema_version integer, payload json, metadata json, occurred_at timestamptz)
-LANGUAGE plpgsql VOLATILE AS $factum$
+LANGUAGE plpgsql VOLATILE
+-- Plans fit for any table size from the first call: a custom plan made
+-- from stale statistics may sort a whole range instead of walking an index.
+SET plan_cache_mode = force_generic_plan AS $factum$
 #variable_conflict use_column
 DECLARE
     v_horizon bigint;
@@ -115,7 +121,10 @@ CREATE OR REPLACE FUNCTION {append}(
     p_event_ids uuid[], p_event_types text[], p_schema_versions integer[],
     p_payloads text[], p_metadata text[], p_occurred_at timestamptz[],
     OUT stream_version bigint, OUT positions bigint[])
-LANGUAGE plpgsql VOLATILE AS $factum$
+LANGUAGE plpgsql VOLATILE
+-- Plans fit for any table size from the first call: a custom plan made
+-- from stale statistics may sort a whole range instead of walking an index.
+SET plan_cache_mode = force_generic_plan AS $factum$
 #variable_conflict use_column
 DECLARE
     v_count integer := coalesce(cardinality(p_event_ids), 0);
@@ -147,14 +156,19 @@ BEGIN
     -- last position handed out, held until commit. Shared locks never block
     -- one another, so writers stay parallel.
     PERFORM pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out});
-    IF v_count = 1 THEN
-        positions := ARRAY[nextval('{sequence_literal}'::regclass)];
-    ELSE
-        positions := ARRAY(SELECT nextval('{sequence_literal}'::regclass)
-                             FROM generate_series(1, v_count) ORDER BY 1);
-    END IF;
-    -- A stored event id fails this insert on the unique key of event_id:
+    -- A stored event id fails the insert on the unique key of event_id:
     -- the caller then compares the stored events (an idempotent retry).
+    IF v_count = 1 THEN
+        -- The common case, without the cost of unnest.
+        positions := ARRAY[nextval('{sequence_literal}'::regclass)];
+        INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                              schema_version, payload, metadata, occurred_at)
+        VALUES (positions[1], p_stream_type, p_stream_id, stream_version, p_event_ids[1], p_event_types[1],
+                p_schema_versions[1], p_payloads[1]::json, p_metadata[1]::json, p_occurred_at[1]);
+        RETURN;
+    END IF;
+    positions := ARRAY(SELECT nextval('{sequence_literal}'::regclass)
+                         FROM generate_series(1, v_count) ORDER BY 1);
     INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
                           schema_version, payload, metadata, occurred_at)
     SELECT positions[u.ord::integer], p_stream_type, p_stream_id, v_actual + u.ord, u.event_id,
@@ -164,5 +178,66 @@ BEGIN
 END
 $factum$;
 "#
+    )
+}
+
+/// The statement of a first attempt to append one event: one round trip, one
+/// plan, no PL/pgSQL.
+///
+/// Returns the stream's version before the append and the new event's
+/// position, NULL when the expected version did not match (nothing is
+/// written then). The order that exactness needs is carried by the data:
+/// `nextval` sits in the target list of a join with the `position_lock`
+/// CTE, so it runs only once the lock's row exists, i.e. after the lock is
+/// taken, and the lock's key was read from the sequence before.
+pub(crate) fn append_one(names: &Names) -> String {
+    let Names {
+        events,
+        sequence,
+        lock_tag,
+        ..
+    } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    let sequence_literal = sequence.replace('\'', "''");
+    format!(
+        "WITH position_lock AS MATERIALIZED (
+             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift}
+                 + (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM {sequence} s)) AS locked
+         ), current_version AS MATERIALIZED (
+             SELECT coalesce(max(e.version), 0) AS actual
+               FROM {events} e WHERE e.stream_type = $1 AND e.stream_id = $2
+         ), inserted AS (
+             INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                                   schema_version, payload, metadata, occurred_at)
+             SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + 1, $4, $5, $6, $7::text::json,
+                    $8::text::json, $9
+               FROM current_version c, position_lock l
+              WHERE $3::bigint IS NULL OR c.actual = $3::bigint
+             RETURNING position
+         )
+         SELECT c.actual, (SELECT i.position FROM inserted i) FROM current_version c"
+    )
+}
+
+/// The statement that computes the horizon and leaves it in the session, for
+/// [`read_page`], sent right before it in the same round trip.
+pub(crate) fn set_horizon(names: &Names) -> String {
+    format!(
+        "SELECT set_config('factum.horizon', {}()::text, false)",
+        names.horizon
+    )
+}
+
+/// A page of the global log up to the horizon [`set_horizon`] just left in
+/// the session. A separate statement, so it reads with a snapshot taken
+/// after the horizon's scan of `pg_locks` (READ COMMITTED takes one per
+/// statement): the order the proof of exactness needs.
+pub(crate) fn read_page(names: &Names) -> String {
+    format!(
+        "SELECT {columns} FROM {events}
+          WHERE position > $1 AND position <= current_setting('factum.horizon', true)::bigint
+          ORDER BY position LIMIT $2",
+        columns = crate::rows::COLUMNS,
+        events = names.events,
     )
 }

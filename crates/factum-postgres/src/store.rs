@@ -67,7 +67,9 @@ pub(crate) struct Shared {
 /// The statements the store prepares, with its names filled in.
 struct Sql {
     append: String,
-    read_all: String,
+    append_one: String,
+    set_horizon: String,
+    read_page: String,
     horizon: String,
     read_stream: String,
     stream_version: String,
@@ -165,7 +167,9 @@ impl PostgresEventStore {
                 "SELECT stream_version, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 names.append
             ),
-            read_all: format!("SELECT {COLUMNS} FROM {}($1, $2)", names.read_all),
+            append_one: schema::append_one(&names),
+            set_horizon: schema::set_horizon(&names),
+            read_page: schema::read_page(&names),
             horizon: format!("SELECT {}()", names.horizon),
             read_stream: format!(
                 "SELECT {COLUMNS} FROM {} WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 \
@@ -442,14 +446,42 @@ impl PostgresEventStore {
 
     /// One call of the append function; `Err(None)` when no connection
     /// could be had (the pool error is in `pool_failure`).
+    /// One attempt at an append: the single-statement path for a first
+    /// attempt at one event, the append function otherwise.
     async fn try_append(
         &self,
         stream: &StreamId,
         expected: Option<i64>,
         take_turns: bool,
-        batch: &Batch<'_>,
-    ) -> Result<(i64, Vec<i64>), AppendFailure> {
+        events: &[NewEvent],
+    ) -> Result<Appended, AppendFailure> {
         let client = self.client().await.map_err(AppendFailure::Pool)?;
+        if let [event] = events
+            && !take_turns
+        {
+            let statement = client.prepare_cached(&self.shared.sql.append_one).await?;
+            let schema_version = schema_version(stream, event).map_err(AppendFailure::Invalid)?;
+            let metadata = encode_metadata(stream, event).map_err(AppendFailure::Invalid)?;
+            let event_type: &str = &event.event_type;
+            let params: [&(dyn ToSql + Sync); 9] = [
+                &stream.aggregate_type(),
+                &stream.aggregate_id(),
+                &expected,
+                &event.event_id,
+                &event_type,
+                &schema_version,
+                &event.payload.as_str(),
+                &metadata,
+                &event.occurred_at,
+            ];
+            let row = client.query_one(&statement, &params).await?;
+            let actual: i64 = row.try_get(0)?;
+            return Ok(match row.try_get::<_, Option<i64>>(1)? {
+                Some(position) => Appended::Done(actual + 1, vec![position]),
+                None => Appended::Conflict(Some(actual)),
+            });
+        }
+        let batch = Batch::new(stream, events).map_err(AppendFailure::Invalid)?;
         let statement = client.prepare_cached(&self.shared.sql.append).await?;
         let params: [&(dyn ToSql + Sync); 10] = [
             &stream.aggregate_type(),
@@ -463,13 +495,32 @@ impl PostgresEventStore {
             &batch.metadata,
             &batch.occurred_at,
         ];
-        let row = client.query_one(&statement, &params).await?;
-        Ok((row.try_get(0)?, row.try_get(1)?))
+        match client.query_one(&statement, &params).await {
+            Ok(row) => Ok(Appended::Done(row.try_get(0)?, row.try_get(1)?)),
+            Err(error) if error.code().map(SqlState::code) == Some(CONFLICT) => {
+                let reported = error
+                    .as_db_error()
+                    .and_then(|db| db.detail())
+                    .and_then(|detail| detail.parse::<i64>().ok());
+                Ok(Appended::Conflict(reported))
+            }
+            Err(error) => Err(error.into()),
+        }
     }
+}
+
+/// What one attempt at an append did.
+enum Appended {
+    /// Stored: the stream's new version and the positions.
+    Done(i64, Vec<i64>),
+    /// Nothing written: the stream was not at the expected version (the
+    /// actual version, when known).
+    Conflict(Option<i64>),
 }
 
 /// Why one call of the append function failed.
 enum AppendFailure {
+    Invalid(Error),
     Pool(PostgresError),
     Driver(tokio_postgres::Error),
 }
@@ -492,10 +543,6 @@ struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     fn new(stream: &StreamId, events: &'a [NewEvent]) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::InvalidRequest {
-            stream: stream.clone(),
-            reason,
-        };
         let mut batch = Batch {
             event_ids: Vec::with_capacity(events.len()),
             event_types: Vec::with_capacity(events.len()),
@@ -507,31 +554,41 @@ impl<'a> Batch<'a> {
         for event in events {
             batch.event_ids.push(event.event_id);
             batch.event_types.push(&event.event_type);
-            batch
-                .schema_versions
-                .push(i32::try_from(event.schema_version).map_err(|_| {
-                    invalid(format!(
-                        "schema version {} of event {} is above {}",
-                        event.schema_version,
-                        event.event_id,
-                        i32::MAX
-                    ))
-                })?);
+            batch.schema_versions.push(schema_version(stream, event)?);
             batch.payloads.push(event.payload.as_str());
-            batch.metadata.push(if event.metadata.is_empty() {
-                None
-            } else {
-                Some(serde_json::to_string(&event.metadata).map_err(|error| {
-                    invalid(format!(
-                        "the metadata of event {} does not serialize: {error}",
-                        event.event_id
-                    ))
-                })?)
-            });
+            batch.metadata.push(encode_metadata(stream, event)?);
             batch.occurred_at.push(event.occurred_at);
         }
         Ok(batch)
     }
+}
+
+fn schema_version(stream: &StreamId, event: &NewEvent) -> Result<i32, Error> {
+    i32::try_from(event.schema_version).map_err(|_| Error::InvalidRequest {
+        stream: stream.clone(),
+        reason: format!(
+            "schema version {} of event {} is above {}",
+            event.schema_version,
+            event.event_id,
+            i32::MAX
+        ),
+    })
+}
+
+/// The metadata as JSON text, or NULL when there is none.
+fn encode_metadata(stream: &StreamId, event: &NewEvent) -> Result<Option<String>, Error> {
+    if event.metadata.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(&event.metadata)
+        .map(Some)
+        .map_err(|error| Error::InvalidRequest {
+            stream: stream.clone(),
+            reason: format!(
+                "the metadata of event {} does not serialize: {error}",
+                event.event_id
+            ),
+        })
 }
 
 /// `host:port` of the first server of `config`, for messages.
@@ -573,7 +630,6 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
-        let batch = Batch::new(stream, &events)?;
         let expected_version = match expected {
             ExpectedVersion::Any => None,
             ExpectedVersion::NoStream => Some(0),
@@ -588,10 +644,10 @@ impl EventStore for PostgresEventStore {
         loop {
             attempt += 1;
             let failure = match self
-                .try_append(stream, expected_version, attempt > 1, &batch)
+                .try_append(stream, expected_version, attempt > 1, &events)
                 .await
             {
-                Ok((stream_version, positions)) => {
+                Ok(Appended::Done(stream_version, positions)) => {
                     let positions: Vec<u64> = positions.into_iter().map(to_u64).collect();
                     self.announce(positions.last().copied());
                     return Ok(AppendResult {
@@ -599,23 +655,14 @@ impl EventStore for PostgresEventStore {
                         positions,
                     });
                 }
-                Err(AppendFailure::Pool(error)) => return Err(error.into()),
-                Err(AppendFailure::Driver(error)) => error,
-            };
-            let code = failure.code().map(SqlState::code).unwrap_or_default();
-            match code {
-                CONFLICT => {
+                Ok(Appended::Conflict(reported)) => {
                     // A retry of a stored batch meets the version check
                     // first: it is still a retry.
                     if let Some(original) = self.retried(stream, &events).await? {
                         return Ok(original);
                     }
-                    let reported = failure
-                        .as_db_error()
-                        .and_then(|db| db.detail())
-                        .and_then(|detail| detail.parse::<u64>().ok());
                     let actual = match reported {
-                        Some(actual) => actual,
+                        Some(actual) => to_u64(actual),
                         None => self.stream_version(stream).await?,
                     };
                     return Err(Error::Conflict {
@@ -624,6 +671,12 @@ impl EventStore for PostgresEventStore {
                         actual,
                     });
                 }
+                Err(AppendFailure::Invalid(error)) => return Err(error),
+                Err(AppendFailure::Pool(error)) => return Err(error.into()),
+                Err(AppendFailure::Driver(error)) => error,
+            };
+            let code = failure.code().map(SqlState::code).unwrap_or_default();
+            match code {
                 REPEATED_ID => {
                     let mut seen = std::collections::HashSet::with_capacity(events.len());
                     let repeated = events
@@ -713,17 +766,24 @@ impl EventStore for PostgresEventStore {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
-        let statement = client
-            .prepare_cached(&self.shared.sql.read_all)
+        let set_horizon = client
+            .prepare_cached(&self.shared.sql.set_horizon)
+            .await
+            .map_err(|e| self.query_error(e))?;
+        let read_page = client
+            .prepare_cached(&self.shared.sql.read_page)
             .await
             .map_err(|e| self.query_error(e))?;
         let after = to_i64(after);
-        let limit_param = i32::try_from(limit).unwrap_or(i32::MAX);
+        let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
         let params: [&(dyn ToSql + Sync); 2] = [&after, &limit_param];
-        let rows = client
-            .query_raw(&statement, params)
-            .await
-            .map_err(|e| self.query_error(e))?;
+        // Both statements go out in one round trip, in this order, on this
+        // connection; the page is used only when the horizon was set.
+        let (_, rows) = futures::try_join!(
+            client.execute(&set_horizon, &[]),
+            client.query_raw(&read_page, params)
+        )
+        .map_err(|e| self.query_error(e))?;
         let mut rows = std::pin::pin!(rows);
         let mut decoder = Decoder::default();
         let mut events = Vec::with_capacity(limit.min(4096));

@@ -221,9 +221,15 @@ async fn sixteen_writers_and_two_readers_lose_duplicate_and_reorder_nothing() {
             let mut written = 0;
             let mut round = 0;
             while written < quota {
-                // Batches of 1 to 11 events, on the writer's own streams and
-                // (with `Any`) on one stream shared by all writers.
-                let size = (1 + (writer * 7 + round * 3) % 11).min(quota - written);
+                // Single events (every third append: the one-statement path)
+                // and batches of up to 11 events, on the writer's own streams
+                // and (with `Any`) on one stream shared by all writers.
+                let size = if round % 3 == 0 {
+                    1
+                } else {
+                    1 + (writer * 7 + round * 3) % 11
+                };
+                let size = size.min(quota - written);
                 let stream = if round % 4 == 0 {
                     StreamId::new("Shared", "all")
                 } else {
