@@ -1,12 +1,12 @@
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::{
     AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
-    RecordedEvent, StreamId, SubscriptionOptions,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId, SubscriptionOptions,
 };
 
 /// Events per page when a stream is read.
@@ -36,6 +36,7 @@ pub struct InMemoryEventStore {
 struct Shared {
     log: RwLock<Log>,
     head: watch::Sender<u64>,
+    snapshots: Mutex<HashMap<StreamId, Snapshot>>,
 }
 
 /// Events per chunk of the log: the log grows by whole chunks, so appends
@@ -95,6 +96,7 @@ impl InMemoryEventStore {
             shared: Arc::new(Shared {
                 log: RwLock::new(Log::default()),
                 head: watch::Sender::new(0),
+                snapshots: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -399,5 +401,31 @@ impl EventStore for InMemoryEventStore {
 
     async fn head_position(&self) -> Result<u64, Error> {
         Ok(self.read_log().len as u64)
+    }
+}
+
+impl SnapshotStore for InMemoryEventStore {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
+        let mut snapshots = self
+            .shared
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let newer = snapshots
+            .get(&snapshot.stream)
+            .is_none_or(|stored| stored.version <= snapshot.version);
+        if newer {
+            snapshots.insert(snapshot.stream.clone(), snapshot);
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+        let snapshots = self
+            .shared
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(snapshots.get(stream).cloned())
     }
 }
