@@ -20,3 +20,13 @@ pub use factum_macros::aggregate;
 
 /// Marks a method of an `#[aggregate]` impl block as an event: `#[event("name")]`.
 pub use factum_macros::event;
+
+/// The names most programs need: `use factum::prelude::*;` brings the
+/// traits, the application and store types, and the `#[aggregate]` and
+/// `#[event]` macros.
+pub mod prelude {
+    #[doc(no_inline)]
+    pub use crate::{aggregate, event};
+    #[doc(no_inline)]
+    pub use factum_core::prelude::*;
+}
