@@ -4,15 +4,6 @@
 #[doc(inline)]
 pub use factum_core::*;
 
-/// The names most programs need, the macros included: `use factum::prelude::*;`.
-pub mod prelude {
-    #[doc(inline)]
-    pub use factum_core::prelude::*;
-
-    #[doc(no_inline)]
-    pub use factum_macros::{aggregate, event};
-}
-
 /// Turns a struct and its impl block into an event-sourced aggregate.
 ///
 /// See the crate documentation for what it generates.
