@@ -130,10 +130,7 @@ fn the_enum_has_a_variant_per_event_with_its_stored_name() {
             },
             "money_deposited",
         ),
-        (
-            AccountEvent::MoneyWithdrawn { amount: 2 },
-            "money-withdrawn",
-        ),
+        (AccountEvent::MoneyWithdrawn { amount: 2 }, "money-withdrawn"),
         (AccountEvent::AccountClosed, "account.closed"),
         (
             AccountEvent::Tagged {
@@ -188,10 +185,7 @@ fn payloads_are_json_objects_of_the_fields_and_round_trip() {
             },
             json!({"amount": 7, "reference": "r"}),
         ),
-        (
-            AccountEvent::MoneyWithdrawn { amount: 3 },
-            json!({"amount": 3}),
-        ),
+        (AccountEvent::MoneyWithdrawn { amount: 3 }, json!({"amount": 3})),
         (AccountEvent::AccountClosed, json!({})),
         (
             AccountEvent::Tagged {
@@ -225,14 +219,7 @@ fn decoding_rejects_unknown_types_and_bad_payloads_without_panicking() {
         AccountEvent::from_payload("exploded", &payload),
         Err(DecodeError::UnknownEventType)
     ));
-    for bad in [
-        r#"{"amount": "lots"}"#,
-        r#"{}"#,
-        "[1, 2]",
-        "not json",
-        "",
-        "null",
-    ] {
+    for bad in [r#"{"amount": "lots"}"#, r#"{}"#, "[1, 2]", "not json", "", "null"] {
         let payload = Payload::from_stored(bad);
         assert!(
             matches!(
@@ -336,10 +323,7 @@ fn replaying_through_apply_rebuilds_the_state_and_records_nothing() {
         "derived PartialEq ignores the bookkeeping field"
     );
     assert_eq!(replayed.tags, ["vip", "a"]);
-    assert!(
-        replayed.pending_events().is_empty(),
-        "replay records nothing"
-    );
+    assert!(replayed.pending_events().is_empty(), "replay records nothing");
     assert_eq!(
         replayed.version(),
         0,
@@ -363,10 +347,7 @@ fn apply_rejects_a_history_that_does_not_start_with_created() {
     let error = account
         .apply(AccountEvent::MoneyWithdrawn { amount: 1 })
         .expect_err("no funds");
-    assert_eq!(
-        error.message(),
-        "insufficient funds: balance 0, asked for 1"
-    );
+    assert_eq!(error.message(), "insufficient funds: balance 0, asked for 1");
 }
 
 async fn stored(store: &InMemoryEventStore, id: AccountId, events: &[(&str, &str)]) {
@@ -382,8 +363,7 @@ async fn stored(store: &InMemoryEventStore, id: AccountId, events: &[(&str, &str
 }
 
 fn created_json(id: AccountId) -> String {
-    json!({"id": id, "owner": "ann", "balance": 0, "closed": false, "tags": [], "address": null})
-        .to_string()
+    json!({"id": id, "owner": "ann", "balance": 0, "closed": false, "tags": [], "address": null}).to_string()
 }
 
 #[tokio::test]
@@ -424,9 +404,7 @@ async fn a_history_not_starting_with_created_is_a_replay_error() {
     let id = AccountId::generate();
     stored(&store, id, &[("account.closed", "{}")]).await;
     match app.get(id).await {
-        Err(Error::Replay {
-            version, message, ..
-        }) => {
+        Err(Error::Replay { version, message, .. }) => {
             assert_eq!(version, 1);
             assert!(message.contains("must be `created`"), "{message}");
         }
@@ -439,12 +417,7 @@ async fn an_unknown_stored_event_type_is_reported_with_its_version() {
     let store = InMemoryEventStore::new();
     let app = Application::<Account, _>::new(store.clone());
     let id = AccountId::generate();
-    stored(
-        &store,
-        id,
-        &[("created", &created_json(id)), ("exploded", "{}")],
-    )
-    .await;
+    stored(&store, id, &[("created", &created_json(id)), ("exploded", "{}")]).await;
     match app.get(id).await {
         Err(Error::UnknownEventType {
             stream,
@@ -475,9 +448,7 @@ async fn a_payload_that_does_not_decode_is_a_serialization_error() {
     .await;
     match app.get(id).await {
         Err(Error::Serialization {
-            version,
-            event_type,
-            ..
+            version, event_type, ..
         }) => {
             assert_eq!(version, 2);
             assert_eq!(event_type, "money_deposited");

@@ -3,9 +3,7 @@
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::{
-    Attribute, Fields, Ident, ImplItem, ImplItemFn, Item, ItemImpl, ItemStruct, LitStr, Type,
-};
+use syn::{Attribute, Fields, Ident, ImplItem, ImplItemFn, Item, ItemImpl, ItemStruct, LitStr, Type};
 
 use crate::attr::{self, Derives, Options};
 use crate::ctxt::Ctxt;
@@ -38,10 +36,7 @@ pub(crate) struct Field {
 impl Struct {
     /// The `id` field.
     pub(crate) fn id(&self) -> Option<&Field> {
-        self.fields
-            .as_ref()?
-            .iter()
-            .find(|field| field.ident == "id")
+        self.fields.as_ref()?.iter().find(|field| field.ident == "id")
     }
 }
 

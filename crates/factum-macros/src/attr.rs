@@ -16,7 +16,8 @@ pub(crate) struct Options {
     pub(crate) first: Option<Span>,
 }
 
-const VALID_OPTIONS: &str = "the only option is `default` (`#[aggregate(default)]`, for a struct with a hand-written `impl Default`)";
+const VALID_OPTIONS: &str =
+    "the only option is `default` (`#[aggregate(default)]`, for a struct with a hand-written `impl Default`)";
 
 /// Parses the arguments of `#[aggregate(...)]`.
 pub(crate) fn options(cx: &mut Ctxt, args: TokenStream) -> Options {
@@ -125,8 +126,7 @@ pub(crate) fn derives(attrs: &[Attribute]) -> Derives {
     let mut derives = Derives::default();
     for attr in attrs.iter().filter(|attr| attr.path().is_ident("derive")) {
         // A derive list that does not parse is rustc's to report.
-        let Ok(paths) = attr.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated)
-        else {
+        let Ok(paths) = attr.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated) else {
             continue;
         };
         for path in paths {
@@ -146,12 +146,8 @@ pub(crate) fn derives(attrs: &[Attribute]) -> Derives {
 
 /// Removes `Copy` from the derives, once it has been reported.
 pub(crate) fn remove_copy(attrs: &mut [Attribute]) {
-    for attr in attrs
-        .iter_mut()
-        .filter(|attr| attr.path().is_ident("derive"))
-    {
-        let Ok(paths) = attr.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated)
-        else {
+    for attr in attrs.iter_mut().filter(|attr| attr.path().is_ident("derive")) {
+        let Ok(paths) = attr.parse_args_with(Punctuated::<Path, Token![,]>::parse_terminated) else {
             continue;
         };
         let kept: Punctuated<Path, Token![,]> = paths

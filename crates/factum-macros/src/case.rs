@@ -14,8 +14,7 @@ pub(crate) fn check_event_name(name: &str) -> Result<(), String> {
             "the event name `{name}` starts with `{first}`: {NAME_RULE}"
         ));
     }
-    if let Some(bad) = chars.find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
+    if let Some(bad) = chars.find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
         return Err(format!(
             "the event name `{name}` contains `{}`: {NAME_RULE}",
             bad.escape_default()
@@ -42,8 +41,7 @@ pub(crate) fn variant_name(name: &str) -> String {
         let next = chars.get(index + 1).copied();
         if current.is_ascii_uppercase() {
             // A new word starts at `aB` and at the last capital of `ABc`.
-            let after_lower =
-                previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
+            let after_lower = previous.is_some_and(|p| p.is_ascii_lowercase() || p.is_ascii_digit());
             let ends_acronym = previous.is_some_and(|p| p.is_ascii_uppercase())
                 && next.is_some_and(|n| n.is_ascii_lowercase());
             if after_lower || ends_acronym {

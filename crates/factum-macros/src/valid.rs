@@ -7,9 +7,7 @@ use proc_macro2::Span;
 use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
-use syn::{
-    FnArg, GenericArgument, Ident, ImplItemFn, LitStr, Pat, Path, PathArguments, ReturnType, Type,
-};
+use syn::{FnArg, GenericArgument, Ident, ImplItemFn, LitStr, Pat, Path, PathArguments, ReturnType, Type};
 
 use crate::ast::{Impl, Struct};
 use crate::case;
@@ -270,11 +268,7 @@ fn check_name(cx: &mut Ctxt, lit: &LitStr) -> Option<(String, Ident)> {
 }
 
 /// Checks the signature of an event method.
-fn check_signature(
-    cx: &mut Ctxt,
-    method: &ImplItemFn,
-    attr_span: Span,
-) -> Option<(Vec<Arg>, Returns)> {
+fn check_signature(cx: &mut Ctxt, method: &ImplItemFn, attr_span: Span) -> Option<(Vec<Arg>, Returns)> {
     let sig = &method.sig;
     let mut ok = true;
     if let Some(asyncness) = &sig.asyncness {
@@ -292,7 +286,10 @@ fn check_signature(
         ok = false;
     }
     if let Some(unsafety) = &sig.unsafety {
-        cx.error_spanned_by(unsafety, "an `#[event]` method cannot be `unsafe`: replay calls it with stored data; remove `unsafe`");
+        cx.error_spanned_by(
+            unsafety,
+            "an `#[event]` method cannot be `unsafe`: replay calls it with stored data; remove `unsafe`",
+        );
         ok = false;
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
@@ -351,9 +348,7 @@ fn check_signature(
             continue;
         };
         let ident = match &*typed.pat {
-            Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => {
-                Some(pat.ident.clone())
-            }
+            Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => Some(pat.ident.clone()),
             _ => None,
         };
         let Some(ident) = ident else {
@@ -449,18 +444,14 @@ impl<'ast> Visit<'ast> for Unstorable {
             Type::Reference(_) => Some(
                 "an event stores its arguments, so they must be owned: take `String` instead of `&str`, `Vec<T>` instead of `&[T]`, `T` instead of `&T`",
             ),
-            Type::ImplTrait(_) => Some(
-                "an event stores its arguments, so each needs a concrete type, not `impl Trait`",
-            ),
+            Type::ImplTrait(_) => {
+                Some("an event stores its arguments, so each needs a concrete type, not `impl Trait`")
+            }
             Type::TraitObject(_) => Some(
                 "an event stores its arguments, so each needs a concrete, serializable type, not `dyn Trait`",
             ),
-            Type::Infer(_) => {
-                Some("write the argument's type out: it becomes a field of the event")
-            }
-            Type::Ptr(_) => {
-                Some("an event cannot store a raw pointer: take an owned, serializable type")
-            }
+            Type::Infer(_) => Some("write the argument's type out: it becomes a field of the event"),
+            Type::Ptr(_) => Some("an event cannot store a raw pointer: take an owned, serializable type"),
             _ => None,
         };
         match message {
