@@ -58,7 +58,7 @@ pub(crate) fn is_event(attr: &Attribute) -> bool {
     }
 }
 
-const EVENT_FORM: &str = "name the event in a string: `#[event(\"incremented\")]`";
+const EVENT_FORM: &str = "write the name as a string: `#[event(\"incremented\")]`";
 
 /// The name given in `#[event("name")]`, or `None` after reporting why
 /// there is none.

@@ -44,13 +44,9 @@ pub(crate) fn check_struct(cx: &mut Ctxt, input: &Struct) -> bool {
         }
     }
     if !item.generics.params.is_empty() || item.generics.where_clause.is_some() {
-        let span = if item.generics.params.is_empty() {
-            item.generics.where_clause.span()
-        } else {
-            item.generics.span()
-        };
-        cx.error_at(
-            span,
+        let generics = generics_tokens(&item.generics);
+        cx.error_spanned_by(
+            generics,
             "generic aggregates are not supported: the event store replays a stream into one concrete type; use concrete field types (a type alias or a newtype per variant)",
         );
         expandable = false;
@@ -293,13 +289,9 @@ fn check_signature(cx: &mut Ctxt, method: &ImplItemFn, attr_span: Span) -> Optio
         ok = false;
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        let span = if sig.generics.params.is_empty() {
-            sig.generics.where_clause.span()
-        } else {
-            sig.generics.span()
-        };
-        cx.error_at(
-            span,
+        let generics = generics_tokens(&sig.generics);
+        cx.error_spanned_by(
+            generics,
             "an `#[event]` method cannot be generic: its arguments are stored as fields of the event enum, which needs concrete types",
         );
         ok = false;
@@ -421,8 +413,8 @@ fn check_arg_type(cx: &mut Ctxt, ty: &Type) -> bool {
     let mut finder = Unstorable::default();
     finder.visit_type(ty);
     match finder.found {
-        Some((span, message)) => {
-            cx.error_at(span, message);
+        Some((tokens, message)) => {
+            cx.error_spanned_by(tokens, message);
             false
         }
         None => true,
@@ -432,7 +424,7 @@ fn check_arg_type(cx: &mut Ctxt, ty: &Type) -> bool {
 /// Finds the first part of a type that an event cannot own.
 #[derive(Default)]
 struct Unstorable {
-    found: Option<(Span, &'static str)>,
+    found: Option<(proc_macro2::TokenStream, &'static str)>,
 }
 
 impl<'ast> Visit<'ast> for Unstorable {
@@ -455,7 +447,7 @@ impl<'ast> Visit<'ast> for Unstorable {
             _ => None,
         };
         match message {
-            Some(message) => self.found = Some((ty.span(), message)),
+            Some(message) => self.found = Some((quote::ToTokens::to_token_stream(ty), message)),
             None => syn::visit::visit_type(self, ty),
         }
     }
@@ -463,7 +455,7 @@ impl<'ast> Visit<'ast> for Unstorable {
     fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
         if self.found.is_none() && lifetime.ident != "static" {
             self.found = Some((
-                lifetime.span(),
+                quote::ToTokens::to_token_stream(lifetime),
                 "an event stores its arguments, so they cannot borrow: use owned types (only `'static` lifetimes)",
             ));
         }
@@ -489,5 +481,16 @@ impl VisitMut for ReplaceSelf<'_> {
             return;
         }
         syn::visit_mut::visit_type_mut(self, ty);
+    }
+}
+
+/// The tokens of `<...>` or, without parameters, of the where clause: the
+/// part of a signature to underline for "cannot be generic".
+fn generics_tokens(generics: &syn::Generics) -> proc_macro2::TokenStream {
+    if generics.params.is_empty() {
+        quote::ToTokens::to_token_stream(&generics.where_clause)
+    } else {
+        let (lt, params, gt) = (&generics.lt_token, &generics.params, &generics.gt_token);
+        quote::quote!(#lt #params #gt)
     }
 }
