@@ -44,7 +44,11 @@ async fn run<S: EventStore>(store: S, id: CounterId) -> Result<(), Box<dyn std::
     if let Err(refused) = counter.add_checked(-5) {
         println!("add_checked(-5) refused: {refused}");
     }
-    let pending: Vec<&str> = counter.pending_events().iter().map(|event| event.event_type()).collect();
+    let pending: Vec<&str> = counter
+        .pending_events()
+        .iter()
+        .map(|event| event.event_type())
+        .collect();
     println!("pending events: {pending:?}");
     let saved = app.save(&mut counter).await?;
     println!(
@@ -55,7 +59,11 @@ async fn run<S: EventStore>(store: S, id: CounterId) -> Result<(), Box<dyn std::
     );
 
     let reloaded: Counter = app.get(id).await?;
-    println!("reloaded: value {}, version {}", reloaded.value, reloaded.version());
+    println!(
+        "reloaded: value {}, version {}",
+        reloaded.value,
+        reloaded.version()
+    );
     let past: Counter = app.get_at(id, before.max(1) + 1).await?;
     println!("time travel to version {}: value {}", past.version(), past.value);
     Ok(())
