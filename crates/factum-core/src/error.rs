@@ -81,6 +81,23 @@ pub enum Error {
         message: String,
     },
 
+    /// An old payload could not be lifted to the current schema version.
+    #[error(
+        "upcasting `{event_type}` (schema version {schema_version}) at version {version} of stream {stream} failed: {reason}"
+    )]
+    Upcast {
+        /// The stream holding the event.
+        stream: StreamId,
+        /// The event's version in its stream.
+        version: u64,
+        /// The event type.
+        event_type: String,
+        /// The schema version the payload was stored with.
+        schema_version: u32,
+        /// What the upcaster reported.
+        reason: String,
+    },
+
     /// A stored event is damaged (a gap in versions, a bad column value).
     #[error("corrupt event at version {version} of stream {stream}: {reason}")]
     Corrupt {
@@ -95,7 +112,9 @@ pub enum Error {
     /// An event id was appended before with different content. Retrying an
     /// append with the same ids and content is fine and returns the original
     /// positions; reusing an id for another event is this error.
-    #[error("event id {event_id} was already appended to stream {existing_stream} with different content (now appended to {stream})")]
+    #[error(
+        "event id {event_id} was already appended to stream {existing_stream} with different content (now appended to {stream})"
+    )]
     DuplicateEventId {
         /// The stream of the rejected append.
         stream: StreamId,

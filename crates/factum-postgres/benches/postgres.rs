@@ -338,9 +338,7 @@ impl Bench {
         let stream = StreamId::new("Counter", "reload");
         for _ in 0..100 {
             let events = (0..100).map(|_| event()).collect();
-            self.store
-                .append(&stream, ExpectedVersion::Any, events)
-                .await?;
+            self.store.append(&stream, ExpectedVersion::Any, events).await?;
         }
         let client = raw_client().await?;
         let select = client
@@ -356,9 +354,7 @@ impl Bench {
         for _ in 0..ROUNDS {
             let started = Instant::now();
             for _ in 0..repeats {
-                let rows = client
-                    .query(&select, &[&"Counter", &"reload", &1_i64])
-                    .await?;
+                let rows = client.query(&select, &[&"Counter", &"reload", &1_i64]).await?;
                 for row in &rows {
                     checksum += decode_raw(row)?;
                 }

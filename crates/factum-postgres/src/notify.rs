@@ -157,9 +157,7 @@ async fn listen_once(
         }
         Ok(())
     });
-    client
-        .batch_execute(&format!("LISTEN \"{channel}\""))
-        .await?;
+    client.batch_execute(&format!("LISTEN \"{channel}\"")).await?;
     // Appends may have committed while no one listened.
     wake(shared);
     loop {

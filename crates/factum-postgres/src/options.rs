@@ -137,12 +137,7 @@ fn invalid(reason: impl Into<String>) -> PostgresError {
     }
 }
 
-fn check_identifier(
-    what: &str,
-    name: &str,
-    max_len: usize,
-    may_be_empty: bool,
-) -> Result<(), PostgresError> {
+fn check_identifier(what: &str, name: &str, max_len: usize, may_be_empty: bool) -> Result<(), PostgresError> {
     if name.is_empty() {
         return if may_be_empty {
             Ok(())

@@ -27,10 +27,7 @@ const OCCURRED_AT: usize = 9;
 struct JsonText<'a>(&'a str);
 
 impl<'a> FromSql<'a> for JsonText<'a> {
-    fn from_sql(
-        ty: &Type,
-        raw: &'a [u8],
-    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
         let text = if *ty == Type::JSONB {
             match raw.split_first() {
                 Some((1, rest)) => rest,
@@ -70,13 +67,8 @@ impl Decoder {
         let version = u64::try_from(raw_version)
             .map_err(|_| corrupt(&stream, 0, format!("negative version {raw_version}")))?;
         let raw_position: i64 = column(row, POSITION, &stream, version)?;
-        let position = u64::try_from(raw_position).map_err(|_| {
-            corrupt(
-                &stream,
-                version,
-                format!("negative position {raw_position}"),
-            )
-        })?;
+        let position = u64::try_from(raw_position)
+            .map_err(|_| corrupt(&stream, version, format!("negative position {raw_position}")))?;
         let event_id: Uuid = column(row, EVENT_ID, &stream, version)?;
         let event_type: &str = column(row, EVENT_TYPE, &stream, version)?;
         let event_type = self.event_type(event_type);

@@ -15,9 +15,7 @@ pub(crate) const POSITION_BITS: u32 = 48;
 /// transaction that records it, so a failed migration leaves the schema as
 /// it was.
 pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
-    let Names {
-        events, sequence, ..
-    } = names;
+    let Names { events, sequence, .. } = names;
     let max_position = (1_i64 << POSITION_BITS) - 1;
     let prefix = &names.prefix;
     match version {

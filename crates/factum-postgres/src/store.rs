@@ -180,10 +180,7 @@ impl PostgresEventStore {
                 "SELECT coalesce(max(version), 0) FROM {} WHERE stream_type = $1 AND stream_id = $2",
                 names.events
             ),
-            by_event_ids: format!(
-                "SELECT {COLUMNS} FROM {} WHERE event_id = ANY ($1)",
-                names.events
-            ),
+            by_event_ids: format!("SELECT {COLUMNS} FROM {} WHERE event_id = ANY ($1)", names.events),
         };
         Self {
             shared: Arc::new(Shared {
@@ -235,10 +232,7 @@ impl PostgresEventStore {
     pub async fn migrate_to(&self, target: i32) -> Result<(), Error> {
         let names = &self.shared.names;
         let mut client = self.client().await?;
-        let transaction = client
-            .transaction()
-            .await
-            .map_err(|e| self.query_error(e))?;
+        let transaction = client.transaction().await.map_err(|e| self.query_error(e))?;
         // One migration at a time per schema: a lock of the two-key form,
         // which the readers' scan of pg_locks ignores.
         let bare_schema = &self.shared.options.schema;
@@ -302,10 +296,7 @@ impl PostgresEventStore {
                 .await
                 .map_err(|e| self.query_error(e))?;
         }
-        transaction
-            .commit()
-            .await
-            .map_err(|e| self.query_error(e))?;
+        transaction.commit().await.map_err(|e| self.query_error(e))?;
         Ok(())
     }
 
@@ -358,8 +349,7 @@ impl PostgresEventStore {
     pub(crate) fn query_error(&self, source: tokio_postgres::Error) -> PostgresError {
         let address = self.shared.address.clone();
         let code = source.code().map(SqlState::code).unwrap_or_default();
-        let io =
-            std::error::Error::source(&source).is_some_and(|inner| inner.is::<std::io::Error>());
+        let io = std::error::Error::source(&source).is_some_and(|inner| inner.is::<std::io::Error>());
         if source.is_closed() || io || code.starts_with("57P") || code.starts_with("08") {
             PostgresError::ConnectionLost { address, source }
         } else if code == SqlState::UNDEFINED_TABLE.code()
@@ -391,11 +381,7 @@ impl PostgresEventStore {
 
     /// The original result when `events` is a retry of an earlier append
     /// (`None` when none of their ids is stored).
-    async fn retried(
-        &self,
-        stream: &StreamId,
-        events: &[NewEvent],
-    ) -> Result<Option<AppendResult>, Error> {
+    async fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
         let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
         let client = self.client().await?;
         let statement = client
@@ -713,10 +699,9 @@ impl EventStore for PostgresEventStore {
             if code.starts_with("22") {
                 // Data exceptions: the server refused a value (a payload that
                 // is not JSON, a NUL character in a string).
-                let reason = failure.as_db_error().map_or_else(
-                    || crate::error::describe(&failure),
-                    |db| db.message().to_owned(),
-                );
+                let reason = failure
+                    .as_db_error()
+                    .map_or_else(|| crate::error::describe(&failure), |db| db.message().to_owned());
                 return Err(Error::InvalidRequest {
                     stream: stream.clone(),
                     reason: format!("PostgreSQL refused a value of the append: {reason}"),
@@ -814,10 +799,7 @@ impl EventStore for PostgresEventStore {
             .await
             .map_err(|e| self.query_error(e))?;
         let row = client
-            .query_one(
-                &statement,
-                &[&stream.aggregate_type(), &stream.aggregate_id()],
-            )
+            .query_one(&statement, &[&stream.aggregate_type(), &stream.aggregate_id()])
             .await
             .map_err(|e| self.query_error(e))?;
         let version: i64 = row.try_get(0).map_err(|e| self.query_error(e))?;
@@ -869,8 +851,7 @@ impl StreamRead {
         let limit = i64::try_from(store.shared.options.page_size).unwrap_or(i64::MAX);
         let aggregate_type = self.stream.aggregate_type();
         let aggregate_id = self.stream.aggregate_id();
-        let params: [&(dyn ToSql + Sync); 4] =
-            [&aggregate_type, &aggregate_id, &from_version, &limit];
+        let params: [&(dyn ToSql + Sync); 4] = [&aggregate_type, &aggregate_id, &from_version, &limit];
         let rows = client
             .query_raw(&statement, params)
             .await

@@ -76,10 +76,7 @@ async fn readers_do_not_pass_an_open_append_and_deliver_it_first_once_committed(
 
     writer_a.batch_execute("COMMIT").await.unwrap();
     let all = store.read_all(0, 100).await.unwrap();
-    let order: Vec<(Uuid, u64)> = all
-        .iter()
-        .map(|event| (event.event_id, event.position))
-        .collect();
+    let order: Vec<(Uuid, u64)> = all.iter().map(|event| (event.event_id, event.position)).collect();
     assert_eq!(order.len(), 2);
     assert_eq!(order[0], (a_id, u64::try_from(a_position).unwrap()));
     assert_eq!(order[1].1, b_position);
@@ -192,14 +189,8 @@ async fn sixteen_writers_and_two_readers_lose_duplicate_and_reorder_nothing() {
             let mut checkpoint = 0;
             let started = std::time::Instant::now();
             while delivered.len() < TOTAL_EVENTS {
-                assert!(
-                    started.elapsed() < Duration::from_secs(120),
-                    "poller stalled"
-                );
-                let page = store
-                    .read_all(checkpoint, 500)
-                    .await
-                    .expect("read_all failed");
+                assert!(started.elapsed() < Duration::from_secs(120), "poller stalled");
+                let page = store.read_all(checkpoint, 500).await.expect("read_all failed");
                 if page.is_empty() {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
@@ -250,10 +241,7 @@ async fn sixteen_writers_and_two_readers_lose_duplicate_and_reorder_nothing() {
     let mut committed = BTreeSet::new();
     for writer in writers {
         for position in writer.await.unwrap() {
-            assert!(
-                committed.insert(position),
-                "position {position} handed out twice"
-            );
+            assert!(committed.insert(position), "position {position} handed out twice");
         }
     }
     assert_eq!(committed.len(), TOTAL_EVENTS);

@@ -20,15 +20,9 @@ async fn append_then_read_back_everything_stored() {
     };
     let stream = StreamId::new("Counter", "1");
     let metadata = Metadata::default().with_tenant("acme").with("user", "ann");
-    let first = event(1)
-        .with_metadata(metadata.clone())
-        .with_schema_version(3);
+    let first = event(1).with_metadata(metadata.clone()).with_schema_version(3);
     let result = store
-        .append(
-            &stream,
-            ExpectedVersion::NoStream,
-            vec![first.clone(), event(2)],
-        )
+        .append(&stream, ExpectedVersion::NoStream, vec![first.clone(), event(2)])
         .await
         .unwrap();
     assert_eq!(result.stream_version, 2);
@@ -61,10 +55,7 @@ async fn stream_reads_page_through_long_streams() {
     let stream = StreamId::new("Counter", "long");
     for chunk in 0..5 {
         let events = (0..10).map(|n| event(chunk * 10 + n)).collect();
-        store
-            .append(&stream, ExpectedVersion::Any, events)
-            .await
-            .unwrap();
+        store.append(&stream, ExpectedVersion::Any, events).await.unwrap();
     }
     let versions: Vec<u64> = store
         .read_stream(&stream, 1)
@@ -195,22 +186,14 @@ async fn retries_return_original_positions_and_reuse_is_refused() {
     assert!(matches!(error, Error::DuplicateEventId { .. }), "{error:?}");
 
     let error = store
-        .append(
-            &stream,
-            ExpectedVersion::Any,
-            vec![batch[0].clone(), event(3)],
-        )
+        .append(&stream, ExpectedVersion::Any, vec![batch[0].clone(), event(3)])
         .await
         .unwrap_err();
     assert!(matches!(error, Error::InvalidRequest { .. }), "{error:?}");
 
     let repeated = event(4);
     let error = store
-        .append(
-            &stream,
-            ExpectedVersion::Any,
-            vec![repeated.clone(), repeated],
-        )
+        .append(&stream, ExpectedVersion::Any, vec![repeated.clone(), repeated])
         .await
         .unwrap_err();
     assert!(matches!(error, Error::InvalidRequest { .. }), "{error:?}");
@@ -223,10 +206,7 @@ async fn hostile_ids_and_types_are_data_not_sql() {
         return;
     };
     let stream = StreamId::new("Robert'); DROP TABLE students;--", "1' OR '1'='1");
-    let hostile = NewEvent::new(
-        "x'; DELETE FROM factum_events; --",
-        Payload::parse("{}").unwrap(),
-    );
+    let hostile = NewEvent::new("x'; DELETE FROM factum_events; --", Payload::parse("{}").unwrap());
     store
         .append(&stream, ExpectedVersion::NoStream, vec![hostile.clone()])
         .await
@@ -293,10 +273,7 @@ async fn a_damaged_row_is_a_typed_error_naming_stream_and_version() {
         other => panic!("expected a corrupt event, got {other:?}"),
     }
     let error = store.read_all(0, 10).await.unwrap_err();
-    assert!(
-        matches!(error, Error::Corrupt { version: 2, .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, Error::Corrupt { version: 2, .. }), "{error:?}");
 
     // A payload that no longer fits its type is handed on, and decoding it
     // names the event: it is not skipped.
