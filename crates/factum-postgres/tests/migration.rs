@@ -1,0 +1,113 @@
+//! Schema versions: an older schema is migrated in place without losing
+//! events, and a newer one is refused.
+
+mod common;
+
+use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
+use factum_postgres::{PostgresError, PostgresEventStore};
+use futures::TryStreamExt;
+use uuid::Uuid;
+
+async fn bare_store() -> Option<(PostgresEventStore, tokio_postgres::Client, String)> {
+    let raw = common::raw_client().await?;
+    let schema = common::schema_name();
+    let store = PostgresEventStore::connect_with(&common::url(), common::options(&schema))
+        .await
+        .ok()?;
+    Some((store, raw, schema))
+}
+
+async fn columns(raw: &tokio_postgres::Client, schema: &str) -> Vec<String> {
+    raw.query(
+        "SELECT column_name::text FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'factum_events'",
+        &[&schema],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get::<_, String>(0))
+    .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_schema_is_migrated_with_its_events_intact() {
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(1).await.unwrap();
+    // Events as the version 1 store wrote them.
+    let ids: Vec<Uuid> = (0..3).map(|_| Uuid::now_v7()).collect();
+    for (index, id) in ids.iter().enumerate() {
+        raw.execute(
+            &format!(
+                "INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id, event_type, \
+                 schema_version, payload, metadata, occurred_at) \
+                 VALUES (nextval('\"{schema}\".factum_position'), 'Counter', 'old', $1, $2, 'incremented', 1, \
+                 $3::text::json, NULL, now())"
+            ),
+            &[&(index as i64 + 1), id, &format!(r#"{{"amount":{index}}}"#)],
+        )
+        .await
+        .unwrap();
+    }
+    assert!(!columns(&raw, &schema).await.contains(&"recorded_at".to_owned()));
+
+    store.ensure_schema().await.unwrap();
+    store.ensure_schema().await.unwrap();
+
+    assert!(columns(&raw, &schema).await.contains(&"recorded_at".to_owned()));
+    let versions: Vec<i32> = raw
+        .query(
+            &format!("SELECT version FROM \"{schema}\".factum_schema_version ORDER BY version"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(versions, [1, 2]);
+    let stream = StreamId::new("Counter", "old");
+    let events: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
+    assert_eq!(events.iter().map(|event| event.event_id).collect::<Vec<_>>(), ids);
+    assert_eq!(events[2].payload.as_str(), r#"{"amount":2}"#);
+    // The log goes on where version 1 left it.
+    let appended = store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(3),
+            vec![NewEvent::new("incremented", Payload::parse("{}").unwrap())],
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended.stream_version, 4);
+    assert_eq!(appended.positions, [4]);
+    assert_eq!(store.read_all(0, 10).await.unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_from_a_newer_release_is_refused_untouched() {
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.ensure_schema().await.unwrap();
+    raw.execute(
+        &format!("INSERT INTO \"{schema}\".factum_schema_version (version) VALUES (99)"),
+        &[],
+    )
+    .await
+    .unwrap();
+    let error = store.ensure_schema().await.unwrap_err();
+    match &error {
+        factum_core::Error::Store { source, .. } => match source.downcast_ref::<PostgresError>() {
+            Some(PostgresError::SchemaTooNew {
+                found: 99, supported, ..
+            }) => {
+                assert_eq!(*supported, PostgresEventStore::schema_version());
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        },
+        other => panic!("expected a store error, got {other:?}"),
+    }
+    assert!(error.to_string().contains("upgrade"), "{error}");
+}
