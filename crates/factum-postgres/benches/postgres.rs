@@ -379,13 +379,13 @@ impl Bench {
         Ok(())
     }
 
-    /// The whole global log, in pages of 1024.
+    /// The whole global log, in pages of 4096.
     async fn global_log(&mut self) -> Result<(), BoxError> {
         let client = raw_client().await?;
         let select = client
             .prepare(&format!(
                 "SELECT position, stream_type, stream_id, version, event_id, event_type, schema_version, payload::text, metadata::text, occurred_at \
-                 FROM \"{}\".factum_events WHERE position > $1 ORDER BY position LIMIT 1024",
+                 FROM \"{}\".factum_events WHERE position > $1 ORDER BY position LIMIT 4096",
                 self.schema
             ))
             .await?;
@@ -406,7 +406,7 @@ impl Bench {
             let started = Instant::now();
             let mut after = 0;
             loop {
-                let page = self.store.read_all(after, 1024).await?;
+                let page = self.store.read_all(after, 4096).await?;
                 let Some(last) = page.last() else { break };
                 after = last.position;
                 total += page.len();
@@ -416,7 +416,7 @@ impl Bench {
         let events = total as f64;
         let total = total / 4;
         self.record(
-            &format!("read of the global log ({total} events, pages of 1024)"),
+            &format!("read of the global log ({total} events, pages of 4096)"),
             "events/s",
             events / raw_time.as_secs_f64(),
             events / factum_time.as_secs_f64(),

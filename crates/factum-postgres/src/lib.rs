@@ -8,7 +8,7 @@
 //! use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
 //! use factum_postgres::PostgresEventStore;
 //!
-//! # async fn demo() -> Result<(), factum_core::Error> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
 //! store.ensure_schema().await?; // idempotent: creates or migrates the tables
 //!

@@ -105,12 +105,15 @@ BEGIN
         RETURN;
     END IF;
     RETURN QUERY
-        SELECT e.position, e.stream_type, e.stream_id, e.version, e.event_id, e.event_type,
-               e.schema_version, e.payload, e.metadata, e.occurred_at
-          FROM {events} e
-         WHERE e.position > p_after AND e.position <= v_horizon
-         ORDER BY e.position
-         LIMIT p_limit;
+        SELECT page.* FROM (
+            SELECT e.position, e.stream_type, e.stream_id, e.version, e.event_id, e.event_type,
+                   e.schema_version, e.payload, e.metadata, e.occurred_at
+              FROM {events} e
+             WHERE e.position > p_after
+             ORDER BY e.position
+             LIMIT p_limit) page
+         WHERE page.position <= v_horizon
+         ORDER BY page.position;
 END
 $factum$;
 
@@ -231,10 +234,16 @@ pub(crate) fn set_horizon(names: &Names) -> String {
 /// after the horizon's scan of `pg_locks` (READ COMMITTED takes one per
 /// statement): the order the proof of exactness needs.
 pub(crate) fn read_page(names: &Names) -> String {
+    // The horizon filters the page after the LIMIT (the rows at or below it
+    // are a prefix of the page): an open range bounded on both sides makes
+    // the planner expect few rows and sort a whole range, while this form
+    // always walks the primary key from `$1`.
     format!(
-        "SELECT {columns} FROM {events}
-          WHERE position > $1 AND position <= current_setting('factum.horizon', true)::bigint
-          ORDER BY position LIMIT $2",
+        "SELECT {columns} FROM (
+             SELECT {columns} FROM {events} WHERE position > $1 ORDER BY position LIMIT $2
+         ) page
+         WHERE position <= current_setting('factum.horizon', true)::bigint
+         ORDER BY position",
         columns = crate::rows::COLUMNS,
         events = names.events,
     )

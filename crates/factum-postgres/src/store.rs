@@ -39,7 +39,7 @@ const MAX_ATTEMPTS: usize = 64;
 /// ```no_run
 /// # use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
 /// # use factum_postgres::PostgresEventStore;
-/// # async fn demo() -> Result<(), factum_core::Error> {
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let store = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
 /// store.ensure_schema().await?;
 /// let stream = StreamId::new("Counter", "42");
@@ -662,19 +662,16 @@ impl EventStore for PostgresEventStore {
                 Err(AppendFailure::Driver(error)) => error,
             };
             let code = failure.code().map(SqlState::code).unwrap_or_default();
-            match code {
-                REPEATED_ID => {
-                    let mut seen = std::collections::HashSet::with_capacity(events.len());
-                    let repeated = events
-                        .iter()
-                        .find(|event| !seen.insert(event.event_id))
-                        .map_or_else(Uuid::nil, |event| event.event_id);
-                    return Err(Error::InvalidRequest {
-                        stream: stream.clone(),
-                        reason: format!("event id {repeated} appears twice in one append"),
-                    });
-                }
-                _ => {}
+            if code == REPEATED_ID {
+                let mut seen = std::collections::HashSet::with_capacity(events.len());
+                let repeated = events
+                    .iter()
+                    .find(|event| !seen.insert(event.event_id))
+                    .map_or_else(Uuid::nil, |event| event.event_id);
+                return Err(Error::InvalidRequest {
+                    stream: stream.clone(),
+                    reason: format!("event id {repeated} appears twice in one append"),
+                });
             }
             // The transaction held a position lock: readers capped by it can
             // move on now that it is gone.
@@ -684,10 +681,10 @@ impl EventStore for PostgresEventStore {
                     .as_db_error()
                     .and_then(|db| db.constraint())
                     .unwrap_or_default();
-                if constraint == self.shared.names.event_id_constraint {
-                    if let Some(original) = self.retried(stream, &events).await? {
-                        return Ok(original);
-                    }
+                if constraint == self.shared.names.event_id_constraint
+                    && let Some(original) = self.retried(stream, &events).await?
+                {
+                    return Ok(original);
                 }
                 if attempt < MAX_ATTEMPTS {
                     // A concurrent append to the stream won the race and

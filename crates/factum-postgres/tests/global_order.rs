@@ -156,6 +156,7 @@ async fn next_event(live: &mut factum_core::EventStream<'static>) -> RecordedEve
 }
 
 const WRITERS: usize = 16;
+/// A multiple of `WRITERS`: each writes an equal share.
 const TOTAL_EVENTS: usize = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +208,7 @@ async fn sixteen_writers_and_two_readers_lose_duplicate_and_reorder_nothing() {
     for writer in 0..WRITERS {
         let store = store.clone();
         writers.push(tokio::spawn(async move {
-            let quota = TOTAL_EVENTS / WRITERS + usize::from(writer < TOTAL_EVENTS % WRITERS);
+            let quota = TOTAL_EVENTS / WRITERS;
             let mut positions = Vec::with_capacity(quota);
             let mut written = 0;
             let mut round = 0;
