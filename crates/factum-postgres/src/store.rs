@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::{
@@ -300,12 +301,19 @@ impl PostgresEventStore {
         Ok(())
     }
 
-    pub(crate) async fn client(&self) -> Result<Object, PostgresError> {
+    pub(crate) async fn client(&self) -> Result<Conn, PostgresError> {
         self.shared
             .pool
             .get()
             .await
+            .map(Conn::new)
             .map_err(|error| self.pool_error(error))
+    }
+
+    /// Maps the error of a statement run on `client`, dropping the
+    /// connection from the pool when it is gone.
+    fn fail(&self, client: &Conn, error: tokio_postgres::Error) -> PostgresError {
+        self.query_error(client.check(error))
     }
 
     fn pool_error(&self, error: PoolError) -> PostgresError {
@@ -349,8 +357,7 @@ impl PostgresEventStore {
     pub(crate) fn query_error(&self, source: tokio_postgres::Error) -> PostgresError {
         let address = self.shared.address.clone();
         let code = source.code().map(SqlState::code).unwrap_or_default();
-        let io = std::error::Error::source(&source).is_some_and(|inner| inner.is::<std::io::Error>());
-        if source.is_closed() || io || code.starts_with("57P") || code.starts_with("08") {
+        if connection_lost(&source) {
             PostgresError::ConnectionLost { address, source }
         } else if code == SqlState::UNDEFINED_TABLE.code()
             || code == SqlState::UNDEFINED_FUNCTION.code()
@@ -387,11 +394,11 @@ impl PostgresEventStore {
         let statement = client
             .prepare_cached(&self.shared.sql.by_event_ids)
             .await
-            .map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.fail(&client, e))?;
         let rows = client
             .query(&statement, &[&ids])
             .await
-            .map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.fail(&client, e))?;
         drop(client);
         let mut decoder = Decoder::default();
         let stored = rows
@@ -442,6 +449,23 @@ impl PostgresEventStore {
         events: &[NewEvent],
     ) -> Result<Appended, AppendFailure> {
         let client = self.client().await.map_err(AppendFailure::Pool)?;
+        let result = self
+            .try_append_on(&client, stream, expected, take_turns, events)
+            .await;
+        match result {
+            Err(AppendFailure::Driver(error)) => Err(AppendFailure::Driver(client.check(error))),
+            other => other,
+        }
+    }
+
+    async fn try_append_on(
+        &self,
+        client: &Conn,
+        stream: &StreamId,
+        expected: Option<i64>,
+        take_turns: bool,
+        events: &[NewEvent],
+    ) -> Result<Appended, AppendFailure> {
         if let [event] = events
             && !take_turns
         {
@@ -502,6 +526,66 @@ enum Appended {
     /// Nothing written: the stream was not at the expected version (the
     /// actual version, when known).
     Conflict(Option<i64>),
+}
+
+/// A pooled connection that leaves the pool, instead of going back to it,
+/// once a statement on it found the connection gone: the pool's cheap
+/// recycling check can miss a connection the server has just closed.
+pub(crate) struct Conn {
+    object: Option<Object>,
+    lost: AtomicBool,
+}
+
+impl Conn {
+    fn new(object: Object) -> Self {
+        Self {
+            object: Some(object),
+            lost: AtomicBool::new(false),
+        }
+    }
+
+    /// Remembers that the connection is gone when `error` says so.
+    fn check(&self, error: tokio_postgres::Error) -> tokio_postgres::Error {
+        if connection_lost(&error) {
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        error
+    }
+}
+
+impl std::ops::Deref for Conn {
+    type Target = Object;
+
+    fn deref(&self) -> &Object {
+        self.object
+            .as_ref()
+            .expect("a Conn holds its object until it is dropped")
+    }
+}
+
+impl std::ops::DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Object {
+        self.object
+            .as_mut()
+            .expect("a Conn holds its object until it is dropped")
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.lost.load(Ordering::Relaxed)
+            && let Some(object) = self.object.take()
+        {
+            drop(Object::take(object));
+        }
+    }
+}
+
+/// True when `error` means the connection cannot be used any more.
+fn connection_lost(error: &tokio_postgres::Error) -> bool {
+    let code = error.code().map(SqlState::code).unwrap_or_default();
+    let io = std::error::Error::source(error).is_some_and(|inner| inner.is::<std::io::Error>());
+    error.is_closed() || io || code.starts_with("57P") || code.starts_with("08")
 }
 
 /// Why one call of the append function failed.
@@ -727,7 +811,7 @@ impl EventStore for PostgresEventStore {
                             state.next_version = event.version.saturating_add(1);
                             return Ok(Some((event, state)));
                         }
-                        Some(Err(error)) => return Err(state.store.query_error(error).into()),
+                        Some(Err(error)) => return Err(state.store.fail(&page.client, error).into()),
                         None => {
                             state.page = None;
                             if state.read_in_page < state.store.shared.options.page_size {
@@ -751,11 +835,11 @@ impl EventStore for PostgresEventStore {
         let set_horizon = client
             .prepare_cached(&self.shared.sql.set_horizon)
             .await
-            .map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.fail(&client, e))?;
         let read_page = client
             .prepare_cached(&self.shared.sql.read_page)
             .await
-            .map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.fail(&client, e))?;
         let after = to_i64(after);
         let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
         let params: [&(dyn ToSql + Sync); 2] = [&after, &limit_param];
@@ -765,11 +849,11 @@ impl EventStore for PostgresEventStore {
             client.execute(&set_horizon, &[]),
             client.query_raw(&read_page, params)
         )
-        .map_err(|e| self.query_error(e))?;
+        .map_err(|e| self.fail(&client, e))?;
         let mut rows = std::pin::pin!(rows);
         let mut decoder = Decoder::default();
         let mut events = Vec::with_capacity(limit.min(4096));
-        while let Some(row) = rows.try_next().await.map_err(|e| self.query_error(e))? {
+        while let Some(row) = rows.try_next().await.map_err(|e| self.fail(&client, e))? {
             events.push(decoder.decode(&row)?);
         }
         Ok(events)
@@ -794,12 +878,12 @@ impl EventStore for PostgresEventStore {
         let statement = client
             .prepare_cached(&self.shared.sql.stream_version)
             .await
-            .map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.fail(&client, e))?;
         let row = client
             .query_one(&statement, &[&stream.aggregate_type(), &stream.aggregate_id()])
             .await
-            .map_err(|e| self.query_error(e))?;
-        let version: i64 = row.try_get(0).map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.fail(&client, e))?;
+        let version: i64 = row.try_get(0).map_err(|e| self.fail(&client, e))?;
         Ok(to_u64(version))
     }
 
@@ -808,12 +892,12 @@ impl EventStore for PostgresEventStore {
         let statement = client
             .prepare_cached(&self.shared.sql.horizon)
             .await
-            .map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.fail(&client, e))?;
         let row = client
             .query_one(&statement, &[])
             .await
-            .map_err(|e| self.query_error(e))?;
-        let horizon: Option<i64> = row.try_get(0).map_err(|e| self.query_error(e))?;
+            .map_err(|e| self.fail(&client, e))?;
+        let horizon: Option<i64> = row.try_get(0).map_err(|e| self.fail(&client, e))?;
         Ok(horizon.map_or(0, to_u64))
     }
 }
@@ -833,7 +917,7 @@ struct StreamRead {
 struct Page {
     rows: Pin<Box<RowStream>>,
     // Returned to the pool when the page is done.
-    _client: Object,
+    client: Conn,
 }
 
 impl StreamRead {
@@ -843,7 +927,7 @@ impl StreamRead {
         let statement = client
             .prepare_cached(&store.shared.sql.read_stream)
             .await
-            .map_err(|e| store.query_error(e))?;
+            .map_err(|e| store.fail(&client, e))?;
         let from_version = to_i64(self.next_version);
         let limit = i64::try_from(store.shared.options.page_size).unwrap_or(i64::MAX);
         let aggregate_type = self.stream.aggregate_type();
@@ -852,10 +936,10 @@ impl StreamRead {
         let rows = client
             .query_raw(&statement, params)
             .await
-            .map_err(|e| store.query_error(e))?;
+            .map_err(|e| store.fail(&client, e))?;
         Ok(Page {
             rows: Box::pin(rows),
-            _client: client,
+            client,
         })
     }
 }
