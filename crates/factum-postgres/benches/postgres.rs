@@ -112,6 +112,33 @@ impl Bench {
         });
     }
 
+    /// Prepares the statements on every pooled connection, as a running
+    /// service has (raw clients are warmed by their own first rounds).
+    async fn warm_up(&self) -> Result<(), BoxError> {
+        let mut tasks = Vec::new();
+        for writer in 0..20 {
+            let store = self.store.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..10 {
+                    let stream = StreamId::new("Warm", format!("{writer}-{n}"));
+                    store
+                        .append(&stream, ExpectedVersion::NoStream, vec![event()])
+                        .await?;
+                    store
+                        .append(&stream, ExpectedVersion::Any, vec![event(), event()])
+                        .await?;
+                    store.read_all(0, 10).await?;
+                    let _: Vec<_> = store.read_stream(&stream, 1).try_collect().await?;
+                }
+                Ok::<(), BoxError>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        Ok(())
+    }
+
     /// 10k new aggregates × 1 event, one client.
     async fn single_client_new_aggregates(&mut self) -> Result<(), BoxError> {
         let count = scale(500);
@@ -503,6 +530,7 @@ async fn run() -> Result<(), BoxError> {
         rows: Vec::new(),
     };
     bench.create_raw_tables().await?;
+    bench.warm_up().await?;
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only.contains("single") {
         bench.single_client_new_aggregates().await?;

@@ -220,6 +220,38 @@ pub(crate) fn append_one(names: &Names) -> String {
     )
 }
 
+/// The statement of a first attempt to append one event to a stream
+/// expected to be empty (creating an aggregate): no version to read, since
+/// an existing stream has a version 1, and the unique key on
+/// `(stream, version)` refuses a second one (SQLSTATE `23505`, after which
+/// the append runs again through `factum_append`, which reports the
+/// conflict). Returns the position, or no row when the position lock could
+/// not be had without waiting (never, unless something outside factum
+/// holds that advisory key exclusively; the append then runs again through
+/// `factum_append`, which waits for it).
+///
+/// The lock's key is an argument of the lock call and the lock is a
+/// one-time filter of the `SELECT`: both happen before `nextval` in its
+/// target list.
+pub(crate) fn append_new(names: &Names) -> String {
+    let Names {
+        events,
+        sequence,
+        lock_tag,
+        ..
+    } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    let sequence_literal = sequence.replace('\'', "''");
+    format!(
+        "INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                               schema_version, payload, metadata, occurred_at)
+         SELECT nextval('{sequence_literal}'::regclass), $1, $2, 1, $3, $4, $5, $6::text::json, $7::text::json, $8
+          WHERE pg_try_advisory_xact_lock_shared({lock_tag} * {shift}
+                    + coalesce(pg_sequence_last_value('{sequence_literal}'::regclass), 0))
+         RETURNING position"
+    )
+}
+
 /// The statement that computes the horizon and leaves it in the session, for
 /// [`read_page`], sent right before it in the same round trip.
 pub(crate) fn set_horizon(names: &Names) -> String {

@@ -3,6 +3,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use deadpool::managed::QueueMode;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
@@ -69,6 +70,7 @@ pub(crate) struct Shared {
 struct Sql {
     append: String,
     append_one: String,
+    append_new: String,
     set_horizon: String,
     read_page: String,
     horizon: String,
@@ -120,6 +122,10 @@ impl PostgresEventStore {
         );
         let pool = Pool::builder(manager)
             .max_size(options.pool_size)
+            // The most recently used connection first: a lightly loaded store
+            // keeps reusing warm connections (prepared statements, plans,
+            // caches) instead of cycling through all of them.
+            .queue_mode(QueueMode::Lifo)
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(options.wait_timeout))
             .create_timeout(Some(options.connect_timeout))
@@ -169,6 +175,7 @@ impl PostgresEventStore {
                 names.append
             ),
             append_one: schema::append_one(&names),
+            append_new: schema::append_new(&names),
             set_horizon: schema::set_horizon(&names),
             read_page: schema::read_page(&names),
             horizon: format!("SELECT {}()", names.horizon),
@@ -468,6 +475,30 @@ impl PostgresEventStore {
     ) -> Result<Appended, AppendFailure> {
         if let [event] = events
             && !take_turns
+            && expected == Some(0)
+        {
+            let statement = client.prepare_cached(&self.shared.sql.append_new).await?;
+            let schema_version = schema_version(stream, event).map_err(AppendFailure::Invalid)?;
+            let metadata = encode_metadata(stream, event).map_err(AppendFailure::Invalid)?;
+            let event_type: &str = &event.event_type;
+            let params: [&(dyn ToSql + Sync); 8] = [
+                &stream.aggregate_type(),
+                &stream.aggregate_id(),
+                &event.event_id,
+                &event_type,
+                &schema_version,
+                &event.payload.as_str(),
+                &metadata,
+                &event.occurred_at,
+            ];
+            let row = client.query_opt(&statement, &params).await?;
+            return Ok(match row {
+                Some(row) => Appended::Done(1, vec![row.try_get(0)?]),
+                None => Appended::Retry,
+            });
+        }
+        if let [event] = events
+            && !take_turns
         {
             let statement = client.prepare_cached(&self.shared.sql.append_one).await?;
             let schema_version = schema_version(stream, event).map_err(AppendFailure::Invalid)?;
@@ -526,6 +557,8 @@ enum Appended {
     /// Nothing written: the stream was not at the expected version (the
     /// actual version, when known).
     Conflict(Option<i64>),
+    /// Nothing written: run again, taking turns.
+    Retry,
 }
 
 /// A pooled connection that leaves the pool, instead of going back to it,
@@ -740,6 +773,17 @@ impl EventStore for PostgresEventStore {
                         expected,
                         actual,
                     });
+                }
+                Ok(Appended::Retry) if attempt < MAX_ATTEMPTS => continue,
+                Ok(Appended::Retry) => {
+                    return Err(PostgresError::InvalidConfig {
+                        reason: format!(
+                            "the position lock of {} stayed unavailable: something outside factum holds \
+                             advisory locks in factum's key range",
+                            self.shared.names.display
+                        ),
+                    }
+                    .into());
                 }
                 Err(AppendFailure::Invalid(error)) => return Err(error),
                 Err(AppendFailure::Pool(error)) => return Err(error.into()),

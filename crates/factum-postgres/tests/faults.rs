@@ -112,9 +112,17 @@ async fn a_connection_killed_mid_append_leaves_nothing_and_a_typed_error() {
     assert!(error.to_string().contains(&common::address()), "{error}");
     blocker.batch_execute("ROLLBACK").await.unwrap();
 
-    // Nothing of the batch is visible, and the horizon moved on.
+    // Nothing of the batch is visible, and the horizon moves on once the
+    // killed backend has finished exiting (and released its lock).
     assert_eq!(store.stream_version(&stream).await.unwrap(), 0);
-    let all = store.read_all(0, 10).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let all = loop {
+        let all = store.read_all(0, 10).await.unwrap();
+        if !all.is_empty() || Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].position, other.positions[0]);
     // The pool drops the dead connection; the store keeps working.
