@@ -43,7 +43,9 @@
 //! One append is one round trip of one prepared statement. A single event
 //! (the common case: a command on an aggregate) goes through one
 //! `WITH … INSERT` statement that reads the stream's version, takes the
-//! position lock (below) and inserts; a batch goes through `factum_append`, which
+//! position lock (below) and inserts (creating a stream skips even the
+//! version read: an existing stream has a version 1, which the unique key
+//! refuses to store twice); a batch goes through `factum_append`, which
 //! inserts all events with one multi-row `INSERT` from `unnest` of arrays.
 //! A wrong expected version writes nothing and comes back as
 //! [`Error::Conflict`](factum_core::Error::Conflict) with the actual version
