@@ -141,7 +141,7 @@ impl Bench {
 
     /// 10k new aggregates × 1 event, one client.
     async fn single_client_new_aggregates(&mut self) -> Result<(), BoxError> {
-        let count = scale(500);
+        let count = scale(1_000);
         let client = raw_client().await?;
         let insert = client.prepare(&self.insert_sql("raw_events")).await?;
         let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
