@@ -280,3 +280,34 @@ pub(crate) fn read_page(names: &Names) -> String {
         events = names.events,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_version_up_to_the_current_one_has_a_migration() {
+        let names = Names::new("public", "factum_");
+        for version in 1..=CURRENT_VERSION {
+            assert!(
+                migration(&names, version).is_some(),
+                "no migration to version {version}"
+            );
+        }
+        assert!(migration(&names, CURRENT_VERSION + 1).is_none());
+    }
+
+    #[test]
+    fn lock_tags_are_marked_and_keys_stay_positive() {
+        for (schema, prefix) in [("public", "factum_"), ("billing", ""), ("a", "b")] {
+            let names = Names::new(schema, prefix);
+            assert_eq!(names.lock_tag >> 8, 0x46, "{schema}.{prefix}");
+            let largest_key = names.lock_tag * (1_i64 << POSITION_BITS) + ((1_i64 << POSITION_BITS) - 1);
+            assert!(largest_key > 0);
+        }
+        assert_ne!(
+            Names::new("public", "factum_").lock_tag,
+            Names::new("public", "other_").lock_tag
+        );
+    }
+}

@@ -152,8 +152,7 @@ impl PostgresEventStore {
     /// [`PostgresOptions::listen_with`] to [`from_pool_with`](Self::from_pool_with)
     /// to also `LISTEN` for other processes' appends.
     pub fn from_pool(pool: Pool) -> Self {
-        Self::from_pool_with(pool, PostgresOptions::default())
-            .unwrap_or_else(|_| unreachable!("the default options are valid"))
+        Self::build(pool, PostgresOptions::default(), "the pool's server".to_owned())
     }
 
     /// [`from_pool`](Self::from_pool) with `options` (the pool size and
@@ -283,7 +282,10 @@ impl PostgresEventStore {
         }
         for version in found + 1..=target.min(CURRENT_VERSION) {
             let Some(statements) = schema::migration(names, version) else {
-                unreachable!("every version up to CURRENT_VERSION has a migration")
+                return Err(PostgresError::InvalidConfig {
+                    reason: format!("factum-postgres knows no migration to schema version {version}"),
+                }
+                .into());
             };
             tracing::info!(schema = %names.display, version, "migrating the factum schema");
             transaction

@@ -345,3 +345,36 @@ async fn bad_options_are_refused() {
         assert!(error.to_string().contains("configuration"), "{error}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_over_an_existing_pool() {
+    let Some(_raw) = common::raw_client().await else {
+        return;
+    };
+    let config: tokio_postgres::Config = common::url().parse().unwrap();
+    let manager = deadpool_postgres::Manager::new(config.clone(), tokio_postgres::NoTls);
+    let pool = deadpool_postgres::Pool::builder(manager)
+        .max_size(4)
+        .build()
+        .unwrap();
+    let schema = common::schema_name();
+    let store = factum_postgres::PostgresEventStore::from_pool_with(
+        pool,
+        common::options(&schema).listen_with(config),
+    )
+    .unwrap();
+    store.ensure_schema().await.unwrap();
+    let stream = StreamId::new("Counter", "pooled");
+    let mut live = store.subscribe_all(0);
+    let appended = store
+        .append(&stream, ExpectedVersion::NoStream, vec![event(1)])
+        .await
+        .unwrap();
+    let delivered = tokio::time::timeout(std::time::Duration::from_secs(5), live.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivered.position, appended.positions[0]);
+    assert_eq!(store.address(), common::address());
+}
