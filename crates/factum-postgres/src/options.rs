@@ -94,8 +94,9 @@ impl PostgresOptions {
         self
     }
 
-    /// Events fetched per query when a stream is read (default 4096). Rows
-    /// are decoded as they arrive, so memory stays flat whatever the size.
+    /// Events fetched per query when a stream is read, and per page while a
+    /// subscription catches up (default 4096). Rows are decoded as they
+    /// arrive, so a stream read keeps memory flat whatever its length.
     pub fn page_size(mut self, size: usize) -> Self {
         self.page_size = size;
         self
