@@ -289,6 +289,33 @@ impl RecordedEvent {
         self.stream.aggregate_id()
     }
 
+    /// Decodes this event into the event enum of aggregate `A`, or `None`
+    /// when it belongs to another aggregate type.
+    ///
+    /// The typed way to match on events inside a projection: the stream's
+    /// aggregate type is compared with [`Aggregate::TYPE`](crate::Aggregate::TYPE),
+    /// then the payload goes through [`DomainEvent::from_payload`](crate::DomainEvent::from_payload).
+    /// An event of `A` that no longer decodes is an error, never a silent `None`.
+    ///
+    /// ```
+    /// # use factum_core::{Aggregate, Error, RecordedEvent};
+    /// fn count_own_events<A: Aggregate>(events: &[RecordedEvent]) -> Result<usize, Error> {
+    ///     let mut count = 0;
+    ///     for event in events {
+    ///         if let Some(_decoded) = event.decode::<A>()? {
+    ///             count += 1; // `_decoded` is an `A::Event`: match on its variants here
+    ///         }
+    ///     }
+    ///     Ok(count)
+    /// }
+    /// ```
+    pub fn decode<A: crate::Aggregate>(&self) -> Result<Option<A::Event>, crate::Error> {
+        if self.aggregate_type() != A::TYPE {
+            return Ok(None);
+        }
+        crate::repository::decode::<A>(self).map(Some)
+    }
+
     /// True when `new` is the same event as this one (id, type, schema,
     /// payload and metadata): the test for an idempotent retry.
     pub fn same_content(&self, new: &NewEvent) -> bool {

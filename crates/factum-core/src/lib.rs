@@ -11,6 +11,7 @@ mod error;
 mod event;
 mod id;
 mod memory;
+mod projection;
 mod repository;
 mod store;
 mod subscription;
@@ -22,6 +23,12 @@ pub use application::Application;
 pub use error::{Error, Result};
 pub use event::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
 pub use memory::InMemoryEventStore;
+pub use projection::{
+    CheckpointStore, DeadLetter, DeadLetterStore, HandlerError, InMemoryCheckpointStore,
+    InMemoryDeadLetterStore, InMemoryLease, InMemoryProjectionStore, InMemoryTransaction, Lease, Plain,
+    PoisonPolicy, Projection, ProjectionMetrics, ProjectionRunner, ProjectionStore, ReplayReport,
+    RetryPolicy, RunnerHandle, RunnerStatus, Transactional, TransactionalProjection,
+};
 pub use repository::Repository;
 pub use store::{AppendResult, EventStore, EventStream, ExpectedVersion};
 pub use subscription::{PollingSubscription, SubscriptionOptions};
@@ -30,7 +37,8 @@ pub use subscription::{PollingSubscription, SubscriptionOptions};
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore,
-        ExpectedVersion, InMemoryEventStore, Metadata, NewEvent, RecordedEvent, Repository, StreamId,
+        ExpectedVersion, HandlerError, InMemoryEventStore, Metadata, NewEvent, Projection, ProjectionRunner,
+        ProjectionStore, RecordedEvent, Repository, StreamId, TransactionalProjection,
     };
 }
 
