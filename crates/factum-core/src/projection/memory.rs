@@ -70,7 +70,7 @@ pub struct InMemoryTransaction<M> {
 }
 
 enum LetterChange {
-    Put(DeadLetter),
+    Put(Box<DeadLetter>),
     Remove(String, u64),
     Clear(String),
 }
@@ -234,7 +234,7 @@ impl<M: Clone + Send + 'static> ProjectionStore for InMemoryProjectionStore<M> {
         transaction: &mut InMemoryTransaction<M>,
         letter: DeadLetter,
     ) -> Result<(), Error> {
-        transaction.letters.push(LetterChange::Put(letter));
+        transaction.letters.push(LetterChange::Put(Box::new(letter)));
         Ok(())
     }
 
@@ -303,7 +303,7 @@ impl<M: Clone + Send + 'static> ProjectionStore for InMemoryProjectionStore<M> {
                 LetterChange::Put(letter) => {
                     committed
                         .letters
-                        .insert((letter.projection.clone(), letter.position()), letter);
+                        .insert((letter.projection.clone(), letter.position()), *letter);
                 }
                 LetterChange::Remove(projection, position) => {
                     committed.letters.remove(&(projection, position));
