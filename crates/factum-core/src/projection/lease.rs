@@ -6,8 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::RunnerStatus;
+use super::handle::Control;
+use super::metrics::MetricsCell;
 use crate::Error;
 
 /// A lease that lets one instance of a projection run while the others wait.
@@ -163,6 +168,106 @@ impl std::fmt::Debug for LeaseConfig {
             .field("holder", &self.holder)
             .field("ttl", &self.ttl)
             .finish_non_exhaustive()
+    }
+}
+
+/// Waits until the lease is ours; `None` when told to stop meanwhile.
+pub(crate) async fn acquire_lease(
+    name: &str,
+    metrics: &MetricsCell,
+    config: LeaseConfig,
+    commands: &mut watch::Receiver<Control>,
+) -> Result<Option<HeldLease>, Error> {
+    loop {
+        if matches!(*commands.borrow_and_update(), Control::Stop | Control::Abort) {
+            return Ok(None);
+        }
+        let asked_at = Instant::now();
+        if config.lease.acquire(name, &config.holder, config.ttl).await? {
+            tracing::info!(projection = %name, holder = %config.holder, "lease acquired");
+            return Ok(Some(HeldLease::start(config, name.to_owned(), asked_at)));
+        }
+        metrics.set_status(RunnerStatus::Standby);
+        tokio::select! {
+            () = tokio::time::sleep(config.interval()) => {}
+            _ = commands.changed() => {}
+        }
+    }
+}
+
+/// The lease while a runner holds it, renewed in the background.
+pub(crate) struct HeldLease {
+    pub(crate) config: LeaseConfig,
+    projection: String,
+    valid_until: Arc<Mutex<Instant>>,
+    renewal: JoinHandle<()>,
+}
+
+impl HeldLease {
+    pub(crate) fn start(config: LeaseConfig, projection: String, asked_at: Instant) -> Self {
+        let valid_until = Arc::new(Mutex::new(Self::safe_until(&config, asked_at)));
+        let renewal = tokio::spawn({
+            let config = config.clone();
+            let projection = projection.clone();
+            let valid_until = Arc::clone(&valid_until);
+            async move {
+                loop {
+                    tokio::time::sleep(config.interval()).await;
+                    let asked_at = Instant::now();
+                    match config
+                        .lease
+                        .acquire(&projection, &config.holder, config.ttl)
+                        .await
+                    {
+                        Ok(true) => {
+                            *valid_until.lock().unwrap_or_else(PoisonError::into_inner) =
+                                Self::safe_until(&config, asked_at);
+                        }
+                        Ok(false) => {
+                            *valid_until.lock().unwrap_or_else(PoisonError::into_inner) = asked_at;
+                            return;
+                        }
+                        // The lease runs out on its own unless a later renewal works.
+                        Err(error) => tracing::warn!(%projection, %error, "renewing the lease failed"),
+                    }
+                }
+            }
+        });
+        Self {
+            config,
+            projection,
+            valid_until,
+            renewal,
+        }
+    }
+
+    // A fifth of the time to live is kept as margin for clock drift and the
+    // time a commit takes.
+    fn safe_until(config: &LeaseConfig, asked_at: Instant) -> Instant {
+        asked_at + config.ttl - config.ttl / 5
+    }
+
+    pub(crate) fn is_valid(&self) -> bool {
+        Instant::now() < *self.valid_until.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) async fn release(self) {
+        self.renewal.abort();
+        if let Err(error) = self
+            .config
+            .lease
+            .release(&self.projection, &self.config.holder)
+            .await
+        {
+            // Not fatal: the lease expires on its own.
+            tracing::warn!(projection = %self.projection, %error, "releasing the lease failed");
+        }
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        self.renewal.abort();
     }
 }
 

@@ -16,9 +16,12 @@
 
 mod checkpoint;
 mod dead_letter;
+mod driver;
+mod handle;
 mod lease;
 mod memory;
 mod metrics;
+mod reader;
 mod retry;
 mod runner;
 
@@ -26,11 +29,13 @@ use std::future::Future;
 
 pub use checkpoint::{CheckpointStore, InMemoryCheckpointStore};
 pub use dead_letter::{DeadLetter, DeadLetterStore, InMemoryDeadLetterStore};
+pub use driver::{Plain, Transactional};
+pub use handle::RunnerHandle;
 pub use lease::{InMemoryLease, Lease};
 pub use memory::{InMemoryProjectionStore, InMemoryTransaction};
 pub use metrics::{ProjectionMetrics, RunnerStatus};
 pub use retry::{PoisonPolicy, RetryPolicy};
-pub use runner::{Plain, ProjectionRunner, ReplayReport, RunnerHandle, Transactional};
+pub use runner::{ProjectionRunner, ReplayReport};
 
 use crate::{Error, RecordedEvent};
 
