@@ -986,3 +986,71 @@ async fn counting_projection_catch_up_throughput() -> TestResult {
     );
     Ok(())
 }
+
+/// Checkpoints whose first `failures` saves fail as a lost connection would.
+#[derive(Clone, Default)]
+struct FlakyCheckpoints {
+    inner: InMemoryCheckpointStore,
+    failures: Arc<AtomicUsize>,
+}
+
+impl factum_core::CheckpointStore for FlakyCheckpoints {
+    async fn load(&self, projection: &str) -> Result<u64, Error> {
+        self.inner.load(projection).await
+    }
+
+    async fn save(&self, projection: &str, position: u64) -> Result<(), Error> {
+        let left = self.failures.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failures.store(left - 1, Ordering::SeqCst);
+            return Err(Error::store("flaky", std::io::Error::other("connection reset")));
+        }
+        self.inner.save(projection, position).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_failure_restarts_from_the_checkpoint_and_too_many_end_the_runner() -> TestResult {
+    let events = InMemoryEventStore::new();
+    append_numbered(&events, 0, 20).await?;
+
+    // Two failed saves: restarted twice, then it gets through.
+    let checkpoints = FlakyCheckpoints::default();
+    checkpoints.failures.store(2, Ordering::SeqCst);
+    let seen = Seen::default();
+    let handle = ProjectionRunner::new(
+        events.clone(),
+        Recorder::new("flaky", &seen),
+        checkpoints.clone(),
+        InMemoryDeadLetterStore::new(),
+    )
+    .retry(fast_retry(4))
+    .spawn();
+    within("getting through", handle.wait_for_checkpoint(20)).await?;
+    handle.shutdown().await?;
+    assert_eq!(checkpoints.inner.get("flaky"), 20);
+    let mut positions = seen.positions();
+    assert!(positions.len() >= 20, "at least once");
+    positions.sort_unstable();
+    positions.dedup();
+    assert_eq!(positions, (1..=20).collect::<Vec<u64>>());
+
+    // Failing every time: it gives up with the store's error.
+    let checkpoints = FlakyCheckpoints::default();
+    checkpoints.failures.store(usize::MAX, Ordering::SeqCst);
+    let handle = ProjectionRunner::new(
+        events.clone(),
+        Recorder::new("down", &Seen::default()),
+        checkpoints,
+        InMemoryDeadLetterStore::new(),
+    )
+    .retry(fast_retry(3))
+    .spawn();
+    let result = within("giving up", handle.join()).await;
+    assert!(
+        matches!(result, Err(Error::Store { backend: "flaky", .. })),
+        "{result:?}"
+    );
+    assert_eq!(handle.status(), RunnerStatus::Failed);
+    Ok(())
+}

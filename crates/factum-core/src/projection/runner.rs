@@ -248,8 +248,11 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
     /// Runs the projection in this task until `shutdown` completes, then
     /// stops gracefully (the batch in flight is finished and committed).
     ///
-    /// Returns the error that stopped it otherwise: a store failure, or a
-    /// poisoned event under [`PoisonPolicy::Stop`].
+    /// A store failure ([`Error::Store`]: a lost connection, a busy
+    /// database) restarts it from the committed checkpoint after a backoff;
+    /// it returns the error when the retry policy's attempts fail in a row
+    /// without progress, or when an event is poisoned under
+    /// [`PoisonPolicy::Stop`].
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
         let control = Arc::new(watch::Sender::new(Control::Run));
         let running = self.run_with(Arc::clone(&control));
@@ -296,6 +299,8 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
         control: &watch::Sender<Control>,
         commands: &mut watch::Receiver<Control>,
     ) -> Result<(), Error> {
+        let mut store_failures = 0;
+        let mut checkpoint_at_failure = 0;
         loop {
             let lease = match self.lease.clone() {
                 None => None,
@@ -333,6 +338,25 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
                     continue;
                 }
                 Ok(Exit::Stopped | Exit::Rebuilt) => return Ok(()),
+                // A lost connection or a busy database: start over from the
+                // committed checkpoint after a pause, unless it keeps failing
+                // without progress.
+                Err(error @ Error::Store { .. }) => {
+                    if self.metrics.checkpoint() > checkpoint_at_failure {
+                        store_failures = 0;
+                    }
+                    checkpoint_at_failure = self.metrics.checkpoint();
+                    store_failures += 1;
+                    if store_failures >= self.options.retry.attempts() {
+                        return Err(error);
+                    }
+                    let delay = self.options.retry.backoff(store_failures);
+                    tracing::warn!(projection = %self.name, %error, ?delay, "store failed; restarting from the checkpoint");
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        _ = commands.wait_for(|command| matches!(command, Control::Stop | Control::Abort)) => return Ok(()),
+                    }
+                }
                 Err(error) => return Err(error),
             }
         }
