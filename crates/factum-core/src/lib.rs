@@ -13,10 +13,12 @@ mod id;
 mod memory;
 mod projection;
 mod repository;
+mod snapshot;
 mod store;
 mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod upcast;
 
 pub use aggregate::{Aggregate, AggregateId, ApplyError, DecodeError, DefaultAggregate, DomainEvent};
 pub use application::Application;
@@ -30,15 +32,18 @@ pub use projection::{
     RetryPolicy, RunnerHandle, RunnerStatus, Transactional, TransactionalProjection,
 };
 pub use repository::Repository;
+pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
 pub use store::{AppendResult, EventStore, EventStream, ExpectedVersion};
 pub use subscription::{PollingSubscription, SubscriptionOptions};
+pub use upcast::Upcasters;
 
 /// The names most programs need: `use factum::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore,
         ExpectedVersion, HandlerError, InMemoryEventStore, Metadata, NewEvent, Projection, ProjectionRunner,
-        ProjectionStore, RecordedEvent, Repository, StreamId, TransactionalProjection,
+        ProjectionStore, RecordedEvent, Repository, SnapshotPolicy, StreamId, TransactionalProjection,
+        Upcasters,
     };
 }
 

@@ -552,11 +552,27 @@ fn decode_matches_the_aggregate_enum() -> TestResult {
         damaged.decode::<Tally>(),
         Err(Error::Serialization { .. })
     ));
-    let unknown = NewEvent::new("renamed", Payload::from(json!({}))).recorded(tally, 4, 11);
+    let unknown = NewEvent::new("renamed", Payload::from(json!({}))).recorded(tally.clone(), 4, 11);
     assert!(matches!(
         unknown.decode::<Tally>(),
         Err(Error::UnknownEventType { .. })
     ));
+
+    // Schema version 1 called it `value`; version 2 calls it `amount`.
+    let old = NewEvent::new("added", Payload::from(json!({ "value": 7 }))).recorded(tally, 5, 12);
+    let upcasters = factum_core::Upcasters::new().register("added", 1, |mut payload| {
+        let value = payload.get("value").cloned().ok_or("no value")?;
+        payload["amount"] = value;
+        Ok(payload)
+    });
+    assert!(
+        old.decode::<Tally>().is_err(),
+        "without upcasters the old payload does not decode"
+    );
+    assert_eq!(
+        old.decode_with::<Tally>(&upcasters)?,
+        Some(TallyEvent::Added { amount: 7 })
+    );
     Ok(())
 }
 
