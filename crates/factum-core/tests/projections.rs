@@ -244,7 +244,14 @@ async fn a_slow_projection_holds_the_reader_back() -> TestResult {
     .batch_size(BATCH)
     .channel_capacity(CAPACITY)
     .spawn();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    within("the reader to start", async {
+        while handle.metrics().await.map_or(0, |metrics| metrics.read_position) < BATCH as u64 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    // Time for an unbounded reader to run far ahead.
+    tokio::time::sleep(Duration::from_millis(150)).await;
     let stalled = handle.metrics().await?;
     // One batch in the handler, CAPACITY in the channel, one in the reader's hands.
     let bound = ((CAPACITY + 2) * BATCH) as u64;

@@ -165,9 +165,11 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
         self
     }
 
-    /// Sets how many events may be handled between two commits of the
-    /// checkpoint (default 1024). The checkpoint is also committed whenever
-    /// the runner waits for events, and when it stops.
+    /// Sets how many events are handled between two commits of the
+    /// checkpoint (default 1024): the runner commits after the batch that
+    /// reaches this count (a batch is never split), whenever it waits for
+    /// events, and when it stops. A transactional projection keeps these
+    /// events in memory until the commit, to redo them if one fails.
     pub fn checkpoint_every(mut self, events: usize) -> Self {
         self.options.checkpoint_every = events.max(1);
         self
@@ -180,7 +182,8 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
         self
     }
 
-    /// Sets how failing events are retried (and how reads of the log are).
+    /// Sets how failing events are retried; store failures (reads of the
+    /// log, commits) are retried by the same policy.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.options.retry = policy;
         self
