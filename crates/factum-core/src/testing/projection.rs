@@ -18,9 +18,9 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::{
-    DeadLetter, Error, EventStore, ExpectedVersion, HandlerError, InMemoryEventStore,
-    InMemoryProjectionStore, InMemoryTransaction, NewEvent, Payload, ProjectionRunner, ProjectionStore,
-    RecordedEvent, RetryPolicy, StreamId, TransactionalProjection,
+    CheckpointStore, DeadLetter, DeadLetterStore, Error, EventStore, ExpectedVersion, HandlerError,
+    InMemoryEventStore, InMemoryProjectionStore, InMemoryTransaction, Lease, NewEvent, Payload,
+    ProjectionRunner, ProjectionStore, RecordedEvent, RetryPolicy, StreamId, TransactionalProjection,
 };
 
 /// The read model the suite writes: for each projection, the positions its
@@ -482,6 +482,142 @@ where
     }
     // Two steps per handled event, plus the two failed attempts.
     assert!(step as u64 >= 2 * EVENTS, "only {step} kill points were reached");
+}
+
+/// A [`Lease`] is exclusive, renewable by its holder, released only by its
+/// holder, and taken over once its holder stops renewing for a time to live.
+///
+/// ```
+/// # use factum_core::InMemoryLease;
+/// factum_core::testing::run(
+///     || async { Some(InMemoryLease::new()) },
+///     factum_core::testing::projection::lease_is_exclusive_and_expires,
+/// );
+/// ```
+pub async fn lease_is_exclusive_and_expires<L: Lease>(lease: L) {
+    const TTL: Duration = Duration::from_millis(400);
+    let projection = projection_name("lease");
+    let acquire = |holder: &'static str| {
+        let lease = &lease;
+        let projection = projection.clone();
+        async move {
+            lease
+                .acquire(&projection, holder, TTL)
+                .await
+                .unwrap_or_else(|error| panic!("acquiring as {holder} failed: {error}"))
+        }
+    };
+    let release = |holder: &'static str| {
+        let lease = &lease;
+        let projection = projection.clone();
+        async move {
+            lease
+                .release(&projection, holder)
+                .await
+                .unwrap_or_else(|error| panic!("releasing as {holder} failed: {error}"));
+        }
+    };
+    assert!(acquire("a").await, "a free lease is taken");
+    assert!(!acquire("b").await, "a held lease is not");
+    assert!(acquire("a").await, "the holder renews");
+    release("b").await;
+    assert!(!acquire("b").await, "only the holder releases");
+    release("a").await;
+    assert!(acquire("b").await, "a released lease is free at once");
+
+    // b stops renewing: a takes over after the time to live, not before.
+    tokio::time::sleep(TTL / 4).await;
+    assert!(!acquire("a").await, "taken over before it expired");
+    tokio::time::sleep(TTL + TTL / 4).await;
+    assert!(acquire("a").await, "not taken over after it expired");
+    assert!(!acquire("b").await);
+}
+
+/// A [`CheckpointStore`] keeps each projection's checkpoint, and a
+/// [`DeadLetterStore`] its dead letters, apart from other projections'.
+///
+/// ```
+/// # use factum_core::{InMemoryCheckpointStore, InMemoryDeadLetterStore};
+/// factum_core::testing::run(
+///     || async { Some((InMemoryCheckpointStore::new(), InMemoryDeadLetterStore::new())) },
+///     |(checkpoints, letters)| factum_core::testing::projection::plain_stores_keep_checkpoints_and_dead_letters(checkpoints, letters),
+/// );
+/// ```
+pub async fn plain_stores_keep_checkpoints_and_dead_letters<C: CheckpointStore, D: DeadLetterStore>(
+    checkpoints: C,
+    letters: D,
+) {
+    let projection = projection_name("plain");
+    let other = projection_name("plain-other");
+    let load = |name: &str| {
+        let checkpoints = &checkpoints;
+        let name = name.to_owned();
+        async move {
+            checkpoints
+                .load(&name)
+                .await
+                .unwrap_or_else(|error| panic!("loading a checkpoint failed: {error}"))
+        }
+    };
+    assert_eq!(load(&projection).await, 0);
+    for position in [5, 12] {
+        checkpoints
+            .save(&projection, position)
+            .await
+            .unwrap_or_else(|error| panic!("saving a checkpoint failed: {error}"));
+    }
+    assert_eq!((load(&projection).await, load(&other).await), (12, 0));
+    checkpoints
+        .save(&projection, 0)
+        .await
+        .unwrap_or_else(|error| panic!("resetting a checkpoint failed: {error}"));
+    assert_eq!(load(&projection).await, 0, "a rebuild saves 0");
+
+    let list = |name: &str| {
+        let letters = &letters;
+        let name = name.to_owned();
+        async move {
+            letters
+                .list(&name)
+                .await
+                .unwrap_or_else(|error| panic!("listing dead letters failed: {error}"))
+        }
+    };
+    for letter in [letter(&projection, 9), letter(&projection, 4), letter(&other, 4)] {
+        letters
+            .put(letter)
+            .await
+            .unwrap_or_else(|error| panic!("storing a dead letter failed: {error}"));
+    }
+    let mut replaced = letter(&projection, 9);
+    replaced.attempts = 4;
+    letters
+        .put(replaced)
+        .await
+        .unwrap_or_else(|error| panic!("replacing a dead letter failed: {error}"));
+    let listed = list(&projection).await;
+    let keys: Vec<(u64, u32)> = listed
+        .iter()
+        .map(|letter| (letter.position(), letter.attempts))
+        .collect();
+    assert_eq!(keys, [(4, 3), (9, 4)]);
+    assert_eq!(listed[0].event.payload, letter(&projection, 4).event.payload);
+    let removed = letters
+        .remove(&projection, 4)
+        .await
+        .unwrap_or_else(|error| panic!("removing a dead letter failed: {error}"));
+    assert!(removed);
+    let removed_again = letters
+        .remove(&projection, 4)
+        .await
+        .unwrap_or_else(|error| panic!("removing a dead letter failed: {error}"));
+    assert!(!removed_again);
+    letters
+        .clear(&projection)
+        .await
+        .unwrap_or_else(|error| panic!("clearing dead letters failed: {error}"));
+    assert!(list(&projection).await.is_empty());
+    assert_eq!(list(&other).await.len(), 1, "another projection's letters stay");
 }
 
 /// Expands to one `#[test]` per guarantee of the [`ProjectionStore`]
