@@ -11,3 +11,16 @@ pub use factum_macros::aggregate;
 
 /// Marks a method of an `#[aggregate]` impl block as an event: `#[event("name")]`.
 pub use factum_macros::event;
+
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+#[doc(inline)]
+pub use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
+
+/// The SQLite store's own types (its snapshots, its backend name).
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite {
+    #[doc(inline)]
+    pub use factum_sqlite::*;
+}
