@@ -24,7 +24,9 @@ impl<A, S: Clone> Clone for Application<A, S> {
 
 impl<A, S: std::fmt::Debug> std::fmt::Debug for Application<A, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application").field("repository", &self.repository).finish()
+        f.debug_struct("Application")
+            .field("repository", &self.repository)
+            .finish()
     }
 }
 
@@ -67,12 +69,9 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
 
     /// Loads the aggregate; [`Error::NotFound`] when its stream is empty.
     pub async fn get(&self, id: A::Id) -> Result<A, Error> {
-        self.repository
-            .load(&id)
-            .await?
-            .ok_or_else(|| Error::NotFound {
-                stream: StreamId::for_aggregate::<A>(&id),
-            })
+        self.repository.load(&id).await?.ok_or_else(|| Error::NotFound {
+            stream: StreamId::for_aggregate::<A>(&id),
+        })
     }
 
     /// The aggregate as it was after `version`: time travel.

@@ -95,7 +95,9 @@ pub enum Error {
     /// An event id was appended before with different content. Retrying an
     /// append with the same ids and content is fine and returns the original
     /// positions; reusing an id for another event is this error.
-    #[error("event id {event_id} was already appended to stream {existing_stream} with different content (now appended to {stream})")]
+    #[error(
+        "event id {event_id} was already appended to stream {existing_stream} with different content (now appended to {stream})"
+    )]
     DuplicateEventId {
         /// The stream of the rejected append.
         stream: StreamId,

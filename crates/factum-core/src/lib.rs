@@ -30,8 +30,7 @@ pub use subscription::{PollingSubscription, SubscriptionOptions};
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore,
-        ExpectedVersion, InMemoryEventStore, Metadata, NewEvent, RecordedEvent, Repository,
-        StreamId,
+        ExpectedVersion, InMemoryEventStore, Metadata, NewEvent, RecordedEvent, Repository, StreamId,
     };
 }
 

@@ -238,7 +238,11 @@ impl EventStore for InMemoryEventStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
-        Ok(self.read_log().streams.get(stream).map_or(0, |indexes| indexes.len() as u64))
+        Ok(self
+            .read_log()
+            .streams
+            .get(stream)
+            .map_or(0, |indexes| indexes.len() as u64))
     }
 
     async fn head_position(&self) -> Result<u64, Error> {

@@ -134,7 +134,10 @@ pub(crate) fn replay<A: Aggregate>(
         return Err(Error::Corrupt {
             stream: recorded.stream.clone(),
             version: expected_version,
-            reason: format!("expected version {expected_version}, found version {}", recorded.version),
+            reason: format!(
+                "expected version {expected_version}, found version {}",
+                recorded.version
+            ),
         });
     }
     let event = decode::<A>(recorded)?;

@@ -80,7 +80,11 @@ impl PollingSubscription {
                 if let Some(wake) = state.wake.as_mut() {
                     wake.borrow_and_update();
                 }
-                match state.store.read_all(state.after, state.options.batch_size.max(1)).await {
+                match state
+                    .store
+                    .read_all(state.after, state.options.batch_size.max(1))
+                    .await
+                {
                     Ok(batch) if !batch.is_empty() => state.buffer.extend(batch),
                     Ok(_) => state.wait().await,
                     Err(error) => {

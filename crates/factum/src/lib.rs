@@ -12,6 +12,19 @@ pub use factum_macros::aggregate;
 /// Marks a method of an `#[aggregate]` impl block as an event: `#[event("name")]`.
 pub use factum_macros::event;
 
+/// The names most programs need: `use factum::prelude::*;` brings the
+/// traits, the application and store types, and the `#[aggregate]` and
+/// `#[event]` macros.
+pub mod prelude {
+    #[doc(no_inline)]
+    pub use crate::{aggregate, event};
+    #[doc(no_inline)]
+    pub use factum_core::prelude::*;
+    #[cfg(feature = "sqlite")]
+    #[doc(no_inline)]
+    pub use factum_sqlite::SqliteEventStore;
+}
+
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 #[doc(inline)]

@@ -1,2 +1,124 @@
 //! Test support: the conformance suite every event store runs, and a
 //! given/when/then harness for aggregates.
+//!
+//! Enabled by the `testing` feature.
+
+pub mod conformance;
+mod fixture;
+mod harness;
+
+use std::future::Future;
+use std::time::Duration;
+
+pub use fixture::{Tally, TallyEvent};
+pub use harness::{AggregateTest, CommandOutcome, Then};
+
+/// How long one conformance check may take before it fails as hung.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs one conformance check on a fresh store from `factory`, on a
+/// multi-threaded runtime; does nothing when the factory reports the
+/// backend unavailable (`None`).
+///
+/// # Panics
+///
+/// When the check fails or takes longer than two minutes: this is test code.
+pub fn run<S, Factory, Made, Check, Checked>(factory: Factory, check: Check)
+where
+    Factory: FnOnce() -> Made,
+    Made: Future<Output = Option<S>>,
+    Check: FnOnce(S) -> Checked,
+    Checked: Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a test runtime can be built");
+    runtime.block_on(async {
+        let Some(store) = factory().await else {
+            return;
+        };
+        if tokio::time::timeout(CHECK_TIMEOUT, check(store)).await.is_err() {
+            panic!("conformance check did not finish within {CHECK_TIMEOUT:?}");
+        }
+    });
+}
+
+/// Reports a test as skipped because `service` cannot be reached, and returns
+/// `None` for a store factory to pass on.
+///
+/// # Panics
+///
+/// When the environment variable `CI` is `true`: in CI a missing service is
+/// a failure, not a skip.
+pub fn service_unavailable<T>(service: &str, reason: impl std::fmt::Display) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|value| value == "true") {
+        panic!("{service} is required under CI=true but unavailable: {reason}");
+    }
+    eprintln!("SKIPPED: {service} unavailable: {reason}");
+    None
+}
+
+/// Expands to one `#[test]` per guarantee of the [`EventStore`](crate::EventStore)
+/// contract, each on a fresh store made by `$factory`.
+///
+/// `$factory` is an `async fn() -> Option<S>` (`S: EventStore + Clone`) that
+/// returns a fresh, empty store, or `None` when its server is unreachable
+/// (see [`service_unavailable`]).
+///
+/// ```
+/// use factum_core::InMemoryEventStore;
+///
+/// async fn fresh_store() -> Option<InMemoryEventStore> {
+///     Some(InMemoryEventStore::new())
+/// }
+///
+/// factum_core::conformance_suite!(fresh_store);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! conformance_suite {
+    ($factory:path) => {
+        $crate::__conformance_tests!(
+            $factory;
+            any_on_fresh_and_existing_streams,
+            no_stream_admits_only_a_fresh_stream,
+            exact_version_admits_only_that_version,
+            conflict_writes_nothing,
+            empty_append_checks_the_expected_version,
+            batch_is_atomic,
+            idempotent_retry_returns_original_positions,
+            same_event_id_with_other_content_is_rejected,
+            versions_are_gapless_from_one,
+            positions_strictly_increase_and_match_append_results,
+            read_stream_from_a_version,
+            read_all_resumes_after_a_position_exclusively,
+            read_all_honours_limits,
+            envelope_round_trips,
+            unusual_names_and_payloads_round_trip,
+            large_batch_is_atomic_and_ordered,
+            long_stream_reads_in_order,
+            undecodable_payload_is_an_error_not_a_skip,
+            unknown_event_type_is_an_error_not_a_skip,
+            concurrent_writers_on_one_stream,
+            writers_and_readers_lose_nothing,
+            catch_up_hands_over_to_live,
+            subscription_starts_after_its_position,
+            head_position_follows_appends,
+        );
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($factory:path; $($check:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::testing::run($factory, $crate::testing::conformance::$check);
+            }
+        )*
+    };
+}

@@ -1,0 +1,69 @@
+//! In-memory store: append and replay throughput for a small event.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use factum::prelude::*;
+use factum::{Payload, StreamId};
+use factum_benches::{Counter, CounterId, small_events};
+
+const BATCH: usize = 1_000;
+const STREAM_LENGTH: usize = 100_000;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a benchmark runtime")
+}
+
+fn append(c: &mut Criterion) {
+    let runtime = runtime();
+    let mut group = c.benchmark_group("memory/append");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    let store = InMemoryEventStore::new();
+    let mut stream_number = 0_u64;
+    group.bench_function(format!("batch of {BATCH}"), |b| {
+        b.iter_batched(
+            || {
+                stream_number += 1;
+                (StreamId::new("Counter", stream_number.to_string()), small_events(BATCH))
+            },
+            |(stream, events)| {
+                runtime
+                    .block_on(store.append(&stream, ExpectedVersion::NoStream, events))
+                    .expect("append")
+            },
+            BatchSize::LargeInput,
+        );
+    });
+    group.finish();
+}
+
+fn replay(c: &mut Criterion) {
+    let runtime = runtime();
+    let store = InMemoryEventStore::new();
+    let id = CounterId::generate();
+    let stream = StreamId::new("Counter", id.to_string());
+    let created = NewEvent::new(
+        "created",
+        Payload::encode(&serde_json::json!({ "id": id, "value": 0 })).expect("payload"),
+    );
+    let mut history = vec![created];
+    history.extend(small_events(STREAM_LENGTH - 1));
+    runtime
+        .block_on(store.append(&stream, ExpectedVersion::NoStream, history))
+        .expect("append");
+    let app = Application::<Counter, _>::new(store);
+
+    let mut group = c.benchmark_group("memory/replay");
+    group.throughput(Throughput::Elements(STREAM_LENGTH as u64));
+    group.sample_size(20);
+    group.bench_function(format!("{STREAM_LENGTH} events into a Counter"), |b| {
+        b.iter(|| {
+            let counter = runtime.block_on(app.get(id)).expect("replay");
+            assert_eq!(counter.value, STREAM_LENGTH as i64 - 1);
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, replay);
+criterion_main!(benches);
