@@ -49,9 +49,7 @@ impl Decoder {
             return Err(corrupt(
                 stream,
                 expected_version,
-                format!(
-                    "version {expected_version} is missing: the next stored version is {version}"
-                ),
+                format!("version {expected_version} is missing: the next stored version is {version}"),
             ));
         }
         self.fields(row, 0, 2, stream.clone(), version)
@@ -109,9 +107,8 @@ impl Decoder {
         let decoded = (|| {
             let position = positive(column(row, position_column)?, "position")?;
             let event_id = match column(row, first)? {
-                ValueRef::Blob(bytes) => Uuid::from_slice(bytes).map_err(|_| {
-                    format!("event_id is {} bytes long, not a 16-byte UUID", bytes.len())
-                })?,
+                ValueRef::Blob(bytes) => Uuid::from_slice(bytes)
+                    .map_err(|_| format!("event_id is {} bytes long, not a 16-byte UUID", bytes.len()))?,
                 other => return Err(format!("event_id is {}, not a 16-byte UUID", kind(other))),
             };
             let event_type = self.event_type(text(column(row, first + 1)?, "event_type")?);
@@ -197,9 +194,7 @@ fn positive(value: ValueRef<'_>, name: &str) -> Result<u64, String> {
 
 fn text<'row>(value: ValueRef<'row>, name: &str) -> Result<&'row str, String> {
     match value {
-        ValueRef::Text(bytes) => {
-            std::str::from_utf8(bytes).map_err(|_| format!("{name} is not valid UTF-8"))
-        }
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|_| format!("{name} is not valid UTF-8")),
         other => Err(format!("{name} is {}, not text", kind(other))),
     }
 }
@@ -213,9 +208,7 @@ pub(crate) fn optional_count(
     stream: &StreamId,
 ) -> Result<u64, Error> {
     let mut statement = connection.prepare_cached(sql).map_err(sqlite)?;
-    let value: Option<i64> = statement
-        .query_row(params, |row| row.get(0))
-        .map_err(sqlite)?;
+    let value: Option<i64> = statement.query_row(params, |row| row.get(0)).map_err(sqlite)?;
     match value {
         None => Ok(0),
         Some(number) => u64::try_from(number).map_err(|_| {

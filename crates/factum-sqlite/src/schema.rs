@@ -65,10 +65,7 @@ pub(crate) enum Location {
 /// Opens the writer's connection: checks the file is a factum database of a
 /// known schema version (creating the schema in a new file) and applies the
 /// connection settings.
-pub(crate) fn open_writer(
-    location: &Location,
-    options: &SqliteOptions,
-) -> Result<Connection, SqliteError> {
+pub(crate) fn open_writer(location: &Location, options: &SqliteOptions) -> Result<Connection, SqliteError> {
     let mut connection = match location {
         Location::Memory => Connection::open_in_memory()?,
         Location::File(path) => {
@@ -109,10 +106,7 @@ pub(crate) fn open_writer(
 }
 
 /// Settings every connection of the store uses.
-pub(crate) fn configure(
-    connection: &Connection,
-    options: &SqliteOptions,
-) -> Result<(), SqliteError> {
+pub(crate) fn configure(connection: &Connection, options: &SqliteOptions) -> Result<(), SqliteError> {
     connection.busy_timeout(options.busy_timeout)?;
     connection.pragma_update(None, "cache_size", -i64::from(options.cache_size_kib))?;
     connection.pragma_update(None, "temp_store", "MEMORY")?;
@@ -121,10 +115,7 @@ pub(crate) fn configure(
 }
 
 /// Opens one more connection to an existing store, for reads or checkpoints.
-pub(crate) fn open_secondary(
-    path: &Path,
-    options: &SqliteOptions,
-) -> Result<Connection, SqliteError> {
+pub(crate) fn open_secondary(path: &Path, options: &SqliteOptions) -> Result<Connection, SqliteError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let connection = Connection::open_with_flags(path, flags)?;
     configure(&connection, options)?;
@@ -141,16 +132,13 @@ fn inspect(connection: &Connection, path: &Path) -> Result<bool, SqliteError> {
     let header = connection.query_row("PRAGMA application_id", [], |row| row.get::<_, i64>(0));
     let application_id = match header {
         Ok(id) => id,
-        Err(rusqlite::Error::SqliteFailure(failure, _))
-            if failure.code == ErrorCode::NotADatabase =>
-        {
+        Err(rusqlite::Error::SqliteFailure(failure, _)) if failure.code == ErrorCode::NotADatabase => {
             return Err(not_factum("the file is not a SQLite database"));
         }
         Err(error) => return Err(error.into()),
     };
     let user_version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    let objects: i64 =
-        connection.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+    let objects: i64 = connection.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
     if application_id == 0 && user_version == 0 && objects == 0 {
         return Ok(true);
     }
@@ -185,24 +173,20 @@ fn check_version(user_version: i64, path: &Path) -> Result<(), SqliteError> {
 /// the schema, and leave it alone.
 fn create_schema(connection: &mut Connection, path: &Path) -> Result<(), SqliteError> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let objects: i64 =
-        transaction.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+    let objects: i64 = transaction.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
     if objects == 0 {
         transaction.execute_batch(SCHEMA_V1)?;
         transaction.pragma_update(None, "application_id", APPLICATION_ID)?;
         transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     } else {
-        let application_id: i64 =
-            transaction.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+        let application_id: i64 = transaction.query_row("PRAGMA application_id", [], |row| row.get(0))?;
         if application_id != APPLICATION_ID {
             return Err(SqliteError::NotAFactumDatabase {
                 path: path.to_path_buf(),
-                reason: "another program created tables in it while factum was opening it"
-                    .to_owned(),
+                reason: "another program created tables in it while factum was opening it".to_owned(),
             });
         }
-        let user_version: i64 =
-            transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let user_version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         check_version(user_version, path)?;
     }
     transaction.commit()?;

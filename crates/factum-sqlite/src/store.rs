@@ -3,8 +3,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use factum_core::{
-    AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, Payload,
-    PollingSubscription, RecordedEvent, StreamId, SubscriptionOptions,
+    AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, Payload, PollingSubscription,
+    RecordedEvent, StreamId, SubscriptionOptions,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -109,11 +109,7 @@ impl SqliteEventStore {
     /// tests. It behaves like a file store (same SQL, same checks), minus
     /// durability and concurrent reads.
     pub async fn open_in_memory() -> Result<Self, Error> {
-        Self::start(
-            Location::Memory,
-            SqliteOptions::default().poll_interval(None),
-        )
-        .await
+        Self::start(Location::Memory, SqliteOptions::default().poll_interval(None)).await
     }
 
     async fn start(location: Location, options: SqliteOptions) -> Result<Self, Error> {
@@ -193,12 +189,7 @@ impl SqliteEventStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// # }).unwrap();
     /// ```
-    pub async fn save_snapshot(
-        &self,
-        stream: &StreamId,
-        version: u64,
-        state: Payload,
-    ) -> Result<(), Error> {
+    pub async fn save_snapshot(&self, stream: &StreamId, version: u64, state: Payload) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::SaveSnapshot {
             stream: stream.clone(),
@@ -207,9 +198,7 @@ impl SqliteEventStore {
             taken_at: OffsetDateTime::now_utc(),
             reply,
         })?;
-        answer
-            .await
-            .map_err(|_| Error::from(SqliteError::WriterGone))?
+        answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
     }
 
     /// The latest snapshot of `stream`, if one was saved.
@@ -271,9 +260,7 @@ impl SqliteEventStore {
             })));
             return Box::pin(async move {
                 sent?;
-                answer
-                    .await
-                    .map_err(|_| Error::from(SqliteError::WriterGone))?
+                answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
             });
         }
         let runtime = match tokio::runtime::Handle::try_current() {
@@ -293,11 +280,7 @@ impl SqliteEventStore {
         })
     }
 
-    fn read_page(
-        &self,
-        stream: StreamId,
-        from_version: u64,
-    ) -> BoxFuture<'static, Result<Page, Error>> {
+    fn read_page(&self, stream: StreamId, from_version: u64) -> BoxFuture<'static, Result<Page, Error>> {
         self.read(move |connection| {
             let sql = format!(
                 "SELECT {STREAM_COLUMNS} FROM events WHERE stream_key = {STREAM_KEY_OF} AND version >= ?3 \
@@ -331,7 +314,8 @@ impl SqliteEventStore {
                     }
                 }
             }
-            let next_version = (events.len() == PAGE && events.iter().all(Result::is_ok)).then_some(expected_version);
+            let next_version =
+                (events.len() == PAGE && events.iter().all(Result::is_ok)).then_some(expected_version);
             Ok(Page { events, next_version })
         })
     }
@@ -346,18 +330,11 @@ struct Page {
 }
 
 impl Inner {
-    fn with_reader<R>(
-        &self,
-        read: impl FnOnce(&Connection) -> Result<R, Error>,
-    ) -> Result<R, Error> {
+    fn with_reader<R>(&self, read: impl FnOnce(&Connection) -> Result<R, Error>) -> Result<R, Error> {
         let Some(pool) = &self.readers else {
             return Err(SqliteError::WriterGone.into());
         };
-        let idle = pool
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
+        let idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let connection = match idle {
             Some(connection) => connection,
             None => schema::open_secondary(&pool.path, &self.options)?,
@@ -394,9 +371,7 @@ impl EventStore for SqliteEventStore {
             events,
             reply,
         })?;
-        answer
-            .await
-            .map_err(|_| Error::from(SqliteError::WriterGone))?
+        answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
@@ -454,12 +429,7 @@ impl EventStore for SqliteEventStore {
             poll_interval: self.inner.options.poll_interval,
             ..SubscriptionOptions::default()
         };
-        PollingSubscription::stream(
-            self.clone(),
-            after,
-            Some(self.inner.head.subscribe()),
-            options,
-        )
+        PollingSubscription::stream(self.clone(), after, Some(self.inner.head.subscribe()), options)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {

@@ -12,9 +12,7 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 
-use factum_core::{
-    AppendResult, Error, ExpectedVersion, NewEvent, Payload, RecordedEvent, StreamId,
-};
+use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, Payload, RecordedEvent, StreamId};
 use rusqlite::{Connection, ErrorCode};
 use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
@@ -72,8 +70,7 @@ fn insert_sql(rows: usize) -> &'static str {
     }
 }
 
-const STREAM_KEY_SQL: &str =
-    "SELECT stream_key FROM streams WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+const STREAM_KEY_SQL: &str = "SELECT stream_key FROM streams WHERE aggregate_type = ?1 AND aggregate_id = ?2";
 const NEW_STREAM_SQL: &str = "INSERT INTO streams (aggregate_type, aggregate_id) VALUES (?1, ?2)";
 const STREAM_VERSION_SQL: &str = "SELECT max(version) FROM events WHERE stream_key = ?1";
 const HEAD_SQL: &str = "SELECT max(position) FROM events";
@@ -211,10 +208,7 @@ impl Writer {
                         Ok(()) => append(connection, &stream, expected, &events),
                         Err(error) => Err(error.clone().into()),
                     };
-                    if result
-                        .as_ref()
-                        .is_ok_and(|result| !result.positions.is_empty())
-                    {
+                    if result.as_ref().is_ok_and(|result| !result.positions.is_empty()) {
                         appended_bytes += events
                             .iter()
                             .map(|event| event.payload.as_str().len() as u64 + 64)
@@ -252,8 +246,7 @@ impl Writer {
             if let (Outcome::Append(_, result @ Ok(_)), Err(error)) = (&mut *outcome, &committed) {
                 *result = Err(error.clone().into());
             }
-            if let (Outcome::Snapshot(_, result @ Ok(_)), Err(error)) = (&mut *outcome, &committed)
-            {
+            if let (Outcome::Snapshot(_, result @ Ok(_)), Err(error)) = (&mut *outcome, &committed) {
                 *result = Err(error.clone().into());
             }
             if let Outcome::Append(_, Ok(result)) = outcome {
@@ -441,9 +434,7 @@ fn insert(
     let count = events.len() as u64;
     Ok(AppendResult {
         stream_version: actual + count,
-        positions: (0..count)
-            .map(|index| first_position as u64 + index)
-            .collect(),
+        positions: (0..count).map(|index| first_position as u64 + index).collect(),
     })
 }
 
@@ -603,10 +594,7 @@ impl Checkpointer {
     /// Asks for a checkpoint; false when the thread is gone.
     fn wake(&self) -> bool {
         // A full channel means a checkpoint is already due: nothing to add.
-        !matches!(
-            self.wake.try_send(()),
-            Err(mpsc::TrySendError::Disconnected(()))
-        )
+        !matches!(self.wake.try_send(()), Err(mpsc::TrySendError::Disconnected(())))
     }
 }
 

@@ -39,8 +39,7 @@ async fn write_until_killed(path: &Path, durability: Durability) {
                 let size = batch_size(batch);
                 let events = (0..size)
                     .map(|index| {
-                        let payload =
-                            serde_json::json!({ "batch": batch, "index": index, "size": size });
+                        let payload = serde_json::json!({ "batch": batch, "index": index, "size": size });
                         NewEvent::new("written", Payload::from(payload))
                     })
                     .collect();
@@ -186,9 +185,6 @@ fn sigkill_mid_append_leaves_whole_batches_normal() {
 fn sigkill_mid_append_leaves_whole_batches_full() {
     match child_path() {
         Some(path) => run_child(&path, Durability::Full),
-        None => run_crash_test(
-            "sigkill_mid_append_leaves_whole_batches_full",
-            Durability::Full,
-        ),
+        None => run_crash_test("sigkill_mid_append_leaves_whole_batches_full", Durability::Full),
     }
 }

@@ -22,10 +22,7 @@ fn sqlite_error(error: &Error) -> Option<&SqliteError> {
         .and_then(|source| source.downcast_ref::<SqliteError>())
 }
 
-async fn read(
-    store: &SqliteEventStore,
-    stream: &StreamId,
-) -> Vec<Result<factum_core::RecordedEvent, Error>> {
+async fn read(store: &SqliteEventStore, stream: &StreamId) -> Vec<Result<factum_core::RecordedEvent, Error>> {
     store.read_stream(stream, 1).collect().await
 }
 
@@ -38,17 +35,11 @@ async fn appends_survive_reopening_the_file() {
         .with_correlation_id(Uuid::now_v7())
         .with_tenant("acme")
         .with("user", "ada");
-    let first = event(1)
-        .with_metadata(metadata.clone())
-        .with_schema_version(3);
+    let first = event(1).with_metadata(metadata.clone()).with_schema_version(3);
     {
         let store = SqliteEventStore::open(&path).await.unwrap();
         let result = store
-            .append(
-                &stream,
-                ExpectedVersion::NoStream,
-                vec![first.clone(), event(2)],
-            )
+            .append(&stream, ExpectedVersion::NoStream, vec![first.clone(), event(2)])
             .await
             .unwrap();
         assert_eq!(result.stream_version, 2);
@@ -126,11 +117,7 @@ async fn conflicts_write_nothing_and_retries_return_the_original_positions() {
 
     // Stored ids mixed with new ones.
     let error = store
-        .append(
-            &stream,
-            ExpectedVersion::Any,
-            vec![batch[0].clone(), event(6)],
-        )
+        .append(&stream, ExpectedVersion::Any, vec![batch[0].clone(), event(6)])
         .await
         .unwrap_err();
     assert!(matches!(error, Error::InvalidRequest { .. }), "{error}");
@@ -162,10 +149,7 @@ async fn concurrent_appends_commit_in_position_order_and_fail_alone() {
                 } else {
                     ExpectedVersion::Any
                 };
-                match store
-                    .append(&stream, expected, vec![event(1), event(2)])
-                    .await
-                {
+                match store.append(&stream, expected, vec![event(1), event(2)]).await {
                     Ok(result) => assert_eq!(result.positions.len(), 2),
                     Err(Error::Conflict { .. }) => failures += 1,
                     Err(other) => panic!("{other}"),
@@ -206,10 +190,7 @@ async fn long_streams_are_read_in_pages() {
     let stream = StreamId::new("Counter", "long");
     for _ in 0..3 {
         let batch: Vec<_> = (0..2000).map(event).collect();
-        store
-            .append(&stream, ExpectedVersion::Any, batch)
-            .await
-            .unwrap();
+        store.append(&stream, ExpectedVersion::Any, batch).await.unwrap();
     }
     let versions: Vec<u64> = read(&store, &stream)
         .await
@@ -219,11 +200,7 @@ async fn long_streams_are_read_in_pages() {
     assert_eq!(versions, (1..=6000).collect::<Vec<_>>());
     let tail: Vec<_> = store.read_stream(&stream, 5999).collect().await;
     assert_eq!(tail.len(), 2);
-    assert!(
-        read(&store, &StreamId::new("Counter", "none"))
-            .await
-            .is_empty()
-    );
+    assert!(read(&store, &StreamId::new("Counter", "none")).await.is_empty());
 }
 
 #[tokio::test]
@@ -329,16 +306,10 @@ async fn a_file_that_is_not_sqlite_is_not_a_factum_database() {
     .unwrap();
     let error = SqliteEventStore::open(&path).await.unwrap_err();
     assert!(
-        matches!(
-            sqlite_error(&error),
-            Some(SqliteError::NotAFactumDatabase { .. })
-        ),
+        matches!(sqlite_error(&error), Some(SqliteError::NotAFactumDatabase { .. })),
         "{error}"
     );
-    assert!(
-        error.to_string().contains("not a factum database"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("not a factum database"), "{error}");
 }
 
 #[tokio::test]
@@ -346,16 +317,11 @@ async fn another_programs_sqlite_file_is_not_a_factum_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("other.db");
     let other = rusqlite::Connection::open(&path).unwrap();
-    other
-        .execute_batch("CREATE TABLE users (name TEXT)")
-        .unwrap();
+    other.execute_batch("CREATE TABLE users (name TEXT)").unwrap();
     drop(other);
     let error = SqliteEventStore::open(&path).await.unwrap_err();
     assert!(
-        matches!(
-            sqlite_error(&error),
-            Some(SqliteError::NotAFactumDatabase { .. })
-        ),
+        matches!(sqlite_error(&error), Some(SqliteError::NotAFactumDatabase { .. })),
         "{error}"
     );
 }
@@ -375,15 +341,10 @@ async fn a_newer_schema_is_refused() {
     drop(connection);
     let error = SqliteEventStore::open(&path).await.unwrap_err();
     match sqlite_error(&error) {
-        Some(SqliteError::SchemaTooNew {
-            found, supported, ..
-        }) => assert_eq!((*found, *supported), (99, 1)),
+        Some(SqliteError::SchemaTooNew { found, supported, .. }) => assert_eq!((*found, *supported), (99, 1)),
         _ => panic!("expected SchemaTooNew, got {error}"),
     }
-    assert!(
-        error.to_string().contains("upgrade factum-sqlite"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("upgrade factum-sqlite"), "{error}");
 }
 
 #[tokio::test]
@@ -419,10 +380,7 @@ async fn read_after_damage(column_update: &str) -> Vec<Result<factum_core::Recor
     let events = read(&store, &stream).await;
     // The global log reports the same damage.
     let all = store.read_all(0, 10).await;
-    assert!(
-        matches!(all, Err(Error::Corrupt { version: 2, .. })),
-        "{all:?}"
-    );
+    assert!(matches!(all, Err(Error::Corrupt { version: 2, .. })), "{all:?}");
     events
 }
 
