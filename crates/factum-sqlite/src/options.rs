@@ -65,7 +65,7 @@ impl Default for SqliteOptions {
             read_connections: 4,
             busy_timeout: Duration::from_secs(5),
             poll_interval: Some(Duration::from_millis(500)),
-            cache_size_kib: 64 * 1024,
+            cache_size_kib: 8 * 1024,
             checkpoint_bytes: 16 * 1024 * 1024,
         }
     }
@@ -120,7 +120,9 @@ impl SqliteOptions {
         self
     }
 
-    /// The page cache of each connection, in KiB (default 64 MiB).
+    /// The page cache of each connection, in KiB (default 8 MiB). Reads are
+    /// sequential and the operating system caches the file too, so a larger
+    /// cache mostly costs memory.
     pub fn cache_size_kib(mut self, kib: u32) -> Self {
         self.cache_size_kib = kib;
         self

@@ -1,3 +1,4 @@
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -19,7 +20,9 @@ use crate::writer::{self, Command};
 use crate::{Snapshot, SqliteOptions};
 
 /// Events per page when a stream is read.
-const PAGE: usize = 2048;
+const PAGE: usize = 4096;
+/// Pages of a stream read requested ahead of the caller.
+const PAGES_IN_FLIGHT: usize = 3;
 
 const STREAM_KEY_OF: &str =
     "(SELECT stream_key FROM streams WHERE aggregate_type = ?1 AND aggregate_id = ?2)";
@@ -280,17 +283,23 @@ impl SqliteEventStore {
         })
     }
 
+    /// Reads versions `from_version..from_version + PAGE` of `stream`.
     fn read_page(&self, stream: StreamId, from_version: u64) -> BoxFuture<'static, Result<Page, Error>> {
         self.read(move |connection| {
             let sql = format!(
-                "SELECT {STREAM_COLUMNS} FROM events WHERE stream_key = {STREAM_KEY_OF} AND version >= ?3 \
-                 ORDER BY version LIMIT ?4"
+                "SELECT {STREAM_COLUMNS} FROM events WHERE stream_key = {STREAM_KEY_OF} \
+                 AND version >= ?3 AND version < ?4 ORDER BY version"
             );
             let mut statement = connection.prepare_cached(&sql).map_err(sqlite)?;
             let from = i64::try_from(from_version).unwrap_or(i64::MAX);
+            let until = from.saturating_add(PAGE as i64);
             let mut rows = statement
-                .query((stream.aggregate_type(), stream.aggregate_id(), from, PAGE as i64))
+                .query((stream.aggregate_type(), stream.aggregate_id(), from, until))
                 .map_err(sqlite)?;
+            // Fresh strings for each page: the caller drops the events on
+            // another thread, and sharing one reference count between the
+            // reading and the dropping thread costs more than the copy.
+            let stream = StreamId::new(stream.aggregate_type(), stream.aggregate_id());
             let mut decoder = Decoder::default();
             let mut events = Vec::with_capacity(PAGE);
             let mut expected_version = from_version;
@@ -314,9 +323,11 @@ impl SqliteEventStore {
                     }
                 }
             }
-            let next_version =
-                (events.len() == PAGE && events.iter().all(Result::is_ok)).then_some(expected_version);
-            Ok(Page { events, next_version })
+            let last = events.len() == PAGE && events.iter().all(Result::is_ok);
+            Ok(Page {
+                events,
+                continues: last,
+            })
         })
     }
 }
@@ -325,8 +336,8 @@ impl SqliteEventStore {
 struct Page {
     /// The events, ending with the first error met.
     events: Vec<Result<RecordedEvent, Error>>,
-    /// Where the next page starts, when there may be one.
-    next_version: Option<u64>,
+    /// True when the page is full and whole: the stream may go on.
+    continues: bool,
 }
 
 impl Inner {
@@ -350,11 +361,37 @@ impl Inner {
     }
 }
 
-/// Where a stream read stands.
-enum Cursor {
-    Start(u64),
-    Fetching(BoxFuture<'static, Result<Page, Error>>),
-    Done,
+/// Where a stream read stands: the pages being fetched, oldest first.
+struct Cursor {
+    store: SqliteEventStore,
+    stream: StreamId,
+    /// The first version of the next page to request.
+    next_version: u64,
+    in_flight: VecDeque<BoxFuture<'static, Result<Page, Error>>>,
+    done: bool,
+}
+
+impl Cursor {
+    /// The next page, keeping `PAGES_IN_FLIGHT` requested ahead: versions
+    /// have no gaps, so each page's range is known before the previous one
+    /// arrives, and several readers decode in parallel.
+    async fn next_page(&mut self) -> Option<Result<Page, Error>> {
+        if self.done {
+            return None;
+        }
+        while self.in_flight.len() < PAGES_IN_FLIGHT && self.next_version < u64::MAX - PAGE as u64 {
+            let page = self.store.read_page(self.stream.clone(), self.next_version);
+            self.in_flight.push_back(page);
+            self.next_version += PAGE as u64;
+        }
+        let page = self.in_flight.pop_front()?.await;
+        if !page.as_ref().is_ok_and(|page| page.continues) {
+            // Pages requested past the end come back empty; nobody waits for them.
+            self.done = true;
+            self.in_flight.clear();
+        }
+        Some(page)
+    }
 }
 
 impl EventStore for SqliteEventStore {
@@ -375,27 +412,20 @@ impl EventStore for SqliteEventStore {
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
-        let stream = stream.clone();
-        futures::stream::unfold(Cursor::Start(from_version.max(1)), move |cursor| {
-            let stream = stream.clone();
-            async move {
-                let page = match cursor {
-                    Cursor::Start(version) => self.read_page(stream.clone(), version).await,
-                    Cursor::Fetching(page) => page.await,
-                    Cursor::Done => return None,
-                };
-                match page {
-                    Ok(page) => {
-                        // Fetch the next page while the caller works through this one.
-                        let next = match page.next_version {
-                            Some(version) => Cursor::Fetching(self.read_page(stream, version)),
-                            None => Cursor::Done,
-                        };
-                        Some((futures::stream::iter(page.events), next))
-                    }
-                    Err(error) => Some((futures::stream::iter(vec![Err(error)]), Cursor::Done)),
-                }
-            }
+        let cursor = Cursor {
+            store: self.clone(),
+            stream: stream.clone(),
+            next_version: from_version.max(1),
+            in_flight: VecDeque::new(),
+            done: false,
+        };
+        futures::stream::unfold(cursor, |mut cursor| async move {
+            let page = cursor.next_page().await?;
+            let events = match page {
+                Ok(page) => page.events,
+                Err(error) => vec![Err(error)],
+            };
+            Some((futures::stream::iter(events), cursor))
         })
         .flatten()
         .boxed()
