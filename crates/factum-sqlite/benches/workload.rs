@@ -305,6 +305,14 @@ fn main() {
         factum_replay_child(&path, parse_durability(&args[index + 2]));
         return;
     }
+    // For profiling the write path alone: `--write-only PATH NORMAL|FULL`.
+    if let Some(index) = args.iter().position(|arg| arg == "--write-only") {
+        let path = PathBuf::from(&args[index + 1]);
+        let _ = std::fs::remove_file(&path);
+        let rate = factum_write(&path, parse_durability(&args[index + 2]), events_total());
+        println!("write {rate:.0} events/s");
+        return;
+    }
     let total = events_total();
     let temporary = tempfile::tempdir().expect("a temporary directory");
     // FACTUM_BENCH_DIR keeps the databases for inspection (emptied first).

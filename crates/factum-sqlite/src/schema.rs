@@ -32,7 +32,7 @@ CREATE TABLE streams (
 );
 CREATE TABLE events (
     position       INTEGER PRIMARY KEY,
-    stream_key     INTEGER NOT NULL REFERENCES streams (stream_key),
+    stream_key     INTEGER NOT NULL,
     version        INTEGER NOT NULL,
     event_id       BLOB NOT NULL,
     event_type     TEXT NOT NULL,

@@ -53,7 +53,7 @@ const CHUNK: usize = 64;
 /// Bound parameters per event row.
 const COLUMNS: usize = 9;
 
-const INSERT_COLUMNS: &str = "INSERT INTO events \
+const INSERT_COLUMNS: &str = "INSERT OR FAIL INTO events \
     (position, stream_key, version, event_id, event_type, schema_version, payload, metadata, occurred_at) VALUES ";
 
 fn insert_sql(rows: usize) -> &'static str {
