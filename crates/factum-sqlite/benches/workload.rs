@@ -220,11 +220,10 @@ fn factum_replay(path: &Path, durability: Durability) -> ReplayFigures {
     }
 }
 
-/// The baseline: the obvious rusqlite code (one table with the stream in text
-/// columns, unique indexes, one prepared INSERT per event, one transaction
-/// per batch), same pragmas.
-fn baseline(path: &Path, durability: Durability, total: usize) -> Figures {
-    let mut connection = rusqlite::Connection::open(path).expect("open");
+/// The plain schema of the baseline: the stream in text columns, unique
+/// indexes on the stream's versions and the event ids.
+fn baseline_connection(path: &Path, durability: Durability) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(path).expect("open");
     connection
         .execute_batch(&format!(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = {};
@@ -236,34 +235,44 @@ fn baseline(path: &Path, durability: Durability, total: usize) -> Figures {
             durability_name(durability)
         ))
         .expect("schema");
+    connection
+}
+
+/// One prepared INSERT of the baseline.
+fn baseline_insert(connection: &rusqlite::Connection, version: i64, event: &NewEvent) {
+    let mut insert = connection
+        .prepare_cached(
+            "INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type, \
+             schema_version, payload, metadata, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .expect("prepare");
+    insert
+        .execute(params![
+            "Counter",
+            "bench",
+            version,
+            &event.event_id.as_bytes()[..],
+            &*event.event_type,
+            1,
+            event.payload.as_str(),
+            Option::<&str>::None,
+            event.occurred_at.unix_timestamp_nanos() as i64,
+        ])
+        .expect("insert");
+}
+
+/// The baseline: the obvious rusqlite code (one prepared INSERT per event,
+/// one transaction per batch), same pragmas.
+fn baseline(path: &Path, durability: Durability, total: usize) -> Figures {
+    let mut connection = baseline_connection(path, durability);
     let started = Instant::now();
     let mut version = 0i64;
     while version < total as i64 {
         let transaction = connection.transaction().expect("begin");
-        {
-            let mut insert = transaction
-                .prepare_cached(
-                    "INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type, \
-                     schema_version, payload, metadata, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .expect("prepare");
-            for _ in 0..BATCH {
-                version += 1;
-                let event = NewEvent::new("Increment", Payload::from_stored(r#"{"by":1}"#));
-                insert
-                    .execute(params![
-                        "Counter",
-                        "bench",
-                        version,
-                        &event.event_id.as_bytes()[..],
-                        &*event.event_type,
-                        1,
-                        event.payload.as_str(),
-                        Option::<&str>::None,
-                        event.occurred_at.unix_timestamp_nanos() as i64,
-                    ])
-                    .expect("insert");
-            }
+        for _ in 0..BATCH {
+            version += 1;
+            let event = NewEvent::new("Increment", Payload::from_stored(r#"{"by":1}"#));
+            baseline_insert(&transaction, version, &event);
         }
         transaction.commit().expect("commit");
     }
@@ -298,11 +307,68 @@ fn baseline(path: &Path, durability: Durability, total: usize) -> Figures {
     }
 }
 
+/// Many small appends at once: 16 tasks appending one event at a time to
+/// their own streams. Group commit folds the queued appends into one
+/// transaction (one fsync); the baseline commits each event alone.
+fn concurrent_small_appends(dir: &Path, durability: Durability) -> (f64, f64) {
+    const WRITERS: usize = 16;
+    const APPENDS: usize = 400;
+    let path = dir.join(format!("small-{}.db", durability_name(durability)));
+    let factum = runtime().block_on(async {
+        let store = SqliteEventStore::open_with(&path, SqliteOptions::new().durability(durability))
+            .await
+            .expect("open");
+        let payload = Payload::parse(r#"{"by":1}"#).expect("json");
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let store = store.clone();
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    let stream = StreamId::new("Counter", writer.to_string());
+                    for version in 0..APPENDS as u64 {
+                        let event = NewEvent::new("Increment", payload.clone());
+                        store
+                            .append(&stream, ExpectedVersion::from_loaded(version), vec![event])
+                            .await
+                            .expect("append");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        let elapsed = started.elapsed();
+        store.close().await.expect("close");
+        rate(WRITERS * APPENDS, elapsed)
+    });
+
+    let path = dir.join(format!("small-baseline-{}.db", durability_name(durability)));
+    let connection = baseline_connection(&path, durability);
+    let appends = WRITERS * APPENDS / 4;
+    let started = Instant::now();
+    for version in 1..=appends {
+        let event = NewEvent::new("Increment", Payload::from_stored(r#"{"by":1}"#));
+        baseline_insert(&connection, version as i64, &event);
+    }
+    (factum, rate(appends, started.elapsed()))
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(index) = args.iter().position(|arg| arg == REPLAY_CHILD) {
         let path = PathBuf::from(&args[index + 1]);
         factum_replay_child(&path, parse_durability(&args[index + 2]));
+        return;
+    }
+    // For profiling small appends alone: `--small-only DIR NORMAL|FULL`.
+    if let Some(index) = args.iter().position(|arg| arg == "--small-only") {
+        let dir = PathBuf::from(&args[index + 1]);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (grouped, alone) = concurrent_small_appends(&dir, parse_durability(&args[index + 2]));
+        println!("small appends {grouped:.0}/s, baseline {alone:.0}/s");
         return;
     }
     // For profiling the write path alone: `--write-only PATH NORMAL|FULL`.
@@ -361,6 +427,12 @@ fn main() {
         println!(
             "  snapshot load   first {} us, mean of 1000: {} us",
             replay.snapshot_first_us, replay.snapshot_mean_us
+        );
+        let (grouped, alone) = concurrent_small_appends(dir, durability);
+        println!(
+            "  one-event appends from 16 tasks: factum-sqlite {grouped:.0}/s (group commit), \
+             rusqlite one transaction each {alone:.0}/s, ratio {:.1}x",
+            grouped / alone
         );
     }
 }

@@ -19,7 +19,7 @@ use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
 use crate::SqliteOptions;
-use crate::decode::{Decoder, LOG_COLUMNS, optional_count};
+use crate::decode::{Decoder, LOG_COLUMNS, corrupt, optional_count};
 use crate::error::{SqliteError, sqlite};
 use crate::schema;
 
@@ -70,9 +70,9 @@ fn insert_sql(rows: usize) -> &'static str {
     }
 }
 
-const STREAM_KEY_SQL: &str = "SELECT stream_key FROM streams WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+const STREAM_SQL: &str = "SELECT s.stream_key, (SELECT max(version) FROM events WHERE stream_key = s.stream_key) \
+     FROM streams s WHERE s.aggregate_type = ?1 AND s.aggregate_id = ?2";
 const NEW_STREAM_SQL: &str = "INSERT INTO streams (aggregate_type, aggregate_id) VALUES (?1, ?2)";
-const STREAM_VERSION_SQL: &str = "SELECT max(version) FROM events WHERE stream_key = ?1";
 const HEAD_SQL: &str = "SELECT max(position) FROM events";
 
 /// Starts the writer thread on `location` and waits (without blocking the
@@ -196,6 +196,9 @@ impl Writer {
         let mut outcomes = Vec::with_capacity(group.len());
         let mut appended_bytes = 0;
         let begun = execute(connection, "BEGIN IMMEDIATE");
+        // The last position, read once per transaction (another process may
+        // have appended since the last one) and kept up to date by appends.
+        let mut head = None;
         for command in group {
             match command {
                 Command::Append {
@@ -205,7 +208,7 @@ impl Writer {
                     reply,
                 } => {
                     let result = match &begun {
-                        Ok(()) => append(connection, &stream, expected, &events),
+                        Ok(()) => append(connection, &mut head, &stream, expected, &events),
                         Err(error) => Err(error.clone().into()),
                     };
                     if result.as_ref().is_ok_and(|result| !result.positions.is_empty()) {
@@ -294,14 +297,14 @@ fn execute(connection: &Connection, sql: &str) -> Result<(), SqliteError> {
 /// Appends `events` to `stream`, checking `expected` and event ids.
 fn append(
     connection: &Connection,
+    head: &mut Option<i64>,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendResult, Error> {
-    let key = stream_key(connection, stream)?;
-    let actual = match key {
-        Some(key) => optional_count(connection, STREAM_VERSION_SQL, [key], stream)?,
-        None => 0,
+    let (key, actual) = match stream_state(connection, stream)? {
+        Some((key, version)) => (Some(key), version),
+        None => (None, 0),
     };
     if !expected.admits(actual) {
         if let Some(original) = retried(connection, stream, events)? {
@@ -321,10 +324,11 @@ fn append(
     }
     let rows = encode(stream, events)?;
     execute(connection, "SAVEPOINT factum_insert")?;
-    let inserted = insert(connection, stream, key, actual, events, &rows);
+    let inserted = insert(connection, head, stream, key, actual, events, &rows);
     match inserted {
         Ok(result) => {
             execute(connection, "RELEASE factum_insert")?;
+            *head = result.positions.last().map(|&position| position as i64);
             Ok(result)
         }
         Err(error) => {
@@ -390,6 +394,7 @@ fn encode(stream: &StreamId, events: &[NewEvent]) -> Result<Vec<EncodedRow>, Err
 
 fn insert(
     connection: &Connection,
+    head: &Option<i64>,
     stream: &StreamId,
     key: Option<i64>,
     actual: u64,
@@ -404,13 +409,20 @@ fn insert(
             connection.last_insert_rowid()
         }
     };
-    let head: Option<i64> = connection
-        .prepare_cached(HEAD_SQL)?
-        .query_row([], |row| row.get(0))?;
-    let first_position = head.unwrap_or(0) + 1;
+    let head = match head {
+        Some(head) => *head,
+        None => connection
+            .prepare_cached(HEAD_SQL)?
+            .query_row([], |row| row.get::<_, Option<i64>>(0))?
+            .unwrap_or(0),
+    };
+    let first_position = head + 1;
     let first_version = actual as i64 + 1;
     let mut offset = 0;
     for size in [CHUNK, 1] {
+        if events.len() - offset < size {
+            continue;
+        }
         let mut statement = connection.prepare_cached(insert_sql(size))?;
         while events.len() - offset >= size {
             for row in 0..size {
@@ -444,15 +456,20 @@ fn is_unique_violation(error: &rusqlite::Error) -> bool {
             && failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
-fn stream_key(connection: &Connection, stream: &StreamId) -> Result<Option<i64>, Error> {
-    let mut statement = connection.prepare_cached(STREAM_KEY_SQL).map_err(sqlite)?;
+/// The stream's key and version, when it has been written to.
+fn stream_state(connection: &Connection, stream: &StreamId) -> Result<Option<(i64, u64)>, Error> {
+    let mut statement = connection.prepare_cached(STREAM_SQL).map_err(sqlite)?;
     let mut rows = statement
         .query((stream.aggregate_type(), stream.aggregate_id()))
         .map_err(sqlite)?;
-    match rows.next().map_err(sqlite)? {
-        Some(row) => row.get(0).map(Some).map_err(sqlite),
-        None => Ok(None),
-    }
+    let Some(row) = rows.next().map_err(sqlite)? else {
+        return Ok(None);
+    };
+    let key: i64 = row.get(0).map_err(sqlite)?;
+    let version: Option<i64> = row.get(1).map_err(sqlite)?;
+    let version = u64::try_from(version.unwrap_or(0))
+        .map_err(|_| corrupt(stream, 0, format!("the stored version {version:?} is negative")))?;
+    Ok(Some((key, version)))
 }
 
 /// The original result when `events` is a retry of an earlier append (the
@@ -510,10 +527,7 @@ fn save_snapshot(
     state: &Payload,
     taken_at: OffsetDateTime,
 ) -> Result<(), Error> {
-    let actual = match stream_key(connection, stream)? {
-        Some(key) => optional_count(connection, STREAM_VERSION_SQL, [key], stream)?,
-        None => 0,
-    };
+    let actual = stream_state(connection, stream)?.map_or(0, |(_, version)| version);
     if version == 0 || version > actual {
         return Err(Error::InvalidRequest {
             stream: stream.clone(),
