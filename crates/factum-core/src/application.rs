@@ -1,23 +1,63 @@
-use crate::{Aggregate, AppendResult, DefaultAggregate, Error, EventStore, Metadata, Repository, StreamId};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::{
+    Aggregate, AppendResult, DefaultAggregate, Error, EventStore, Metadata, Payload, Repository, Snapshot,
+    SnapshotPolicy, SnapshotStore, StreamId, Upcasters,
+};
 
 /// The entry point of an event-sourced application for one aggregate type:
-/// load, change, save.
+/// load, change, save — with optional snapshots and upcasting.
 ///
 /// ```
-/// # use factum_core::{Application, InMemoryEventStore};
-/// # fn demo<A: factum_core::DefaultAggregate>(id: A::Id) {
+/// # use factum_core::{Application, InMemoryEventStore, SnapshotPolicy};
+/// # fn demo<A>() where A: factum_core::Aggregate + serde::Serialize + serde::de::DeserializeOwned {
 /// let store = InMemoryEventStore::new();
-/// let app = Application::<A, _>::new(store.clone());
+/// let app = Application::<A, _>::new(store.clone()).with_snapshots(SnapshotPolicy::Every(100));
 /// # }
 /// ```
 pub struct Application<A, S> {
     repository: Repository<A, S>,
+    snapshots: Option<Snapshots<A, S>>,
+}
+
+/// How to take and restore snapshots, fixed when they were enabled (where
+/// the aggregate's serde bounds are known).
+struct Snapshots<A, S> {
+    policy: SnapshotPolicy,
+    load: LoadSnapshot<S>,
+    save: fn(&S, Snapshot) -> BoxFuture<'_, Result<(), Error>>,
+    encode: fn(&A) -> Result<Payload, serde_json::Error>,
+    decode: fn(&Payload) -> Result<A, serde_json::Error>,
+}
+
+type LoadSnapshot<S> = for<'a> fn(&'a S, &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>, Error>>;
+
+impl<A, S> Clone for Snapshots<A, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, S> Copy for Snapshots<A, S> {}
+
+fn load_snapshot<'a, S: SnapshotStore>(
+    store: &'a S,
+    stream: &'a StreamId,
+) -> BoxFuture<'a, Result<Option<Snapshot>, Error>> {
+    Box::pin(store.load_snapshot(stream))
+}
+
+fn save_snapshot<S: SnapshotStore>(store: &S, snapshot: Snapshot) -> BoxFuture<'_, Result<(), Error>> {
+    Box::pin(store.save_snapshot(snapshot))
 }
 
 impl<A, S: Clone> Clone for Application<A, S> {
     fn clone(&self) -> Self {
         Self {
             repository: self.repository.clone(),
+            snapshots: self.snapshots,
         }
     }
 }
@@ -26,6 +66,7 @@ impl<A, S: std::fmt::Debug> std::fmt::Debug for Application<A, S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Application")
             .field("repository", &self.repository)
+            .field("snapshots", &self.snapshots.map(|snapshots| snapshots.policy))
             .finish()
     }
 }
@@ -35,7 +76,14 @@ impl<A, S> Application<A, S> {
     pub fn new(store: S) -> Self {
         Self {
             repository: Repository::new(store),
+            snapshots: None,
         }
+    }
+
+    /// Lifts old payloads with `upcasters` while reading; see [`Upcasters`].
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.repository = self.repository.with_upcasters(upcasters);
+        self
     }
 
     /// The repository underneath.
@@ -46,6 +94,29 @@ impl<A, S> Application<A, S> {
     /// The event store.
     pub fn store(&self) -> &S {
         self.repository.store()
+    }
+}
+
+impl<A, S> Application<A, S>
+where
+    A: Aggregate + Serialize + DeserializeOwned,
+    S: SnapshotStore,
+{
+    /// Takes snapshots of the aggregate by `policy`, and starts loads from
+    /// the latest one, replaying only the events after it.
+    ///
+    /// The aggregate serializes with serde (the hidden bookkeeping field is
+    /// skipped). A snapshot that no longer deserializes after a change of the
+    /// struct is ignored: the load replays the whole stream instead.
+    pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self {
+        self.snapshots = Some(Snapshots {
+            policy,
+            load: load_snapshot::<S>,
+            save: save_snapshot::<S>,
+            encode: |aggregate| Payload::encode(aggregate),
+            decode: |state| state.decode(),
+        });
+        self
     }
 }
 
@@ -61,7 +132,7 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
 
     /// Loads the aggregate, or starts one with `create` when the stream is empty.
     pub async fn load_or_else(&self, id: A::Id, create: impl FnOnce(A::Id) -> A) -> Result<A, Error> {
-        match self.repository.load(&id).await? {
+        match self.load(&id, u64::MAX).await? {
             Some(aggregate) => Ok(aggregate),
             None => Ok(create(id)),
         }
@@ -69,7 +140,7 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
 
     /// Loads the aggregate; [`Error::NotFound`] when its stream is empty.
     pub async fn get(&self, id: A::Id) -> Result<A, Error> {
-        self.repository.load(&id).await?.ok_or_else(|| Error::NotFound {
+        self.load(&id, u64::MAX).await?.ok_or_else(|| Error::NotFound {
             stream: StreamId::for_aggregate::<A>(&id),
         })
     }
@@ -84,8 +155,7 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
             return Err(Error::NotFound { stream: stream() });
         }
         let aggregate = self
-            .repository
-            .load_up_to(&id, version)
+            .load(&id, version)
             .await?
             .ok_or_else(|| Error::NotFound { stream: stream() })?;
         if aggregate.version() < version {
@@ -99,12 +169,77 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
     }
 
     /// Saves the aggregate's pending events; see [`Repository::save`].
+    ///
+    /// When the save crosses the snapshot interval, a snapshot is stored too.
+    /// The events are saved by then, so a failing snapshot does not fail the
+    /// save: it is reported as a warning through `tracing`, and the next save
+    /// across an interval tries again.
     pub async fn save(&self, aggregate: &mut A) -> Result<AppendResult, Error> {
-        self.repository.save(aggregate).await
+        self.save_with(aggregate, Metadata::default()).await
     }
 
     /// Saves the aggregate's pending events with `metadata`.
     pub async fn save_with(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
-        self.repository.save_with(aggregate, metadata).await
+        let before = aggregate.state().persisted_version();
+        let result = self.repository.save_with(aggregate, metadata).await?;
+        if let Some(snapshots) = &self.snapshots
+            && snapshots.policy.due(before, result.stream_version)
+        {
+            let stream = StreamId::for_aggregate::<A>(&aggregate.id());
+            let taken = match (snapshots.encode)(aggregate) {
+                Ok(state) => {
+                    let snapshot = Snapshot {
+                        stream: stream.clone(),
+                        version: result.stream_version,
+                        state,
+                        taken_at: time::OffsetDateTime::now_utc(),
+                    };
+                    (snapshots.save)(self.store(), snapshot).await
+                }
+                Err(source) => Err(Error::Serialization {
+                    stream: stream.clone(),
+                    version: result.stream_version,
+                    event_type: "snapshot".to_owned(),
+                    source,
+                }),
+            };
+            if let Err(error) = taken {
+                tracing::warn!(%stream, version = result.stream_version, %error, "snapshot not taken");
+            }
+        }
+        Ok(result)
+    }
+
+    async fn load(&self, id: &A::Id, up_to: u64) -> Result<Option<A>, Error> {
+        let base = match &self.snapshots {
+            Some(snapshots) => self.restore(snapshots, id, up_to).await?,
+            None => None,
+        };
+        self.repository.load_from(id, base, up_to).await
+    }
+
+    /// The aggregate from its latest snapshot at or below `up_to`, if usable.
+    async fn restore(
+        &self,
+        snapshots: &Snapshots<A, S>,
+        id: &A::Id,
+        up_to: u64,
+    ) -> Result<Option<(A, u64)>, Error> {
+        let stream = StreamId::for_aggregate::<A>(id);
+        let Some(snapshot) = (snapshots.load)(self.store(), &stream).await? else {
+            return Ok(None);
+        };
+        if snapshot.version > up_to {
+            return Ok(None);
+        }
+        match (snapshots.decode)(&snapshot.state) {
+            Ok(aggregate) => Ok(Some((aggregate, snapshot.version))),
+            Err(error) => {
+                // A snapshot is a cache: one from before a change of the struct
+                // costs a full replay, not a failed load.
+                tracing::warn!(%stream, version = snapshot.version, %error, "snapshot ignored: it no longer deserializes");
+                Ok(None)
+            }
+        }
     }
 }

@@ -81,6 +81,23 @@ pub enum Error {
         message: String,
     },
 
+    /// An old payload could not be lifted to the current schema version.
+    #[error(
+        "upcasting `{event_type}` (schema version {schema_version}) at version {version} of stream {stream} failed: {reason}"
+    )]
+    Upcast {
+        /// The stream holding the event.
+        stream: StreamId,
+        /// The event's version in its stream.
+        version: u64,
+        /// The event type.
+        event_type: String,
+        /// The schema version the payload was stored with.
+        schema_version: u32,
+        /// What the upcaster reported.
+        reason: String,
+    },
+
     /// A stored event is damaged (a gap in versions, a bad column value).
     #[error("corrupt event at version {version} of stream {stream}: {reason}")]
     Corrupt {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 /// The key of one aggregate's stream: its type and its id.
 ///
-/// Cheap to clone (two reference-counted strings).
+/// Cheap to clone (one reference count).
 ///
 /// ```
 /// # use factum_core::StreamId;
@@ -19,18 +19,24 @@ use uuid::Uuid;
 /// assert_eq!(stream.to_string(), "Counter-42");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct StreamId {
-    aggregate_type: Arc<str>,
-    aggregate_id: Arc<str>,
+#[serde(transparent)]
+pub struct StreamId(Arc<StreamKey>);
+
+// One shared allocation: every event read carries its stream, so cloning it
+// must be a single reference-count increment.
+#[derive(Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+struct StreamKey {
+    aggregate_type: Box<str>,
+    aggregate_id: Box<str>,
 }
 
 impl StreamId {
     /// The stream of aggregate `aggregate_id` of type `aggregate_type`.
-    pub fn new(aggregate_type: impl Into<Arc<str>>, aggregate_id: impl Into<Arc<str>>) -> Self {
-        Self {
+    pub fn new(aggregate_type: impl Into<Box<str>>, aggregate_id: impl Into<Box<str>>) -> Self {
+        Self(Arc::new(StreamKey {
             aggregate_type: aggregate_type.into(),
             aggregate_id: aggregate_id.into(),
-        }
+        }))
     }
 
     /// The stream of an aggregate, from its type and id.
@@ -40,18 +46,18 @@ impl StreamId {
 
     /// The aggregate type, e.g. `Counter`.
     pub fn aggregate_type(&self) -> &str {
-        &self.aggregate_type
+        &self.0.aggregate_type
     }
 
     /// The aggregate id, as text.
     pub fn aggregate_id(&self) -> &str {
-        &self.aggregate_id
+        &self.0.aggregate_id
     }
 }
 
 impl fmt::Display for StreamId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.aggregate_type, self.aggregate_id)
+        write!(f, "{}-{}", self.aggregate_type(), self.aggregate_id())
     }
 }
 

@@ -12,10 +12,12 @@ mod event;
 mod id;
 mod memory;
 mod repository;
+mod snapshot;
 mod store;
 mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod upcast;
 
 pub use aggregate::{Aggregate, AggregateId, ApplyError, DecodeError, DefaultAggregate, DomainEvent};
 pub use application::Application;
@@ -23,14 +25,17 @@ pub use error::{Error, Result};
 pub use event::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
 pub use memory::InMemoryEventStore;
 pub use repository::Repository;
+pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
 pub use store::{AppendResult, EventStore, EventStream, ExpectedVersion};
 pub use subscription::{PollingSubscription, SubscriptionOptions};
+pub use upcast::Upcasters;
 
 /// The names most programs need: `use factum::prelude::*;`.
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore,
-        ExpectedVersion, InMemoryEventStore, Metadata, NewEvent, RecordedEvent, Repository, StreamId,
+        ExpectedVersion, InMemoryEventStore, Metadata, NewEvent, RecordedEvent, Repository, SnapshotPolicy,
+        StreamId, Upcasters,
     };
 }
 

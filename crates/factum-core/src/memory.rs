@@ -1,13 +1,12 @@
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use futures::StreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::{
     AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
-    RecordedEvent, StreamId, SubscriptionOptions,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId, SubscriptionOptions,
 };
 
 /// Events per page when a stream is read.
@@ -37,15 +36,41 @@ pub struct InMemoryEventStore {
 struct Shared {
     log: RwLock<Log>,
     head: watch::Sender<u64>,
+    snapshots: Mutex<HashMap<StreamId, Snapshot>>,
 }
+
+/// Events per chunk of the log: the log grows by whole chunks, so appends
+/// never copy what is already stored.
+const CHUNK: usize = 1 << 14;
 
 #[derive(Default)]
 struct Log {
-    /// Position `p` is at index `p - 1`.
-    events: Vec<RecordedEvent>,
-    /// For each stream, the log index of each version (version `v` at `v - 1`).
-    streams: HashMap<StreamId, Vec<usize>>,
-    event_ids: HashMap<Uuid, usize>,
+    /// Position `p` is at index `p - 1`, in chunks of [`CHUNK`] events.
+    chunks: Vec<Vec<Stored>>,
+    len: usize,
+    /// Each stream's id and the log index of each version (version `v` at `v - 1`).
+    streams: Vec<StreamEntry>,
+    stream_numbers: HashMap<StreamId, u32>,
+    // UUID v7 ids arrive nearly sorted, so a B-tree stays hot at its right
+    // edge where a hash map would miss the cache on every insert.
+    event_ids: BTreeMap<Uuid, usize>,
+}
+
+struct StreamEntry {
+    id: StreamId,
+    indexes: Vec<usize>,
+}
+
+/// An event as kept in memory: half the size of a [`RecordedEvent`].
+struct Stored {
+    event_id: Uuid,
+    stream_number: u32,
+    version: u64,
+    event_type: Arc<str>,
+    schema_version: u32,
+    payload: crate::Payload,
+    metadata: Option<Box<crate::Metadata>>,
+    occurred_at: time::OffsetDateTime,
 }
 
 impl Default for InMemoryEventStore {
@@ -58,7 +83,7 @@ impl std::fmt::Debug for InMemoryEventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let log = self.shared.log.read().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("InMemoryEventStore")
-            .field("events", &log.events.len())
+            .field("events", &log.len)
             .field("streams", &log.streams.len())
             .finish()
     }
@@ -71,13 +96,14 @@ impl InMemoryEventStore {
             shared: Arc::new(Shared {
                 log: RwLock::new(Log::default()),
                 head: watch::Sender::new(0),
+                snapshots: Mutex::new(HashMap::new()),
             }),
         }
     }
 
     /// The number of events stored.
     pub fn len(&self) -> usize {
-        self.read_log().events.len()
+        self.read_log().len
     }
 
     /// True when no event is stored.
@@ -97,20 +123,91 @@ impl InMemoryEventStore {
 
     fn read_page(&self, stream: &StreamId, from_version: u64) -> Vec<RecordedEvent> {
         let log = self.read_log();
-        let Some(indexes) = log.streams.get(stream) else {
+        let Some(entry) = log.stream(stream) else {
             return Vec::new();
         };
         let start = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
-        indexes
+        entry
+            .indexes
+            .get(start..)
+            .unwrap_or_default()
             .iter()
-            .skip(start)
             .take(PAGE)
-            .map(|&index| log.events[index].clone())
+            .map(|&index| log.recorded(index))
             .collect()
     }
 }
 
 impl Log {
+    fn stream(&self, stream: &StreamId) -> Option<&StreamEntry> {
+        let number = *self.stream_numbers.get(stream)?;
+        self.streams.get(number as usize)
+    }
+
+    fn stream_version(&self, stream: &StreamId) -> u64 {
+        self.stream(stream).map_or(0, |entry| entry.indexes.len() as u64)
+    }
+
+    fn get(&self, index: usize) -> &Stored {
+        &self.chunks[index / CHUNK][index % CHUNK]
+    }
+
+    fn recorded(&self, index: usize) -> RecordedEvent {
+        let stored = self.get(index);
+        RecordedEvent {
+            event_id: stored.event_id,
+            stream: self.streams[stored.stream_number as usize].id.clone(),
+            version: stored.version,
+            position: index as u64 + 1,
+            event_type: stored.event_type.clone(),
+            schema_version: stored.schema_version,
+            payload: stored.payload.clone(),
+            metadata: stored.metadata.as_deref().cloned().unwrap_or_default(),
+            occurred_at: stored.occurred_at,
+        }
+    }
+
+    fn push(&mut self, stored: Stored) {
+        if self.len.is_multiple_of(CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        if let Some(chunk) = self.chunks.last_mut() {
+            chunk.push(stored);
+            self.len += 1;
+        }
+    }
+
+    /// Removes the events from `first_index` on: undoes a half-done append.
+    fn truncate(&mut self, first_index: usize, stream_number: u32) {
+        while self.len > first_index {
+            self.len -= 1;
+            if let Some(chunk) = self.chunks.last_mut() {
+                chunk.pop();
+                if chunk.is_empty() {
+                    self.chunks.pop();
+                }
+            }
+        }
+        if let Some(entry) = self.streams.get_mut(stream_number as usize) {
+            entry.indexes.retain(|&index| index < first_index);
+        }
+    }
+
+    /// The error for a batch whose `event` reuses the id stored at `index`.
+    fn mixed_batch_error(&self, stream: &StreamId, event: &NewEvent, index: usize) -> Error {
+        let stored = self.recorded(index);
+        if stored.stream != *stream || !stored.same_content(event) {
+            return duplicate(stream, &stored.stream, event.event_id);
+        }
+        Error::InvalidRequest {
+            stream: stream.clone(),
+            reason: format!(
+                "the append mixes new events with event {} stored before; retry the original batch unchanged",
+                event.event_id
+            ),
+        }
+    }
+
     /// The original result when `events` is a retry of an earlier append.
     fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
         let mut original = AppendResult {
@@ -123,7 +220,7 @@ impl Log {
                 fresh.get_or_insert(event.event_id);
                 continue;
             };
-            let stored = &self.events[index];
+            let stored = self.recorded(index);
             if stored.stream != *stream || !stored.same_content(event) {
                 return Err(duplicate(stream, &stored.stream, event.event_id));
             }
@@ -143,11 +240,49 @@ impl Log {
     }
 }
 
+/// The ids of the events from `first_index` on: the part of a batch stored so far.
+fn batch_ids(log: &Log, first_index: usize) -> Vec<Uuid> {
+    (first_index..log.len)
+        .map(|index| log.get(index).event_id)
+        .collect()
+}
+
 fn duplicate(stream: &StreamId, existing: &StreamId, event_id: Uuid) -> Error {
     Error::DuplicateEventId {
         stream: stream.clone(),
         existing_stream: existing.clone(),
         event_id,
+    }
+}
+
+/// Reads a stream a page at a time; each page is copied under the read lock,
+/// so writers are never blocked for the length of a whole replay.
+struct StreamReader<'a> {
+    store: &'a InMemoryEventStore,
+    stream: StreamId,
+    next_version: Option<u64>,
+    page: std::vec::IntoIter<RecordedEvent>,
+}
+
+impl futures::Stream for StreamReader<'_> {
+    type Item = Result<RecordedEvent, Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        let reader = self.get_mut();
+        loop {
+            if let Some(event) = reader.page.next() {
+                return std::task::Poll::Ready(Some(Ok(event)));
+            }
+            let Some(next_version) = reader.next_version else {
+                return std::task::Poll::Ready(None);
+            };
+            let page = reader.store.read_page(&reader.stream, next_version);
+            reader.next_version = (page.len() == PAGE).then(|| next_version + PAGE as u64);
+            reader.page = page.into_iter();
+        }
     }
 }
 
@@ -160,10 +295,15 @@ impl EventStore for InMemoryEventStore {
     ) -> Result<AppendResult, Error> {
         let mut guard = self.write_log();
         let log = &mut *guard;
-        if let Some(original) = log.retried(stream, &events)? {
+        // A batch whose first id is stored is a retry (or a misuse); any other
+        // stored id is caught when its insert below finds it.
+        let first_is_stored = events
+            .first()
+            .is_some_and(|first| log.event_ids.contains_key(&first.event_id));
+        if first_is_stored && let Some(original) = log.retried(stream, &events)? {
             return Ok(original);
         }
-        let actual = log.streams.get(stream).map_or(0, |indexes| indexes.len() as u64);
+        let actual = log.stream_version(stream);
         if !expected.admits(actual) {
             return Err(Error::Conflict {
                 stream: stream.clone(),
@@ -171,30 +311,57 @@ impl EventStore for InMemoryEventStore {
                 actual,
             });
         }
-        let mut seen = std::collections::HashSet::with_capacity(events.len());
-        if let Some(repeated) = events.iter().find(|event| !seen.insert(event.event_id)) {
-            return Err(Error::InvalidRequest {
-                stream: stream.clone(),
-                reason: format!("event id {} appears twice in one append", repeated.event_id),
-            });
-        }
 
-        log.events.reserve(events.len());
-        log.event_ids.reserve(events.len());
-        let first_index = log.events.len();
-        let stream_indexes = log.streams.entry(stream.clone()).or_default();
+        let stream_number = match log.stream_numbers.get(stream) {
+            Some(&number) => number,
+            None => {
+                let number = u32::try_from(log.streams.len()).map_err(|_| Error::InvalidRequest {
+                    stream: stream.clone(),
+                    reason: "the in-memory store holds at most 2^32 streams".to_owned(),
+                })?;
+                log.streams.push(StreamEntry {
+                    id: stream.clone(),
+                    indexes: Vec::new(),
+                });
+                log.stream_numbers.insert(stream.clone(), number);
+                number
+            }
+        };
+        let first_index = log.len;
         let mut positions = Vec::with_capacity(events.len());
         for (offset, event) in events.into_iter().enumerate() {
             let index = first_index + offset;
-            let version = actual + offset as u64 + 1;
-            let position = index as u64 + 1;
-            log.event_ids.insert(event.event_id, index);
-            stream_indexes.push(index);
-            log.events.push(event.recorded(stream.clone(), version, position));
-            positions.push(position);
+            if let Some(previous) = log.event_ids.insert(event.event_id, index) {
+                log.event_ids.insert(event.event_id, previous);
+                let error = if previous >= first_index {
+                    Error::InvalidRequest {
+                        stream: stream.clone(),
+                        reason: format!("event id {} appears twice in one append", event.event_id),
+                    }
+                } else {
+                    log.mixed_batch_error(stream, &event, previous)
+                };
+                for undone in batch_ids(log, first_index) {
+                    log.event_ids.remove(&undone);
+                }
+                log.truncate(first_index, stream_number);
+                return Err(error);
+            }
+            log.streams[stream_number as usize].indexes.push(index);
+            log.push(Stored {
+                event_id: event.event_id,
+                stream_number,
+                version: actual + offset as u64 + 1,
+                event_type: event.event_type,
+                schema_version: event.schema_version,
+                payload: event.payload,
+                metadata: (!event.metadata.is_empty()).then(|| Box::new(event.metadata)),
+                occurred_at: event.occurred_at,
+            });
+            positions.push(index as u64 + 1);
         }
-        let stream_version = stream_indexes.len() as u64;
-        let head = log.events.len() as u64;
+        let stream_version = log.streams[stream_number as usize].indexes.len() as u64;
+        let head = log.len as u64;
         drop(guard);
         self.shared.head.send_replace(head);
         Ok(AppendResult {
@@ -204,28 +371,19 @@ impl EventStore for InMemoryEventStore {
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
-        let stream = stream.clone();
-        futures::stream::unfold(Some(from_version.max(1)), move |next| {
-            let stream = stream.clone();
-            async move {
-                let next = next?;
-                let page = self.read_page(&stream, next);
-                if page.is_empty() {
-                    return None;
-                }
-                let following = (page.len() == PAGE).then(|| next + PAGE as u64);
-                Some((futures::stream::iter(page.into_iter().map(Ok)), following))
-            }
+        Box::pin(StreamReader {
+            store: self,
+            stream: stream.clone(),
+            next_version: Some(from_version.max(1)),
+            page: Vec::new().into_iter(),
         })
-        .flatten()
-        .boxed()
     }
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
         let log = self.read_log();
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(log.events.len());
-        let end = start.saturating_add(limit).min(log.events.len());
-        Ok(log.events[start..end].to_vec())
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(log.len);
+        let end = start.saturating_add(limit).min(log.len);
+        Ok((start..end).map(|index| log.recorded(index)).collect())
     }
 
     fn subscribe_all(&self, after: u64) -> EventStream<'static> {
@@ -238,14 +396,36 @@ impl EventStore for InMemoryEventStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
-        Ok(self
-            .read_log()
-            .streams
-            .get(stream)
-            .map_or(0, |indexes| indexes.len() as u64))
+        Ok(self.read_log().stream_version(stream))
     }
 
     async fn head_position(&self) -> Result<u64, Error> {
-        Ok(self.read_log().events.len() as u64)
+        Ok(self.read_log().len as u64)
+    }
+}
+
+impl SnapshotStore for InMemoryEventStore {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
+        let mut snapshots = self
+            .shared
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let newer = snapshots
+            .get(&snapshot.stream)
+            .is_none_or(|stored| stored.version <= snapshot.version);
+        if newer {
+            snapshots.insert(snapshot.stream.clone(), snapshot);
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+        let snapshots = self
+            .shared
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(snapshots.get(stream).cloned())
     }
 }

@@ -1,11 +1,12 @@
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use futures::StreamExt;
 
 use crate::aggregate::DecodeError;
 use crate::{
-    Aggregate, AppendResult, DomainEvent, Error, EventStore, ExpectedVersion, Metadata, NewEvent,
-    RecordedEvent, StreamId,
+    Aggregate, AppendResult, DomainEvent, Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload,
+    RecordedEvent, StreamId, Upcasters,
 };
 
 /// Loads aggregates by replaying their streams and saves their pending
@@ -15,12 +16,17 @@ use crate::{
 /// programs use.
 pub struct Repository<A, S> {
     store: S,
+    upcasters: Arc<Upcasters>,
     aggregate: PhantomData<fn() -> A>,
 }
 
 impl<A, S: Clone> Clone for Repository<A, S> {
     fn clone(&self) -> Self {
-        Self::new(self.store.clone())
+        Self {
+            store: self.store.clone(),
+            upcasters: self.upcasters.clone(),
+            aggregate: PhantomData,
+        }
     }
 }
 
@@ -35,8 +41,21 @@ impl<A, S> Repository<A, S> {
     pub fn new(store: S) -> Self {
         Self {
             store,
+            upcasters: Arc::new(Upcasters::new()),
             aggregate: PhantomData,
         }
+    }
+
+    /// Lifts old payloads with `upcasters` while reading, and writes new
+    /// events at their current schema versions.
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    /// The upcasters applied while reading.
+    pub fn upcasters(&self) -> &Upcasters {
+        &self.upcasters
     }
 
     /// The underlying store.
@@ -48,22 +67,35 @@ impl<A, S> Repository<A, S> {
 impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Replays the aggregate's whole stream; `None` when it has no events.
     pub async fn load(&self, id: &A::Id) -> Result<Option<A>, Error> {
-        self.load_up_to(id, u64::MAX).await
+        self.load_from(id, None, u64::MAX).await
     }
 
     /// Replays the aggregate's stream up to and including `version`; `None`
     /// when it has no events.
     pub async fn load_up_to(&self, id: &A::Id, version: u64) -> Result<Option<A>, Error> {
+        self.load_from(id, None, version).await
+    }
+
+    /// Continues from `base` (an aggregate restored at a version, e.g. from a
+    /// snapshot) up to and including `up_to`.
+    pub async fn load_from(
+        &self,
+        id: &A::Id,
+        base: Option<(A, u64)>,
+        up_to: u64,
+    ) -> Result<Option<A>, Error> {
         let stream = StreamId::for_aggregate::<A>(id);
-        let mut events = self.store.read_stream(&stream, 1);
-        let mut aggregate: Option<A> = None;
-        let mut replayed = 0;
-        while replayed < version {
+        let (mut aggregate, mut replayed) = match base {
+            Some((aggregate, version)) => (Some(aggregate), version),
+            None => (None, 0),
+        };
+        let mut events = self.store.read_stream(&stream, replayed + 1);
+        while replayed < up_to {
             let Some(recorded) = events.next().await else {
                 break;
             };
             let recorded = recorded?;
-            aggregate = Some(replay(aggregate, &recorded, replayed + 1)?);
+            aggregate = Some(replay(aggregate, &recorded, replayed + 1, &self.upcasters)?);
             replayed += 1;
         }
         if let Some(aggregate) = aggregate.as_mut() {
@@ -109,6 +141,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 })?;
                 let mut new = NewEvent::new(event_type, payload)
                     .with_event_id(event_id)
+                    .with_schema_version(self.upcasters.current_version(event_type))
                     .with_metadata(metadata.clone());
                 new.occurred_at = occurred_at;
                 Ok(new)
@@ -129,6 +162,7 @@ pub(crate) fn replay<A: Aggregate>(
     aggregate: Option<A>,
     recorded: &RecordedEvent,
     expected_version: u64,
+    upcasters: &Upcasters,
 ) -> Result<A, Error> {
     if recorded.version != expected_version {
         return Err(Error::Corrupt {
@@ -140,7 +174,7 @@ pub(crate) fn replay<A: Aggregate>(
             ),
         });
     }
-    let event = decode::<A>(recorded)?;
+    let event = decode::<A>(recorded, upcasters)?;
     let replay_error = |error: crate::ApplyError| Error::Replay {
         stream: recorded.stream.clone(),
         version: recorded.version,
@@ -156,19 +190,41 @@ pub(crate) fn replay<A: Aggregate>(
     }
 }
 
-/// Turns a stored event into the aggregate's event enum.
-pub(crate) fn decode<A: Aggregate>(recorded: &RecordedEvent) -> Result<A::Event, Error> {
-    A::Event::from_payload(&recorded.event_type, &recorded.payload).map_err(|error| match error {
+/// Turns a stored event into the aggregate's event enum, lifting an old
+/// payload to the current schema first.
+pub(crate) fn decode<A: Aggregate>(
+    recorded: &RecordedEvent,
+    upcasters: &Upcasters,
+) -> Result<A::Event, Error> {
+    let serialization = |source| Error::Serialization {
+        stream: recorded.stream.clone(),
+        version: recorded.version,
+        event_type: recorded.event_type.to_string(),
+        source,
+    };
+    let lifted;
+    let payload = if upcasters.needs_upcast(&recorded.event_type, recorded.schema_version) {
+        let value = recorded.payload.to_value().map_err(serialization)?;
+        let value = upcasters
+            .upcast(&recorded.event_type, recorded.schema_version, value)
+            .map_err(|reason| Error::Upcast {
+                stream: recorded.stream.clone(),
+                version: recorded.version,
+                event_type: recorded.event_type.to_string(),
+                schema_version: recorded.schema_version,
+                reason,
+            })?;
+        lifted = Payload::from(&value);
+        &lifted
+    } else {
+        &recorded.payload
+    };
+    A::Event::from_payload(&recorded.event_type, payload).map_err(|error| match error {
         DecodeError::UnknownEventType => Error::UnknownEventType {
             stream: recorded.stream.clone(),
             version: recorded.version,
             event_type: recorded.event_type.to_string(),
         },
-        DecodeError::Payload(source) => Error::Serialization {
-            stream: recorded.stream.clone(),
-            version: recorded.version,
-            event_type: recorded.event_type.to_string(),
-            source,
-        },
+        DecodeError::Payload(source) => serialization(source),
     })
 }
