@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
+use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, Snapshot, SnapshotStore, StreamId};
 use factum_sqlite::{Durability, SqliteEventStore, SqliteOptions};
 use futures::StreamExt;
 use rusqlite::params;
@@ -157,10 +157,13 @@ fn factum_replay_child(path: &Path, durability: Durability) {
         let rss = peak_rss_kib();
 
         let snapshot = Payload::encode(&serde_json::json!({ "count": state.count })).expect("json");
-        store
-            .save_snapshot(&stream, replayed, snapshot)
-            .await
-            .expect("save");
+        let snapshot = Snapshot {
+            stream: stream.clone(),
+            version: replayed,
+            state: snapshot,
+            taken_at: time::OffsetDateTime::now_utc(),
+        };
+        store.save_snapshot(snapshot).await.expect("save");
         let first = Instant::now();
         let loaded = store.load_snapshot(&stream).await.expect("load").expect("saved");
         let first_load = first.elapsed();

@@ -54,9 +54,9 @@
 //!   same content, returns the original positions and writes nothing.
 //! - **Live subscriptions** wake as soon as this process commits, and poll
 //!   for appends made by other processes on the same file.
-//! - **Snapshots**: [`SqliteEventStore::save_snapshot`] and
-//!   [`SqliteEventStore::load_snapshot`] keep the latest state of an
-//!   aggregate beside its events.
+//! - **Snapshots**: the store implements [`factum_core::SnapshotStore`],
+//!   keeping the latest snapshot of each aggregate in a table beside its
+//!   events, so `Application::with_snapshots` works on it.
 //!
 //! # The file
 //!
@@ -83,23 +83,5 @@ pub use error::SqliteError;
 pub use options::{Durability, SqliteOptions};
 pub use store::SqliteEventStore;
 
-use factum_core::{Payload, StreamId};
-use time::OffsetDateTime;
-
 /// The name of this backend in [`factum_core::Error::Store`].
 pub const BACKEND: &str = "sqlite";
-
-/// The latest saved state of an aggregate, returned by
-/// [`SqliteEventStore::load_snapshot`].
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct Snapshot {
-    /// The aggregate's stream.
-    pub stream: StreamId,
-    /// The version of the last event folded into `state`.
-    pub version: u64,
-    /// The aggregate's state, as JSON.
-    pub state: Payload,
-    /// When the snapshot was saved (UTC).
-    pub taken_at: OffsetDateTime,
-}

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use factum_core::{
     AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, Payload, PollingSubscription,
-    RecordedEvent, StreamId, SubscriptionOptions,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId, SubscriptionOptions,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -13,11 +13,11 @@ use rusqlite::Connection;
 use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
 
+use crate::SqliteOptions;
 use crate::decode::{Decoder, LOG_COLUMNS, STREAM_COLUMNS, corrupt, optional_count};
 use crate::error::{SqliteError, sqlite};
 use crate::schema::{self, Location};
 use crate::writer::{self, Command};
-use crate::{Snapshot, SqliteOptions};
 
 /// Events per page when a stream is read.
 const PAGE: usize = 4096;
@@ -167,73 +167,6 @@ impl SqliteEventStore {
         // An error here means the thread was already gone: closed either way.
         let _ = closed.await;
         Ok(())
-    }
-
-    /// Stores a snapshot of the aggregate of `stream`: its `state` after
-    /// event `version`, so that loading it replays only the events after.
-    ///
-    /// The store keeps the latest snapshot of each stream; saving one older
-    /// than the stored one leaves the stored one. `version` must be an
-    /// existing version of the stream ([`Error::InvalidRequest`] otherwise).
-    /// The state is JSON text in whatever shape the aggregate chooses.
-    ///
-    /// ```
-    /// # use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
-    /// # use factum_sqlite::SqliteEventStore;
-    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-    /// let store = SqliteEventStore::open_in_memory().await?;
-    /// let stream = StreamId::new("Counter", "1");
-    /// let event = NewEvent::new("incremented", Payload::parse(r#"{"amount":5}"#)?);
-    /// store.append(&stream, ExpectedVersion::Any, vec![event]).await?;
-    ///
-    /// store.save_snapshot(&stream, 1, Payload::parse(r#"{"value":5}"#)?).await?;
-    /// let snapshot = store.load_snapshot(&stream).await?.expect("saved above");
-    /// assert_eq!((snapshot.version, snapshot.state.as_str()), (1, r#"{"value":5}"#));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// # }).unwrap();
-    /// ```
-    pub async fn save_snapshot(&self, stream: &StreamId, version: u64, state: Payload) -> Result<(), Error> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::SaveSnapshot {
-            stream: stream.clone(),
-            version,
-            state,
-            taken_at: OffsetDateTime::now_utc(),
-            reply,
-        })?;
-        answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
-    }
-
-    /// The latest snapshot of `stream`, if one was saved.
-    pub async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
-        let stream = stream.clone();
-        self.read(move |connection| {
-            let mut statement = connection
-                .prepare_cached(
-                    "SELECT version, state, taken_at FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2",
-                )
-                .map_err(sqlite)?;
-            let mut rows = statement
-                .query((stream.aggregate_type(), stream.aggregate_id()))
-                .map_err(sqlite)?;
-            let Some(row) = rows.next().map_err(sqlite)? else {
-                return Ok(None);
-            };
-            let damaged = |reason: String| corrupt(&stream, 0, format!("the snapshot is damaged: {reason}"));
-            let version = row.get::<_, i64>(0).map_err(|error| damaged(error.to_string()))?;
-            let version = u64::try_from(version).map_err(|_| damaged(format!("version {version}")))?;
-            let state = row.get::<_, String>(1).map_err(|error| damaged(error.to_string()))?;
-            let taken_at = row.get::<_, i64>(2).map_err(|error| damaged(error.to_string()))?;
-            let taken_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(taken_at))
-                .map_err(|error| damaged(error.to_string()))?;
-            Ok(Some(Snapshot {
-                stream: stream.clone(),
-                version,
-                state: Payload::from_stored(state),
-                taken_at,
-            }))
-        })
-        .await
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {
@@ -484,6 +417,67 @@ impl EventStore for SqliteEventStore {
                 [],
                 &StreamId::new("$all", ""),
             )
+        })
+        .await
+    }
+}
+
+/// Snapshots live in the `snapshots` table, one row per stream: the latest.
+///
+/// ```
+/// # use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, Snapshot, SnapshotStore, StreamId};
+/// # use factum_sqlite::SqliteEventStore;
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let store = SqliteEventStore::open_in_memory().await?;
+/// let stream = StreamId::new("Counter", "1");
+/// let event = NewEvent::new("incremented", Payload::parse(r#"{"amount":5}"#)?);
+/// store.append(&stream, ExpectedVersion::Any, vec![event]).await?;
+///
+/// let state = Payload::parse(r#"{"value":5}"#)?;
+/// let taken_at = time::OffsetDateTime::now_utc();
+/// store.save_snapshot(Snapshot { stream: stream.clone(), version: 1, state, taken_at }).await?;
+/// let snapshot = store.load_snapshot(&stream).await?.expect("saved above");
+/// assert_eq!((snapshot.version, snapshot.state.as_str()), (1, r#"{"value":5}"#));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+impl SnapshotStore for SqliteEventStore {
+    /// Stores `snapshot` unless a snapshot of a higher version is stored.
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::SaveSnapshot { snapshot, reply })?;
+        answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
+    }
+
+    /// The latest snapshot of `stream`; a damaged row is
+    /// [`Error::Corrupt`].
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+        let stream = stream.clone();
+        self.read(move |connection| {
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT version, state, taken_at FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2",
+                )
+                .map_err(sqlite)?;
+            let mut rows = statement
+                .query((stream.aggregate_type(), stream.aggregate_id()))
+                .map_err(sqlite)?;
+            let Some(row) = rows.next().map_err(sqlite)? else {
+                return Ok(None);
+            };
+            let damaged = |reason: String| corrupt(&stream, 0, format!("the snapshot is damaged: {reason}"));
+            let version = row.get::<_, i64>(0).map_err(|error| damaged(error.to_string()))?;
+            let version = u64::try_from(version).map_err(|_| damaged(format!("version {version}")))?;
+            let state = row.get::<_, String>(1).map_err(|error| damaged(error.to_string()))?;
+            let taken_at = row.get::<_, i64>(2).map_err(|error| damaged(error.to_string()))?;
+            let taken_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(taken_at))
+                .map_err(|error| damaged(error.to_string()))?;
+            Ok(Some(Snapshot {
+                stream: stream.clone(),
+                version,
+                state: Payload::from_stored(state),
+                taken_at,
+            }))
         })
         .await
     }

@@ -12,9 +12,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 
-use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, Payload, RecordedEvent, StreamId};
+use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StreamId};
 use rusqlite::{Connection, ErrorCode};
-use time::OffsetDateTime;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
@@ -32,10 +31,7 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<AppendResult, Error>>,
     },
     SaveSnapshot {
-        stream: StreamId,
-        version: u64,
-        state: Payload,
-        taken_at: OffsetDateTime,
+        snapshot: Snapshot,
         reply: oneshot::Sender<Result<(), Error>>,
     },
     /// A read on the writer's connection (in-memory stores have no other).
@@ -219,15 +215,9 @@ impl Writer {
                     }
                     outcomes.push(Outcome::Append(reply, result));
                 }
-                Command::SaveSnapshot {
-                    stream,
-                    version,
-                    state,
-                    taken_at,
-                    reply,
-                } => {
+                Command::SaveSnapshot { snapshot, reply } => {
                     let result = match &begun {
-                        Ok(()) => save_snapshot(connection, &stream, version, &state, taken_at),
+                        Ok(()) => save_snapshot(connection, &snapshot),
                         Err(error) => Err(error.clone().into()),
                     };
                     outcomes.push(Outcome::Snapshot(reply, result));
@@ -520,21 +510,20 @@ fn retried(
     }
 }
 
-fn save_snapshot(
-    connection: &Connection,
-    stream: &StreamId,
-    version: u64,
-    state: &Payload,
-    taken_at: OffsetDateTime,
-) -> Result<(), Error> {
-    let actual = stream_state(connection, stream)?.map_or(0, |(_, version)| version);
-    if version == 0 || version > actual {
-        return Err(Error::InvalidRequest {
-            stream: stream.clone(),
-            reason: format!("a snapshot at version {version} of a stream at version {actual}"),
-        });
-    }
-    let taken_at = i64::try_from(taken_at.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+fn save_snapshot(connection: &Connection, snapshot: &Snapshot) -> Result<(), Error> {
+    let stream = &snapshot.stream;
+    let invalid = |reason: String| Error::InvalidRequest {
+        stream: stream.clone(),
+        reason,
+    };
+    let version = i64::try_from(snapshot.version)
+        .map_err(|_| invalid(format!("snapshot version {} is out of range", snapshot.version)))?;
+    let taken_at = i64::try_from(snapshot.taken_at.unix_timestamp_nanos()).map_err(|_| {
+        invalid(format!(
+            "the snapshot was taken at {}, outside the years 1678 to 2261 the store can keep",
+            snapshot.taken_at
+        ))
+    })?;
     let mut statement = connection
         .prepare_cached(
             "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, taken_at) \
@@ -548,8 +537,8 @@ fn save_snapshot(
         .execute((
             stream.aggregate_type(),
             stream.aggregate_id(),
-            version as i64,
-            state.as_str(),
+            version,
+            snapshot.state.as_str(),
             taken_at,
         ))
         .map_err(sqlite)?;

@@ -4,7 +4,9 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use factum_core::{Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, StreamId};
+use factum_core::{
+    Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, Snapshot, SnapshotStore, StreamId,
+};
 use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
 use futures::StreamExt;
 use uuid::Uuid;
@@ -260,6 +262,15 @@ async fn subscriptions_see_appends_of_another_store_on_the_same_file() {
     assert_eq!(delivered.position, 1);
 }
 
+fn snapshot(stream: &StreamId, version: u64, state: &str) -> Snapshot {
+    Snapshot {
+        stream: stream.clone(),
+        version,
+        state: Payload::parse(state).unwrap(),
+        taken_at: time::OffsetDateTime::now_utc(),
+    }
+}
+
 #[tokio::test]
 async fn snapshots_keep_the_latest_state() {
     let dir = tempfile::tempdir().unwrap();
@@ -267,32 +278,45 @@ async fn snapshots_keep_the_latest_state() {
     let stream = StreamId::new("Counter", "1");
     let store = SqliteEventStore::open(&path).await.unwrap();
     assert!(store.load_snapshot(&stream).await.unwrap().is_none());
-    let error = store
-        .save_snapshot(&stream, 1, Payload::parse("{}").unwrap())
-        .await
-        .unwrap_err();
-    assert!(matches!(error, Error::InvalidRequest { .. }), "{error}");
     store
         .append(&stream, ExpectedVersion::Any, (0..5).map(event).collect())
         .await
         .unwrap();
+    let newest = snapshot(&stream, 4, r#"{"value":4}"#);
+    store.save_snapshot(newest.clone()).await.unwrap();
     store
-        .save_snapshot(&stream, 4, Payload::parse(r#"{"value":4}"#).unwrap())
-        .await
-        .unwrap();
-    store
-        .save_snapshot(&stream, 2, Payload::parse(r#"{"value":2}"#).unwrap())
+        .save_snapshot(snapshot(&stream, 2, r#"{"value":2}"#))
         .await
         .unwrap();
     store.close().await.unwrap();
     let store = SqliteEventStore::open(&path).await.unwrap();
-    let snapshot = store.load_snapshot(&stream).await.unwrap().unwrap();
-    assert_eq!(
-        snapshot.version, 4,
-        "an older snapshot does not replace a newer one"
+    let loaded = store.load_snapshot(&stream).await.unwrap().unwrap();
+    assert_eq!(loaded, newest, "an older snapshot does not replace a newer one");
+    assert!(
+        store
+            .load_snapshot(&StreamId::new("Counter", "2"))
+            .await
+            .unwrap()
+            .is_none()
     );
-    assert_eq!(snapshot.state.as_str(), r#"{"value":4}"#);
-    assert_eq!(snapshot.stream, stream);
+}
+
+#[tokio::test]
+async fn a_damaged_snapshot_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let stream = StreamId::new("Counter", "1");
+    let store = SqliteEventStore::open(&path).await.unwrap();
+    store.save_snapshot(snapshot(&stream, 4, "{}")).await.unwrap();
+    store.close().await.unwrap();
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute("UPDATE snapshots SET taken_at = 'noon'", [])
+        .unwrap();
+    drop(connection);
+    let store = SqliteEventStore::open(&path).await.unwrap();
+    let error = store.load_snapshot(&stream).await.unwrap_err();
+    assert!(matches!(error, Error::Corrupt { .. }), "{error}");
 }
 
 #[tokio::test]
