@@ -30,7 +30,7 @@ pub mod prelude {
 #[doc(inline)]
 pub use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
 
-/// The SQLite store's own types (its snapshots, its backend name).
+/// Everything of the SQLite store (`factum-sqlite`), including its backend name.
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite {
