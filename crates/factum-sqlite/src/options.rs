@@ -54,6 +54,7 @@ pub struct SqliteOptions {
     pub(crate) busy_timeout: Duration,
     pub(crate) poll_interval: Option<Duration>,
     pub(crate) cache_size_kib: u32,
+    pub(crate) writer_cache_size_kib: u32,
     pub(crate) checkpoint_bytes: u64,
 }
 
@@ -65,7 +66,8 @@ impl Default for SqliteOptions {
             read_connections: 4,
             busy_timeout: Duration::from_secs(5),
             poll_interval: Some(Duration::from_millis(500)),
-            cache_size_kib: 8 * 1024,
+            cache_size_kib: 2 * 1024,
+            writer_cache_size_kib: 16 * 1024,
             checkpoint_bytes: 16 * 1024 * 1024,
         }
     }
@@ -120,11 +122,18 @@ impl SqliteOptions {
         self
     }
 
-    /// The page cache of each connection, in KiB (default 8 MiB). Reads are
-    /// sequential and the operating system caches the file too, so a larger
-    /// cache mostly costs memory.
+    /// The page cache of each read connection, in KiB (default 2 MiB).
+    /// Reads are sequential and the operating system caches the file too,
+    /// so a larger cache mostly costs memory.
     pub fn cache_size_kib(mut self, kib: u32) -> Self {
         self.cache_size_kib = kib;
+        self
+    }
+
+    /// The page cache of the writer's connection, in KiB (default 16 MiB):
+    /// it holds a transaction's new pages until they are committed.
+    pub fn writer_cache_size_kib(mut self, kib: u32) -> Self {
+        self.writer_cache_size_kib = kib;
         self
     }
 

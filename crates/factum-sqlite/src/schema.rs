@@ -99,6 +99,7 @@ pub(crate) fn open_writer(location: &Location, options: &SqliteOptions) -> Resul
     }
     connection.pragma_update(None, "synchronous", options.durability.pragma())?;
     configure(&connection, options)?;
+    connection.pragma_update(None, "cache_size", -i64::from(options.writer_cache_size_kib))?;
     if fresh {
         create_schema(&mut connection, &path)?;
     }
