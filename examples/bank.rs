@@ -3,6 +3,9 @@
 //!
 //! Run it with `cargo run --example bank`.
 
+// Amounts are cents, written `euros_cents` (`100_00` is 100.00).
+#![allow(clippy::inconsistent_digit_grouping)]
+
 use factum::prelude::*;
 
 factum::id!(

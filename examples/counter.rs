@@ -3,6 +3,8 @@
 //!
 //! Run it with `cargo run --example counter`.
 
+#![allow(missing_docs)]
+
 use factum::prelude::*;
 
 factum::id!(CounterId);

@@ -1,6 +1,8 @@
 //! Application and repository behaviour with a generated aggregate: loading,
 //! saving, conflicts, retries, time travel and the test harness.
 
+#![allow(missing_docs)]
+
 use factum::prelude::*;
 use factum::testing::AggregateTest;
 use factum::{Payload, StreamId};

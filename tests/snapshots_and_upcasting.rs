@@ -1,6 +1,8 @@
 //! Snapshots (loads start from the latest one) and upcasting (old payloads
 //! lifted to the current schema while reading).
 
+#![allow(missing_docs)]
+
 use factum::prelude::*;
 use factum::{Payload, Snapshot, SnapshotStore};
 use serde::{Deserialize, Serialize};
