@@ -184,4 +184,20 @@ pub mod prelude {
     pub use crate::{aggregate, event};
     #[doc(no_inline)]
     pub use factum_core::prelude::*;
+    #[cfg(feature = "sqlite")]
+    #[doc(no_inline)]
+    pub use factum_sqlite::SqliteEventStore;
+}
+
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+#[doc(inline)]
+pub use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
+
+/// Everything of the SQLite store (`factum-sqlite`), including its backend name.
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite {
+    #[doc(inline)]
+    pub use factum_sqlite::*;
 }
