@@ -3,6 +3,9 @@
 //!
 //! Run it with `cargo run --example bank`.
 
+// Amounts are cents, written `euros_cents` (`100_00` is 100.00).
+#![allow(clippy::inconsistent_digit_grouping)]
+
 use factum::prelude::*;
 
 factum::id!(
@@ -99,7 +102,11 @@ impl Account {
     }
 
     fn check_open(&self) -> Result<(), AccountError> {
-        if self.closed { Err(AccountError::Closed) } else { Ok(()) }
+        if self.closed {
+            Err(AccountError::Closed)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -147,7 +154,11 @@ async fn main() -> Result<(), BankError> {
     let mut account = Account::open(id, "Ada");
     account.deposit(100_00)?;
     app.save(&mut account).await?;
-    println!("opened {id} for Ada with {} (version {})", euros(account.balance), account.version());
+    println!(
+        "opened {id} for Ada with {} (version {})",
+        euros(account.balance),
+        account.version()
+    );
 
     println!("a withdrawal of {} is refused:", euros(500_00));
     match account.withdraw(500_00) {
@@ -161,7 +172,11 @@ async fn main() -> Result<(), BankError> {
     phone.withdraw(30_00)?;
     web.withdraw(50_00)?;
     app.save(&mut phone).await?;
-    println!("the phone withdrew {}; balance {}", euros(30_00), euros(phone.balance));
+    println!(
+        "the phone withdrew {}; balance {}",
+        euros(30_00),
+        euros(phone.balance)
+    );
     match app.save(&mut web).await {
         Err(conflict @ factum::Error::Conflict { .. }) => {
             println!("the web client's save was rejected, nothing written: {conflict}");
@@ -171,11 +186,16 @@ async fn main() -> Result<(), BankError> {
 
     // The usual handling: reload, run the command again on the new state, save.
     let account = execute(&app, id, |account| account.withdraw(50_00)).await?;
-    println!("the web client retried on fresh state; balance {}", euros(account.balance));
+    println!(
+        "the web client retried on fresh state; balance {}",
+        euros(account.balance)
+    );
 
     // A retry can also fail for a business reason once the state moved on.
     match execute(&app, id, |account| account.withdraw(50_00)).await {
-        Err(BankError::Refused(error)) => println!("a second withdrawal of {} is refused: {error}", euros(50_00)),
+        Err(BankError::Refused(error)) => {
+            println!("a second withdrawal of {} is refused: {error}", euros(50_00))
+        }
         other => println!("unexpected: {other:?}"),
     }
 
@@ -186,6 +206,9 @@ async fn main() -> Result<(), BankError> {
         account.version()
     );
     let before_withdrawals = app.get_at(id, 2).await?;
-    println!("at version 2 the balance was {}", euros(before_withdrawals.balance));
+    println!(
+        "at version 2 the balance was {}",
+        euros(before_withdrawals.balance)
+    );
     Ok(())
 }

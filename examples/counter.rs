@@ -1,7 +1,12 @@
 //! The Counter of DESIGN.md: an aggregate with one event, saved, reloaded,
 //! and looked at as it was in the past.
 //!
-//! Run it with `cargo run --example counter`.
+//! Run it with `cargo run --example counter`: the events go to `counter.db`
+//! (SQLite, created in the current directory), so a second run continues
+//! where the first stopped. `cargo run --example counter -- other.db` uses
+//! another file; `cargo run --example counter -- --memory` keeps them in memory.
+
+#![allow(missing_docs)]
 
 use factum::prelude::*;
 
@@ -42,7 +47,11 @@ async fn run<S: EventStore>(store: S, id: CounterId) -> Result<(), Box<dyn std::
     if let Err(refused) = counter.add_checked(-5) {
         println!("add_checked(-5) refused: {refused}");
     }
-    let pending: Vec<&str> = counter.pending_events().iter().map(|event| event.event_type()).collect();
+    let pending: Vec<&str> = counter
+        .pending_events()
+        .iter()
+        .map(|event| event.event_type())
+        .collect();
     println!("pending events: {pending:?}");
     let saved = app.save(&mut counter).await?;
     println!(
@@ -53,13 +62,31 @@ async fn run<S: EventStore>(store: S, id: CounterId) -> Result<(), Box<dyn std::
     );
 
     let reloaded: Counter = app.get(id).await?;
-    println!("reloaded: value {}, version {}", reloaded.value, reloaded.version());
+    println!(
+        "reloaded: value {}, version {}",
+        reloaded.value,
+        reloaded.version()
+    );
     let past: Counter = app.get_at(id, before.max(1) + 1).await?;
     println!("time travel to version {}: value {}", past.version(), past.value);
     Ok(())
 }
 
+/// The counter every run works on, so that runs continue one history.
+const COUNTER: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run(InMemoryEventStore::new(), CounterId::generate()).await
+    let id: CounterId = COUNTER.parse()?;
+    let target = std::env::args().nth(1).unwrap_or_else(|| "counter.db".to_owned());
+    if target == "--memory" {
+        println!("events kept in memory: gone when the program ends");
+        return run(InMemoryEventStore::new(), id).await;
+    }
+    let store = SqliteEventStore::open(&target).await?;
+    println!("events stored in {target} (SQLite, synchronous=FULL)");
+    run(store.clone(), id).await?;
+    // Finish the writes and fold the write-ahead log into the file.
+    store.close().await?;
+    Ok(())
 }

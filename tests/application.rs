@@ -1,6 +1,8 @@
 //! Application and repository behaviour with a generated aggregate: loading,
 //! saving, conflicts, retries, time travel and the test harness.
 
+#![allow(missing_docs)]
+
 use factum::prelude::*;
 use factum::testing::AggregateTest;
 use factum::{Payload, StreamId};
@@ -72,7 +74,10 @@ async fn save_appends_pending_events_and_clears_them() {
     let types: Vec<&str> = stored.iter().map(|event| &*event.event_type).collect();
     assert_eq!(types, ["created", "incremented", "incremented"]);
     assert_eq!(stored[0].stream, StreamId::new("Counter", id.to_string()));
-    assert_eq!(stored[1].payload.to_value().unwrap(), serde_json::json!({ "amount": 1 }));
+    assert_eq!(
+        stored[1].payload.to_value().unwrap(),
+        serde_json::json!({ "amount": 1 })
+    );
 
     // Saving again with nothing pending writes nothing.
     let again = app.save(&mut counter).await.unwrap();
@@ -110,7 +115,11 @@ async fn concurrent_save_conflicts_and_writes_nothing() {
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(app.store().len(), 2);
-    assert_eq!(second.pending_events().len(), 1, "events stay pending after a conflict");
+    assert_eq!(
+        second.pending_events().len(),
+        1,
+        "events stay pending after a conflict"
+    );
     assert_eq!(app.get(id).await.unwrap().value, 1);
 }
 
@@ -200,7 +209,10 @@ async fn replay_errors_name_stream_version_and_event_type() {
         // aggregate cannot replay.
         NewEvent::new("reset", Payload::parse("{}").unwrap()),
     ];
-    store.append(&stream, ExpectedVersion::NoStream, history).await.unwrap();
+    store
+        .append(&stream, ExpectedVersion::NoStream, history)
+        .await
+        .unwrap();
     match app.get(id).await {
         Err(Error::Replay {
             stream: reported,
@@ -224,11 +236,11 @@ async fn a_history_that_does_not_start_with_created_is_a_replay_error() {
     let id = CounterId::generate();
     let stream = StreamId::new("Counter", id.to_string());
     let event = NewEvent::new("incremented", Payload::parse(r#"{"amount":1}"#).unwrap());
-    store.append(&stream, ExpectedVersion::NoStream, vec![event]).await.unwrap();
-    assert!(matches!(
-        app.get(id).await,
-        Err(Error::Replay { version: 1, .. })
-    ));
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event])
+        .await
+        .unwrap();
+    assert!(matches!(app.get(id).await, Err(Error::Replay { version: 1, .. })));
 }
 
 #[test]

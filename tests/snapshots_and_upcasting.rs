@@ -1,6 +1,8 @@
 //! Snapshots (loads start from the latest one) and upcasting (old payloads
 //! lifted to the current schema while reading).
 
+#![allow(missing_docs)]
+
 use factum::prelude::*;
 use factum::{Payload, Snapshot, SnapshotStore};
 use serde::{Deserialize, Serialize};
@@ -64,7 +66,10 @@ async fn loads_start_from_the_snapshot() {
         .await
         .unwrap();
     let counter = app.get(id).await.unwrap();
-    assert_eq!(counter.value, 1002, "state at version 4 from the snapshot, then versions 5 and 6");
+    assert_eq!(
+        counter.value, 1002,
+        "state at version 4 from the snapshot, then versions 5 and 6"
+    );
     assert_eq!(counter.version(), 6);
 
     // Going back before the snapshot replays from the start instead.
@@ -114,7 +119,11 @@ async fn old_history(store: &InMemoryEventStore, id: CounterId, increments: &[Va
         "created",
         Payload::encode(&CounterCreated { id, value: 0 }).unwrap(),
     )];
-    history.extend(increments.iter().map(|payload| NewEvent::new("incremented", Payload::from(payload))));
+    history.extend(
+        increments
+            .iter()
+            .map(|payload| NewEvent::new("incremented", Payload::from(payload))),
+    );
     store
         .append(&stream_of(id), ExpectedVersion::NoStream, history)
         .await
@@ -128,7 +137,10 @@ async fn old_payloads_are_upcast_while_reading() {
     old_history(&store, id, &[json!({ "by": 2 }), json!({ "by": 3 })]).await;
 
     let without = Application::<Counter, _>::new(store.clone());
-    assert!(matches!(without.get(id).await, Err(Error::Serialization { version: 2, .. })));
+    assert!(matches!(
+        without.get(id).await,
+        Err(Error::Serialization { version: 2, .. })
+    ));
 
     let app = Application::<Counter, _>::new(store.clone()).with_upcasters(renamed_field());
     let mut counter = app.get(id).await.unwrap();
@@ -159,7 +171,10 @@ async fn a_failing_upcaster_is_a_typed_error() {
             reason,
             ..
         }) => {
-            assert_eq!((version, event_type.as_str(), schema_version), (2, "incremented", 1));
+            assert_eq!(
+                (version, event_type.as_str(), schema_version),
+                (2, "incremented", 1)
+            );
             assert!(reason.contains("`by` is missing"), "{reason}");
         }
         other => panic!("expected an upcast error, got {other:?}"),

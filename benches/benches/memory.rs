@@ -1,4 +1,5 @@
 //! In-memory store: append and replay throughput for a small event.
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use factum::prelude::*;
@@ -24,7 +25,10 @@ fn append(c: &mut Criterion) {
         b.iter_batched(
             || {
                 stream_number += 1;
-                (StreamId::new("Counter", stream_number.to_string()), small_events(BATCH))
+                (
+                    StreamId::new("Counter", stream_number.to_string()),
+                    small_events(BATCH),
+                )
             },
             |(stream, events)| {
                 runtime

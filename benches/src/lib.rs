@@ -2,8 +2,8 @@
 //!
 //! `cargo bench -p factum-benches` runs them; see the README for figures.
 
-use factum::prelude::*;
 use factum::__private::AggregateState;
+use factum::prelude::*;
 use factum::{ApplyError, DecodeError, Payload};
 use serde::{Deserialize, Serialize};
 
@@ -89,7 +89,10 @@ impl DomainEvent for HandCounterEvent {
 
     fn to_payload(&self) -> Result<Payload, serde_json::Error> {
         match self {
-            Self::Created { id, value } => Payload::encode(&Created { id: *id, value: *value }),
+            Self::Created { id, value } => Payload::encode(&Created {
+                id: *id,
+                value: *value,
+            }),
             Self::Incremented { amount } => Payload::encode(&Incremented { amount: *amount }),
         }
     }

@@ -6,10 +6,174 @@ pub use factum_core::*;
 
 /// Turns a struct and its impl block into an event-sourced aggregate.
 ///
-/// See the crate documentation for what it generates.
+/// Put `#[aggregate]` on the struct (above its `#[derive]`, so the derives
+/// see the field it adds) and on the impl block that holds its `#[event]`
+/// methods:
+///
+/// ```
+/// use factum::prelude::*;
+///
+/// factum::id!(CounterId);
+///
+/// #[aggregate]
+/// #[derive(Debug, Clone, Default)]
+/// pub struct Counter {
+///     pub id: CounterId, // the field named `id` is the aggregate id
+///     pub value: i64,
+/// }
+///
+/// #[aggregate]
+/// impl Counter {
+///     #[event("incremented")]
+///     pub fn add(&mut self, amount: i64) {
+///         self.value += amount;
+///     }
+///
+///     #[event("reset")]
+///     pub fn reset(&mut self) -> Result<(), String> {
+///         if self.value == 0 {
+///             return Err("already at zero".into()); // nothing is recorded
+///         }
+///         self.value = 0;
+///         Ok(())
+///     }
+/// }
+///
+/// let id = CounterId::generate();
+/// let mut counter = Counter::create(id, 0); // records `created`
+/// counter.add(2);
+/// assert!(counter.reset().is_ok());
+/// assert!(counter.reset().is_err());
+/// assert_eq!(counter.version(), 3);
+/// assert_eq!(
+///     counter.pending_events(),
+///     [
+///         CounterEvent::Created(CounterCreated { id, value: 0 }),
+///         CounterEvent::Incremented { amount: 2 },
+///         CounterEvent::Reset,
+///     ]
+/// );
+///
+/// // Replay calls the method bodies directly: it rebuilds the state and
+/// // records nothing.
+/// let mut history = counter.pending_events().to_vec().into_iter();
+/// let mut replayed = Counter::from_first_event(history.next().unwrap()).unwrap();
+/// for event in history {
+///     replayed.apply(event).unwrap();
+/// }
+/// assert_eq!(replayed.value, 0);
+/// assert!(replayed.pending_events().is_empty());
+/// ```
+///
+/// # On the struct
+///
+/// The struct needs named fields, one of them `id` (its type is the
+/// aggregate id: a `factum::id!` type, `String`, `Uuid`, an integer...), and
+/// no generics. Every field type must be `Serialize + DeserializeOwned +
+/// Clone + Send + Sync + 'static`, plus `Debug` and `PartialEq`, because it
+/// is stored in the `created` event. The macro generates:
+///
+/// - a hidden bookkeeping field (version, pending events) that takes no part
+///   in the struct's derives: it compares equal, hashes to nothing, and serde
+///   skips it when the struct derives `Serialize` or `Deserialize`. A struct
+///   literal outside the macro sets it with `__factum: Default::default()`;
+/// - `<Name>Created`, a struct with every field (same order, same
+///   visibility), deriving serde, `Debug`, `Clone` and `PartialEq`;
+/// - `Name::create(field, ...)`, taking every field in order, which builds
+///   the aggregate and records `created`;
+/// - when the struct derives `Default`, or says `#[aggregate(default)]`
+///   beside a hand-written `impl Default`, an impl of [`DefaultAggregate`]
+///   (the start [`Application::load_or_create`] uses: default fields, the
+///   given id, `created` recorded). `default` is the only option.
+///
+/// # On the impl block
+///
+/// - `pub enum <Name>Event` with `Created(<Name>Created)` and one variant per
+///   `#[event]` method, named in UpperCamelCase after the event name
+///   (`money_deposited`, `money-deposited`, `money.deposited` →
+///   `MoneyDeposited`), holding the method's arguments as fields. It derives
+///   `Debug`, `Clone`, `PartialEq` and serde, written as
+///   `{"event_type": "incremented", "payload": {"amount": 2}}`; the payload
+///   stored for an event is the JSON object of its fields;
+/// - `impl From<<Name>Created> for <Name>Event` and [`DomainEvent`] for it;
+/// - [`Aggregate`] for the struct;
+/// - for each `#[event]` method, a method with the same signature that runs
+///   the body and, when it returns `()` or `Ok(())`, records the event with
+///   (clones of) the arguments. On `Err` nothing is recorded.
+///
+/// Other methods and items of the block pass through untouched.
+///
+/// # Replay
+///
+/// [`Aggregate::apply`] calls the bodies directly, so replay cannot record
+/// anything. A body that returns `Err` during replay becomes
+/// [`Error::Replay`] naming the stream, version and event type, with the
+/// error's `Display` text: the error type of an `#[event]` method must
+/// implement `Display`.
+///
+/// # Checked at compile time
+///
+/// A missing `id` field, a tuple, unit or generic struct, an unknown option,
+/// `Copy`, a duplicate or reserved (`created`) event name, two names that
+/// become the same variant, a malformed event name, an `#[event]` method
+/// that is `async`, `const`, `unsafe` or generic, that takes anything but
+/// `&mut self`, destructures or borrows an argument, or returns anything but
+/// `()` or `Result<(), E>`, a field or argument type that cannot be stored,
+/// a struct without its `#[aggregate]` impl block: each is an error on the
+/// token at fault, and all of an item's errors are reported together.
 pub use factum_macros::aggregate;
 
-/// Marks a method of an `#[aggregate]` impl block as an event: `#[event("name")]`.
+/// Marks a method of an `#[aggregate]` impl block as an event:
+/// `#[event("name")]`.
+///
+/// The name is what the store keeps as the event type, so it must not change
+/// once events are stored: it starts with an ASCII letter, followed by ASCII
+/// letters, digits, `_`, `-` or `.`. `created` is reserved for the first
+/// event of every aggregate.
+///
+/// The method takes `&mut self` and named arguments of storable types, and
+/// returns `()` or `Result<(), E>` with `E: Display`. Calling it runs the body
+/// and records the event when the body succeeds; replay runs only the body.
+///
+/// ```
+/// use factum::prelude::*;
+///
+/// #[aggregate]
+/// #[derive(Debug, Clone)]
+/// pub struct Account {
+///     pub id: String,
+///     pub balance: i64,
+/// }
+///
+/// #[aggregate]
+/// impl Account {
+///     /// Puts money in.
+///     #[event("money.deposited")]
+///     pub fn deposit(&mut self, amount: i64, reference: Option<String>) {
+///         self.balance += amount;
+///     }
+///
+///     #[event("money.withdrawn")]
+///     pub fn withdraw(&mut self, amount: i64) -> Result<(), String> {
+///         if amount > self.balance {
+///             return Err(format!("balance {} does not cover {amount}", self.balance));
+///         }
+///         self.balance -= amount;
+///         Ok(())
+///     }
+/// }
+///
+/// let mut account = Account::create("acc-1".into(), 0);
+/// account.deposit(10, None);
+/// assert!(account.withdraw(50).is_err()); // not recorded
+/// account.withdraw(4).unwrap();
+/// assert_eq!(account.version(), 3);
+/// assert_eq!(account.pending_events()[2], AccountEvent::MoneyWithdrawn { amount: 4 });
+/// assert_eq!(account.pending_events()[2].event_type(), "money.withdrawn");
+/// ```
+///
+/// Outside an `#[aggregate]` impl block, `#[event]` is a compile error that
+/// says to put `#[aggregate]` on the impl block.
 pub use factum_macros::event;
 
 /// The names most programs need: `use factum::prelude::*;` brings the
@@ -20,4 +184,20 @@ pub mod prelude {
     pub use crate::{aggregate, event};
     #[doc(no_inline)]
     pub use factum_core::prelude::*;
+    #[cfg(feature = "sqlite")]
+    #[doc(no_inline)]
+    pub use factum_sqlite::SqliteEventStore;
+}
+
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+#[doc(inline)]
+pub use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
+
+/// Everything of the SQLite store (`factum-sqlite`), including its backend name.
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite {
+    #[doc(inline)]
+    pub use factum_sqlite::*;
 }

@@ -1,0 +1,19 @@
+use factum::prelude::*;
+
+#[aggregate]
+#[derive(Debug, Clone, Default)]
+pub struct Counter {
+    pub id: String,
+    pub value: i64,
+}
+
+#[aggregate]
+impl Counter {
+    #[event("incremented")]
+    pub fn add(&mut self, amount: i64) -> i64 {
+        self.value += amount;
+        self.value
+    }
+}
+
+fn main() {}

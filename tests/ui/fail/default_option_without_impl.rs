@@ -1,0 +1,13 @@
+use factum::prelude::*;
+
+#[aggregate(default)]
+#[derive(Debug, Clone)]
+pub struct Counter {
+    pub id: String,
+    pub value: i64,
+}
+
+#[aggregate]
+impl Counter {}
+
+fn main() {}

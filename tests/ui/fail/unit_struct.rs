@@ -1,0 +1,7 @@
+use factum::prelude::*;
+
+#[aggregate]
+#[derive(Debug, Clone)]
+pub struct Counter;
+
+fn main() {}
