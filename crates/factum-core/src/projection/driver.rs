@@ -92,7 +92,7 @@ pub trait Driver: Send + 'static {
 }
 
 /// A [`Projection`] with its [`CheckpointStore`] and [`DeadLetterStore`]:
-/// delivery at least once. Built by [`ProjectionRunner::new`].
+/// delivery at least once. Built by [`ProjectionRunner::new`](crate::ProjectionRunner::new).
 ///
 /// ```
 /// # use factum_core::{InMemoryCheckpointStore, InMemoryDeadLetterStore, Plain};
@@ -107,7 +107,7 @@ pub struct Plain<P, C, L> {
 }
 
 /// A [`TransactionalProjection`] with its [`ProjectionStore`]: exactly
-/// once. Built by [`ProjectionRunner::transactional`].
+/// once. Built by [`ProjectionRunner::transactional`](crate::ProjectionRunner::transactional).
 ///
 /// ```
 /// # use factum_core::{InMemoryProjectionStore, Transactional};

@@ -22,7 +22,7 @@ pub(super) enum Control {
 
 pub(super) type HeadFn = Arc<dyn Fn() -> BoxFuture<'static, Result<u64, Error>> + Send + Sync>;
 
-/// Controls a runner started with [`ProjectionRunner::spawn`]: stop it,
+/// Controls a runner started with [`ProjectionRunner::spawn`](crate::ProjectionRunner::spawn): stop it,
 /// rebuild it, read its metrics, wait for it.
 ///
 /// Dropping the handle leaves the runner running; stop it first.
