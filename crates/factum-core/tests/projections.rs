@@ -825,6 +825,18 @@ async fn transactional_dead_letters_commit_with_the_checkpoint_and_replay() -> T
         12,
         "replay does not move the checkpoint"
     );
+
+    // Deleting: the letter goes, its event is not handled.
+    let mut transaction = store.begin("ledger").await?;
+    store
+        .put_dead_letter(&mut transaction, letters[0].clone())
+        .await?;
+    store.commit(transaction).await?;
+    let before = store.read_model();
+    assert!(runner.delete_dead_letter(letters[0].position()).await?);
+    assert!(!runner.delete_dead_letter(letters[0].position()).await?);
+    assert!(store.dead_letters("ledger").await?.is_empty());
+    assert_eq!(store.read_model(), before);
     Ok(())
 }
 

@@ -83,6 +83,9 @@ pub trait Driver: Send + 'static {
 
     fn dead_letters(&mut self) -> impl Future<Output = Result<Vec<DeadLetter>, Error>> + Send;
 
+    /// Deletes the dead letter at `position`; false when there was none.
+    fn delete_dead_letter(&mut self, position: u64) -> impl Future<Output = Result<bool, Error>> + Send;
+
     /// Handles a dead letter's event once more: removes the letter when
     /// it succeeds, records the new failure when it does not.
     fn replay(
@@ -211,6 +214,10 @@ where
         self.dead_letters.list(&self.name).await
     }
 
+    async fn delete_dead_letter(&mut self, position: u64) -> Result<bool, Error> {
+        self.dead_letters.remove(&self.name, position).await
+    }
+
     async fn replay(&mut self, mut letter: DeadLetter) -> Result<Option<DeadLetter>, Error> {
         match self.projection.handle(&letter.event).await {
             Ok(()) => {
@@ -289,6 +296,16 @@ where
 
     async fn dead_letters(&mut self) -> Result<Vec<DeadLetter>, Error> {
         self.store.dead_letters(&self.name).await
+    }
+
+    async fn delete_dead_letter(&mut self, position: u64) -> Result<bool, Error> {
+        let mut unit = self.store.begin(&self.name).await?;
+        let removed = self
+            .store
+            .remove_dead_letter(&mut unit, &self.name, position)
+            .await?;
+        self.store.commit(unit).await?;
+        Ok(removed)
     }
 
     async fn replay(&mut self, mut letter: DeadLetter) -> Result<Option<DeadLetter>, Error> {

@@ -219,6 +219,12 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
         self.driver.dead_letters().await
     }
 
+    /// Deletes the dead letter at `position` without handling its event
+    /// (the event is known to be irrelevant); false when there was none.
+    pub async fn delete_dead_letter(&mut self, position: u64) -> Result<bool, Error> {
+        self.driver.delete_dead_letter(position).await
+    }
+
     /// Handles each dead letter's event once more, in position order (after
     /// the handler was fixed): the ones that succeed are deleted, the others
     /// stay with their new error.
