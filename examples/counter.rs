@@ -1,7 +1,10 @@
 //! The Counter of DESIGN.md: an aggregate with one event, saved, reloaded,
 //! and looked at as it was in the past.
 //!
-//! Run it with `cargo run --example counter`.
+//! Run it with `cargo run --example counter`: the events go to `counter.db`
+//! (SQLite, created in the current directory), so a second run continues
+//! where the first stopped. `cargo run --example counter -- other.db` uses
+//! another file; `cargo run --example counter -- --memory` keeps them in memory.
 
 #![allow(missing_docs)]
 
@@ -69,7 +72,21 @@ async fn run<S: EventStore>(store: S, id: CounterId) -> Result<(), Box<dyn std::
     Ok(())
 }
 
+/// The counter every run works on, so that runs continue one history.
+const COUNTER: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    run(InMemoryEventStore::new(), CounterId::generate()).await
+    let id: CounterId = COUNTER.parse()?;
+    let target = std::env::args().nth(1).unwrap_or_else(|| "counter.db".to_owned());
+    if target == "--memory" {
+        println!("events kept in memory: gone when the program ends");
+        return run(InMemoryEventStore::new(), id).await;
+    }
+    let store = SqliteEventStore::open(&target).await?;
+    println!("events stored in {target} (SQLite, synchronous=FULL)");
+    run(store.clone(), id).await?;
+    // Finish the writes and fold the write-ahead log into the file.
+    store.close().await?;
+    Ok(())
 }

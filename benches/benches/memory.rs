@@ -1,7 +1,9 @@
 //! In-memory store: append and replay throughput for a small event.
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use factum::prelude::*;
 use factum::{Payload, StreamId};
 use factum_benches::{Counter, CounterId, small_events};
@@ -16,27 +18,30 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 fn append(c: &mut Criterion) {
+    /// Batches per store: a store that grew for the whole run would measure
+    /// page faults of a multi-gigabyte heap rather than appends.
+    const BATCHES_PER_STORE: u64 = 1_000;
     let runtime = runtime();
     let mut group = c.benchmark_group("memory/append");
     group.throughput(Throughput::Elements(BATCH as u64));
-    let store = InMemoryEventStore::new();
-    let mut stream_number = 0_u64;
     group.bench_function(format!("batch of {BATCH}"), |b| {
-        b.iter_batched(
-            || {
-                stream_number += 1;
-                (
-                    StreamId::new("Counter", stream_number.to_string()),
-                    small_events(BATCH),
-                )
-            },
-            |(stream, events)| {
+        b.iter_custom(|iterations| {
+            let mut store = InMemoryEventStore::new();
+            let mut elapsed = Duration::ZERO;
+            for iteration in 0..iterations {
+                if iteration % BATCHES_PER_STORE == 0 {
+                    store = InMemoryEventStore::new();
+                }
+                let stream = StreamId::new("Counter", iteration.to_string());
+                let events = small_events(BATCH);
+                let started = Instant::now();
                 runtime
                     .block_on(store.append(&stream, ExpectedVersion::NoStream, events))
-                    .expect("append")
-            },
-            BatchSize::LargeInput,
-        );
+                    .expect("append");
+                elapsed += started.elapsed();
+            }
+            elapsed
+        });
     });
     group.finish();
 }

@@ -133,6 +133,48 @@ pub enum Error {
         reason: String,
     },
 
+    /// A projection's handler kept failing on an event and the runner's
+    /// poison policy is [`Stop`](crate::PoisonPolicy::Stop): the runner
+    /// stopped with its checkpoint before the event, so nothing is lost.
+    #[error(
+        "projection `{projection}` failed on `{event_type}` at position {position} (version {version} of stream {stream}): {message}"
+    )]
+    Projection {
+        /// The projection's name.
+        projection: String,
+        /// The event's position in the global log.
+        position: u64,
+        /// The event type.
+        event_type: String,
+        /// The stream holding the event.
+        stream: StreamId,
+        /// The event's version in its stream.
+        version: u64,
+        /// What the handler reported on its last attempt.
+        message: String,
+    },
+
+    /// A projection's checkpoint could not be kept: another instance moved
+    /// it (the compare-and-set of a commit failed), or a checkpoint store
+    /// refused the write.
+    #[error("checkpoint of projection `{projection}`: {message}")]
+    Checkpoint {
+        /// The projection's name.
+        projection: String,
+        /// What went wrong.
+        message: String,
+    },
+
+    /// A projection runner ended abnormally (its task panicked or was
+    /// cancelled from outside).
+    #[error("runner of projection `{projection}` ended abnormally: {message}")]
+    Runner {
+        /// The projection's name.
+        projection: String,
+        /// What happened.
+        message: String,
+    },
+
     /// The backend failed (connection lost, I/O error, schema mismatch).
     #[error("{backend} event store: {source}")]
     Store {

@@ -295,6 +295,52 @@ impl RecordedEvent {
         self.stream.aggregate_id()
     }
 
+    /// Decodes this event into the event enum of aggregate `A`, or `None`
+    /// when it belongs to another aggregate type.
+    ///
+    /// The typed way to match on events inside a projection: the stream's
+    /// aggregate type is compared with [`Aggregate::TYPE`](crate::Aggregate::TYPE),
+    /// then the payload goes through [`DomainEvent::from_payload`](crate::DomainEvent::from_payload).
+    /// An event of `A` that no longer decodes is an error, never a silent `None`.
+    ///
+    /// ```
+    /// # use factum_core::{Aggregate, Error, RecordedEvent};
+    /// fn count_own_events<A: Aggregate>(events: &[RecordedEvent]) -> Result<usize, Error> {
+    ///     let mut count = 0;
+    ///     for event in events {
+    ///         if let Some(_decoded) = event.decode::<A>()? {
+    ///             count += 1; // `_decoded` is an `A::Event`: match on its variants here
+    ///         }
+    ///     }
+    ///     Ok(count)
+    /// }
+    /// ```
+    ///
+    /// Events stored at an older schema version need
+    /// [`decode_with`](Self::decode_with) and the application's upcasters.
+    pub fn decode<A: crate::Aggregate>(&self) -> Result<Option<A::Event>, crate::Error> {
+        self.decode_with::<A>(&crate::Upcasters::new())
+    }
+
+    /// [`decode`](Self::decode), lifting an old payload to the current
+    /// schema with `upcasters` first (the ones the application reads with).
+    ///
+    /// ```
+    /// # use factum_core::{Aggregate, Error, RecordedEvent, Upcasters};
+    /// fn decode_current<A: Aggregate>(event: &RecordedEvent, upcasters: &Upcasters) -> Result<Option<A::Event>, Error> {
+    ///     event.decode_with::<A>(upcasters)
+    /// }
+    /// ```
+    pub fn decode_with<A: crate::Aggregate>(
+        &self,
+        upcasters: &crate::Upcasters,
+    ) -> Result<Option<A::Event>, crate::Error> {
+        if self.aggregate_type() != A::TYPE {
+            return Ok(None);
+        }
+        crate::repository::decode::<A>(self, upcasters).map(Some)
+    }
+
     /// True when `new` is the same event as this one (id, type, schema,
     /// payload and metadata): the test for an idempotent retry.
     pub fn same_content(&self, new: &NewEvent) -> bool {

@@ -11,6 +11,7 @@ mod error;
 mod event;
 mod id;
 mod memory;
+mod projection;
 mod repository;
 mod snapshot;
 mod store;
@@ -24,6 +25,12 @@ pub use application::Application;
 pub use error::{Error, Result};
 pub use event::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
 pub use memory::InMemoryEventStore;
+pub use projection::{
+    CheckpointStore, DeadLetter, DeadLetterStore, HandlerError, InMemoryCheckpointStore,
+    InMemoryDeadLetterStore, InMemoryLease, InMemoryProjectionStore, InMemoryTransaction, Lease, Plain,
+    PoisonPolicy, Projection, ProjectionMetrics, ProjectionRunner, ProjectionStore, ReplayReport,
+    RetryPolicy, RunnerHandle, RunnerStatus, Transactional, TransactionalProjection,
+};
 pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
 pub use store::{AppendResult, EventStore, EventStream, ExpectedVersion};
@@ -34,8 +41,9 @@ pub use upcast::Upcasters;
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore,
-        ExpectedVersion, InMemoryEventStore, Metadata, NewEvent, RecordedEvent, Repository, SnapshotPolicy,
-        StreamId, Upcasters,
+        ExpectedVersion, HandlerError, InMemoryEventStore, Metadata, NewEvent, Projection, ProjectionRunner,
+        ProjectionStore, RecordedEvent, Repository, SnapshotPolicy, StreamId, TransactionalProjection,
+        Upcasters,
     };
 }
 

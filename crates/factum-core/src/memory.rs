@@ -52,8 +52,9 @@ struct Log {
     streams: Vec<StreamEntry>,
     stream_numbers: HashMap<StreamId, u32>,
     // UUID v7 ids arrive nearly sorted, so a B-tree stays hot at its right
-    // edge where a hash map would miss the cache on every insert.
-    event_ids: BTreeMap<Uuid, usize>,
+    // edge where a hash map would miss the cache on every insert; as `u128`
+    // each comparison is one instruction pair instead of a 16-byte memcmp.
+    event_ids: BTreeMap<u128, usize>,
 }
 
 struct StreamEntry {
@@ -216,7 +217,7 @@ impl Log {
         };
         let mut fresh = None;
         for event in events {
-            let Some(&index) = self.event_ids.get(&event.event_id) else {
+            let Some(&index) = self.event_ids.get(&event.event_id.as_u128()) else {
                 fresh.get_or_insert(event.event_id);
                 continue;
             };
@@ -299,7 +300,7 @@ impl EventStore for InMemoryEventStore {
         // stored id is caught when its insert below finds it.
         let first_is_stored = events
             .first()
-            .is_some_and(|first| log.event_ids.contains_key(&first.event_id));
+            .is_some_and(|first| log.event_ids.contains_key(&first.event_id.as_u128()));
         if first_is_stored && let Some(original) = log.retried(stream, &events)? {
             return Ok(original);
         }
@@ -331,8 +332,8 @@ impl EventStore for InMemoryEventStore {
         let mut positions = Vec::with_capacity(events.len());
         for (offset, event) in events.into_iter().enumerate() {
             let index = first_index + offset;
-            if let Some(previous) = log.event_ids.insert(event.event_id, index) {
-                log.event_ids.insert(event.event_id, previous);
+            if let Some(previous) = log.event_ids.insert(event.event_id.as_u128(), index) {
+                log.event_ids.insert(event.event_id.as_u128(), previous);
                 let error = if previous >= first_index {
                     Error::InvalidRequest {
                         stream: stream.clone(),
@@ -342,7 +343,7 @@ impl EventStore for InMemoryEventStore {
                     log.mixed_batch_error(stream, &event, previous)
                 };
                 for undone in batch_ids(log, first_index) {
-                    log.event_ids.remove(&undone);
+                    log.event_ids.remove(&undone.as_u128());
                 }
                 log.truncate(first_index, stream_number);
                 return Err(error);

@@ -184,10 +184,37 @@ pub mod prelude {
     pub use crate::{aggregate, event};
     #[doc(no_inline)]
     pub use factum_core::prelude::*;
+    #[cfg(feature = "sqlite")]
+    #[doc(no_inline)]
+    pub use factum_sqlite::SqliteEventStore;
+    #[cfg(feature = "postgres")]
+    #[doc(no_inline)]
+    pub use factum_postgres::PostgresEventStore;
 }
 
-/// The PostgreSQL event store: see [`PostgresEventStore`].
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+#[doc(inline)]
+pub use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
+
+/// Everything of the SQLite store (`factum-sqlite`), including its backend name.
+#[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
+pub mod sqlite {
+    #[doc(inline)]
+    pub use factum_sqlite::*;
+}
+
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 #[doc(inline)]
 pub use factum_postgres::{PostgresError, PostgresEventStore, PostgresOptions};
+
+/// Everything of the PostgreSQL store (`factum-postgres`), including the
+/// pool and connection types it takes.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres {
+    #[doc(inline)]
+    pub use factum_postgres::*;
+}

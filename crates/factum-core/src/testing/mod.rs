@@ -1,11 +1,12 @@
-//! Test support: the conformance suite every event store runs, and a
-//! given/when/then harness for aggregates.
+//! Test support: the conformance suites every event store and projection
+//! store runs, and a given/when/then harness for aggregates.
 //!
 //! Enabled by the `testing` feature.
 
 pub mod conformance;
 mod fixture;
 mod harness;
+pub mod projection;
 
 use std::future::Future;
 use std::time::Duration;

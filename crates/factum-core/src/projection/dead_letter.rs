@@ -1,0 +1,156 @@
+//! Events a projection could not handle, kept visible until fixed.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use time::OffsetDateTime;
+
+use crate::{Error, RecordedEvent};
+
+/// An event a projection's handler failed on, on every attempt.
+///
+/// The runner moved its checkpoint past the event only after storing this
+/// record: the event is parked, not lost. List dead letters, fix the
+/// handler, then replay them ([`ProjectionRunner::replay_dead_letters`](crate::ProjectionRunner::replay_dead_letters)).
+///
+/// ```
+/// # use factum_core::{DeadLetter, NewEvent, Payload, StreamId};
+/// let event = NewEvent::new("placed", Payload::parse("{}").unwrap())
+///     .recorded(StreamId::new("Order", "1"), 1, 7);
+/// let letter = DeadLetter::new("sales", event, "price missing", 5);
+/// assert_eq!(letter.position(), 7);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeadLetter {
+    /// The projection that failed.
+    pub projection: String,
+    /// The event, as read from the log.
+    pub event: RecordedEvent,
+    /// What the handler reported on its last attempt.
+    pub error: String,
+    /// How many attempts failed, replays included.
+    pub attempts: u32,
+    /// When the last attempt failed (UTC).
+    pub failed_at: OffsetDateTime,
+}
+
+impl DeadLetter {
+    /// A dead letter for `event`, failed now.
+    pub fn new(
+        projection: impl Into<String>,
+        event: RecordedEvent,
+        error: impl Into<String>,
+        attempts: u32,
+    ) -> Self {
+        Self {
+            projection: projection.into(),
+            event,
+            error: error.into(),
+            attempts,
+            failed_at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    /// The event's position in the global log: with the projection's name,
+    /// the dead letter's key.
+    pub fn position(&self) -> u64 {
+        self.event.position
+    }
+}
+
+/// Keeps dead letters, keyed by projection and position.
+///
+/// The runner writes a dead letter before it saves a checkpoint past the
+/// event, so a crash in between only repeats the event (and replaces the
+/// dead letter with an equal one).
+///
+/// ```
+/// # use factum_core::{DeadLetter, DeadLetterStore, InMemoryDeadLetterStore, NewEvent, Payload, StreamId};
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let letters = InMemoryDeadLetterStore::new();
+/// let event = NewEvent::new("placed", Payload::parse("{}").unwrap())
+///     .recorded(StreamId::new("Order", "1"), 1, 7);
+/// letters.put(DeadLetter::new("sales", event, "price missing", 5)).await?;
+/// assert_eq!(letters.list("sales").await?.len(), 1);
+/// assert!(letters.remove("sales", 7).await?);
+/// assert!(letters.list("sales").await?.is_empty());
+/// # Ok::<(), factum_core::Error>(())
+/// # }).unwrap();
+/// ```
+pub trait DeadLetterStore: Send + Sync + 'static {
+    /// Stores `letter`, replacing one of the same projection and position.
+    fn put(&self, letter: DeadLetter) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The dead letters of `projection`, in position order.
+    fn list(&self, projection: &str) -> impl Future<Output = Result<Vec<DeadLetter>, Error>> + Send;
+
+    /// Deletes the dead letter of `projection` at `position`; false when
+    /// there was none.
+    fn remove(&self, projection: &str, position: u64) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Deletes every dead letter of `projection` (a rebuild meets their
+    /// events again).
+    fn clear(&self, projection: &str) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Dead letters in memory. Clones share the same letters.
+///
+/// ```
+/// # use factum_core::InMemoryDeadLetterStore;
+/// let letters = InMemoryDeadLetterStore::new();
+/// assert!(letters.all().is_empty());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct InMemoryDeadLetterStore {
+    letters: Arc<Mutex<DeadLetters>>,
+}
+
+/// Dead letters keyed by projection and position: the map both in-memory
+/// stores keep.
+pub(crate) type DeadLetters = BTreeMap<(String, u64), DeadLetter>;
+
+impl InMemoryDeadLetterStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every dead letter of every projection, by projection then position.
+    pub fn all(&self) -> Vec<DeadLetter> {
+        self.lock().values().cloned().collect()
+    }
+
+    // A panic while the lock is held cannot leave a half-written entry.
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeadLetters> {
+        self.letters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+pub(crate) fn of_projection(letters: &DeadLetters, projection: &str) -> Vec<DeadLetter> {
+    letters
+        .range((projection.to_owned(), 0)..=(projection.to_owned(), u64::MAX))
+        .map(|(_, letter)| letter.clone())
+        .collect()
+}
+
+impl DeadLetterStore for InMemoryDeadLetterStore {
+    async fn put(&self, letter: DeadLetter) -> Result<(), Error> {
+        self.lock()
+            .insert((letter.projection.clone(), letter.position()), letter);
+        Ok(())
+    }
+
+    async fn list(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
+        Ok(of_projection(&self.lock(), projection))
+    }
+
+    async fn remove(&self, projection: &str, position: u64) -> Result<bool, Error> {
+        Ok(self.lock().remove(&(projection.to_owned(), position)).is_some())
+    }
+
+    async fn clear(&self, projection: &str) -> Result<(), Error> {
+        self.lock().retain(|(name, _), _| name != projection);
+        Ok(())
+    }
+}

@@ -1,0 +1,441 @@
+//! The py-event-sourcing workload on factum-sqlite, beside a plain
+//! prepared-statement loop in rusqlite, at `synchronous = NORMAL` and `FULL`.
+//!
+//! 1,000,000 events to one stream in appends of 10,000, then a full replay of
+//! the stream into a counter state (in a separate process, so its peak
+//! memory is its own), then a snapshot save and load.
+//!
+//! ```text
+//! cargo bench -p factum-sqlite --bench workload            # 1,000,000 events
+//! FACTUM_BENCH_EVENTS=200000 cargo bench -p factum-sqlite --bench workload
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, Snapshot, SnapshotStore, StreamId};
+use factum_sqlite::{Durability, SqliteEventStore, SqliteOptions};
+use futures::StreamExt;
+use rusqlite::params;
+
+const BATCH: usize = 10_000;
+const REPLAY_CHILD: &str = "--replay-child";
+
+fn events_total() -> usize {
+    std::env::var("FACTUM_BENCH_EVENTS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1_000_000)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// The counter state of the py-event-sourcing benchmark.
+#[derive(Default)]
+struct CounterState {
+    count: i64,
+}
+
+impl CounterState {
+    fn apply(&mut self, event_type: &str) {
+        match event_type {
+            "Increment" => self.count += 1,
+            "Decrement" => self.count -= 1,
+            _ => {}
+        }
+    }
+}
+
+fn stream() -> StreamId {
+    StreamId::new("Counter", "bench")
+}
+
+fn durability_name(durability: Durability) -> &'static str {
+    match durability {
+        Durability::Full => "FULL",
+        _ => "NORMAL",
+    }
+}
+
+fn parse_durability(name: &str) -> Durability {
+    if name == "FULL" {
+        Durability::Full
+    } else {
+        Durability::Normal
+    }
+}
+
+fn database_bytes(path: &Path) -> u64 {
+    ["", "-wal", "-shm"]
+        .iter()
+        .filter_map(|suffix| {
+            let mut file = path.as_os_str().to_owned();
+            file.push(suffix);
+            std::fs::metadata(PathBuf::from(file)).ok()
+        })
+        .map(|metadata| metadata.len())
+        .sum()
+}
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                line.strip_prefix("VmHWM:")
+                    .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            })
+        })
+        .unwrap_or(0)
+}
+
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+struct Figures {
+    write: f64,
+    replay: f64,
+    replay_rss_kib: u64,
+    bytes: u64,
+}
+
+/// factum-sqlite: appends of `BATCH` new events, the events built inside
+/// the timed loop as an application would.
+fn factum_write(path: &Path, durability: Durability, total: usize) -> f64 {
+    runtime().block_on(async {
+        let store = SqliteEventStore::open_with(path, SqliteOptions::new().durability(durability))
+            .await
+            .expect("open");
+        let stream = stream();
+        let payload = Payload::parse(r#"{"by":1}"#).expect("json");
+        let started = Instant::now();
+        let mut version = 0;
+        while version < total as u64 {
+            let events = (0..BATCH)
+                .map(|_| NewEvent::new("Increment", payload.clone()))
+                .collect();
+            let result = store
+                .append(&stream, ExpectedVersion::from_loaded(version), events)
+                .await
+                .expect("append");
+            version = result.stream_version;
+        }
+        let elapsed = started.elapsed();
+        store.close().await.expect("close");
+        rate(total, elapsed)
+    })
+}
+
+/// The replay, run in a child process: prints events/s, peak RSS, and the
+/// snapshot figures.
+fn factum_replay_child(path: &Path, durability: Durability) {
+    runtime().block_on(async {
+        let store = SqliteEventStore::open_with(path, SqliteOptions::new().durability(durability))
+            .await
+            .expect("open");
+        let stream = stream();
+        let started = Instant::now();
+        let mut state = CounterState::default();
+        let mut replayed = 0;
+        let mut events = store.read_stream(&stream, 1);
+        while let Some(event) = events.next().await {
+            let event = event.expect("event");
+            state.apply(&event.event_type);
+            replayed += 1;
+        }
+        drop(events);
+        let elapsed = started.elapsed();
+        assert_eq!(state.count, replayed as i64);
+        let rss = peak_rss_kib();
+
+        let snapshot = Payload::encode(&serde_json::json!({ "count": state.count })).expect("json");
+        let snapshot = Snapshot {
+            stream: stream.clone(),
+            version: replayed,
+            state: snapshot,
+            taken_at: time::OffsetDateTime::now_utc(),
+        };
+        store.save_snapshot(snapshot).await.expect("save");
+        let first = Instant::now();
+        let loaded = store.load_snapshot(&stream).await.expect("load").expect("saved");
+        let first_load = first.elapsed();
+        let loads = 1000;
+        let started = Instant::now();
+        for _ in 0..loads {
+            let loaded = store.load_snapshot(&stream).await.expect("load").expect("saved");
+            std::hint::black_box(loaded);
+        }
+        let mean_load = started.elapsed() / loads;
+        let count: i64 = loaded.state.decode::<serde_json::Value>().expect("json")["count"]
+            .as_i64()
+            .unwrap_or(-1);
+        assert_eq!(count, state.count);
+        store.close().await.expect("close");
+        println!(
+            "replay {replayed} {} {rss} {} {}",
+            rate(replayed as usize, elapsed),
+            first_load.as_micros(),
+            mean_load.as_micros()
+        );
+    });
+}
+
+struct ReplayFigures {
+    replay: f64,
+    rss_kib: u64,
+    snapshot_first_us: u64,
+    snapshot_mean_us: u64,
+}
+
+fn factum_replay(path: &Path, durability: Durability) -> ReplayFigures {
+    let output = Command::new(std::env::current_exe().expect("exe"))
+        .args([
+            REPLAY_CHILD,
+            &path.display().to_string(),
+            durability_name(durability),
+        ])
+        .output()
+        .expect("run the replay child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("replay "))
+        .unwrap_or_else(|| {
+            panic!(
+                "the replay child printed no figures: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+    let fields: Vec<&str> = line.split(' ').collect();
+    ReplayFigures {
+        replay: fields[2].parse().expect("rate"),
+        rss_kib: fields[3].parse().expect("rss"),
+        snapshot_first_us: fields[4].parse().expect("first load"),
+        snapshot_mean_us: fields[5].parse().expect("mean load"),
+    }
+}
+
+/// The plain schema of the baseline: the stream in text columns, unique
+/// indexes on the stream's versions and the event ids.
+fn baseline_connection(path: &Path, durability: Durability) -> rusqlite::Connection {
+    let connection = rusqlite::Connection::open(path).expect("open");
+    connection
+        .execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {};
+             CREATE TABLE events (
+                position INTEGER PRIMARY KEY, aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL,
+                version INTEGER NOT NULL, event_id BLOB NOT NULL UNIQUE, event_type TEXT NOT NULL,
+                schema_version INTEGER NOT NULL, payload TEXT NOT NULL, metadata TEXT,
+                occurred_at INTEGER NOT NULL, UNIQUE (aggregate_type, aggregate_id, version));",
+            durability_name(durability)
+        ))
+        .expect("schema");
+    connection
+}
+
+/// One prepared INSERT of the baseline.
+fn baseline_insert(connection: &rusqlite::Connection, version: i64, event: &NewEvent) {
+    let mut insert = connection
+        .prepare_cached(
+            "INSERT INTO events (aggregate_type, aggregate_id, version, event_id, event_type, \
+             schema_version, payload, metadata, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .expect("prepare");
+    insert
+        .execute(params![
+            "Counter",
+            "bench",
+            version,
+            &event.event_id.as_bytes()[..],
+            &*event.event_type,
+            1,
+            event.payload.as_str(),
+            Option::<&str>::None,
+            event.occurred_at.unix_timestamp_nanos() as i64,
+        ])
+        .expect("insert");
+}
+
+/// The baseline: the obvious rusqlite code (one prepared INSERT per event,
+/// one transaction per batch), same pragmas.
+fn baseline(path: &Path, durability: Durability, total: usize) -> Figures {
+    let mut connection = baseline_connection(path, durability);
+    let started = Instant::now();
+    let mut version = 0i64;
+    while version < total as i64 {
+        let transaction = connection.transaction().expect("begin");
+        for _ in 0..BATCH {
+            version += 1;
+            let event = NewEvent::new("Increment", Payload::from_stored(r#"{"by":1}"#));
+            baseline_insert(&transaction, version, &event);
+        }
+        transaction.commit().expect("commit");
+    }
+    let write = rate(total, started.elapsed());
+
+    let started = Instant::now();
+    let mut state = CounterState::default();
+    let mut replayed = 0usize;
+    {
+        let mut select = connection
+            .prepare(
+                "SELECT position, version, event_id, event_type, schema_version, payload, metadata, occurred_at \
+                 FROM events WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY version",
+            )
+            .expect("prepare");
+        let mut rows = select.query(["Counter", "bench"]).expect("query");
+        while let Some(row) = rows.next().expect("row") {
+            let event_type: String = row.get(3).expect("type");
+            let payload: String = row.get(5).expect("payload");
+            std::hint::black_box(payload);
+            state.apply(&event_type);
+            replayed += 1;
+        }
+    }
+    let replay = rate(replayed, started.elapsed());
+    drop(connection);
+    Figures {
+        write,
+        replay,
+        replay_rss_kib: 0,
+        bytes: database_bytes(path),
+    }
+}
+
+/// Many small appends at once: 16 tasks appending one event at a time to
+/// their own streams. Group commit folds the queued appends into one
+/// transaction (one fsync); the baseline commits each event alone.
+fn concurrent_small_appends(dir: &Path, durability: Durability) -> (f64, f64) {
+    const WRITERS: usize = 16;
+    const APPENDS: usize = 400;
+    let path = dir.join(format!("small-{}.db", durability_name(durability)));
+    let factum = runtime().block_on(async {
+        let store = SqliteEventStore::open_with(&path, SqliteOptions::new().durability(durability))
+            .await
+            .expect("open");
+        let payload = Payload::parse(r#"{"by":1}"#).expect("json");
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                let store = store.clone();
+                let payload = payload.clone();
+                tokio::spawn(async move {
+                    let stream = StreamId::new("Counter", writer.to_string());
+                    for version in 0..APPENDS as u64 {
+                        let event = NewEvent::new("Increment", payload.clone());
+                        store
+                            .append(&stream, ExpectedVersion::from_loaded(version), vec![event])
+                            .await
+                            .expect("append");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        let elapsed = started.elapsed();
+        store.close().await.expect("close");
+        rate(WRITERS * APPENDS, elapsed)
+    });
+
+    let path = dir.join(format!("small-baseline-{}.db", durability_name(durability)));
+    let connection = baseline_connection(&path, durability);
+    let appends = WRITERS * APPENDS / 4;
+    let started = Instant::now();
+    for version in 1..=appends {
+        let event = NewEvent::new("Increment", Payload::from_stored(r#"{"by":1}"#));
+        baseline_insert(&connection, version as i64, &event);
+    }
+    (factum, rate(appends, started.elapsed()))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(index) = args.iter().position(|arg| arg == REPLAY_CHILD) {
+        let path = PathBuf::from(&args[index + 1]);
+        factum_replay_child(&path, parse_durability(&args[index + 2]));
+        return;
+    }
+    // For profiling small appends alone: `--small-only DIR NORMAL|FULL`.
+    if let Some(index) = args.iter().position(|arg| arg == "--small-only") {
+        let dir = PathBuf::from(&args[index + 1]);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (grouped, alone) = concurrent_small_appends(&dir, parse_durability(&args[index + 2]));
+        println!("small appends {grouped:.0}/s, baseline {alone:.0}/s");
+        return;
+    }
+    // For profiling the write path alone: `--write-only PATH NORMAL|FULL`.
+    if let Some(index) = args.iter().position(|arg| arg == "--write-only") {
+        let path = PathBuf::from(&args[index + 1]);
+        let _ = std::fs::remove_file(&path);
+        let rate = factum_write(&path, parse_durability(&args[index + 2]), events_total());
+        println!("write {rate:.0} events/s");
+        return;
+    }
+    let total = events_total();
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    // FACTUM_BENCH_DIR keeps the databases for inspection (emptied first).
+    let kept = std::env::var_os("FACTUM_BENCH_DIR").map(PathBuf::from);
+    if let Some(kept) = &kept {
+        let _ = std::fs::remove_dir_all(kept);
+        std::fs::create_dir_all(kept).expect("FACTUM_BENCH_DIR can be created");
+    }
+    let dir = kept.as_deref().unwrap_or(temporary.path());
+    println!(
+        "py-event-sourcing workload: {total} events to one stream in appends of {BATCH}, replay, snapshot"
+    );
+    for durability in [Durability::Normal, Durability::Full] {
+        let name = durability_name(durability);
+        let base = baseline(&dir.join(format!("baseline-{name}.db")), durability, total);
+
+        let path = dir.join(format!("factum-{name}.db"));
+        let write = factum_write(&path, durability, total);
+        let bytes = database_bytes(&path);
+        let replay = factum_replay(&path, durability);
+        let factum = Figures {
+            write,
+            replay: replay.replay,
+            replay_rss_kib: replay.rss_kib,
+            bytes,
+        };
+        println!("\nsynchronous = {name}");
+        println!(
+            "  factum-sqlite   write {:>9.0} events/s   replay {:>9.0} events/s   replay peak RSS {:>6.1} MiB   database {:>6.1} MiB",
+            factum.write,
+            factum.replay,
+            factum.replay_rss_kib as f64 / 1024.0,
+            factum.bytes as f64 / (1024.0 * 1024.0),
+        );
+        println!(
+            "  rusqlite loop   write {:>9.0} events/s   replay {:>9.0} events/s                              database {:>6.1} MiB",
+            base.write,
+            base.replay,
+            base.bytes as f64 / (1024.0 * 1024.0),
+        );
+        println!(
+            "  ratio           write {:>9.2}x           replay {:>9.2}x",
+            factum.write / base.write,
+            factum.replay / base.replay
+        );
+        println!(
+            "  snapshot load   first {} us, mean of 1000: {} us",
+            replay.snapshot_first_us, replay.snapshot_mean_us
+        );
+        let (grouped, alone) = concurrent_small_appends(dir, durability);
+        println!(
+            "  one-event appends from 16 tasks: factum-sqlite {grouped:.0}/s (group commit), \
+             rusqlite one transaction each {alone:.0}/s, ratio {:.1}x",
+            grouped / alone
+        );
+    }
+}

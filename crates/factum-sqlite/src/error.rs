@@ -1,0 +1,91 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What can go wrong in the SQLite store itself.
+///
+/// The store's methods return [`factum_core::Error`]; these errors arrive
+/// inside [`factum_core::Error::Store`] with `backend: "sqlite"`, and can be
+/// recovered with [`std::error::Error::source`] and `downcast_ref`.
+/// Optimistic-concurrency conflicts and reused event ids are not here: they
+/// are [`factum_core::Error::Conflict`] and
+/// [`factum_core::Error::DuplicateEventId`], as on every backend.
+///
+/// ```
+/// # use factum_sqlite::SqliteError;
+/// fn is_foreign_file(error: &factum_core::Error) -> bool {
+///     std::error::Error::source(error)
+///         .and_then(|source| source.downcast_ref::<SqliteError>())
+///         .is_some_and(|error| matches!(error, SqliteError::NotAFactumDatabase { .. }))
+/// }
+/// ```
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SqliteError {
+    /// The file exists but is not a factum event store: another
+    /// application's SQLite database, or not SQLite at all.
+    #[error("{} is not a factum database: {reason}", path.display())]
+    NotAFactumDatabase {
+        /// The file that was opened.
+        path: PathBuf,
+        /// What gave it away.
+        reason: String,
+    },
+
+    /// The database was written by a newer factum-sqlite, with a schema this
+    /// version does not know. Upgrade factum-sqlite to open it.
+    #[error(
+        "{} has factum schema version {found}, newer than the version {supported} this factum-sqlite supports; upgrade factum-sqlite",
+        path.display()
+    )]
+    SchemaTooNew {
+        /// The file that was opened.
+        path: PathBuf,
+        /// The schema version found in the file.
+        found: i64,
+        /// The newest schema version this crate knows.
+        supported: i64,
+    },
+
+    /// SQLite reported an error (I/O, a full disk, a damaged file, a lock
+    /// held too long by another process).
+    #[error("SQLite failed: {0}")]
+    Sqlite(#[source] Arc<rusqlite::Error>),
+
+    /// The writer thread is gone: the store was closed with
+    /// [`SqliteEventStore::close`](crate::SqliteEventStore::close), or the
+    /// thread stopped unexpectedly.
+    #[error("the store's writer thread has stopped (the store was closed)")]
+    WriterGone,
+
+    /// A blocking read task did not finish (it panicked or the runtime is
+    /// shutting down).
+    #[error("a read task did not finish: {0}")]
+    ReaderFailed(String),
+
+    /// A thread of the store could not be started.
+    #[error("could not start the {thread} thread: {source}")]
+    Spawn {
+        /// Which thread.
+        thread: &'static str,
+        /// The operating system's error.
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+}
+
+impl From<rusqlite::Error> for SqliteError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(Arc::new(error))
+    }
+}
+
+impl From<SqliteError> for factum_core::Error {
+    fn from(error: SqliteError) -> Self {
+        factum_core::Error::store(crate::BACKEND, error)
+    }
+}
+
+/// Wraps a SQLite error as a store error.
+pub(crate) fn sqlite(error: rusqlite::Error) -> factum_core::Error {
+    SqliteError::from(error).into()
+}

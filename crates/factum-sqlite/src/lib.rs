@@ -1,0 +1,87 @@
+//! The embedded, durable event store of [factum](https://docs.rs/factum):
+//! one SQLite file, no server.
+//!
+//! [`SqliteEventStore`] implements [`factum_core::EventStore`] and passes the
+//! shared conformance suite. Users reach it through the facade as
+//! `factum::SqliteEventStore` with the `sqlite` feature.
+//!
+//! ```
+//! use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
+//! use factum_sqlite::{Durability, SqliteEventStore, SqliteOptions};
+//! use futures::StreamExt;
+//!
+//! # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("events.db");
+//! let store = SqliteEventStore::open_with(&path, SqliteOptions::new().durability(Durability::Normal)).await?;
+//!
+//! let stream = StreamId::new("Counter", "42");
+//! let events = vec![
+//!     NewEvent::new("created", Payload::parse(r#"{"value":0}"#)?),
+//!     NewEvent::new("incremented", Payload::parse(r#"{"amount":2}"#)?),
+//! ];
+//! store.append(&stream, ExpectedVersion::NoStream, events).await?;
+//!
+//! let mut history = store.read_stream(&stream, 1);
+//! while let Some(event) = history.next().await {
+//!     let event = event?;
+//!     println!("{} v{} at {}: {}", event.stream, event.version, event.position, event.payload);
+//! }
+//! # store.close().await?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # How it works
+//!
+//! - **One writer.** A dedicated thread owns the only writing connection, so
+//!   commit order is position order and `$all` never has a gap a reader
+//!   could skip. Appends queued while it commits are committed together in
+//!   the next transaction (group commit), each in its own savepoint, so one
+//!   failing append does not affect the others.
+//! - **Readers** use a small pool of connections on tokio's blocking pool.
+//!   Reads page by key (`position > ?`, `version >= ?`), and a stream read
+//!   fetches its next page while the caller handles the current one, so
+//!   replaying a million events keeps memory flat.
+//! - **Write-ahead log** (`journal_mode = WAL`): readers never block the
+//!   writer. A background thread checkpoints the log, so commits never wait
+//!   for one.
+//! - **Durability** is [`Durability::Full`] by default (`synchronous = FULL`:
+//!   an append that returned survives a power loss);
+//!   [`Durability::Normal`] trades the last moments before a power loss for
+//!   speed. Both keep every returned append across a crash of the process.
+//! - **Idempotent appends**: appending events whose ids are stored, with the
+//!   same content, returns the original positions and writes nothing.
+//! - **Live subscriptions** wake as soon as this process commits, and poll
+//!   for appends made by other processes on the same file.
+//! - **Snapshots**: the store implements [`factum_core::SnapshotStore`],
+//!   keeping the latest snapshot of each aggregate in a table beside its
+//!   events, so `Application::with_snapshots` works on it.
+//!
+//! # The file
+//!
+//! A factum database carries `PRAGMA application_id = 0x6663746d` ("fctm") and
+//! its schema version in `PRAGMA user_version`. Opening another program's
+//! SQLite file, or a file that is not SQLite, fails with
+//! [`SqliteError::NotAFactumDatabase`]; a file from a newer factum-sqlite
+//! fails with [`SqliteError::SchemaTooNew`]. A damaged row surfaces as
+//! [`factum_core::Error::Corrupt`] naming its stream and version; the store
+//! never panics on file content.
+//!
+//! Tables: `streams` (stream key → aggregate type and id), `events`
+//! (`position` is the rowid; `occurred_at` is nanoseconds since the Unix
+//! epoch; `metadata` is NULL when empty) and `snapshots`.
+
+mod decode;
+mod error;
+mod options;
+mod schema;
+mod store;
+mod writer;
+
+pub use error::SqliteError;
+pub use options::{Durability, SqliteOptions};
+pub use store::SqliteEventStore;
+
+/// The name of this backend in [`factum_core::Error::Store`].
+pub const BACKEND: &str = "sqlite";

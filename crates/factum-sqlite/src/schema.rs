@@ -1,0 +1,195 @@
+//! The on-disk layout, and recognising a factum database when opening one.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use crate::SqliteOptions;
+use crate::error::SqliteError;
+
+/// `PRAGMA application_id` of a factum database: "fctm" in ASCII.
+pub(crate) const APPLICATION_ID: i64 = 0x6663_746d;
+
+/// The schema version this crate writes (`PRAGMA user_version`).
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Schema version 1.
+///
+/// - `streams` maps each stream key (aggregate type and id) to a small
+///   integer, so the events table and its index stay narrow.
+/// - `events.position` is the rowid: with one writer, commit order is
+///   position order, and reading `$all` walks the table in storage order.
+/// - `occurred_at` is nanoseconds since the Unix epoch (UTC):
+///   `datetime(occurred_at / 1e9, 'unixepoch')` shows it in the `sqlite3` shell.
+/// - `metadata` is NULL when the event has none.
+/// - `snapshots` keeps the latest snapshot of each aggregate.
+const SCHEMA_V1: &str = "
+CREATE TABLE streams (
+    stream_key     INTEGER PRIMARY KEY,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    UNIQUE (aggregate_type, aggregate_id)
+);
+CREATE TABLE events (
+    position       INTEGER PRIMARY KEY,
+    stream_key     INTEGER NOT NULL,
+    version        INTEGER NOT NULL,
+    event_id       BLOB NOT NULL,
+    event_type     TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    payload        TEXT NOT NULL,
+    metadata       TEXT,
+    occurred_at    INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX events_stream_version ON events (stream_key, version);
+CREATE UNIQUE INDEX events_event_id ON events (event_id);
+CREATE TABLE snapshots (
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    state          TEXT NOT NULL,
+    taken_at       INTEGER NOT NULL,
+    PRIMARY KEY (aggregate_type, aggregate_id)
+) WITHOUT ROWID;
+";
+
+/// Where the store lives.
+#[derive(Clone, Debug)]
+pub(crate) enum Location {
+    File(PathBuf),
+    /// A private in-memory database: one connection, used by the writer
+    /// thread for reads too.
+    Memory,
+}
+
+/// Opens the writer's connection: checks the file is a factum database of a
+/// known schema version (creating the schema in a new file) and applies the
+/// connection settings.
+pub(crate) fn open_writer(location: &Location, options: &SqliteOptions) -> Result<Connection, SqliteError> {
+    let mut connection = match location {
+        Location::Memory => Connection::open_in_memory()?,
+        Location::File(path) => {
+            let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            if options.create_if_missing {
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
+            Connection::open_with_flags(path, flags)?
+        }
+    };
+    connection.busy_timeout(options.busy_timeout)?;
+    let path = match location {
+        Location::File(path) => path.clone(),
+        Location::Memory => PathBuf::from(":memory:"),
+    };
+    let fresh = inspect(&connection, &path)?;
+    if fresh && matches!(location, Location::File(_)) {
+        // Larger pages suit an append-only log of small rows read in order;
+        // the page size can only be chosen before the first table exists.
+        connection.pragma_update(None, "page_size", 8192)?;
+    }
+    if let Location::File(_) = location {
+        let mode: String =
+            connection.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(%mode, path = %path.display(), "SQLite refused write-ahead logging; appends will be slower");
+        }
+        // The writer never checkpoints inside a commit; a background thread
+        // does (see `writer::Checkpointer`).
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+    }
+    connection.pragma_update(None, "synchronous", options.durability.pragma())?;
+    configure(&connection, options)?;
+    connection.pragma_update(None, "cache_size", -i64::from(options.writer_cache_size_kib))?;
+    if fresh {
+        create_schema(&mut connection, &path)?;
+    }
+    Ok(connection)
+}
+
+/// Settings every connection of the store uses.
+pub(crate) fn configure(connection: &Connection, options: &SqliteOptions) -> Result<(), SqliteError> {
+    connection.busy_timeout(options.busy_timeout)?;
+    connection.pragma_update(None, "cache_size", -i64::from(options.cache_size_kib))?;
+    connection.pragma_update(None, "temp_store", "MEMORY")?;
+    connection.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Opens one more connection to an existing store, for reads or checkpoints.
+pub(crate) fn open_secondary(path: &Path, options: &SqliteOptions) -> Result<Connection, SqliteError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let connection = Connection::open_with_flags(path, flags)?;
+    configure(&connection, options)?;
+    Ok(connection)
+}
+
+/// True when the database is empty (a new file); an error when it is not a
+/// factum database this crate can open.
+fn inspect(connection: &Connection, path: &Path) -> Result<bool, SqliteError> {
+    let not_factum = |reason: &str| SqliteError::NotAFactumDatabase {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let header = connection.query_row("PRAGMA application_id", [], |row| row.get::<_, i64>(0));
+    let application_id = match header {
+        Ok(id) => id,
+        Err(rusqlite::Error::SqliteFailure(failure, _)) if failure.code == ErrorCode::NotADatabase => {
+            return Err(not_factum("the file is not a SQLite database"));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let user_version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let objects: i64 = connection.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+    if application_id == 0 && user_version == 0 && objects == 0 {
+        return Ok(true);
+    }
+    if application_id != APPLICATION_ID {
+        return Err(not_factum(&format!(
+            "its application id is {application_id:#x}, not factum's {APPLICATION_ID:#x}"
+        )));
+    }
+    check_version(user_version, path)?;
+    Ok(false)
+}
+
+fn check_version(user_version: i64, path: &Path) -> Result<(), SqliteError> {
+    if user_version > SCHEMA_VERSION {
+        return Err(SqliteError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: user_version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if user_version < 1 {
+        return Err(SqliteError::NotAFactumDatabase {
+            path: path.to_path_buf(),
+            reason: format!("it carries factum's application id but schema version {user_version}"),
+        });
+    }
+    Ok(())
+}
+
+/// Creates the schema in a new database. Two processes may race to create
+/// the same file: the immediate transaction makes the second one wait, see
+/// the schema, and leave it alone.
+fn create_schema(connection: &mut Connection, path: &Path) -> Result<(), SqliteError> {
+    let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let objects: i64 = transaction.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
+    if objects == 0 {
+        transaction.execute_batch(SCHEMA_V1)?;
+        transaction.pragma_update(None, "application_id", APPLICATION_ID)?;
+        transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    } else {
+        let application_id: i64 = transaction.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+        if application_id != APPLICATION_ID {
+            return Err(SqliteError::NotAFactumDatabase {
+                path: path.to_path_buf(),
+                reason: "another program created tables in it while factum was opening it".to_owned(),
+            });
+        }
+        let user_version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        check_version(user_version, path)?;
+    }
+    transaction.commit()?;
+    Ok(())
+}
