@@ -375,7 +375,7 @@ impl Bench {
                 self.schema
             ))
             .await?;
-        let repeats = scale(2);
+        let repeats = scale(4);
         let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
         let mut checksum = 0_u64;
         for _ in 0..ROUNDS {
@@ -418,7 +418,7 @@ impl Bench {
             .await?;
         let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
         let mut total = 0_usize;
-        for _ in 0..4 {
+        for _ in 0..ROUNDS {
             let started = Instant::now();
             let mut after = 0_i64;
             loop {
@@ -441,7 +441,7 @@ impl Bench {
             factum_time += started.elapsed();
         }
         let events = total as f64;
-        let total = total / 4;
+        let total = total / ROUNDS;
         self.record(
             &format!("read of the global log ({total} events, pages of 4096)"),
             "events/s",
