@@ -72,16 +72,26 @@
 //! (`position` is the rowid; `occurred_at` is nanoseconds since the Unix
 //! epoch; `metadata` is NULL when empty) and `snapshots`.
 
+mod dead_letter;
 mod decode;
 mod error;
+mod lease;
 mod options;
+mod projection;
 mod schema;
 mod store;
+mod transaction;
 mod writer;
 
 pub use error::SqliteError;
 pub use options::{Durability, SqliteOptions};
+pub use projection::SqliteProjectionStore;
 pub use store::SqliteEventStore;
+pub use transaction::SqliteTransaction;
+
+/// The rusqlite this crate uses, for the SQL a projection runs in a
+/// [`SqliteTransaction`] or reads with [`SqliteProjectionStore::read`].
+pub use rusqlite;
 
 /// The name of this backend in [`factum_core::Error::Store`].
 pub const BACKEND: &str = "sqlite";
