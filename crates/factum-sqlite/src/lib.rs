@@ -57,6 +57,12 @@
 //! - **Snapshots**: the store implements [`factum_core::SnapshotStore`],
 //!   keeping the latest snapshot of each aggregate in a table beside its
 //!   events, so `Application::with_snapshots` works on it.
+//! - **Projections in the same file**: [`SqliteProjectionStore`] keeps read
+//!   models, checkpoints, dead letters and leases beside the events. A
+//!   [`TransactionalProjection`](factum_core::TransactionalProjection)'s
+//!   handler runs its SQL in a [`SqliteTransaction`] on the writer thread,
+//!   and its checkpoint commits in the same transaction: each event takes
+//!   effect exactly once.
 //!
 //! # The file
 //!
@@ -70,7 +76,10 @@
 //!
 //! Tables: `streams` (stream key → aggregate type and id), `events`
 //! (`position` is the rowid; `occurred_at` is nanoseconds since the Unix
-//! epoch; `metadata` is NULL when empty) and `snapshots`.
+//! epoch; `metadata` is NULL when empty) and `snapshots` (schema version
+//! 1); `factum_checkpoints`, `factum_dead_letters` and `factum_leases`
+//! (version 2). Opening a file of an older version migrates it in one
+//! transaction, keeping its events.
 
 mod dead_letter;
 mod decode;

@@ -29,8 +29,9 @@ use crate::writer::Command;
 
 /// One step of a projection transaction, run on the writer thread.
 pub(crate) enum Step {
-    /// Work in the transaction; it answers its caller itself.
-    Call(Box<dyn FnOnce(&rusqlite::Transaction<'_>) + Send>),
+    /// Work in the transaction; it answers its caller itself, and returns
+    /// true when it panicked.
+    Call(Box<dyn FnOnce(&rusqlite::Transaction<'_>) -> bool + Send>),
     Commit(oneshot::Sender<Result<(), Error>>),
     Rollback(oneshot::Sender<Result<(), Error>>),
 }
@@ -145,7 +146,15 @@ impl SqliteTransaction {
     {
         let (reply, answer) = oneshot::channel();
         let step = Step::Call(Box::new(move |transaction| {
-            let _ = reply.send(work(transaction).map_err(SqliteError::from));
+            // A panic in the caller's work must not take the writer thread,
+            // and the event store with it, down.
+            let result = std::panic::catch_unwind(AssertUnwindSafe(|| work(transaction)));
+            let panicked = result.is_err();
+            let _ = reply.send(match result {
+                Ok(result) => result.map_err(SqliteError::from),
+                Err(_) => Err(SqliteError::TransactionPanicked),
+            });
+            panicked
         }));
         self.send(step)?;
         match answer.await {
@@ -258,9 +267,7 @@ pub(crate) fn serve(
         }
         match step {
             Step::Call(work) => {
-                // A panic in the caller's work must not take the writer
-                // thread, and the events store with it, down.
-                if std::panic::catch_unwind(AssertUnwindSafe(|| work(&transaction))).is_err() {
+                if work(&transaction) {
                     end(SqliteError::TransactionPanicked);
                     return served;
                 }
