@@ -95,7 +95,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 break;
             };
             let recorded = recorded?;
-            aggregate = Some(replay(aggregate, &recorded, replayed + 1, &self.upcasters)?);
+            replay(&mut aggregate, &recorded, replayed + 1, &self.upcasters)?;
             replayed += 1;
         }
         if let Some(aggregate) = aggregate.as_mut() {
@@ -159,11 +159,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 /// Applies one stored event: the first builds the aggregate, the rest replay
 /// their method bodies.
 pub(crate) fn replay<A: Aggregate>(
-    aggregate: Option<A>,
+    aggregate: &mut Option<A>,
     recorded: &RecordedEvent,
     expected_version: u64,
     upcasters: &Upcasters,
-) -> Result<A, Error> {
+) -> Result<(), Error> {
     if recorded.version != expected_version {
         return Err(Error::Corrupt {
             stream: recorded.stream.clone(),
@@ -181,13 +181,12 @@ pub(crate) fn replay<A: Aggregate>(
         event_type: recorded.event_type.to_string(),
         message: error.message().to_owned(),
     };
+    // In place: the aggregate is not moved once per event.
     match aggregate {
-        None => A::from_first_event(event).map_err(replay_error),
-        Some(mut aggregate) => {
-            aggregate.apply(event).map_err(replay_error)?;
-            Ok(aggregate)
-        }
+        None => *aggregate = Some(A::from_first_event(event).map_err(replay_error)?),
+        Some(aggregate) => aggregate.apply(event).map_err(replay_error)?,
     }
+    Ok(())
 }
 
 /// Turns a stored event into the aggregate's event enum, lifting an old
