@@ -1,5 +1,8 @@
 //! Projection catch-up: a projection that counts events, fed by the runner
-//! from the start of a log of one million events, checkpointing every 50,000.
+//! from the start of a log of one million events, checkpointing every 50,000:
+//! in memory, from SQLite with the count in memory (at least once), and from
+//! SQLite with the count in a table of the same file, updated in the
+//! checkpoint's transaction (exactly once, one SQL statement per event).
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
 use std::time::Duration;
@@ -8,7 +11,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use factum::prelude::*;
 use factum::{
     HandlerError, InMemoryCheckpointStore, InMemoryDeadLetterStore, Payload, Projection, ProjectionRunner,
-    RecordedEvent, SqliteEventStore,
+    ProjectionStore, RecordedEvent, SqliteEventStore, SqliteProjectionStore, SqliteTransaction,
+    TransactionalProjection,
 };
 
 const EVENTS: u64 = 1_000_000;
@@ -25,6 +29,47 @@ impl Projection for Count {
         self.0 += 1;
         Ok(())
     }
+}
+
+/// The count in a table, one UPDATE per event in the runner's transaction.
+struct CountInTable;
+
+impl TransactionalProjection<SqliteProjectionStore> for CountInTable {
+    fn name(&self) -> &str {
+        "count_in_table"
+    }
+
+    async fn handle(
+        &mut self,
+        transaction: &mut SqliteTransaction,
+        _event: &RecordedEvent,
+    ) -> Result<(), HandlerError> {
+        transaction
+            .execute("UPDATE event_count SET events = events + 1", ())
+            .await?;
+        Ok(())
+    }
+
+    async fn reset(&mut self, transaction: &mut SqliteTransaction) -> Result<(), HandlerError> {
+        transaction
+            .execute("UPDATE event_count SET events = 0", ())
+            .await?;
+        Ok(())
+    }
+}
+
+async fn catch_up_exactly_once(events: &SqliteEventStore, store: &SqliteProjectionStore) {
+    let mut runner = ProjectionRunner::transactional(events.clone(), CountInTable, store.clone())
+        .batch_size(5_000)
+        .checkpoint_every(50_000);
+    runner.rebuild().await.expect("reset");
+    let handle = runner.spawn();
+    handle.wait_for_checkpoint(EVENTS).await.expect("catch-up");
+    handle.shutdown().await.expect("shutdown");
+    assert_eq!(
+        store.checkpoint("count_in_table").await.expect("checkpoint"),
+        EVENTS
+    );
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -88,6 +133,16 @@ fn catch_up_benchmarks(c: &mut Criterion) {
     });
     group.bench_function("sqlite, 1M events", |b| {
         b.iter(|| runtime.block_on(catch_up(&sqlite)));
+    });
+    let store = SqliteProjectionStore::new(&sqlite);
+    runtime
+        .block_on(store.execute_batch(
+            "CREATE TABLE IF NOT EXISTS event_count (events INTEGER NOT NULL); \
+             INSERT INTO event_count SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM event_count);",
+        ))
+        .expect("the count table");
+    group.bench_function("sqlite, exactly once, 1M events", |b| {
+        b.iter(|| runtime.block_on(catch_up_exactly_once(&sqlite, &store)));
     });
     group.finish();
     runtime.block_on(sqlite.close()).expect("close SQLite");

@@ -62,6 +62,38 @@ pub enum SqliteError {
     #[error("a read task did not finish: {0}")]
     ReaderFailed(String),
 
+    /// A projection transaction held the writer idle for the busy timeout
+    /// while other writes waited, and was rolled back: its handler waited
+    /// too long inside it (or for a write to the same store, which cannot
+    /// happen before the transaction ends).
+    #[error(
+        "the projection transaction was rolled back: it held the writer idle for {idle:?} while other writes waited"
+    )]
+    TransactionAbandoned {
+        /// How long it sat idle (the store's busy timeout).
+        idle: std::time::Duration,
+    },
+
+    /// A statement run in a projection transaction ended it (an explicit
+    /// `COMMIT` or `ROLLBACK`, or an error after which SQLite rolled it
+    /// back); nothing more runs in it, and it cannot commit.
+    #[error(
+        "the projection transaction ended before its commit (a statement committed it or SQLite rolled it back)"
+    )]
+    TransactionEnded,
+
+    /// Work run in a projection transaction panicked; the transaction was
+    /// rolled back.
+    #[error("work in the projection transaction panicked; the transaction was rolled back")]
+    TransactionPanicked,
+
+    /// Projection transactions need a file: a store opened with
+    /// [`SqliteEventStore::open_in_memory`](crate::SqliteEventStore::open_in_memory)
+    /// has one connection, which the transaction would hold while the
+    /// store's readers wait for it.
+    #[error("projection transactions need a store in a file, not one opened in memory")]
+    InMemory,
+
     /// A thread of the store could not be started.
     #[error("could not start the {thread} thread: {source}")]
     Spawn {

@@ -57,6 +57,12 @@
 //! - **Snapshots**: the store implements [`factum_core::SnapshotStore`],
 //!   keeping the latest snapshot of each aggregate in a table beside its
 //!   events, so `Application::with_snapshots` works on it.
+//! - **Projections in the same file**: [`SqliteProjectionStore`] keeps read
+//!   models, checkpoints, dead letters and leases beside the events. A
+//!   [`TransactionalProjection`](factum_core::TransactionalProjection)'s
+//!   handler runs its SQL in a [`SqliteTransaction`] on the writer thread,
+//!   and its checkpoint commits in the same transaction: each event takes
+//!   effect exactly once.
 //!
 //! # The file
 //!
@@ -70,18 +76,31 @@
 //!
 //! Tables: `streams` (stream key → aggregate type and id), `events`
 //! (`position` is the rowid; `occurred_at` is nanoseconds since the Unix
-//! epoch; `metadata` is NULL when empty) and `snapshots`.
+//! epoch; `metadata` is NULL when empty) and `snapshots` (schema version
+//! 1); `factum_checkpoints`, `factum_dead_letters` and `factum_leases`
+//! (version 2). Opening a file of an older version migrates it in one
+//! transaction, keeping its events.
 
+mod dead_letter;
 mod decode;
 mod error;
+mod lease;
 mod options;
+mod projection;
 mod schema;
 mod store;
+mod transaction;
 mod writer;
 
 pub use error::SqliteError;
 pub use options::{Durability, SqliteOptions};
+pub use projection::SqliteProjectionStore;
 pub use store::SqliteEventStore;
+pub use transaction::SqliteTransaction;
+
+/// The rusqlite this crate uses, for the SQL a projection runs in a
+/// [`SqliteTransaction`] or reads with [`SqliteProjectionStore::read`].
+pub use rusqlite;
 
 /// The name of this backend in [`factum_core::Error::Store`].
 pub const BACKEND: &str = "sqlite";

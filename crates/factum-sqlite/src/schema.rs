@@ -10,8 +10,15 @@ use crate::error::SqliteError;
 /// `PRAGMA application_id` of a factum database: "fctm" in ASCII.
 pub(crate) const APPLICATION_ID: i64 = 0x6663_746d;
 
-/// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// The schema version this crate writes (`PRAGMA user_version`): the
+/// number of [`MIGRATIONS`].
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The migrations, in order: the one at index `i` takes a database from
+/// schema version `i` to `i + 1`. A new file runs them all; an older file
+/// runs the ones it lacks, in one transaction, keeping its events. Never
+/// edit a published migration: add one.
+const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
 
 /// Schema version 1.
 ///
@@ -50,6 +57,46 @@ CREATE TABLE snapshots (
     state          TEXT NOT NULL,
     taken_at       INTEGER NOT NULL,
     PRIMARY KEY (aggregate_type, aggregate_id)
+) WITHOUT ROWID;
+";
+
+/// Schema version 2: projections' state beside the events, so a read model
+/// in the same file commits with its checkpoint.
+///
+/// - `factum_checkpoints`: how far each projection has got in `$all`.
+/// - `factum_dead_letters`: events a projection failed on, with the whole
+///   envelope (they are replayed from here, not from `events`), the last
+///   error, the number of attempts and when it last failed (nanoseconds
+///   since the Unix epoch).
+/// - `factum_leases`: which instance runs each projection, until when
+///   (milliseconds since the Unix epoch, wall clock: instances may be
+///   different processes).
+const SCHEMA_V2: &str = "
+CREATE TABLE factum_checkpoints (
+    projection TEXT PRIMARY KEY,
+    position   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE factum_dead_letters (
+    projection     TEXT NOT NULL,
+    position       INTEGER NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    event_id       BLOB NOT NULL,
+    event_type     TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    payload        TEXT NOT NULL,
+    metadata       TEXT,
+    occurred_at    INTEGER NOT NULL,
+    error          TEXT NOT NULL,
+    attempts       INTEGER NOT NULL,
+    failed_at      INTEGER NOT NULL,
+    PRIMARY KEY (projection, position)
+) WITHOUT ROWID;
+CREATE TABLE factum_leases (
+    projection TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
 
@@ -100,9 +147,7 @@ pub(crate) fn open_writer(location: &Location, options: &SqliteOptions) -> Resul
     connection.pragma_update(None, "synchronous", options.durability.pragma())?;
     configure(&connection, options)?;
     connection.pragma_update(None, "cache_size", -i64::from(options.writer_cache_size_kib))?;
-    if fresh {
-        create_schema(&mut connection, &path)?;
-    }
+    migrate(&mut connection, &path)?;
     Ok(connection)
 }
 
@@ -124,7 +169,7 @@ pub(crate) fn open_secondary(path: &Path, options: &SqliteOptions) -> Result<Con
 }
 
 /// True when the database is empty (a new file); an error when it is not a
-/// factum database this crate can open.
+/// factum database this crate can open (an older schema version can).
 fn inspect(connection: &Connection, path: &Path) -> Result<bool, SqliteError> {
     let not_factum = |reason: &str| SqliteError::NotAFactumDatabase {
         path: path.to_path_buf(),
@@ -169,16 +214,19 @@ fn check_version(user_version: i64, path: &Path) -> Result<(), SqliteError> {
     Ok(())
 }
 
-/// Creates the schema in a new database. Two processes may race to create
-/// the same file: the immediate transaction makes the second one wait, see
-/// the schema, and leave it alone.
-fn create_schema(connection: &mut Connection, path: &Path) -> Result<(), SqliteError> {
+/// Creates the schema in a new database, or brings an older one up to
+/// [`SCHEMA_VERSION`]. Two processes may race to do it on the same file: the
+/// immediate transaction makes the second one wait, then find the work done.
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), SqliteError> {
+    let user_version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if user_version == SCHEMA_VERSION {
+        return Ok(());
+    }
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let objects: i64 = transaction.query_row("SELECT count(*) FROM sqlite_schema", [], |row| row.get(0))?;
-    if objects == 0 {
-        transaction.execute_batch(SCHEMA_V1)?;
+    let from = if objects == 0 {
         transaction.pragma_update(None, "application_id", APPLICATION_ID)?;
-        transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        0
     } else {
         let application_id: i64 = transaction.query_row("PRAGMA application_id", [], |row| row.get(0))?;
         if application_id != APPLICATION_ID {
@@ -189,7 +237,16 @@ fn create_schema(connection: &mut Connection, path: &Path) -> Result<(), SqliteE
         }
         let user_version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
         check_version(user_version, path)?;
+        user_version
+    };
+    // `from` is within 1..=SCHEMA_VERSION here (check_version), or 0 for a new file.
+    for (version, migration) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        transaction.execute_batch(migration)?;
+        if from > 0 {
+            tracing::info!(path = %path.display(), from = version, to = version + 1, "migrated the factum schema");
+        }
     }
+    transaction.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     transaction.commit()?;
     Ok(())
 }

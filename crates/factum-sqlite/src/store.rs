@@ -17,6 +17,7 @@ use crate::SqliteOptions;
 use crate::decode::{Decoder, LOG_COLUMNS, STREAM_COLUMNS, corrupt, optional_count};
 use crate::error::{SqliteError, sqlite};
 use crate::schema::{self, Location};
+use crate::transaction::SqliteTransaction;
 use crate::writer::{self, Command};
 
 /// Events per page when a stream is read.
@@ -179,10 +180,38 @@ impl SqliteEventStore {
             .map_err(|_| SqliteError::WriterGone.into())
     }
 
+    /// Runs `write` on the writer's connection, committed with the next
+    /// group of appends in a savepoint of its own (undone when it fails);
+    /// answers once the commit is durable.
+    pub(crate) async fn write<R: Send + 'static>(
+        &self,
+        write: impl FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
+    ) -> Result<R, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Write(Box::new(move |connection| {
+            let result = connection.map_err(Error::from).and_then(write);
+            writer::Written {
+                succeeded: result.is_ok(),
+                answer: Box::new(move |committed| {
+                    let _ = reply.send(committed.map_err(Error::from).and(result));
+                }),
+            }
+        })))?;
+        answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
+    }
+
+    /// Opens a projection transaction on the writer's connection.
+    pub(crate) async fn begin_transaction(&self) -> Result<SqliteTransaction, Error> {
+        if self.inner.readers.is_none() {
+            return Err(SqliteError::InMemory.into());
+        }
+        SqliteTransaction::begin(|command| self.send(command)).await
+    }
+
     /// Runs `read` on a read connection, off the runtime. The work starts
     /// when this is called, not when the future is first polled, so a
     /// reader can fetch its next page while the caller handles the last.
-    fn read<R: Send + 'static>(
+    pub(crate) fn read<R: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> Result<R, Error> + Send + 'static,
     ) -> BoxFuture<'static, Result<R, Error>> {
@@ -281,7 +310,15 @@ impl Inner {
         let idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let connection = match idle {
             Some(connection) => connection,
-            None => schema::open_secondary(&pool.path, &self.options)?,
+            None => {
+                let connection = schema::open_secondary(&pool.path, &self.options)?;
+                // Only the writer writes: a read connection handed to a
+                // caller's closure cannot break that.
+                connection
+                    .pragma_update(None, "query_only", true)
+                    .map_err(sqlite)?;
+                connection
+            }
         };
         let result = read(&connection);
         if !self.closed.load(Ordering::SeqCst) {

@@ -21,6 +21,7 @@ use crate::SqliteOptions;
 use crate::decode::{Decoder, LOG_COLUMNS, corrupt, optional_count};
 use crate::error::{SqliteError, sqlite};
 use crate::schema;
+use crate::transaction::{self, Begin};
 
 /// A request to the writer thread.
 pub(crate) enum Command {
@@ -34,10 +35,26 @@ pub(crate) enum Command {
         snapshot: Snapshot,
         reply: oneshot::Sender<Result<(), Error>>,
     },
+    /// A write committed with the next group, in a savepoint of its own.
+    Write(Write),
+    /// A projection transaction: the writer serves only it until it ends.
+    Begin(Begin),
     /// A read on the writer's connection (in-memory stores have no other).
     Read(Box<dyn FnOnce(&Connection) + Send>),
     /// Finish what is queued, close the connection, then answer.
     Close(oneshot::Sender<()>),
+}
+
+/// A write of the store's own (a checkpoint, a dead letter, a lease): run
+/// with the connection (or the error that kept the group from starting),
+/// it returns whether it succeeded and what to answer once the group's
+/// commit is known.
+pub(crate) type Write = Box<dyn FnOnce(Result<&Connection, SqliteError>) -> Written + Send>;
+
+/// What a [`Write`] did, and how to answer it after the commit.
+pub(crate) struct Written {
+    pub(crate) succeeded: bool,
+    pub(crate) answer: Box<dyn FnOnce(Result<(), SqliteError>) + Send>,
 }
 
 /// The most appends committed in one transaction.
@@ -111,6 +128,7 @@ pub(crate) async fn start(
                 memory: matches!(location, schema::Location::Memory),
                 checkpoint_bytes: options.checkpoint_bytes,
                 unchecked_bytes: 0,
+                busy_timeout: options.busy_timeout,
             }
             .run(&queue);
         })
@@ -132,6 +150,8 @@ struct Writer {
     memory: bool,
     checkpoint_bytes: u64,
     unchecked_bytes: u64,
+    /// How long a projection transaction may sit idle while writes wait.
+    busy_timeout: std::time::Duration,
 }
 
 /// What one queued write produced, answered after the commit.
@@ -141,15 +161,25 @@ enum Outcome {
         Result<AppendResult, Error>,
     ),
     Snapshot(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
+    Write(Box<dyn FnOnce(Result<(), SqliteError>) + Send>),
 }
 
 impl Writer {
     fn run(mut self, queue: &mpsc::Receiver<Command>) {
         let mut closing = None;
+        // A command taken from the queue while a transaction was open.
+        let mut carried = None;
         while closing.is_none() {
-            let Ok(first) = queue.recv() else { break };
+            let first = match carried.take() {
+                Some(command) => command,
+                None => match queue.recv() {
+                    Ok(command) => command,
+                    Err(_) => break,
+                },
+            };
             let mut group = Vec::new();
             let mut reads = Vec::new();
+            let mut transaction = None;
             let mut events = 0;
             let mut next = Some(first);
             while let Some(command) = next.take() {
@@ -159,13 +189,18 @@ impl Writer {
                         closing = Some(reply);
                         break;
                     }
+                    // What was queued before it commits first.
+                    Command::Begin(begin) => {
+                        transaction = Some(begin);
+                        break;
+                    }
                     Command::Append {
                         events: ref batch, ..
                     } => {
                         events += batch.len();
                         group.push(command);
                     }
-                    Command::SaveSnapshot { .. } => group.push(command),
+                    Command::SaveSnapshot { .. } | Command::Write(_) => group.push(command),
                 }
                 if group.len() < MAX_GROUP && events < MAX_GROUP_EVENTS {
                     next = queue.try_recv().ok();
@@ -176,6 +211,13 @@ impl Writer {
             }
             for read in reads {
                 read(&self.connection);
+            }
+            if let Some(begin) = transaction {
+                let served = transaction::serve(&self.connection, begin, queue, self.busy_timeout);
+                carried = served.carried;
+                // A rough figure for the write-ahead log: a changed row and
+                // its index entries.
+                self.wrote(served.changed_rows.saturating_mul(256));
             }
         }
         // Close the checkpointer's connection before ours, so that the last
@@ -222,7 +264,14 @@ impl Writer {
                     };
                     outcomes.push(Outcome::Snapshot(reply, result));
                 }
-                Command::Read(_) | Command::Close(_) => {}
+                Command::Write(write) => {
+                    let answer = match &begun {
+                        Ok(()) => write_in_savepoint(connection, write),
+                        Err(error) => (write(Err(error.clone()))).answer,
+                    };
+                    outcomes.push(Outcome::Write(answer));
+                }
+                Command::Read(_) | Command::Close(_) | Command::Begin(_) => {}
             }
         }
         let committed = begun.and_then(|()| execute(connection, "COMMIT"));
@@ -261,17 +310,48 @@ impl Writer {
                 Outcome::Snapshot(reply, result) => {
                     let _ = reply.send(result);
                 }
+                Outcome::Write(answer) => answer(committed.clone()),
             }
         }
         if committed.is_ok() {
-            self.unchecked_bytes += appended_bytes;
-            if self.unchecked_bytes >= self.checkpoint_bytes {
-                self.unchecked_bytes = 0;
-                let delegated = self.checkpointer.as_ref().is_some_and(Checkpointer::wake);
-                if !delegated && !self.memory {
-                    checkpoint(&self.connection);
-                }
+            self.wrote(appended_bytes);
+        }
+    }
+
+    /// Counts `bytes` committed to the write-ahead log, and has it
+    /// checkpointed when enough have piled up.
+    fn wrote(&mut self, bytes: u64) {
+        self.unchecked_bytes += bytes;
+        if self.unchecked_bytes >= self.checkpoint_bytes {
+            self.unchecked_bytes = 0;
+            let delegated = self.checkpointer.as_ref().is_some_and(Checkpointer::wake);
+            if !delegated && !self.memory {
+                checkpoint(&self.connection);
             }
+        }
+    }
+}
+
+/// Runs `write` in a savepoint of its own, undone when it fails.
+fn write_in_savepoint(
+    connection: &Connection,
+    write: Write,
+) -> Box<dyn FnOnce(Result<(), SqliteError>) + Send> {
+    if let Err(error) = execute(connection, "SAVEPOINT factum_write") {
+        return write(Err(error)).answer;
+    }
+    let written = write(Ok(connection));
+    let undone = if written.succeeded {
+        Ok(())
+    } else {
+        execute(connection, "ROLLBACK TO factum_write")
+    };
+    let released = undone.and_then(|()| execute(connection, "RELEASE factum_write"));
+    match released {
+        Ok(()) => written.answer,
+        Err(error) => {
+            let answer = written.answer;
+            Box::new(move |_| answer(Err(error)))
         }
     }
 }

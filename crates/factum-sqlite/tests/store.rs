@@ -365,7 +365,7 @@ async fn a_newer_schema_is_refused() {
     drop(connection);
     let error = SqliteEventStore::open(&path).await.unwrap_err();
     match sqlite_error(&error) {
-        Some(SqliteError::SchemaTooNew { found, supported, .. }) => assert_eq!((*found, *supported), (99, 1)),
+        Some(SqliteError::SchemaTooNew { found, supported, .. }) => assert_eq!((*found, *supported), (99, 2)),
         _ => panic!("expected SchemaTooNew, got {error}"),
     }
     assert!(error.to_string().contains("upgrade factum-sqlite"), "{error}");

@@ -195,7 +195,9 @@ pub mod prelude {
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 #[doc(inline)]
-pub use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
+pub use factum_sqlite::{
+    Durability, SqliteError, SqliteEventStore, SqliteOptions, SqliteProjectionStore, SqliteTransaction,
+};
 
 /// Everything of the SQLite store (`factum-sqlite`), including its backend name.
 #[cfg(feature = "sqlite")]

@@ -1,0 +1,314 @@
+//! Projections whose read model lives in the events' SQLite file: the
+//! [`ProjectionStore`] (read model and checkpoint committed together), and
+//! the plain [`CheckpointStore`] and [`DeadLetterStore`].
+
+use factum_core::{CheckpointStore, DeadLetter, DeadLetterStore, Error, ProjectionStore};
+use rusqlite::Connection;
+
+use crate::error::sqlite;
+use crate::{SqliteEventStore, SqliteTransaction, dead_letter};
+
+/// Read models, checkpoints, dead letters and leases of projections, kept in
+/// the file of a [`SqliteEventStore`].
+///
+/// As a [`ProjectionStore`] it gives a
+/// [`TransactionalProjection`](factum_core::TransactionalProjection)'s
+/// handler a [`SqliteTransaction`]: the handler's SQL on the read model's
+/// tables and the projection's checkpoint commit together, so each event
+/// takes effect exactly once, whenever the process dies. The checkpoint is
+/// a compare-and-set, which fences out a second instance that lost its
+/// lease without noticing.
+///
+/// It is also a [`CheckpointStore`] and a [`DeadLetterStore`] (each call
+/// its own durable write) for plain [`Projection`](factum_core::Projection)s,
+/// and a [`Lease`](factum_core::Lease) shared by every process that opens
+/// the file.
+///
+/// Tables: `factum_checkpoints`, `factum_dead_letters`, `factum_leases`
+/// (schema version 2; a version 1 file gains them when opened). Create the
+/// read model's own tables with [`execute_batch`](Self::execute_batch), and
+/// read them with [`read`](Self::read).
+///
+/// Cheap to clone; clones share the event store's connections. Writes go
+/// through the event store's writer thread (the only writing connection);
+/// reads use its read connections and see committed data only.
+///
+/// ```
+/// use factum_core::{HandlerError, ProjectionStore, RecordedEvent, TransactionalProjection};
+/// use factum_sqlite::{SqliteEventStore, SqliteProjectionStore, SqliteTransaction};
+///
+/// /// Counts events per type, in a table beside the events.
+/// struct EventTypes;
+///
+/// impl TransactionalProjection<SqliteProjectionStore> for EventTypes {
+///     fn name(&self) -> &str {
+///         "event_types"
+///     }
+///
+///     async fn handle(
+///         &mut self,
+///         transaction: &mut SqliteTransaction,
+///         event: &RecordedEvent,
+///     ) -> Result<(), HandlerError> {
+///         transaction
+///             .execute(
+///                 "INSERT INTO event_types (event_type, count) VALUES (?1, 1) \
+///                  ON CONFLICT (event_type) DO UPDATE SET count = count + 1",
+///                 (event.event_type.to_string(),),
+///             )
+///             .await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// # let dir = tempfile::tempdir()?;
+/// let events = SqliteEventStore::open(dir.path().join("app.db")).await?;
+/// let store = SqliteProjectionStore::new(&events);
+/// store
+///     .execute_batch("CREATE TABLE IF NOT EXISTS event_types (event_type TEXT PRIMARY KEY, count INTEGER NOT NULL)")
+///     .await?;
+/// let runner = factum_core::ProjectionRunner::transactional(events.clone(), EventTypes, store.clone());
+/// # let _ = runner;
+/// # events.close().await?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqliteProjectionStore {
+    events: SqliteEventStore,
+}
+
+impl SqliteProjectionStore {
+    /// The projection store in the file of `events`.
+    ///
+    /// Transactions need a file: on a store opened with
+    /// [`SqliteEventStore::open_in_memory`], [`begin`](ProjectionStore::begin)
+    /// fails with [`SqliteError::InMemory`](crate::SqliteError::InMemory)
+    /// (the plain checkpoint, dead-letter and lease stores work there).
+    pub fn new(events: &SqliteEventStore) -> Self {
+        Self {
+            events: events.clone(),
+        }
+    }
+
+    /// The event store whose file this is.
+    pub fn events(&self) -> &SqliteEventStore {
+        &self.events
+    }
+
+    /// Runs `sql` (several statements separated by semicolons) in one
+    /// durable write: for creating a read model's tables
+    /// (`CREATE TABLE IF NOT EXISTS ...`) before its runner starts.
+    pub async fn execute_batch(&self, sql: &str) -> Result<(), Error> {
+        let sql = sql.to_owned();
+        self.events
+            .write(move |connection| connection.execute_batch(&sql).map_err(sqlite))
+            .await
+    }
+
+    /// Runs `read` on a read connection (read-only, off the runtime): for
+    /// serving a read model. It sees committed data only.
+    pub async fn read<R, F>(&self, read: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        self.events
+            .read(move |connection| read(connection).map_err(sqlite))
+            .await
+    }
+}
+
+/// A position as SQLite stores it.
+fn stored(projection: &str, position: u64) -> Result<i64, Error> {
+    i64::try_from(position).map_err(|_| Error::Checkpoint {
+        projection: projection.to_owned(),
+        message: format!("position {position} is beyond what SQLite can store"),
+    })
+}
+
+/// The committed checkpoint of `projection` (0: none).
+fn load(connection: &Connection, projection: &str) -> Result<u64, Error> {
+    let mut statement = connection
+        .prepare_cached("SELECT position FROM factum_checkpoints WHERE projection = ?1")
+        .map_err(sqlite)?;
+    let mut rows = statement.query([projection]).map_err(sqlite)?;
+    let Some(row) = rows.next().map_err(sqlite)? else {
+        return Ok(0);
+    };
+    let position = match row.get_ref(0).map_err(sqlite)? {
+        rusqlite::types::ValueRef::Integer(position) => u64::try_from(position).ok(),
+        _ => None,
+    };
+    position.ok_or_else(|| Error::Checkpoint {
+        projection: projection.to_owned(),
+        message: "the stored checkpoint is not a position (a negative or non-integer value)".to_owned(),
+    })
+}
+
+/// Moves the checkpoint of `projection` from `expected` (no row counts as
+/// 0) to `position`; [`Error::Checkpoint`] when it is elsewhere.
+fn compare_and_set(
+    connection: &Connection,
+    projection: &str,
+    expected: u64,
+    position: u64,
+) -> Result<(), Error> {
+    let (expected_stored, position_stored) = (stored(projection, expected)?, stored(projection, position)?);
+    let mut moved = connection
+        .prepare_cached("UPDATE factum_checkpoints SET position = ?3 WHERE projection = ?1 AND position = ?2")
+        .and_then(|mut statement| statement.execute((projection, expected_stored, position_stored)))
+        .map_err(sqlite)?;
+    if moved == 0 && expected == 0 {
+        moved = connection
+            .prepare_cached(
+                "INSERT INTO factum_checkpoints (projection, position) VALUES (?1, ?2) \
+                 ON CONFLICT (projection) DO NOTHING",
+            )
+            .and_then(|mut statement| statement.execute((projection, position_stored)))
+            .map_err(sqlite)?;
+    }
+    if moved == 0 {
+        let found = load(connection, projection)?;
+        return Err(Error::Checkpoint {
+            projection: projection.to_owned(),
+            message: format!(
+                "expected the checkpoint at {expected}, found {found}: another instance is running this projection"
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl ProjectionStore for SqliteProjectionStore {
+    type Transaction = SqliteTransaction;
+
+    async fn checkpoint(&self, projection: &str) -> Result<u64, Error> {
+        let projection = projection.to_owned();
+        self.events
+            .read(move |connection| load(connection, &projection))
+            .await
+    }
+
+    async fn begin(&self, _projection: &str) -> Result<SqliteTransaction, Error> {
+        self.events.begin_transaction().await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        transaction: &mut SqliteTransaction,
+        projection: &str,
+        expected: u64,
+        position: u64,
+    ) -> Result<(), Error> {
+        let projection = projection.to_owned();
+        // The work's own errors travel inside its result, so a refused
+        // compare-and-set stays `Error::Checkpoint`.
+        transaction
+            .call(move |transaction| Ok(compare_and_set(transaction, &projection, expected, position)))
+            .await?
+    }
+
+    async fn put_dead_letter(
+        &self,
+        transaction: &mut SqliteTransaction,
+        letter: DeadLetter,
+    ) -> Result<(), Error> {
+        transaction
+            .call(move |transaction| Ok(dead_letter::put(transaction, &letter)))
+            .await?
+    }
+
+    async fn remove_dead_letter(
+        &self,
+        transaction: &mut SqliteTransaction,
+        projection: &str,
+        position: u64,
+    ) -> Result<bool, Error> {
+        let projection = projection.to_owned();
+        transaction
+            .call(move |transaction| Ok(dead_letter::remove(transaction, &projection, position)))
+            .await?
+    }
+
+    async fn clear_dead_letters(
+        &self,
+        transaction: &mut SqliteTransaction,
+        projection: &str,
+    ) -> Result<(), Error> {
+        let projection = projection.to_owned();
+        transaction
+            .call(move |transaction| Ok(dead_letter::clear(transaction, &projection)))
+            .await?
+    }
+
+    async fn commit(&self, transaction: SqliteTransaction) -> Result<(), Error> {
+        transaction.commit().await
+    }
+
+    async fn rollback(&self, transaction: SqliteTransaction) -> Result<(), Error> {
+        transaction.rollback().await
+    }
+
+    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
+        let projection = projection.to_owned();
+        self.events
+            .read(move |connection| dead_letter::list(connection, &projection))
+            .await
+    }
+}
+
+/// Each checkpoint saved is its own durable write. Use it for a plain
+/// [`Projection`](factum_core::Projection) whose read model lives elsewhere
+/// (at least once); a read model in this file is better served by the
+/// [`ProjectionStore`] (exactly once).
+impl CheckpointStore for SqliteProjectionStore {
+    async fn load(&self, projection: &str) -> Result<u64, Error> {
+        self.checkpoint(projection).await
+    }
+
+    async fn save(&self, projection: &str, position: u64) -> Result<(), Error> {
+        let projection = projection.to_owned();
+        let position = stored(&projection, position)?;
+        self.events
+            .write(move |connection| {
+                connection
+                    .prepare_cached(
+                        "INSERT INTO factum_checkpoints (projection, position) VALUES (?1, ?2) \
+                         ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+                    )
+                    .and_then(|mut statement| statement.execute((projection, position)))
+                    .map_err(sqlite)?;
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// Each change is its own durable write.
+impl DeadLetterStore for SqliteProjectionStore {
+    async fn put(&self, letter: DeadLetter) -> Result<(), Error> {
+        self.events
+            .write(move |connection| dead_letter::put(connection, &letter))
+            .await
+    }
+
+    async fn list(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
+        self.dead_letters(projection).await
+    }
+
+    async fn remove(&self, projection: &str, position: u64) -> Result<bool, Error> {
+        let projection = projection.to_owned();
+        self.events
+            .write(move |connection| dead_letter::remove(connection, &projection, position))
+            .await
+    }
+
+    async fn clear(&self, projection: &str) -> Result<(), Error> {
+        let projection = projection.to_owned();
+        self.events
+            .write(move |connection| dead_letter::clear(connection, &projection))
+            .await
+    }
+}
