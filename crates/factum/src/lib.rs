@@ -184,12 +184,12 @@ pub mod prelude {
     pub use crate::{aggregate, event};
     #[doc(no_inline)]
     pub use factum_core::prelude::*;
-    #[cfg(feature = "sqlite")]
-    #[doc(no_inline)]
-    pub use factum_sqlite::SqliteEventStore;
     #[cfg(feature = "postgres")]
     #[doc(no_inline)]
     pub use factum_postgres::PostgresEventStore;
+    #[cfg(feature = "sqlite")]
+    #[doc(no_inline)]
+    pub use factum_sqlite::SqliteEventStore;
 }
 
 #[cfg(feature = "sqlite")]
