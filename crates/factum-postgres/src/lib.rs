@@ -140,13 +140,17 @@
 mod error;
 mod notify;
 mod options;
+mod projection;
 mod rows;
 mod schema;
 mod store;
+mod transaction;
 
 pub use error::PostgresError;
 pub use options::PostgresOptions;
+pub use projection::PostgresProjectionStore;
 pub use store::PostgresEventStore;
+pub use transaction::PostgresTransaction;
 
 /// The pool type [`PostgresEventStore::from_pool`] takes (deadpool-postgres).
 pub use deadpool_postgres::Pool;

@@ -3,7 +3,7 @@
 use crate::options::Names;
 
 /// The schema version this crate writes and reads.
-pub(crate) const CURRENT_VERSION: i32 = 2;
+pub(crate) const CURRENT_VERSION: i32 = 3;
 
 /// Positions stay below 2^48: the high 16 bits of a position lock's key
 /// carry the store's tag.
@@ -15,7 +15,14 @@ pub(crate) const POSITION_BITS: u32 = 48;
 /// transaction that records it, so a failed migration leaves the schema as
 /// it was.
 pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
-    let Names { events, sequence, .. } = names;
+    let Names {
+        events,
+        sequence,
+        checkpoints,
+        dead_letters,
+        leases,
+        ..
+    } = names;
     let max_position = (1_i64 << POSITION_BITS) - 1;
     let prefix = &names.prefix;
     match version {
@@ -41,6 +48,38 @@ pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
         // get the time of the migration (no table rewrite).
         2 => Some(format!(
             "ALTER TABLE {events} ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();"
+        )),
+        // Projections: checkpoints, dead letters (the whole envelope, so a
+        // dead letter is replayed from its row) and leases.
+        3 => Some(format!(
+            "CREATE TABLE {checkpoints} (
+                 projection text NOT NULL,
+                 position bigint NOT NULL CHECK (position >= 0),
+                 CONSTRAINT \"{prefix}checkpoints_pkey\" PRIMARY KEY (projection)
+             );
+             CREATE TABLE {dead_letters} (
+                 projection text NOT NULL,
+                 position bigint NOT NULL,
+                 stream_type text NOT NULL,
+                 stream_id text NOT NULL,
+                 version bigint NOT NULL,
+                 event_id uuid NOT NULL,
+                 event_type text NOT NULL,
+                 schema_version integer NOT NULL,
+                 payload json NOT NULL,
+                 metadata json,
+                 occurred_at timestamptz NOT NULL,
+                 error text NOT NULL,
+                 attempts integer NOT NULL,
+                 failed_at timestamptz NOT NULL,
+                 CONSTRAINT \"{prefix}dead_letters_pkey\" PRIMARY KEY (projection, position)
+             );
+             CREATE TABLE {leases} (
+                 projection text NOT NULL,
+                 holder text NOT NULL,
+                 expires_at timestamptz NOT NULL,
+                 CONSTRAINT \"{prefix}leases_pkey\" PRIMARY KEY (projection)
+             );"
         )),
         _ => None,
     }

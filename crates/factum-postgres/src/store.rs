@@ -321,7 +321,7 @@ impl PostgresEventStore {
 
     /// Maps the error of a statement run on `client`, dropping the
     /// connection from the pool when it is gone.
-    fn fail(&self, client: &Conn, error: tokio_postgres::Error) -> PostgresError {
+    pub(crate) fn fail(&self, client: &Conn, error: tokio_postgres::Error) -> PostgresError {
         self.query_error(client.check(error))
     }
 
@@ -577,6 +577,12 @@ impl Conn {
             object: Some(object),
             lost: AtomicBool::new(false),
         }
+    }
+
+    /// Closes the connection when this value is dropped, instead of handing
+    /// it back to the pool: for a connection left inside a transaction.
+    pub(crate) fn discard(&self) {
+        self.lost.store(true, Ordering::Relaxed);
     }
 
     /// Remembers that the connection is gone when `error` says so.

@@ -66,7 +66,7 @@ async fn a_version_1_schema_is_migrated_with_its_events_intact() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     let stream = StreamId::new("Counter", "old");
     let events: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
     assert_eq!(events.iter().map(|event| event.event_id).collect::<Vec<_>>(), ids);
@@ -110,4 +110,62 @@ async fn a_schema_from_a_newer_release_is_refused_untouched() {
         other => panic!("expected a store error, got {other:?}"),
     }
     assert!(error.to_string().contains("upgrade"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_schema_gains_the_projection_tables_with_its_events_intact() {
+    use factum_core::{CheckpointStore, ProjectionStore};
+    use factum_postgres::PostgresProjectionStore;
+
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(2).await.unwrap();
+    let stream = StreamId::new("Counter", "v2");
+    // Events as the version 2 store wrote them (its functions are not
+    // installed below the current version).
+    for version in 1..=3_i64 {
+        raw.execute(
+            &format!(
+                "INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id, event_type, \
+                 schema_version, payload, metadata, occurred_at) \
+                 VALUES (nextval('\"{schema}\".factum_position'), 'Counter', 'v2', $1, $2, 'incremented', 1, \
+                 $3::text::json, NULL, now())"
+            ),
+            &[&version, &Uuid::now_v7(), &format!(r#"{{"amount":{version}}}"#)],
+        )
+        .await
+        .unwrap();
+    }
+    assert!(
+        !tables(&raw, &schema)
+            .await
+            .contains(&"factum_checkpoints".to_owned())
+    );
+
+    store.ensure_schema().await.unwrap();
+
+    let found = tables(&raw, &schema).await;
+    for table in ["factum_checkpoints", "factum_dead_letters", "factum_leases"] {
+        assert!(found.contains(&table.to_owned()), "{table} in {found:?}");
+    }
+    let before: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
+    assert_eq!(before.len(), 3);
+    assert_eq!(before[2].payload.as_str(), r#"{"amount":3}"#);
+    assert_eq!(store.read_all(0, 10).await.unwrap().len(), 3);
+    let projections = PostgresProjectionStore::new(&store);
+    projections.save("sales", 3).await.unwrap();
+    assert_eq!(projections.checkpoint("sales").await.unwrap(), 3);
+}
+
+async fn tables(raw: &tokio_postgres::Client, schema: &str) -> Vec<String> {
+    raw.query(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+        &[&schema],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
 }

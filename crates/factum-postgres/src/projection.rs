@@ -1,0 +1,562 @@
+//! Projections whose read model lives in the events' PostgreSQL database:
+//! the [`ProjectionStore`] (read model and checkpoint committed together),
+//! the plain [`CheckpointStore`] and [`DeadLetterStore`], and a [`Lease`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::ClientWrapper;
+use factum_core::{CheckpointStore, DeadLetter, DeadLetterStore, Error, Lease, ProjectionStore};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use crate::rows::{COLUMNS, Decoder};
+use crate::{PostgresEventStore, PostgresTransaction};
+
+/// The longest lease taken: a time to live beyond it is cut to it (the
+/// server's timestamps end in the year 294276).
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Read models, checkpoints, dead letters and leases of projections, kept in
+/// the database (and schema) of a [`PostgresEventStore`].
+///
+/// As a [`ProjectionStore`] it gives a
+/// [`TransactionalProjection`](factum_core::TransactionalProjection)'s
+/// handler a [`PostgresTransaction`]: the handler's SQL on the read model's
+/// tables and the projection's checkpoint commit together, so each event
+/// takes effect exactly once, whenever the process dies. The checkpoint is
+/// a compare-and-set (`INSERT … ON CONFLICT DO UPDATE … WHERE position =
+/// expected`, or `UPDATE … WHERE position = expected`), which fences out a
+/// second instance that lost its lease without noticing.
+///
+/// It is also a [`CheckpointStore`] and a [`DeadLetterStore`] (each call its
+/// own autocommitted statement) for plain [`Projection`](factum_core::Projection)s,
+/// and a [`Lease`] shared by every process that uses the database.
+///
+/// Tables, in the store's schema and with its prefix (schema version 3; an
+/// older schema gains them in [`ensure_schema`](PostgresEventStore::ensure_schema)):
+/// `factum_checkpoints`, `factum_dead_letters`, `factum_leases`. Create the
+/// read model's own tables with [`batch_execute`](Self::batch_execute), and
+/// read them through [`query`](Self::query) or the event store's
+/// [`pool`](PostgresEventStore::pool).
+///
+/// Cheap to clone; clones share the event store's pool.
+///
+/// ```no_run
+/// use factum_core::{HandlerError, ProjectionRunner, RecordedEvent, TransactionalProjection};
+/// use factum_postgres::{PostgresEventStore, PostgresProjectionStore, PostgresTransaction};
+///
+/// /// Counts events per type, in a table beside the events.
+/// struct EventTypes;
+///
+/// impl TransactionalProjection<PostgresProjectionStore> for EventTypes {
+///     fn name(&self) -> &str {
+///         "event_types"
+///     }
+///
+///     async fn handle(
+///         &mut self,
+///         transaction: &mut PostgresTransaction,
+///         event: &RecordedEvent,
+///     ) -> Result<(), HandlerError> {
+///         transaction
+///             .execute(
+///                 "INSERT INTO event_types (event_type, count) VALUES ($1, 1) \
+///                  ON CONFLICT (event_type) DO UPDATE SET count = event_types.count + 1",
+///                 &[&&*event.event_type],
+///             )
+///             .await?;
+///         Ok(())
+///     }
+/// }
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let events = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
+/// events.ensure_schema().await?;
+/// let store = PostgresProjectionStore::new(&events);
+/// store
+///     .batch_execute("CREATE TABLE IF NOT EXISTS event_types (event_type text PRIMARY KEY, count bigint NOT NULL)")
+///     .await?;
+/// let runner = ProjectionRunner::transactional(events.clone(), EventTypes, store.clone());
+/// # let _ = runner;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PostgresProjectionStore {
+    events: PostgresEventStore,
+    sql: Arc<Sql>,
+}
+
+/// The statements of the store, with its names filled in.
+#[derive(Debug)]
+struct Sql {
+    load: String,
+    move_from_zero: String,
+    move_from: String,
+    save: String,
+    put_letter: String,
+    list_letters: String,
+    remove_letter: String,
+    clear_letters: String,
+    acquire: String,
+    release: String,
+}
+
+impl PostgresProjectionStore {
+    /// The projection store in the database and schema of `events`, over its
+    /// connection pool.
+    ///
+    /// The tables exist once [`PostgresEventStore::ensure_schema`] has run.
+    pub fn new(events: &PostgresEventStore) -> Self {
+        let names = &events.shared.names;
+        let (checkpoints, letters, leases) = (&names.checkpoints, &names.dead_letters, &names.leases);
+        let sql = Sql {
+            load: format!("SELECT position FROM {checkpoints} WHERE projection = $1"),
+            // No row counts as 0; a row at 0 (a rebuild) is moved too.
+            move_from_zero: format!(
+                "INSERT INTO {checkpoints} AS c (projection, position) VALUES ($1, $2) \
+                 ON CONFLICT (projection) DO UPDATE SET position = EXCLUDED.position WHERE c.position = 0"
+            ),
+            move_from: format!(
+                "UPDATE {checkpoints} SET position = $3 WHERE projection = $1 AND position = $2"
+            ),
+            save: format!(
+                "INSERT INTO {checkpoints} (projection, position) VALUES ($1, $2) \
+                 ON CONFLICT (projection) DO UPDATE SET position = EXCLUDED.position"
+            ),
+            put_letter: format!(
+                "INSERT INTO {letters} (projection, position, stream_type, stream_id, version, event_id, \
+                 event_type, schema_version, payload, metadata, occurred_at, error, attempts, failed_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::json, $10::text::json, $11, $12, $13, $14) \
+                 ON CONFLICT (projection, position) DO UPDATE SET stream_type = EXCLUDED.stream_type, \
+                 stream_id = EXCLUDED.stream_id, version = EXCLUDED.version, event_id = EXCLUDED.event_id, \
+                 event_type = EXCLUDED.event_type, schema_version = EXCLUDED.schema_version, \
+                 payload = EXCLUDED.payload, metadata = EXCLUDED.metadata, occurred_at = EXCLUDED.occurred_at, \
+                 error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = EXCLUDED.failed_at"
+            ),
+            list_letters: format!(
+                "SELECT {COLUMNS}, error, attempts, failed_at FROM {letters} WHERE projection = $1 ORDER BY position"
+            ),
+            remove_letter: format!("DELETE FROM {letters} WHERE projection = $1 AND position = $2"),
+            clear_letters: format!("DELETE FROM {letters} WHERE projection = $1"),
+            // The server's clock decides, for every instance: no skew
+            // between the hosts of competing instances.
+            acquire: format!(
+                "INSERT INTO {leases} AS l (projection, holder, expires_at) \
+                 VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 microsecond') \
+                 ON CONFLICT (projection) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+                 WHERE l.holder = EXCLUDED.holder OR l.expires_at <= clock_timestamp()"
+            ),
+            release: format!("DELETE FROM {leases} WHERE projection = $1 AND holder = $2"),
+        };
+        Self {
+            events: events.clone(),
+            sql: Arc::new(sql),
+        }
+    }
+
+    /// The event store whose database this is.
+    pub fn events(&self) -> &PostgresEventStore {
+        &self.events
+    }
+
+    /// Runs `sql` (several statements separated by semicolons, without
+    /// parameters) in one round trip, outside any projection transaction:
+    /// for creating a read model's tables (`CREATE TABLE IF NOT EXISTS …`)
+    /// before its runner starts. Several statements run in one implicit
+    /// transaction.
+    pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+        let conn = self.events.client().await?;
+        conn.batch_execute(sql)
+            .await
+            .map_err(|error| self.events.fail(&conn, error).into())
+    }
+
+    /// Runs the query `sql` with `params` on a pooled connection, outside
+    /// any projection transaction: for serving a read model. It sees
+    /// committed data only.
+    pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+        let conn = self.events.client().await?;
+        let result = async {
+            let statement = conn.prepare_cached(sql).await?;
+            conn.query(&statement, params).await
+        }
+        .await;
+        result.map_err(|error| self.events.fail(&conn, error).into())
+    }
+
+    /// Runs `work` on a pooled connection (outside any transaction), mapping
+    /// the driver's errors.
+    async fn autocommit<R>(
+        &self,
+        work: impl AsyncFnOnce(&ClientWrapper) -> Result<R, tokio_postgres::Error>,
+    ) -> Result<R, Error> {
+        let conn = self.events.client().await?;
+        let result = work(&conn).await;
+        result.map_err(|error| self.events.fail(&conn, error).into())
+    }
+}
+
+/// A position as PostgreSQL stores it.
+fn stored(projection: &str, position: u64) -> Result<i64, Error> {
+    i64::try_from(position).map_err(|_| Error::Checkpoint {
+        projection: projection.to_owned(),
+        message: format!("position {position} is beyond what PostgreSQL can store"),
+    })
+}
+
+/// The checkpoint in `row` (none: 0).
+fn checkpoint_of(projection: &str, row: Option<Row>) -> Result<u64, Error> {
+    let Some(row) = row else {
+        return Ok(0);
+    };
+    let position = row
+        .try_get::<_, i64>(0)
+        .ok()
+        .and_then(|position| u64::try_from(position).ok());
+    position.ok_or_else(|| Error::Checkpoint {
+        projection: projection.to_owned(),
+        message: "the stored checkpoint is not a position".to_owned(),
+    })
+}
+
+/// The parameters of a dead letter's row, checked.
+struct LetterRow {
+    position: i64,
+    version: i64,
+    schema_version: i32,
+    metadata: Option<String>,
+    attempts: i32,
+}
+
+impl LetterRow {
+    fn new(letter: &DeadLetter) -> Result<Self, Error> {
+        let event = &letter.event;
+        let invalid = |reason: String| Error::InvalidRequest {
+            stream: event.stream.clone(),
+            reason: format!(
+                "dead letter of `{}` at {}: {reason}",
+                letter.projection, event.position
+            ),
+        };
+        let number = |value: u64, what: &str| {
+            i64::try_from(value).map_err(|_| invalid(format!("{what} {value} is out of range")))
+        };
+        let metadata = if event.metadata.is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::to_string(&event.metadata)
+                    .map_err(|error| invalid(format!("the metadata does not serialize: {error}")))?,
+            )
+        };
+        Ok(Self {
+            position: number(event.position, "position")?,
+            version: number(event.version, "version")?,
+            schema_version: i32::try_from(event.schema_version)
+                .map_err(|_| invalid(format!("schema version {} is out of range", event.schema_version)))?,
+            metadata,
+            attempts: i32::try_from(letter.attempts).unwrap_or(i32::MAX),
+        })
+    }
+}
+
+async fn put_letter(
+    client: &ClientWrapper,
+    sql: &str,
+    letter: &DeadLetter,
+    row: &LetterRow,
+) -> Result<(), tokio_postgres::Error> {
+    let event = &letter.event;
+    let statement = client.prepare_cached(sql).await?;
+    client
+        .execute(
+            &statement,
+            &[
+                &letter.projection,
+                &row.position,
+                &event.stream.aggregate_type(),
+                &event.stream.aggregate_id(),
+                &row.version,
+                &event.event_id,
+                &&*event.event_type,
+                &row.schema_version,
+                &event.payload.as_str(),
+                &row.metadata,
+                &event.occurred_at,
+                &letter.error,
+                &row.attempts,
+                &letter.failed_at,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Dead letters from the rows of a listing.
+fn letters_of(projection: &str, rows: &[Row]) -> Result<Vec<DeadLetter>, Error> {
+    let mut decoder = Decoder::default();
+    rows.iter()
+        .map(|row| {
+            let event = decoder.decode(row)?;
+            let failure = (|| {
+                let error: String = row.try_get(10).map_err(|error| format!("error: {error}"))?;
+                let attempts: i32 = row.try_get(11).map_err(|error| format!("attempts: {error}"))?;
+                let attempts =
+                    u32::try_from(attempts).map_err(|_| format!("attempt count {attempts} is negative"))?;
+                let failed_at: OffsetDateTime =
+                    row.try_get(12).map_err(|error| format!("failed_at: {error}"))?;
+                Ok::<_, String>((error, attempts, failed_at))
+            })();
+            let (error, attempts, failed_at) = failure.map_err(|reason| Error::Corrupt {
+                stream: event.stream.clone(),
+                version: event.version,
+                reason: format!(
+                    "the dead letter of `{projection}` at position {} is damaged: {reason}",
+                    event.position
+                ),
+            })?;
+            Ok(DeadLetter {
+                projection: projection.to_owned(),
+                event,
+                error,
+                attempts,
+                failed_at,
+            })
+        })
+        .collect()
+}
+
+impl ProjectionStore for PostgresProjectionStore {
+    type Transaction = PostgresTransaction;
+
+    async fn checkpoint(&self, projection: &str) -> Result<u64, Error> {
+        let row = self
+            .autocommit(async |client| {
+                let statement = client.prepare_cached(&self.sql.load).await?;
+                client.query_opt(&statement, &[&projection]).await
+            })
+            .await?;
+        checkpoint_of(projection, row)
+    }
+
+    async fn begin(&self, _projection: &str) -> Result<PostgresTransaction, Error> {
+        PostgresTransaction::begin(&self.events).await
+    }
+
+    async fn save_checkpoint(
+        &self,
+        transaction: &mut PostgresTransaction,
+        projection: &str,
+        expected: u64,
+        position: u64,
+    ) -> Result<(), Error> {
+        let (expected_stored, position_stored) =
+            (stored(projection, expected)?, stored(projection, position)?);
+        let moved = if expected == 0 {
+            transaction
+                .execute(&self.sql.move_from_zero, &[&projection, &position_stored])
+                .await?
+        } else {
+            transaction
+                .execute(
+                    &self.sql.move_from,
+                    &[&projection, &expected_stored, &position_stored],
+                )
+                .await?
+        };
+        if moved == 0 {
+            let found = checkpoint_of(
+                projection,
+                transaction.query_opt(&self.sql.load, &[&projection]).await?,
+            )?;
+            return Err(Error::Checkpoint {
+                projection: projection.to_owned(),
+                message: format!(
+                    "expected the checkpoint at {expected}, found {found}: another instance is running this projection"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn put_dead_letter(
+        &self,
+        transaction: &mut PostgresTransaction,
+        letter: DeadLetter,
+    ) -> Result<(), Error> {
+        let row = LetterRow::new(&letter)?;
+        let event = &letter.event;
+        transaction
+            .execute(
+                &self.sql.put_letter,
+                &[
+                    &letter.projection,
+                    &row.position,
+                    &event.stream.aggregate_type(),
+                    &event.stream.aggregate_id(),
+                    &row.version,
+                    &event.event_id,
+                    &&*event.event_type,
+                    &row.schema_version,
+                    &event.payload.as_str(),
+                    &row.metadata,
+                    &event.occurred_at,
+                    &letter.error,
+                    &row.attempts,
+                    &letter.failed_at,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn remove_dead_letter(
+        &self,
+        transaction: &mut PostgresTransaction,
+        projection: &str,
+        position: u64,
+    ) -> Result<bool, Error> {
+        let Ok(position) = i64::try_from(position) else {
+            return Ok(false);
+        };
+        let removed = transaction
+            .execute(&self.sql.remove_letter, &[&projection, &position])
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn clear_dead_letters(
+        &self,
+        transaction: &mut PostgresTransaction,
+        projection: &str,
+    ) -> Result<(), Error> {
+        transaction
+            .execute(&self.sql.clear_letters, &[&projection])
+            .await?;
+        Ok(())
+    }
+
+    async fn commit(&self, transaction: PostgresTransaction) -> Result<(), Error> {
+        transaction.commit().await
+    }
+
+    async fn rollback(&self, transaction: PostgresTransaction) -> Result<(), Error> {
+        transaction.rollback().await
+    }
+
+    async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
+        let rows = self
+            .autocommit(async |client| {
+                let statement = client.prepare_cached(&self.sql.list_letters).await?;
+                client.query(&statement, &[&projection]).await
+            })
+            .await?;
+        letters_of(projection, &rows)
+    }
+}
+
+/// Each checkpoint saved is its own autocommitted statement. Use it for a
+/// plain [`Projection`](factum_core::Projection) whose read model lives
+/// elsewhere (at least once); a read model in this database is better served
+/// by the [`ProjectionStore`] (exactly once).
+impl CheckpointStore for PostgresProjectionStore {
+    async fn load(&self, projection: &str) -> Result<u64, Error> {
+        self.checkpoint(projection).await
+    }
+
+    async fn save(&self, projection: &str, position: u64) -> Result<(), Error> {
+        let position = stored(projection, position)?;
+        self.autocommit(async |client| {
+            let statement = client.prepare_cached(&self.sql.save).await?;
+            client.execute(&statement, &[&projection, &position]).await
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Each change is its own autocommitted statement.
+impl DeadLetterStore for PostgresProjectionStore {
+    async fn put(&self, letter: DeadLetter) -> Result<(), Error> {
+        let row = LetterRow::new(&letter)?;
+        self.autocommit(async |client| put_letter(client, &self.sql.put_letter, &letter, &row).await)
+            .await
+    }
+
+    async fn list(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
+        self.dead_letters(projection).await
+    }
+
+    async fn remove(&self, projection: &str, position: u64) -> Result<bool, Error> {
+        let Ok(position) = i64::try_from(position) else {
+            return Ok(false);
+        };
+        let removed = self
+            .autocommit(async |client| {
+                let statement = client.prepare_cached(&self.sql.remove_letter).await?;
+                client.execute(&statement, &[&projection, &position]).await
+            })
+            .await?;
+        Ok(removed > 0)
+    }
+
+    async fn clear(&self, projection: &str) -> Result<(), Error> {
+        self.autocommit(async |client| {
+            let statement = client.prepare_cached(&self.sql.clear_letters).await?;
+            client.execute(&statement, &[&projection]).await
+        })
+        .await?;
+        Ok(())
+    }
+}
+
+/// Leases in the `factum_leases` table: one upsert that takes the lease
+/// when it is free or expired, or renews it for its holder
+/// (`… ON CONFLICT DO UPDATE … WHERE holder = $me OR expires_at <= clock_timestamp()`),
+/// and a delete by the holder only.
+///
+/// Expiry is judged by the server's clock, so instances on hosts whose
+/// clocks disagree still agree on when a lease ran out. A table rather than
+/// a session advisory lock: an advisory lock belongs to one connection, so
+/// it would pin a pooled connection for as long as the projection runs and
+/// vanish whenever that connection is recycled, while the lease's time to
+/// live is what lets the runner stop before another instance can take over.
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// # use factum_core::Lease;
+/// # use factum_postgres::{PostgresEventStore, PostgresProjectionStore};
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let events = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
+/// events.ensure_schema().await?;
+/// let leases = PostgresProjectionStore::new(&events);
+/// let ttl = Duration::from_secs(10);
+/// assert!(leases.acquire("sales", "host-a", ttl).await?);
+/// assert!(!leases.acquire("sales", "host-b", ttl).await?, "host-a holds it");
+/// leases.release("sales", "host-a").await?;
+/// assert!(leases.acquire("sales", "host-b", ttl).await?);
+/// # Ok(()) }
+/// ```
+impl Lease for PostgresProjectionStore {
+    async fn acquire(&self, projection: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
+        let micros = i64::try_from(ttl.min(MAX_TTL).as_micros()).unwrap_or(i64::MAX);
+        let taken = self
+            .autocommit(async |client| {
+                let statement = client.prepare_cached(&self.sql.acquire).await?;
+                client.execute(&statement, &[&projection, &holder, &micros]).await
+            })
+            .await?;
+        Ok(taken > 0)
+    }
+
+    async fn release(&self, projection: &str, holder: &str) -> Result<(), Error> {
+        self.autocommit(async |client| {
+            let statement = client.prepare_cached(&self.sql.release).await?;
+            client.execute(&statement, &[&projection, &holder]).await
+        })
+        .await?;
+        Ok(())
+    }
+}
