@@ -210,7 +210,9 @@ pub mod sqlite {
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 #[doc(inline)]
-pub use factum_postgres::{PostgresError, PostgresEventStore, PostgresOptions};
+pub use factum_postgres::{
+    PostgresError, PostgresEventStore, PostgresOptions, PostgresProjectionStore, PostgresTransaction,
+};
 
 /// Everything of the PostgreSQL store (`factum-postgres`), including the
 /// pool and connection types it takes.
