@@ -6,13 +6,19 @@
 //! default `postgres://postgres@127.0.0.1:5432/postgres`). Each case runs
 //! raw and factum in turns (ten short rounds, four for the timed
 //! concurrent case) and sums the rounds. `BENCH_SCALE=0.2`
-//! shortens every case.
+//! shortens every case; `BENCH_ONLY=projection` (or `single`, `sixteen`,
+//! `batch`, `reload`, `global`) runs one case. The `projection` case is the
+//! runner's catch-up from PostgreSQL (counting events, checkpoints in
+//! `factum_checkpoints`), and the exactly-once variant.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
-use factum_postgres::{PostgresEventStore, PostgresOptions};
+use factum_core::{
+    CheckpointStore, EventStore, ExpectedVersion, HandlerError, NewEvent, Payload, Projection,
+    ProjectionRunner, RecordedEvent, StreamId, TransactionalProjection,
+};
+use factum_postgres::{PostgresEventStore, PostgresOptions, PostgresProjectionStore, PostgresTransaction};
 use futures::TryStreamExt;
 use time::OffsetDateTime;
 use tokio_postgres::{Client, NoTls};
@@ -451,6 +457,162 @@ impl Bench {
         );
         Ok(())
     }
+
+    /// A projection that counts events, fed by the runner from the start of
+    /// the global log (pages of 5,000, checkpoints every 50,000 saved in
+    /// `factum_checkpoints`), against the raw keyset read of the same
+    /// events; then the exactly-once variant (a row per event in a table,
+    /// one `INSERT` per event in the checkpoint's transaction: one round
+    /// trip each) on a shorter log.
+    async fn projections(&mut self) -> Result<(), BoxError> {
+        let target = scale(1_000_000) as u64;
+        let mut head = self.store.head_position().await?;
+        let mut stream_number = 0_u64;
+        while head < target {
+            let batch = (target - head).min(1_000) as usize;
+            let stream = StreamId::new("Counted", format!("c-{stream_number}"));
+            stream_number += 1;
+            self.store
+                .append(
+                    &stream,
+                    ExpectedVersion::Any,
+                    (0..batch).map(|_| event()).collect(),
+                )
+                .await?;
+            head = self.store.head_position().await?;
+        }
+        let client = raw_client().await?;
+        let select = client
+            .prepare(&format!(
+                "SELECT position, stream_type, stream_id, version, event_id, event_type, schema_version, payload::text, metadata::text, occurred_at \
+                 FROM \"{}\".factum_events WHERE position > $1 ORDER BY position LIMIT 5000",
+                self.schema
+            ))
+            .await?;
+        let projections = PostgresProjectionStore::new(&self.store);
+        let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
+        const CATCH_UP_ROUNDS: usize = 3;
+        for _ in 0..CATCH_UP_ROUNDS {
+            let started = Instant::now();
+            let mut after = 0_i64;
+            loop {
+                let rows = client.query(&select, &[&after]).await?;
+                let Some(last) = rows.last() else { break };
+                after = last.try_get(0)?;
+                for row in &rows {
+                    std::hint::black_box(decode_raw(row)?);
+                }
+            }
+            raw_time += started.elapsed();
+            projections.save("count", 0).await?;
+            let started = Instant::now();
+            let handle = ProjectionRunner::new(
+                self.store.clone(),
+                Count(0),
+                projections.clone(),
+                projections.clone(),
+            )
+            .batch_size(5_000)
+            .checkpoint_every(50_000)
+            .spawn();
+            handle.wait_for_checkpoint(head).await?;
+            handle.shutdown().await?;
+            factum_time += started.elapsed();
+        }
+        let events = (head as usize * CATCH_UP_ROUNDS) as f64;
+        self.record(
+            &format!("projection catch-up, counting ({head} events, PostgreSQL checkpoints)"),
+            "events/s",
+            events / raw_time.as_secs_f64(),
+            events / factum_time.as_secs_f64(),
+            "≥ 500k events/s",
+        );
+
+        // Exactly once, on its own shorter log.
+        let schema = format!("{}_once", self.schema);
+        let once =
+            PostgresEventStore::connect_with(&url(), PostgresOptions::default().schema(&schema).pool_size(4))
+                .await?;
+        once.ensure_schema().await?;
+        let total = scale(50_000) as u64;
+        for stream_number in 0..total.div_ceil(1_000) {
+            let batch = (total - stream_number * 1_000).min(1_000) as usize;
+            let stream = StreamId::new("Counted", format!("c-{stream_number}"));
+            once.append(
+                &stream,
+                ExpectedVersion::NoStream,
+                (0..batch).map(|_| event()).collect(),
+            )
+            .await?;
+        }
+        let store = PostgresProjectionStore::new(&once);
+        let table = format!("\"{schema}\".seen");
+        store
+            .batch_execute(&format!("CREATE TABLE {table} (position bigint PRIMARY KEY)"))
+            .await?;
+        let started = Instant::now();
+        let handle = ProjectionRunner::transactional(
+            once.clone(),
+            CountInTable { table: table.clone() },
+            store.clone(),
+        )
+        .batch_size(5_000)
+        .checkpoint_every(50_000)
+        .spawn();
+        handle.wait_for_checkpoint(total).await?;
+        handle.shutdown().await?;
+        let elapsed = started.elapsed();
+        let counted: i64 = client
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await?
+            .get(0);
+        assert_eq!(counted as u64, total, "each event counted once");
+        println!(
+            "projection catch-up, exactly once (one INSERT per event in the checkpoint's transaction): {total} events in {elapsed:.2?}: {:.0} events/s",
+            total as f64 / elapsed.as_secs_f64()
+        );
+        client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await?;
+        Ok(())
+    }
+}
+
+struct Count(u64);
+
+impl Projection for Count {
+    fn name(&self) -> &str {
+        "count"
+    }
+
+    async fn handle(&mut self, _event: &RecordedEvent) -> Result<(), HandlerError> {
+        self.0 += 1;
+        Ok(())
+    }
+}
+
+struct CountInTable {
+    table: String,
+}
+
+impl TransactionalProjection<PostgresProjectionStore> for CountInTable {
+    fn name(&self) -> &str {
+        "count_in_table"
+    }
+
+    async fn handle(
+        &mut self,
+        transaction: &mut PostgresTransaction,
+        event: &RecordedEvent,
+    ) -> Result<(), HandlerError> {
+        transaction
+            .execute(
+                &format!("INSERT INTO {} (position) VALUES ($1)", self.table),
+                &[&i64::try_from(event.position)?],
+            )
+            .await?;
+        Ok(())
+    }
 }
 
 /// What a hand-written reader does with a row: every column into a Rust value.
@@ -546,6 +708,9 @@ async fn run() -> Result<(), BoxError> {
     }
     if only.is_empty() || only.contains("global") {
         bench.global_log().await?;
+    }
+    if only.is_empty() || only.contains("projection") {
+        bench.projections().await?;
     }
 
     println!();
