@@ -35,6 +35,8 @@
 //!   (every read of the global log calls it); `factum_append`: appends a
 //!   batch; `factum_read_all(after, limit)`: a page of the global log, for
 //!   clients in SQL;
+//! - `factum_checkpoints`, `factum_dead_letters`, `factum_leases`: the
+//!   state of projections (version 3), kept by [`PostgresProjectionStore`];
 //! - `factum_schema_version`: the versions applied. A newer crate migrates
 //!   an older schema in place, in one transaction.
 //!
@@ -126,6 +128,17 @@
 //! the append's transaction). When the notification connection drops, the
 //! subscription polls every [`poll_interval`](PostgresOptions::poll_interval)
 //! while the listener reconnects with backoff.
+//!
+//! # Projections
+//!
+//! [`PostgresProjectionStore`] keeps projections' checkpoints, dead letters
+//! and leases in the store's schema. A
+//! [`TransactionalProjection`](factum_core::TransactionalProjection) whose
+//! read model lives in this database writes it through a
+//! [`PostgresTransaction`] (a pooled connection inside `BEGIN`), and the
+//! checkpoint commits in that same transaction: each event takes effect
+//! exactly once. A transaction dropped without commit closes its connection
+//! (the server rolls back) rather than return it to the pool mid-transaction.
 //!
 //! # Errors
 //!
