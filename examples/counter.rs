@@ -5,6 +5,8 @@
 //! (SQLite, created in the current directory), so a second run continues
 //! where the first stopped. `cargo run --example counter -- other.db` uses
 //! another file; `cargo run --example counter -- --memory` keeps them in memory.
+//! With `FACTUM_POSTGRES_URL` set (e.g.
+//! `postgres://postgres@127.0.0.1:5432/postgres`) it uses PostgreSQL instead.
 
 #![allow(missing_docs)]
 
@@ -78,6 +80,16 @@ const COUNTER: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let id: CounterId = COUNTER.parse()?;
+    if let Ok(url) = std::env::var("FACTUM_POSTGRES_URL") {
+        let store = factum::PostgresEventStore::connect(&url).await?;
+        store.ensure_schema().await?;
+        println!(
+            "events stored in PostgreSQL at {} (schema {})",
+            store.address(),
+            store.schema_name()
+        );
+        return run(store, id).await;
+    }
     let target = std::env::args().nth(1).unwrap_or_else(|| "counter.db".to_owned());
     if target == "--memory" {
         println!("events kept in memory: gone when the program ends");

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
-    RecordedEvent, Snapshot, SnapshotStore, StreamId, SubscriptionOptions,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId, SubscriptionOptions, original_append,
 };
 
 /// Events per page when a stream is read.
@@ -198,7 +198,11 @@ impl Log {
     fn mixed_batch_error(&self, stream: &StreamId, event: &NewEvent, index: usize) -> Error {
         let stored = self.recorded(index);
         if stored.stream != *stream || !stored.same_content(event) {
-            return duplicate(stream, &stored.stream, event.event_id);
+            return Error::DuplicateEventId {
+                stream: stream.clone(),
+                existing_stream: stored.stream,
+                event_id: event.event_id,
+            };
         }
         Error::InvalidRequest {
             stream: stream.clone(),
@@ -211,33 +215,12 @@ impl Log {
 
     /// The original result when `events` is a retry of an earlier append.
     fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
-        let mut original = AppendResult {
-            stream_version: 0,
-            positions: Vec::new(),
-        };
-        let mut fresh = None;
-        for event in events {
-            let Some(&index) = self.event_ids.get(&event.event_id.as_u128()) else {
-                fresh.get_or_insert(event.event_id);
-                continue;
-            };
-            let stored = self.recorded(index);
-            if stored.stream != *stream || !stored.same_content(event) {
-                return Err(duplicate(stream, &stored.stream, event.event_id));
-            }
-            original.positions.push(stored.position);
-            original.stream_version = stored.version;
-        }
-        match (original.positions.is_empty(), fresh) {
-            (true, _) => Ok(None),
-            (false, None) => Ok(Some(original)),
-            (false, Some(new_id)) => Err(Error::InvalidRequest {
-                stream: stream.clone(),
-                reason: format!(
-                    "the append mixes events already stored with new event {new_id}; retry the original batch unchanged"
-                ),
-            }),
-        }
+        original_append(stream, events, |event| {
+            Ok(self
+                .event_ids
+                .get(&event.event_id.as_u128())
+                .map(|&index| self.recorded(index)))
+        })
     }
 }
 
@@ -246,14 +229,6 @@ fn batch_ids(log: &Log, first_index: usize) -> Vec<Uuid> {
     (first_index..log.len)
         .map(|index| log.get(index).event_id)
         .collect()
-}
-
-fn duplicate(stream: &StreamId, existing: &StreamId, event_id: Uuid) -> Error {
-    Error::DuplicateEventId {
-        stream: stream.clone(),
-        existing_stream: existing.clone(),
-        event_id,
-    }
 }
 
 /// Reads a stream a page at a time; each page is copied under the read lock,

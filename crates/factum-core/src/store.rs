@@ -108,3 +108,49 @@ pub trait EventStore: Send + Sync + 'static {
     /// (0: empty).
     fn head_position(&self) -> impl Future<Output = Result<u64, Error>> + Send;
 }
+
+/// Decides whether an append of `events` is the retry of an earlier one: the
+/// rule every store shares for idempotency by event id.
+///
+/// `stored` returns the event already stored under a new event's id, if any.
+/// The answer is `Ok(None)` when no id is stored (a fresh append), the
+/// original result when every id is stored with the same content in the same
+/// stream (a retry: write nothing), [`Error::DuplicateEventId`] when an id is
+/// stored with other content or in another stream, and
+/// [`Error::InvalidRequest`] when the batch mixes stored and new events.
+pub fn original_append(
+    stream: &StreamId,
+    events: &[NewEvent],
+    mut stored: impl FnMut(&NewEvent) -> Result<Option<RecordedEvent>, Error>,
+) -> Result<Option<AppendResult>, Error> {
+    let mut original = AppendResult {
+        stream_version: 0,
+        positions: Vec::with_capacity(events.len()),
+    };
+    let mut fresh = None;
+    for event in events {
+        let Some(recorded) = stored(event)? else {
+            fresh.get_or_insert(event.event_id);
+            continue;
+        };
+        if recorded.stream != *stream || !recorded.same_content(event) {
+            return Err(Error::DuplicateEventId {
+                stream: stream.clone(),
+                existing_stream: recorded.stream,
+                event_id: event.event_id,
+            });
+        }
+        original.positions.push(recorded.position);
+        original.stream_version = recorded.version;
+    }
+    match (original.positions.is_empty(), fresh) {
+        (true, _) => Ok(None),
+        (false, None) => Ok(Some(original)),
+        (false, Some(new_id)) => Err(Error::InvalidRequest {
+            stream: stream.clone(),
+            reason: format!(
+                "the append mixes events already stored with new event {new_id}; retry the original batch unchanged"
+            ),
+        }),
+    }
+}

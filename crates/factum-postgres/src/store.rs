@@ -9,7 +9,7 @@ use deadpool_postgres::{
 };
 use factum_core::{
     AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
-    RecordedEvent, StreamId, SubscriptionOptions,
+    RecordedEvent, StreamId, SubscriptionOptions, original_append,
 };
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::{mpsc, watch};
@@ -410,40 +410,11 @@ impl PostgresEventStore {
             .map_err(|e| self.fail(&client, e))?;
         drop(client);
         let mut decoder = Decoder::default();
-        let stored = rows
+        let mut stored = rows
             .iter()
             .map(|row| decoder.decode(row).map(|event| (event.event_id, event)))
             .collect::<Result<HashMap<Uuid, RecordedEvent>, Error>>()?;
-        let mut original = AppendResult {
-            stream_version: 0,
-            positions: Vec::with_capacity(events.len()),
-        };
-        let mut fresh = None;
-        for event in events {
-            let Some(recorded) = stored.get(&event.event_id) else {
-                fresh.get_or_insert(event.event_id);
-                continue;
-            };
-            if recorded.stream != *stream || !recorded.same_content(event) {
-                return Err(Error::DuplicateEventId {
-                    stream: stream.clone(),
-                    existing_stream: recorded.stream.clone(),
-                    event_id: event.event_id,
-                });
-            }
-            original.positions.push(recorded.position);
-            original.stream_version = recorded.version;
-        }
-        match (original.positions.is_empty(), fresh) {
-            (true, _) => Ok(None),
-            (false, None) => Ok(Some(original)),
-            (false, Some(new_id)) => Err(Error::InvalidRequest {
-                stream: stream.clone(),
-                reason: format!(
-                    "the append mixes events already stored with new event {new_id}; retry the original batch unchanged"
-                ),
-            }),
-        }
+        original_append(stream, events, |event| Ok(stored.remove(&event.event_id)))
     }
 
     /// One call of the append function; `Err(None)` when no connection

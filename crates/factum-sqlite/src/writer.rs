@@ -12,10 +12,9 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, OnceLock};
 
-use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StreamId};
+use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, Snapshot, StreamId, original_append};
 use rusqlite::{Connection, ErrorCode};
 use tokio::sync::{oneshot, watch};
-use uuid::Uuid;
 
 use crate::SqliteOptions;
 use crate::decode::{Decoder, LOG_COLUMNS, corrupt, optional_count};
@@ -554,40 +553,15 @@ fn retried(
     );
     let mut statement = connection.prepare_cached(&sql).map_err(sqlite)?;
     let mut decoder = Decoder::default();
-    let mut original = AppendResult {
-        stream_version: 0,
-        positions: Vec::new(),
-    };
-    let mut fresh: Option<Uuid> = None;
-    for event in events {
+    original_append(stream, events, |event| {
         let mut rows = statement
             .query([&event.event_id.as_bytes()[..]])
             .map_err(sqlite)?;
-        let Some(row) = rows.next().map_err(sqlite)? else {
-            fresh.get_or_insert(event.event_id);
-            continue;
-        };
-        let stored: RecordedEvent = decoder.log_event(row)?;
-        if stored.stream != *stream || !stored.same_content(event) {
-            return Err(Error::DuplicateEventId {
-                stream: stream.clone(),
-                existing_stream: stored.stream,
-                event_id: event.event_id,
-            });
+        match rows.next().map_err(sqlite)? {
+            Some(row) => decoder.log_event(row).map(Some),
+            None => Ok(None),
         }
-        original.positions.push(stored.position);
-        original.stream_version = stored.version;
-    }
-    match (original.positions.is_empty(), fresh) {
-        (true, _) => Ok(None),
-        (false, None) => Ok(Some(original)),
-        (false, Some(new_id)) => Err(Error::InvalidRequest {
-            stream: stream.clone(),
-            reason: format!(
-                "the append mixes events already stored with new event {new_id}; retry the original batch unchanged"
-            ),
-        }),
-    }
+    })
 }
 
 fn save_snapshot(connection: &Connection, snapshot: &Snapshot) -> Result<(), Error> {
