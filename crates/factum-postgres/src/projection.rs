@@ -222,7 +222,12 @@ fn checkpoint_of(projection: &str, row: Option<Row>) -> Result<u64, Error> {
 }
 
 /// The parameters of a dead letter's row, checked.
-struct LetterRow {
+struct LetterRow<'a> {
+    letter: &'a DeadLetter,
+    aggregate_type: &'a str,
+    aggregate_id: &'a str,
+    event_type: &'a str,
+    payload: &'a str,
     position: i64,
     version: i64,
     schema_version: i32,
@@ -230,8 +235,29 @@ struct LetterRow {
     attempts: i32,
 }
 
-impl LetterRow {
-    fn new(letter: &DeadLetter) -> Result<Self, Error> {
+impl<'a> LetterRow<'a> {
+    /// The parameters of the dead-letter insert, in column order.
+    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+        let (letter, event) = (self.letter, &self.letter.event);
+        [
+            &letter.projection,
+            &self.position,
+            &self.aggregate_type,
+            &self.aggregate_id,
+            &self.version,
+            &event.event_id,
+            &self.event_type,
+            &self.schema_version,
+            &self.payload,
+            &self.metadata,
+            &event.occurred_at,
+            &letter.error,
+            &self.attempts,
+            &letter.failed_at,
+        ]
+    }
+
+    fn new(letter: &'a DeadLetter) -> Result<Self, Error> {
         let event = &letter.event;
         let invalid = |reason: String| Error::InvalidRequest {
             stream: event.stream.clone(),
@@ -252,6 +278,11 @@ impl LetterRow {
             )
         };
         Ok(Self {
+            letter,
+            aggregate_type: event.stream.aggregate_type(),
+            aggregate_id: event.stream.aggregate_id(),
+            event_type: &event.event_type,
+            payload: event.payload.as_str(),
             position: number(event.position, "position")?,
             version: number(event.version, "version")?,
             schema_version: i32::try_from(event.schema_version)
@@ -265,32 +296,10 @@ impl LetterRow {
 async fn put_letter(
     client: &ClientWrapper,
     sql: &str,
-    letter: &DeadLetter,
-    row: &LetterRow,
+    row: &LetterRow<'_>,
 ) -> Result<(), tokio_postgres::Error> {
-    let event = &letter.event;
     let statement = client.prepare_cached(sql).await?;
-    client
-        .execute(
-            &statement,
-            &[
-                &letter.projection,
-                &row.position,
-                &event.stream.aggregate_type(),
-                &event.stream.aggregate_id(),
-                &row.version,
-                &event.event_id,
-                &&*event.event_type,
-                &row.schema_version,
-                &event.payload.as_str(),
-                &row.metadata,
-                &event.occurred_at,
-                &letter.error,
-                &row.attempts,
-                &letter.failed_at,
-            ],
-        )
-        .await?;
+    client.execute(&statement, &row.params()).await?;
     Ok(())
 }
 
@@ -387,28 +396,7 @@ impl ProjectionStore for PostgresProjectionStore {
         letter: DeadLetter,
     ) -> Result<(), Error> {
         let row = LetterRow::new(&letter)?;
-        let event = &letter.event;
-        transaction
-            .execute(
-                &self.sql.put_letter,
-                &[
-                    &letter.projection,
-                    &row.position,
-                    &event.stream.aggregate_type(),
-                    &event.stream.aggregate_id(),
-                    &row.version,
-                    &event.event_id,
-                    &&*event.event_type,
-                    &row.schema_version,
-                    &event.payload.as_str(),
-                    &row.metadata,
-                    &event.occurred_at,
-                    &letter.error,
-                    &row.attempts,
-                    &letter.failed_at,
-                ],
-            )
-            .await?;
+        transaction.execute(&self.sql.put_letter, &row.params()).await?;
         Ok(())
     }
 
@@ -481,7 +469,7 @@ impl CheckpointStore for PostgresProjectionStore {
 impl DeadLetterStore for PostgresProjectionStore {
     async fn put(&self, letter: DeadLetter) -> Result<(), Error> {
         let row = LetterRow::new(&letter)?;
-        self.autocommit(async |client| put_letter(client, &self.sql.put_letter, &letter, &row).await)
+        self.autocommit(async |client| put_letter(client, &self.sql.put_letter, &row).await)
             .await
     }
 
