@@ -33,7 +33,7 @@ pub use projection::{
 };
 pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
-pub use store::{AppendResult, EventStore, EventStream, ExpectedVersion, original_append};
+pub use store::{AppendResult, EventPages, EventStore, EventStream, ExpectedVersion, original_append};
 pub use subscription::{PollingSubscription, SubscriptionOptions};
 pub use upcast::Upcasters;
 

@@ -1,11 +1,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use futures::StreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::{
-    AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
+    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
     RecordedEvent, Snapshot, SnapshotStore, StreamId, SubscriptionOptions, original_append,
 };
 
@@ -353,6 +354,22 @@ impl EventStore for InMemoryEventStore {
             next_version: Some(from_version.max(1)),
             page: Vec::new().into_iter(),
         })
+    }
+
+    fn read_stream_pages(&self, stream: &StreamId, from_version: u64) -> EventPages<'_> {
+        let stream = stream.clone();
+        futures::stream::unfold(Some(from_version.max(1)), move |next_version| {
+            let page = next_version.map(|version| (version, self.read_page(&stream, version)));
+            async move {
+                let (version, page) = page?;
+                if page.is_empty() {
+                    return None;
+                }
+                let following = (page.len() == PAGE).then(|| version + PAGE as u64);
+                Some((Ok(page), following))
+            }
+        })
+        .boxed()
     }
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {

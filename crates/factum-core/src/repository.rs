@@ -89,14 +89,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             Some((aggregate, version)) => (Some(aggregate), version),
             None => (None, 0),
         };
-        let mut events = self.store.read_stream(&stream, replayed + 1);
-        while replayed < up_to {
-            let Some(recorded) = events.next().await else {
+        let mut pages = self.store.read_stream_pages(&stream, replayed + 1);
+        'pages: while replayed < up_to {
+            let Some(page) = pages.next().await else {
                 break;
             };
-            let recorded = recorded?;
-            replay(&mut aggregate, &recorded, replayed + 1, &self.upcasters)?;
-            replayed += 1;
+            for recorded in &page? {
+                if replayed >= up_to {
+                    break 'pages;
+                }
+                replay(&mut aggregate, recorded, replayed + 1, &self.upcasters)?;
+                replayed += 1;
+            }
         }
         if let Some(aggregate) = aggregate.as_mut() {
             aggregate.state_mut().loaded_at(replayed);

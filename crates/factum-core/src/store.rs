@@ -1,6 +1,7 @@
 use std::fmt;
 use std::future::Future;
 
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
@@ -8,6 +9,12 @@ use crate::{Error, NewEvent, RecordedEvent, StreamId};
 
 /// A stream of stored events, read lazily.
 pub type EventStream<'a> = BoxStream<'a, Result<RecordedEvent, Error>>;
+
+/// A stream of pages of stored events, read lazily.
+pub type EventPages<'a> = BoxStream<'a, Result<Vec<RecordedEvent>, Error>>;
+
+/// The most events a default [`EventStore::read_stream_pages`] page holds.
+const STREAM_PAGE: usize = 1024;
 
 /// What the writer believes about the stream it appends to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -87,6 +94,18 @@ pub trait EventStore: Send + Sync + 'static {
     /// The stream is read lazily, in pages: a long history is never held in
     /// memory at once. An unknown stream yields nothing.
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_>;
+
+    /// [`read_stream`](Self::read_stream) a page at a time: what replay
+    /// uses, so a store that reads in pages anyway hands them over whole
+    /// instead of one event per poll.
+    ///
+    /// A page that meets an error yields the error instead of the page.
+    fn read_stream_pages(&self, stream: &StreamId, from_version: u64) -> EventPages<'_> {
+        self.read_stream(stream, from_version)
+            .ready_chunks(STREAM_PAGE)
+            .map(|page| page.into_iter().collect())
+            .boxed()
+    }
 
     /// Up to `limit` events of the global log with positions after `after`
     /// (exclusive), in position order.

@@ -427,6 +427,31 @@ pub async fn long_stream_reads_in_order<S: EventStore>(store: S) {
     assert_eq!(expected, 5001);
 }
 
+/// `read_stream_pages` yields exactly what `read_stream` does, page by page.
+pub async fn stream_pages_match_the_stream<S: EventStore>(store: S) {
+    let stream = stream("pages");
+    for _ in 0..5 {
+        append(&store, &stream, ExpectedVersion::Any, events(500)).await;
+    }
+    for from_version in [0, 1, 1000, 1025, 2500, 2501] {
+        let paged: Vec<RecordedEvent> = store
+            .read_stream_pages(&stream, from_version)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap_or_else(|error| panic!("reading pages of {stream} failed: {error}"))
+            .into_iter()
+            .flatten()
+            .collect();
+        assert_eq!(
+            paged,
+            read_stream(&store, &stream, from_version).await,
+            "pages from version {from_version}"
+        );
+    }
+    let unknown = self::stream("unknown");
+    assert!(store.read_stream_pages(&unknown, 1).next().await.is_none());
+}
+
 /// A stored payload that no longer matches the event is an error naming the
 /// event, never skipped.
 pub async fn undecodable_payload_is_an_error_not_a_skip<S: EventStore>(store: S) {

@@ -100,6 +100,7 @@ macro_rules! conformance_suite {
             unusual_names_and_payloads_round_trip,
             large_batch_is_atomic_and_ordered,
             long_stream_reads_in_order,
+            stream_pages_match_the_stream,
             undecodable_payload_is_an_error_not_a_skip,
             unknown_event_type_is_an_error_not_a_skip,
             concurrent_writers_on_one_stream,
