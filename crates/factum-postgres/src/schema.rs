@@ -259,6 +259,47 @@ pub(crate) fn append_one(names: &Names) -> String {
     )
 }
 
+/// The statement of a first attempt to append a batch: [`append_one`] for
+/// many events, one round trip and one plan, no PL/pgSQL.
+///
+/// Returns the stream's version before the append and the positions, in
+/// version order; no positions when the expected version did not match.
+/// The rows of `unnest … WITH ORDINALITY` reach the target list in order
+/// (a nested loop over one-row CTEs), so `nextval` hands out positions in
+/// version order, and only after the position lock's row exists. The batch
+/// must not repeat an event id (the caller sends such a batch to
+/// `factum_append`, which reports it).
+pub(crate) fn append_many(names: &Names) -> String {
+    let Names {
+        events,
+        sequence,
+        lock_tag,
+        ..
+    } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    let sequence_literal = sequence.replace('\'', "''");
+    format!(
+        "WITH position_lock AS MATERIALIZED (
+             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift}
+                 + (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM {sequence} s)) AS locked
+         ), current_version AS MATERIALIZED (
+             SELECT coalesce(max(e.version), 0) AS actual
+               FROM {events} e WHERE e.stream_type = $1 AND e.stream_id = $2
+         ), inserted AS (
+             INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                                   schema_version, payload, metadata, occurred_at)
+             SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + u.ord, u.event_id, u.event_type,
+                    u.schema_version, u.payload::json, u.metadata::json, u.occurred_at
+               FROM current_version c, position_lock l,
+                    unnest($4::uuid[], $5::text[], $6::integer[], $7::text[], $8::text[], $9::timestamptz[])
+                        WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord)
+              WHERE $3::bigint IS NULL OR c.actual = $3::bigint
+             RETURNING position
+         )
+         SELECT c.actual, ARRAY(SELECT i.position FROM inserted i ORDER BY i.position) FROM current_version c"
+    )
+}
+
 /// The statement of a first attempt to append one event to a stream
 /// expected to be empty (creating an aggregate): no version to read, since
 /// an existing stream has a version 1, and the unique key on

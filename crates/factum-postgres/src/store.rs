@@ -70,6 +70,7 @@ pub(crate) struct Shared {
 struct Sql {
     append: String,
     append_one: String,
+    append_many: String,
     append_new: String,
     set_horizon: String,
     read_page: String,
@@ -174,6 +175,7 @@ impl PostgresEventStore {
                 names.append
             ),
             append_one: schema::append_one(&names),
+            append_many: schema::append_many(&names),
             append_new: schema::append_new(&names),
             set_horizon: schema::set_horizon(&names),
             read_page: schema::read_page(&names),
@@ -496,6 +498,28 @@ impl PostgresEventStore {
             });
         }
         let batch = Batch::new(stream, events).map_err(AppendFailure::Invalid)?;
+        if !take_turns && events.len() > 1 && batch.ids_are_distinct() {
+            let statement = client.prepare_cached(&self.shared.sql.append_many).await?;
+            let params: [&(dyn ToSql + Sync); 9] = [
+                &stream.aggregate_type(),
+                &stream.aggregate_id(),
+                &expected,
+                &batch.event_ids,
+                &batch.event_types,
+                &batch.schema_versions,
+                &batch.payloads,
+                &batch.metadata,
+                &batch.occurred_at,
+            ];
+            let row = client.query_one(&statement, &params).await?;
+            let actual: i64 = row.try_get(0)?;
+            let positions: Vec<i64> = row.try_get(1)?;
+            return Ok(if positions.len() == events.len() {
+                Appended::Done(actual + to_i64(events.len() as u64), positions)
+            } else {
+                Appended::Conflict(Some(actual))
+            });
+        }
         let statement = client.prepare_cached(&self.shared.sql.append).await?;
         let params: [&(dyn ToSql + Sync); 10] = [
             &stream.aggregate_type(),
@@ -642,6 +666,14 @@ impl<'a> Batch<'a> {
             batch.occurred_at.push(event.occurred_at);
         }
         Ok(batch)
+    }
+
+    /// True when no event id repeats (such a batch goes to `factum_append`,
+    /// which reports it).
+    fn ids_are_distinct(&self) -> bool {
+        let mut ids = self.event_ids.clone();
+        ids.sort_unstable();
+        ids.windows(2).all(|pair| pair[0] != pair[1])
     }
 }
 

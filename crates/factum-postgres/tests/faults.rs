@@ -74,7 +74,7 @@ async fn a_connection_killed_mid_append_leaves_nothing_and_a_typed_error() {
     let pid: i32 = loop {
         let waiting = killer
             .query(
-                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%factum_append%' \
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%factum_events%' \
                  AND datname = current_database() AND application_name = 'factum'",
                 &[],
             )
