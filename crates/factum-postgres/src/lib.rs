@@ -47,8 +47,10 @@
 //! `WITH … INSERT` statement that reads the stream's version, takes the
 //! position lock (below) and inserts (creating a stream skips even the
 //! version read: an existing stream has a version 1, which the unique key
-//! refuses to store twice); a batch goes through `factum_append`, which
-//! inserts all events with one multi-row `INSERT` from `unnest` of arrays.
+//! refuses to store twice); a batch's first attempt is the same statement
+//! over `unnest` of arrays, one multi-row `INSERT`, and a retry after a lost
+//! race (or a batch that repeats an event id) goes through the PL/pgSQL
+//! `factum_append`, which does the same work taking turns on the stream.
 //! A wrong expected version writes nothing and comes back as
 //! [`Error::Conflict`](factum_core::Error::Conflict) with the actual version
 //! (SQLSTATE `FA001` from the function). Two writers racing on one stream
