@@ -221,6 +221,28 @@ $factum$;
     )
 }
 
+/// The opening CTEs of the one-statement appends: `position_lock` takes the
+/// shared position lock keyed with the last position handed out, and
+/// `current_version` reads the stream's version (parameters `$1`, `$2`).
+fn locked_version(names: &Names) -> String {
+    let Names {
+        events,
+        sequence,
+        lock_tag,
+        ..
+    } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    format!(
+        "WITH position_lock AS MATERIALIZED (
+             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift}
+                 + (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM {sequence} s)) AS locked
+         ), current_version AS MATERIALIZED (
+             SELECT coalesce(max(e.version), 0) AS actual
+               FROM {events} e WHERE e.stream_type = $1 AND e.stream_id = $2
+         )"
+    )
+}
+
 /// The statement of a first attempt to append one event: one round trip, one
 /// plan, no PL/pgSQL.
 ///
@@ -231,22 +253,11 @@ $factum$;
 /// CTE, so it runs only once the lock's row exists, i.e. after the lock is
 /// taken, and the lock's key was read from the sequence before.
 pub(crate) fn append_one(names: &Names) -> String {
-    let Names {
-        events,
-        sequence,
-        lock_tag,
-        ..
-    } = names;
-    let shift = 1_i64 << POSITION_BITS;
+    let Names { events, sequence, .. } = names;
     let sequence_literal = sequence.replace('\'', "''");
+    let locked_version = locked_version(names);
     format!(
-        "WITH position_lock AS MATERIALIZED (
-             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift}
-                 + (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM {sequence} s)) AS locked
-         ), current_version AS MATERIALIZED (
-             SELECT coalesce(max(e.version), 0) AS actual
-               FROM {events} e WHERE e.stream_type = $1 AND e.stream_id = $2
-         ), inserted AS (
+        "{locked_version}, inserted AS (
              INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
                                    schema_version, payload, metadata, occurred_at)
              SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + 1, $4, $5, $6, $7::text::json,
@@ -270,22 +281,11 @@ pub(crate) fn append_one(names: &Names) -> String {
 /// must not repeat an event id (the caller sends such a batch to
 /// `factum_append`, which reports it).
 pub(crate) fn append_many(names: &Names) -> String {
-    let Names {
-        events,
-        sequence,
-        lock_tag,
-        ..
-    } = names;
-    let shift = 1_i64 << POSITION_BITS;
+    let Names { events, sequence, .. } = names;
     let sequence_literal = sequence.replace('\'', "''");
+    let locked_version = locked_version(names);
     format!(
-        "WITH position_lock AS MATERIALIZED (
-             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift}
-                 + (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM {sequence} s)) AS locked
-         ), current_version AS MATERIALIZED (
-             SELECT coalesce(max(e.version), 0) AS actual
-               FROM {events} e WHERE e.stream_type = $1 AND e.stream_id = $2
-         ), inserted AS (
+        "{locked_version}, inserted AS (
              INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
                                    schema_version, payload, metadata, occurred_at)
              SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + u.ord, u.event_id, u.event_type,
