@@ -192,14 +192,17 @@ pub mod prelude {
     pub use factum_sqlite::SqliteEventStore;
 }
 
+// The backends' types are documented once, in their module (`factum::sqlite`,
+// `factum::postgres`, the sqlx shape); the root re-exports the common ones
+// without inlining them again, so `factum::SqliteEventStore` works too.
 #[cfg(feature = "sqlite")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-#[doc(inline)]
+#[doc(no_inline)]
 pub use factum_sqlite::{
     Durability, SqliteError, SqliteEventStore, SqliteOptions, SqliteProjectionStore, SqliteTransaction,
 };
 
-/// Everything of the SQLite store (`factum-sqlite`), including its backend name.
+/// The SQLite store (`factum-sqlite`): the embedded, durable default. Its
+/// main types are also re-exported at the crate root.
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite {
@@ -208,14 +211,13 @@ pub mod sqlite {
 }
 
 #[cfg(feature = "postgres")]
-#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-#[doc(inline)]
+#[doc(no_inline)]
 pub use factum_postgres::{
     PostgresError, PostgresEventStore, PostgresOptions, PostgresProjectionStore, PostgresTransaction,
 };
 
-/// Everything of the PostgreSQL store (`factum-postgres`), including the
-/// pool and connection types it takes.
+/// The PostgreSQL store (`factum-postgres`), with the pool and connection
+/// types it takes. Its main types are also re-exported at the crate root.
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub mod postgres {
