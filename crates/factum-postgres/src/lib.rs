@@ -37,6 +37,9 @@
 //!   clients in SQL;
 //! - `factum_checkpoints`, `factum_dead_letters`, `factum_leases`: the
 //!   state of projections (version 3), kept by [`PostgresProjectionStore`];
+//! - `factum_snapshots`: the latest snapshot of each stream (version 4):
+//!   the store implements [`factum_core::SnapshotStore`], so
+//!   `Application::with_snapshots` works on it;
 //! - `factum_schema_version`: the versions applied. A newer crate migrates
 //!   an older schema in place, in one transaction.
 //!
@@ -158,6 +161,7 @@ mod options;
 mod projection;
 mod rows;
 mod schema;
+mod snapshot;
 mod store;
 mod transaction;
 

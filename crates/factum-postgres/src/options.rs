@@ -172,6 +172,7 @@ pub(crate) struct Names {
     pub(crate) checkpoints: String,
     pub(crate) dead_letters: String,
     pub(crate) leases: String,
+    pub(crate) snapshots: String,
     pub(crate) prefix: String,
     /// The unique constraint on event ids.
     pub(crate) event_id_constraint: String,
@@ -206,6 +207,7 @@ impl Names {
             checkpoints: qualified("checkpoints"),
             dead_letters: qualified("dead_letters"),
             leases: qualified("leases"),
+            snapshots: qualified("snapshots"),
             prefix: prefix.to_owned(),
             event_id_constraint: format!("{prefix}events_event_id"),
             channel: format!("factum:{display}"),

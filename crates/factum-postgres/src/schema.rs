@@ -3,7 +3,7 @@
 use crate::options::Names;
 
 /// The schema version this crate writes and reads.
-pub(crate) const CURRENT_VERSION: i32 = 3;
+pub(crate) const CURRENT_VERSION: i32 = 4;
 
 /// Positions stay below 2^48: the high 16 bits of a position lock's key
 /// carry the store's tag.
@@ -21,6 +21,7 @@ pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
         checkpoints,
         dead_letters,
         leases,
+        snapshots,
         ..
     } = names;
     let max_position = (1_i64 << POSITION_BITS) - 1;
@@ -79,6 +80,18 @@ pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
                  holder text NOT NULL,
                  expires_at timestamptz NOT NULL,
                  CONSTRAINT \"{prefix}leases_pkey\" PRIMARY KEY (projection)
+             );"
+        )),
+        // Snapshots: the latest state of each aggregate, one row per stream.
+        // `state` is `json`, kept as written, like payloads.
+        4 => Some(format!(
+            "CREATE TABLE {snapshots} (
+                 stream_type text NOT NULL,
+                 stream_id text NOT NULL,
+                 version bigint NOT NULL CHECK (version >= 0),
+                 state json NOT NULL,
+                 taken_at timestamptz NOT NULL,
+                 CONSTRAINT \"{prefix}snapshots_pkey\" PRIMARY KEY (stream_type, stream_id)
              );"
         )),
         _ => None,

@@ -63,11 +63,11 @@ pub(crate) struct Shared {
     pub(crate) head: watch::Sender<u64>,
     pub(crate) notifier: Mutex<Option<mpsc::Sender<()>>>,
     pub(crate) listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    sql: Sql,
+    pub(crate) sql: Sql,
 }
 
 /// The statements the store prepares, with its names filled in.
-struct Sql {
+pub(crate) struct Sql {
     append: String,
     append_one: String,
     append_many: String,
@@ -78,6 +78,8 @@ struct Sql {
     read_stream: String,
     stream_version: String,
     by_event_ids: String,
+    pub(crate) save_snapshot: String,
+    pub(crate) load_snapshot: String,
 }
 
 impl std::fmt::Debug for PostgresEventStore {
@@ -190,6 +192,8 @@ impl PostgresEventStore {
                 names.events
             ),
             by_event_ids: format!("SELECT {COLUMNS} FROM {} WHERE event_id = ANY ($1)", names.events),
+            save_snapshot: crate::snapshot::save_sql(&names),
+            load_snapshot: crate::snapshot::load_sql(&names),
         };
         Self {
             shared: Arc::new(Shared {
