@@ -548,7 +548,7 @@ impl Bench {
         let store = PostgresProjectionStore::new(&once);
         let table = format!("\"{schema}\".seen");
         store
-            .batch_execute(&format!("CREATE TABLE {table} (position bigint PRIMARY KEY)"))
+            .execute_batch(&format!("CREATE TABLE {table} (position bigint PRIMARY KEY)"))
             .await?;
         let started = Instant::now();
         let handle = ProjectionRunner::transactional(

@@ -10,7 +10,7 @@ use crate::PostgresError;
 /// ```
 /// # use std::time::Duration;
 /// # use factum_postgres::PostgresOptions;
-/// let options = PostgresOptions::default()
+/// let options = PostgresOptions::new()
 ///     .schema("billing")
 ///     .table_prefix("es_")
 ///     .pool_size(32)
@@ -46,6 +46,12 @@ impl Default for PostgresOptions {
 }
 
 impl PostgresOptions {
+    /// The default options: schema `public`, prefix `factum_`, a pool of 16,
+    /// the timeouts and intervals documented on each setting.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// The PostgreSQL schema holding the store's tables (default `public`;
     /// created by `ensure_schema` when missing).
     ///

@@ -37,7 +37,7 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Tables, in the store's schema and with its prefix (schema version 3; an
 /// older schema gains them in [`ensure_schema`](PostgresEventStore::ensure_schema)):
 /// `factum_checkpoints`, `factum_dead_letters`, `factum_leases`. Create the
-/// read model's own tables with [`batch_execute`](Self::batch_execute), and
+/// read model's own tables with [`execute_batch`](Self::execute_batch), and
 /// read them through [`query`](Self::query) or the event store's
 /// [`pool`](PostgresEventStore::pool).
 ///
@@ -76,7 +76,7 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// events.ensure_schema().await?;
 /// let store = PostgresProjectionStore::new(&events);
 /// store
-///     .batch_execute("CREATE TABLE IF NOT EXISTS event_types (event_type text PRIMARY KEY, count bigint NOT NULL)")
+///     .execute_batch("CREATE TABLE IF NOT EXISTS event_types (event_type text PRIMARY KEY, count bigint NOT NULL)")
 ///     .await?;
 /// let runner = ProjectionRunner::transactional(events.clone(), EventTypes, store.clone());
 /// # let _ = runner;
@@ -166,7 +166,7 @@ impl PostgresProjectionStore {
     /// for creating a read model's tables (`CREATE TABLE IF NOT EXISTS …`)
     /// before its runner starts. Several statements run in one implicit
     /// transaction.
-    pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+    pub async fn execute_batch(&self, sql: &str) -> Result<(), Error> {
         let conn = self.events.client().await?;
         conn.batch_execute(sql)
             .await

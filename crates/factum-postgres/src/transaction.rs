@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::PostgresEventStore;
-use crate::store::Conn;
+use crate::conn::Conn;
 
 /// A unit of work of a projection in PostgreSQL: the handler's SQL, the
 /// checkpoint and the dead letters, committed together or not at all.
@@ -27,7 +27,7 @@ use crate::store::Conn;
 /// by the runner (through [`PostgresProjectionStore`](crate::PostgresProjectionStore)).
 /// It owns a pooled connection inside `BEGIN ISOLATION LEVEL READ COMMITTED`;
 /// run the read model's SQL with [`execute`](Self::execute),
-/// [`query`](Self::query) and [`batch_execute`](Self::batch_execute), or
+/// [`query`](Self::query) and [`execute_batch`](Self::execute_batch), or
 /// with the driver's whole API through [`client`](Self::client). Statements
 /// run through `execute` and `query` are prepared once per connection.
 ///
@@ -44,7 +44,7 @@ use crate::store::Conn;
 /// events.ensure_schema().await?;
 /// let store = PostgresProjectionStore::new(&events);
 /// store
-///     .batch_execute("CREATE TABLE IF NOT EXISTS totals (name text PRIMARY KEY, total bigint NOT NULL)")
+///     .execute_batch("CREATE TABLE IF NOT EXISTS totals (name text PRIMARY KEY, total bigint NOT NULL)")
 ///     .await?;
 ///
 /// let mut transaction = store.begin("totals").await?;
@@ -146,7 +146,7 @@ impl PostgresTransaction {
 
     /// Runs several statements separated by semicolons, without
     /// parameters, in one round trip.
-    pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+    pub async fn execute_batch(&self, sql: &str) -> Result<(), Error> {
         self.conn()
             .batch_execute(sql)
             .await

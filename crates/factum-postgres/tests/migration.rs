@@ -160,7 +160,7 @@ async fn a_version_2_schema_gains_the_projection_tables_with_its_events_intact()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_3_schema_gains_the_snapshot_table_with_its_data_intact() {
-    use factum_core::{CheckpointStore, ProjectionStore, Snapshot, SnapshotStore};
+    use factum_core::{ProjectionStore, Snapshot, SnapshotStore};
     use factum_postgres::PostgresProjectionStore;
 
     let Some((store, raw, schema)) = bare_store().await else {
