@@ -217,14 +217,13 @@ $factum$;
 fn append_function(names: &Names) -> String {
     let Names {
         events,
-        sequence,
         append,
         lock_tag,
         ..
     } = names;
     let shift = 1_i64 << POSITION_BITS;
     let last_handed_out = last_handed_out(names);
-    let sequence_literal = sequence.replace('\'', "''");
+    let inserts = append_inserts(names);
     format!(
         r#"
 CREATE OR REPLACE FUNCTION {append}(
@@ -267,7 +266,20 @@ BEGIN
     -- last position handed out, held until commit. Shared locks never block
     -- one another, so writers stay parallel.
     PERFORM pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out});
-    -- A stored event id fails the insert on the unique key of event_id:
+{inserts}
+END
+$factum$;
+"#
+    )
+}
+
+/// The inserts of `factum_append`, once its checks passed and the position
+/// lock is held: positions in version order, one row per event.
+fn append_inserts(names: &Names) -> String {
+    let Names { events, sequence, .. } = names;
+    let sequence_literal = sequence.replace('\'', "''");
+    format!(
+        r#"    -- A stored event id fails the insert on the unique key of event_id:
     -- the caller then compares the stored events (an idempotent retry).
     IF v_count = 1 THEN
         -- The common case, without the cost of unnest.
@@ -285,10 +297,7 @@ BEGIN
     SELECT positions[u.ord::integer], p_stream_type, p_stream_id, v_actual + u.ord, u.event_id,
            u.event_type, u.schema_version, u.payload::json, u.metadata::json, u.occurred_at
       FROM unnest(p_event_ids, p_event_types, p_schema_versions, p_payloads, p_metadata, p_occurred_at)
-           WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord);
-END
-$factum$;
-"#
+           WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord);"#
     )
 }
 
