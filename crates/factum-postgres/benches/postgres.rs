@@ -548,7 +548,7 @@ impl Bench {
         // Exactly once, on its own shorter log.
         let schema = format!("{}_once", self.schema);
         let once =
-            PostgresEventStore::connect_with(&url(), PostgresOptions::default().schema(&schema).pool_size(4))
+            PostgresEventStore::connect_with(&url(), PostgresOptions::new().schema(&schema).pool_size(4))
                 .await?;
         once.ensure_schema().await?;
         let total = scale(50_000) as u64;
@@ -696,7 +696,7 @@ async fn run() -> Result<(), BoxError> {
     let notify = std::env::var("BENCH_NOTIFY").map_or(true, |value| value != "0");
     let store = PostgresEventStore::connect_with(
         &url(),
-        PostgresOptions::default()
+        PostgresOptions::new()
             .schema(&schema)
             .pool_size(20)
             .notify(notify),

@@ -57,9 +57,11 @@ impl PostgresEventStore {
                 AfterFailure::Original(result) => return Ok(result),
             }
         }
-        // Only the position lock, found taken on every attempt, gets here:
-        // a lost race on the unique key fails from `after_failure` on the
-        // last attempt.
+        // Only the position lock, found taken on every attempt, gets here (a
+        // lost race on the unique key fails from `after_failure` on the last
+        // attempt). Today only a first attempt can find it taken, since later
+        // ones wait for it in `factum_append`; the error stays typed as the
+        // server's state, never the caller's configuration, should that change.
         Err(PostgresError::PositionLockUnavailable {
             address: self.shared.address.clone(),
             schema: self.shared.names.display.clone(),

@@ -5,7 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use factum_core::{Error, EventStore, ExpectedVersion, NewEvent, Payload, SnapshotStore, StreamId};
+use factum_core::{
+    Error, EventStore, ExpectedVersion, NewEvent, Payload, ProjectionStore, SnapshotStore, StreamId,
+};
 use factum_postgres::{PostgresError, PostgresProjectionStore};
 use futures::StreamExt;
 
@@ -41,6 +43,8 @@ async fn after_close_every_call_fails_at_once_and_closing_again_is_fine() {
     assert!(matches!(live.next().await, Some(Ok(_))));
     let projections = PostgresProjectionStore::new(&store);
     let clone = store.clone();
+    let in_flight = projections.begin("totals").await.unwrap();
+    in_flight.execute("SELECT 1", &[]).await.unwrap();
 
     store.close().await.unwrap();
     assert!(clone.is_closed(), "clones share the lifecycle");
@@ -75,6 +79,12 @@ async fn after_close_every_call_fails_at_once_and_closing_again_is_fine() {
             "subscribe_all",
         );
         assert_closed(projections.query("SELECT 1", &[]).await, "projection query");
+        assert_closed(projections.begin("totals").await, "a new transaction");
+        assert_closed(
+            in_flight.execute("SELECT 1", &[]).await,
+            "a transaction begun before",
+        );
+        assert_closed(projections.commit(in_flight).await, "its commit");
     };
     tokio::time::timeout(Duration::from_secs(5), calls)
         .await
