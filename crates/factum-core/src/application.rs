@@ -107,7 +107,10 @@ where
     ///
     /// The aggregate serializes with serde (the hidden bookkeeping field is
     /// skipped). A snapshot that no longer deserializes after a change of the
-    /// struct is ignored: the load replays the whole stream instead.
+    /// struct is ignored: the load replays the whole stream instead. So is a
+    /// snapshot whose version the stream does not hold (one ahead of its
+    /// stream): a load never yields an aggregate at a version its stream
+    /// never reached.
     pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self {
         self.snapshots = Some(Snapshots {
             policy,
@@ -210,12 +213,29 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
         Ok(result)
     }
 
+    /// Loads from the latest usable snapshot, else by a full replay.
+    ///
+    /// A snapshot is used only when its stream holds the snapshot's version:
+    /// one ahead of its stream (left by a store that was restored from an
+    /// older backup, or written by hand) would give an aggregate at a
+    /// version the stream never reached, whose next save could only
+    /// conflict. Such a snapshot is ignored, like one that no longer
+    /// deserializes.
     async fn load(&self, id: &A::Id, up_to: u64) -> Result<Option<A>, Error> {
-        let base = match &self.snapshots {
-            Some(snapshots) => self.restore(snapshots, id, up_to).await?,
-            None => None,
-        };
-        self.repository.load_from(id, base, up_to).await
+        if let Some(snapshots) = &self.snapshots
+            && let Some((aggregate, version)) = self.restore(snapshots, id, up_to).await?
+        {
+            let loaded = self
+                .repository
+                .load_from_snapshot(id, aggregate, version, up_to)
+                .await?;
+            if loaded.is_some() {
+                return Ok(loaded);
+            }
+            let stream = StreamId::for_aggregate::<A>(id);
+            tracing::warn!(%stream, version, "snapshot ignored: it is ahead of its stream");
+        }
+        self.repository.load_from(id, None, up_to).await
     }
 
     /// The aggregate from its latest snapshot at or below `up_to`, if usable.

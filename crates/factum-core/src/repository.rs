@@ -5,8 +5,8 @@ use futures::StreamExt;
 
 use crate::aggregate::DecodeError;
 use crate::{
-    Aggregate, AppendResult, DomainEvent, Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload,
-    RecordedEvent, StreamId, Upcasters,
+    Aggregate, AppendResult, DomainEvent, Error, EventPages, EventStore, ExpectedVersion, Metadata, NewEvent,
+    Payload, RecordedEvent, StreamId, Upcasters,
 };
 
 /// Loads aggregates by replaying their streams and saves their pending
@@ -85,27 +85,42 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         up_to: u64,
     ) -> Result<Option<A>, Error> {
         let stream = StreamId::for_aggregate::<A>(id);
-        let (mut aggregate, mut replayed) = match base {
-            Some((aggregate, version)) => (Some(aggregate), version),
-            None => (None, 0),
+        let mut replay = Replay::new(base, up_to);
+        let mut pages = self.store.read_stream_pages(&stream, replay.replayed + 1);
+        replay.drain(&mut pages, &self.upcasters).await?;
+        Ok(replay.finish())
+    }
+
+    /// Continues from `aggregate`, restored from a snapshot taken at
+    /// `version`, up to and including `up_to`; `None` when the stream does
+    /// not hold `version` (a snapshot ahead of its stream, which the caller
+    /// then ignores).
+    ///
+    /// The read starts at the snapshot's own event, so the check costs one
+    /// row of the first page, not another round trip.
+    pub(crate) async fn load_from_snapshot(
+        &self,
+        id: &A::Id,
+        aggregate: A,
+        version: u64,
+        up_to: u64,
+    ) -> Result<Option<A>, Error> {
+        let stream = StreamId::for_aggregate::<A>(id);
+        let mut pages = self.store.read_stream_pages(&stream, version);
+        let Some(first) = pages.next().await else {
+            return Ok(None);
         };
-        let mut pages = self.store.read_stream_pages(&stream, replayed + 1);
-        'pages: while replayed < up_to {
-            let Some(page) = pages.next().await else {
-                break;
-            };
-            for recorded in &page? {
-                if replayed >= up_to {
-                    break 'pages;
-                }
-                replay(&mut aggregate, recorded, replayed + 1, &self.upcasters)?;
-                replayed += 1;
-            }
+        let first = first?;
+        let Some((held, following)) = first.split_first() else {
+            return Ok(None);
+        };
+        if held.version != version {
+            return Ok(None);
         }
-        if let Some(aggregate) = aggregate.as_mut() {
-            aggregate.state_mut().loaded_at(replayed);
-        }
-        Ok(aggregate)
+        let mut replay = Replay::new(Some((aggregate, version)), up_to);
+        replay.page(following, &self.upcasters)?;
+        replay.drain(&mut pages, &self.upcasters).await?;
+        Ok(replay.finish())
     }
 
     /// Appends the aggregate's pending events, expecting the stream to be at
@@ -157,6 +172,57 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             .await?;
         aggregate.state_mut().loaded_at(result.stream_version);
         Ok(result)
+    }
+}
+
+/// A replay in progress: the aggregate so far and how many events it holds.
+struct Replay<A> {
+    aggregate: Option<A>,
+    replayed: u64,
+    up_to: u64,
+}
+
+impl<A: Aggregate> Replay<A> {
+    fn new(base: Option<(A, u64)>, up_to: u64) -> Self {
+        let (aggregate, replayed) = match base {
+            Some((aggregate, version)) => (Some(aggregate), version),
+            None => (None, 0),
+        };
+        Self {
+            aggregate,
+            replayed,
+            up_to,
+        }
+    }
+
+    /// Replays the pages until `up_to` or the end of the stream.
+    async fn drain(&mut self, pages: &mut EventPages<'_>, upcasters: &Upcasters) -> Result<(), Error> {
+        while self.replayed < self.up_to {
+            let Some(page) = pages.next().await else {
+                break;
+            };
+            self.page(&page?, upcasters)?;
+        }
+        Ok(())
+    }
+
+    /// Replays the events of one page, up to `up_to`.
+    fn page(&mut self, events: &[RecordedEvent], upcasters: &Upcasters) -> Result<(), Error> {
+        for recorded in events {
+            if self.replayed >= self.up_to {
+                break;
+            }
+            replay(&mut self.aggregate, recorded, self.replayed + 1, upcasters)?;
+            self.replayed += 1;
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Option<A> {
+        if let Some(aggregate) = self.aggregate.as_mut() {
+            aggregate.state_mut().loaded_at(self.replayed);
+        }
+        self.aggregate
     }
 }
 

@@ -21,7 +21,14 @@ pub struct Snapshot {
 /// Where snapshots are kept: usually the event store itself.
 ///
 /// Only the latest snapshot of a stream matters; saving one at a lower
-/// version than the stored one keeps the stored one.
+/// version than the stored one keeps the stored one, and one at the same
+/// version replaces it.
+///
+/// A store keeps what it is given and does not compare a snapshot with its
+/// stream. An [`Application`](crate::Application) uses a snapshot only when
+/// the stream holds the snapshot's version (it reads from that event on), so
+/// a snapshot ahead of its stream is ignored and the aggregate is replayed.
+/// The conformance suite checks both on every backend.
 pub trait SnapshotStore: Send + Sync + 'static {
     /// Stores `snapshot`, replacing an older one of the same stream.
     fn save_snapshot(&self, snapshot: Snapshot) -> impl Future<Output = Result<(), Error>> + Send;

@@ -1,4 +1,13 @@
+//! The crate's error type, and how the driver's and the pool's failures map
+//! onto it.
+
 use std::time::Duration;
+
+use deadpool_postgres::{PoolError, TimeoutType};
+use tokio_postgres::error::SqlState;
+
+use crate::PostgresEventStore;
+use crate::conn::{Conn, connection_lost};
 
 /// What went wrong talking to PostgreSQL.
 ///
@@ -88,9 +97,9 @@ pub enum PostgresError {
         /// The schema and table prefix, e.g. `public.factum_`.
         schema: String,
         /// The version found in the database.
-        found: i32,
+        found: u32,
         /// The newest version this crate knows.
-        supported: i32,
+        supported: u32,
     },
 
     /// The tables or functions of the store do not exist.
@@ -108,6 +117,31 @@ pub enum PostgresError {
         source: tokio_postgres::Error,
     },
 
+    /// The store was closed with
+    /// [`PostgresEventStore::close`](crate::PostgresEventStore::close): no
+    /// operation runs on it any more.
+    #[error("the factum store at {address} is closed")]
+    Closed {
+        /// The server, as `host:port`.
+        address: String,
+    },
+
+    /// An append could not take the position lock, run after run: something
+    /// outside factum holds advisory locks in factum's key range
+    /// exclusively. The server is available but the store cannot write.
+    #[error(
+        "the position lock of {schema} at {address} stayed unavailable for {attempts} attempts: something \
+         outside factum holds advisory locks in factum's key range"
+    )]
+    PositionLockUnavailable {
+        /// The server, as `host:port`.
+        address: String,
+        /// The schema and table prefix, e.g. `public.factum_`.
+        schema: String,
+        /// How many times the append tried.
+        attempts: usize,
+    },
+
     /// A statement failed.
     #[error("query on PostgreSQL at {address} failed: {}", describe(.source))]
     Query {
@@ -122,6 +156,67 @@ pub enum PostgresError {
 impl From<PostgresError> for factum_core::Error {
     fn from(error: PostgresError) -> Self {
         factum_core::Error::store(crate::BACKEND, error)
+    }
+}
+
+impl PostgresEventStore {
+    /// Maps the error of a statement run on `client`, dropping the
+    /// connection from the pool when it is gone.
+    pub(crate) fn fail(&self, client: &Conn, error: tokio_postgres::Error) -> PostgresError {
+        self.query_error(client.check(error))
+    }
+
+    /// Maps the failure to take a connection from the pool.
+    pub(crate) fn pool_error(&self, error: PoolError) -> PostgresError {
+        let address = self.shared.address.clone();
+        let timeouts = self.shared.pool.timeouts();
+        match error {
+            PoolError::Closed => self.closed_error(),
+            PoolError::Timeout(TimeoutType::Wait) => PostgresError::PoolTimeout {
+                address,
+                waited: timeouts.wait.unwrap_or(self.shared.options.wait_timeout),
+                max_size: self.shared.pool.status().max_size,
+            },
+            PoolError::Timeout(_) => PostgresError::Connect {
+                address,
+                reason: format!(
+                    "no answer within {:?}",
+                    timeouts.create.unwrap_or(self.shared.options.connect_timeout)
+                ),
+                source: None,
+            },
+            PoolError::Backend(source) => PostgresError::Connect {
+                address,
+                reason: describe(&source),
+                source: Some(source),
+            },
+            other => PostgresError::Connect {
+                address,
+                reason: other.to_string(),
+                source: None,
+            },
+        }
+    }
+
+    /// Maps the driver's error: a lost connection, a missing schema, or a
+    /// failed statement.
+    pub(crate) fn query_error(&self, source: tokio_postgres::Error) -> PostgresError {
+        let address = self.shared.address.clone();
+        let code = source.code().map(SqlState::code).unwrap_or_default();
+        if connection_lost(&source) {
+            PostgresError::ConnectionLost { address, source }
+        } else if code == SqlState::UNDEFINED_TABLE.code()
+            || code == SqlState::UNDEFINED_FUNCTION.code()
+            || code == SqlState::INVALID_SCHEMA_NAME.code()
+        {
+            PostgresError::SchemaMissing {
+                address,
+                schema: self.shared.names.display.clone(),
+                source,
+            }
+        } else {
+            PostgresError::Query { address, source }
+        }
     }
 }
 

@@ -18,8 +18,37 @@
 //! assert_eq!(result.stream_version, 1);
 //!
 //! let page = store.read_all(0, 100).await?; // the global log, in commit order
+//! store.close().await?; // stops the listener, closes the pool
 //! # Ok(()) }
 //! ```
+//!
+//! # Lifecycle
+//!
+//! The same four steps as every factum store:
+//!
+//! 1. **Open**: [`connect(dsn)`](PostgresEventStore::connect), or
+//!    [`connect_with(dsn, PostgresOptions::new()…)`](PostgresEventStore::connect_with)
+//!    to set the schema, table prefix, pool size, timeouts, page size and
+//!    [`poll_interval`](PostgresOptions::poll_interval) (a `Duration`).
+//!    Opens one connection, so a wrong address or password fails here.
+//!    [`from_pool`](PostgresEventStore::from_pool) takes a pool of yours
+//!    (for TLS).
+//! 2. **Schema**: [`ensure_schema()`](PostgresEventStore::ensure_schema)
+//!    creates the tables, or migrates an older schema in place, one
+//!    transaction per run, processes taking turns. Idempotent: call it at
+//!    every start. Schema versions are `u32`
+//!    ([`schema_version()`](PostgresEventStore::schema_version),
+//!    [`PostgresError::SchemaTooNew`]).
+//! 3. **Work**: the store is cheap to clone; clones share the pool and the
+//!    background tasks (the `LISTEN` connection, started by the first
+//!    subscription, and the `NOTIFY` sender).
+//! 4. **Close**: [`close()`](PostgresEventStore::close) stops the background
+//!    tasks and closes the pool, for every clone. Every later call fails at
+//!    once with [`PostgresError::Closed`], naming the server; live
+//!    subscriptions yield that error and end. Closing twice is fine. Appends
+//!    are committed when they return, so there is nothing to flush; a store
+//!    dropped without `close` releases the same resources as its last clone
+//!    goes.
 //!
 //! # Tables
 //!
@@ -37,6 +66,9 @@
 //!   clients in SQL;
 //! - `factum_checkpoints`, `factum_dead_letters`, `factum_leases`: the
 //!   state of projections (version 3), kept by [`PostgresProjectionStore`];
+//! - `factum_snapshots`: the latest snapshot of each stream (version 4):
+//!   the store implements [`factum_core::SnapshotStore`], so
+//!   `Application::with_snapshots` works on it;
 //! - `factum_schema_version`: the versions applied. A newer crate migrates
 //!   an older schema in place, in one transaction.
 //!
@@ -149,15 +181,30 @@
 //! source, naming the server's `host:port`: a server that cannot be reached
 //! or a pool that stays exhausted fails after the connect or wait timeout,
 //! never hangs.
+//! [`PostgresError::InvalidDsn`] and [`PostgresError::InvalidConfig`] are
+//! only ever the caller's configuration; a failing or busy server is never
+//! reported as one (a position lock held by something outside factum is
+//! [`PostgresError::PositionLockUnavailable`]).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod append;
+mod attempt;
+mod batch;
+mod conn;
+mod dead_letters;
+mod dsn;
 mod error;
+mod lease;
+mod migrate;
 mod notify;
 mod options;
 mod projection;
+mod read;
 mod rows;
 mod schema;
+mod snapshot;
+mod statements;
 mod store;
 mod transaction;
 

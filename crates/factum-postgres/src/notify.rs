@@ -83,6 +83,9 @@ pub(crate) fn ensure_listener(shared: &Arc<Shared>) {
     let Some(config) = shared.options.listen.clone() else {
         return;
     };
+    if shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         return;
     };

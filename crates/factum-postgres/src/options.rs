@@ -10,7 +10,7 @@ use crate::PostgresError;
 /// ```
 /// # use std::time::Duration;
 /// # use factum_postgres::PostgresOptions;
-/// let options = PostgresOptions::default()
+/// let options = PostgresOptions::new()
 ///     .schema("billing")
 ///     .table_prefix("es_")
 ///     .pool_size(32)
@@ -46,6 +46,12 @@ impl Default for PostgresOptions {
 }
 
 impl PostgresOptions {
+    /// The default options: schema `public`, prefix `factum_`, a pool of 16,
+    /// the timeouts and intervals documented on each setting.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// The PostgreSQL schema holding the store's tables (default `public`;
     /// created by `ensure_schema` when missing).
     ///
@@ -172,6 +178,7 @@ pub(crate) struct Names {
     pub(crate) checkpoints: String,
     pub(crate) dead_letters: String,
     pub(crate) leases: String,
+    pub(crate) snapshots: String,
     pub(crate) prefix: String,
     /// The unique constraint on event ids.
     pub(crate) event_id_constraint: String,
@@ -206,6 +213,7 @@ impl Names {
             checkpoints: qualified("checkpoints"),
             dead_letters: qualified("dead_letters"),
             leases: qualified("leases"),
+            snapshots: qualified("snapshots"),
             prefix: prefix.to_owned(),
             event_id_constraint: format!("{prefix}events_event_id"),
             channel: format!("factum:{display}"),

@@ -1,22 +1,18 @@
 //! Projections whose read model lives in the events' PostgreSQL database:
-//! the [`ProjectionStore`] (read model and checkpoint committed together),
-//! the plain [`CheckpointStore`] and [`DeadLetterStore`], and a [`Lease`].
+//! the [`ProjectionStore`] (read model and checkpoint committed together)
+//! and the plain [`CheckpointStore`]. Dead letters and leases have files of
+//! their own.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use deadpool_postgres::ClientWrapper;
-use factum_core::{CheckpointStore, DeadLetter, DeadLetterStore, Error, Lease, ProjectionStore};
-use time::OffsetDateTime;
+use factum_core::{CheckpointStore, DeadLetter, Error, ProjectionStore};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::rows::{COLUMNS, Decoder};
+use crate::dead_letters::{LetterRow, letters_of};
+use crate::rows::COLUMNS;
 use crate::{PostgresEventStore, PostgresTransaction};
-
-/// The longest lease taken: a time to live beyond it is cut to it (the
-/// server's timestamps end in the year 294276).
-const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Read models, checkpoints, dead letters and leases of projections, kept in
 /// the database (and schema) of a [`PostgresEventStore`].
@@ -30,14 +26,14 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// expected`, or `UPDATE … WHERE position = expected`), which fences out a
 /// second instance that lost its lease without noticing.
 ///
-/// It is also a [`CheckpointStore`] and a [`DeadLetterStore`] (each call its
+/// It is also a [`CheckpointStore`] and a [`DeadLetterStore`](factum_core::DeadLetterStore) (each call its
 /// own autocommitted statement) for plain [`Projection`](factum_core::Projection)s,
-/// and a [`Lease`] shared by every process that uses the database.
+/// and a [`Lease`](factum_core::Lease) shared by every process that uses the database.
 ///
 /// Tables, in the store's schema and with its prefix (schema version 3; an
 /// older schema gains them in [`ensure_schema`](PostgresEventStore::ensure_schema)):
 /// `factum_checkpoints`, `factum_dead_letters`, `factum_leases`. Create the
-/// read model's own tables with [`batch_execute`](Self::batch_execute), and
+/// read model's own tables with [`execute_batch`](Self::execute_batch), and
 /// read them through [`query`](Self::query) or the event store's
 /// [`pool`](PostgresEventStore::pool).
 ///
@@ -76,7 +72,7 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// events.ensure_schema().await?;
 /// let store = PostgresProjectionStore::new(&events);
 /// store
-///     .batch_execute("CREATE TABLE IF NOT EXISTS event_types (event_type text PRIMARY KEY, count bigint NOT NULL)")
+///     .execute_batch("CREATE TABLE IF NOT EXISTS event_types (event_type text PRIMARY KEY, count bigint NOT NULL)")
 ///     .await?;
 /// let runner = ProjectionRunner::transactional(events.clone(), EventTypes, store.clone());
 /// # let _ = runner;
@@ -85,22 +81,22 @@ const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 #[derive(Clone, Debug)]
 pub struct PostgresProjectionStore {
     events: PostgresEventStore,
-    sql: Arc<Sql>,
+    pub(crate) sql: Arc<Sql>,
 }
 
 /// The statements of the store, with its names filled in.
 #[derive(Debug)]
-struct Sql {
-    load: String,
-    move_from_zero: String,
-    move_from: String,
-    save: String,
-    put_letter: String,
-    list_letters: String,
-    remove_letter: String,
-    clear_letters: String,
-    acquire: String,
-    release: String,
+pub(crate) struct Sql {
+    pub(crate) load: String,
+    pub(crate) move_from_zero: String,
+    pub(crate) move_from: String,
+    pub(crate) save: String,
+    pub(crate) put_letter: String,
+    pub(crate) list_letters: String,
+    pub(crate) remove_letter: String,
+    pub(crate) clear_letters: String,
+    pub(crate) acquire: String,
+    pub(crate) release: String,
 }
 
 impl PostgresProjectionStore {
@@ -166,7 +162,7 @@ impl PostgresProjectionStore {
     /// for creating a read model's tables (`CREATE TABLE IF NOT EXISTS …`)
     /// before its runner starts. Several statements run in one implicit
     /// transaction.
-    pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
+    pub async fn execute_batch(&self, sql: &str) -> Result<(), Error> {
         let conn = self.events.client().await?;
         conn.batch_execute(sql)
             .await
@@ -188,7 +184,7 @@ impl PostgresProjectionStore {
 
     /// Runs `work` on a pooled connection (outside any transaction), mapping
     /// the driver's errors.
-    async fn autocommit<R>(
+    pub(crate) async fn autocommit<R>(
         &self,
         work: impl AsyncFnOnce(&ClientWrapper) -> Result<R, tokio_postgres::Error>,
     ) -> Result<R, Error> {
@@ -219,122 +215,6 @@ fn checkpoint_of(projection: &str, row: Option<Row>) -> Result<u64, Error> {
         projection: projection.to_owned(),
         message: "the stored checkpoint is not a position".to_owned(),
     })
-}
-
-/// The parameters of a dead letter's row, checked.
-struct LetterRow<'a> {
-    letter: &'a DeadLetter,
-    aggregate_type: &'a str,
-    aggregate_id: &'a str,
-    event_type: &'a str,
-    payload: &'a str,
-    position: i64,
-    version: i64,
-    schema_version: i32,
-    metadata: Option<String>,
-    attempts: i32,
-}
-
-impl<'a> LetterRow<'a> {
-    /// The parameters of the dead-letter insert, in column order.
-    fn params(&self) -> [&(dyn ToSql + Sync); 14] {
-        let (letter, event) = (self.letter, &self.letter.event);
-        [
-            &letter.projection,
-            &self.position,
-            &self.aggregate_type,
-            &self.aggregate_id,
-            &self.version,
-            &event.event_id,
-            &self.event_type,
-            &self.schema_version,
-            &self.payload,
-            &self.metadata,
-            &event.occurred_at,
-            &letter.error,
-            &self.attempts,
-            &letter.failed_at,
-        ]
-    }
-
-    fn new(letter: &'a DeadLetter) -> Result<Self, Error> {
-        let event = &letter.event;
-        let invalid = |reason: String| Error::InvalidRequest {
-            stream: event.stream.clone(),
-            reason: format!(
-                "dead letter of `{}` at {}: {reason}",
-                letter.projection, event.position
-            ),
-        };
-        let number = |value: u64, what: &str| {
-            i64::try_from(value).map_err(|_| invalid(format!("{what} {value} is out of range")))
-        };
-        let metadata = if event.metadata.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(&event.metadata)
-                    .map_err(|error| invalid(format!("the metadata does not serialize: {error}")))?,
-            )
-        };
-        Ok(Self {
-            letter,
-            aggregate_type: event.stream.aggregate_type(),
-            aggregate_id: event.stream.aggregate_id(),
-            event_type: &event.event_type,
-            payload: event.payload.as_str(),
-            position: number(event.position, "position")?,
-            version: number(event.version, "version")?,
-            schema_version: i32::try_from(event.schema_version)
-                .map_err(|_| invalid(format!("schema version {} is out of range", event.schema_version)))?,
-            metadata,
-            attempts: i32::try_from(letter.attempts).unwrap_or(i32::MAX),
-        })
-    }
-}
-
-async fn put_letter(
-    client: &ClientWrapper,
-    sql: &str,
-    row: &LetterRow<'_>,
-) -> Result<(), tokio_postgres::Error> {
-    let statement = client.prepare_cached(sql).await?;
-    client.execute(&statement, &row.params()).await?;
-    Ok(())
-}
-
-/// Dead letters from the rows of a listing.
-fn letters_of(projection: &str, rows: &[Row]) -> Result<Vec<DeadLetter>, Error> {
-    let mut decoder = Decoder::default();
-    rows.iter()
-        .map(|row| {
-            let event = decoder.decode(row)?;
-            let failure = (|| {
-                let error: String = row.try_get(10).map_err(|error| format!("error: {error}"))?;
-                let attempts: i32 = row.try_get(11).map_err(|error| format!("attempts: {error}"))?;
-                let attempts =
-                    u32::try_from(attempts).map_err(|_| format!("attempt count {attempts} is negative"))?;
-                let failed_at: OffsetDateTime =
-                    row.try_get(12).map_err(|error| format!("failed_at: {error}"))?;
-                Ok::<_, String>((error, attempts, failed_at))
-            })();
-            let (error, attempts, failed_at) = failure.map_err(|reason| Error::Corrupt {
-                stream: event.stream.clone(),
-                version: event.version,
-                reason: format!(
-                    "the dead letter of `{projection}` at position {} is damaged: {reason}",
-                    event.position
-                ),
-            })?;
-            Ok(DeadLetter {
-                projection: projection.to_owned(),
-                event,
-                error,
-                attempts,
-                failed_at,
-            })
-        })
-        .collect()
 }
 
 impl ProjectionStore for PostgresProjectionStore {
@@ -459,90 +339,6 @@ impl CheckpointStore for PostgresProjectionStore {
         self.autocommit(async |client| {
             let statement = client.prepare_cached(&self.sql.save).await?;
             client.execute(&statement, &[&projection, &position]).await
-        })
-        .await?;
-        Ok(())
-    }
-}
-
-/// Each change is its own autocommitted statement.
-impl DeadLetterStore for PostgresProjectionStore {
-    async fn put(&self, letter: DeadLetter) -> Result<(), Error> {
-        let row = LetterRow::new(&letter)?;
-        self.autocommit(async |client| put_letter(client, &self.sql.put_letter, &row).await)
-            .await
-    }
-
-    async fn list(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
-        self.dead_letters(projection).await
-    }
-
-    async fn remove(&self, projection: &str, position: u64) -> Result<bool, Error> {
-        let Ok(position) = i64::try_from(position) else {
-            return Ok(false);
-        };
-        let removed = self
-            .autocommit(async |client| {
-                let statement = client.prepare_cached(&self.sql.remove_letter).await?;
-                client.execute(&statement, &[&projection, &position]).await
-            })
-            .await?;
-        Ok(removed > 0)
-    }
-
-    async fn clear(&self, projection: &str) -> Result<(), Error> {
-        self.autocommit(async |client| {
-            let statement = client.prepare_cached(&self.sql.clear_letters).await?;
-            client.execute(&statement, &[&projection]).await
-        })
-        .await?;
-        Ok(())
-    }
-}
-
-/// Leases in the `factum_leases` table: one upsert that takes the lease
-/// when it is free or expired, or renews it for its holder
-/// (`… ON CONFLICT DO UPDATE … WHERE holder = $me OR expires_at <= clock_timestamp()`),
-/// and a delete by the holder only.
-///
-/// Expiry is judged by the server's clock, so instances on hosts whose
-/// clocks disagree still agree on when a lease ran out. A table rather than
-/// a session advisory lock: an advisory lock belongs to one connection, so
-/// it would pin a pooled connection for as long as the projection runs and
-/// vanish whenever that connection is recycled, while the lease's time to
-/// live is what lets the runner stop before another instance can take over.
-///
-/// ```no_run
-/// # use std::time::Duration;
-/// # use factum_core::Lease;
-/// # use factum_postgres::{PostgresEventStore, PostgresProjectionStore};
-/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// let events = PostgresEventStore::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
-/// events.ensure_schema().await?;
-/// let leases = PostgresProjectionStore::new(&events);
-/// let ttl = Duration::from_secs(10);
-/// assert!(leases.acquire("sales", "host-a", ttl).await?);
-/// assert!(!leases.acquire("sales", "host-b", ttl).await?, "host-a holds it");
-/// leases.release("sales", "host-a").await?;
-/// assert!(leases.acquire("sales", "host-b", ttl).await?);
-/// # Ok(()) }
-/// ```
-impl Lease for PostgresProjectionStore {
-    async fn acquire(&self, projection: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
-        let micros = i64::try_from(ttl.min(MAX_TTL).as_micros()).unwrap_or(i64::MAX);
-        let taken = self
-            .autocommit(async |client| {
-                let statement = client.prepare_cached(&self.sql.acquire).await?;
-                client.execute(&statement, &[&projection, &holder, &micros]).await
-            })
-            .await?;
-        Ok(taken > 0)
-    }
-
-    async fn release(&self, projection: &str, holder: &str) -> Result<(), Error> {
-        self.autocommit(async |client| {
-            let statement = client.prepare_cached(&self.sql.release).await?;
-            client.execute(&statement, &[&projection, &holder]).await
         })
         .await?;
         Ok(())

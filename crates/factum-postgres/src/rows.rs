@@ -147,3 +147,9 @@ fn corrupt(stream: &StreamId, version: u64, reason: String) -> Error {
         reason,
     }
 }
+
+/// A count or position the store computed (a version, a position): never
+/// negative in a sound database, so a negative one is corruption, never 0.
+pub(crate) fn stored_u64(value: i64, stream: &StreamId, what: &str) -> Result<u64, Error> {
+    u64::try_from(value).map_err(|_| corrupt(stream, 0, format!("negative {what} {value}")))
+}

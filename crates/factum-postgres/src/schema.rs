@@ -3,31 +3,35 @@
 use crate::options::Names;
 
 /// The schema version this crate writes and reads.
-pub(crate) const CURRENT_VERSION: i32 = 3;
+pub(crate) const CURRENT_VERSION: u32 = 4;
 
 /// Positions stay below 2^48: the high 16 bits of a position lock's key
 /// carry the store's tag.
 pub(crate) const POSITION_BITS: u32 = 48;
 
-/// The statements that take a schema from version `version - 1` to `version`.
+/// The steps that take a schema from one version to the next: step `k`
+/// (counting from 0) takes version `k` to `k + 1`. The array's length is the
+/// current version, so every version has its step by construction.
 ///
 /// Never edit a published step: add a new one. A step runs inside the
 /// transaction that records it, so a failed migration leaves the schema as
 /// it was.
-pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
-    let Names {
-        events,
-        sequence,
-        checkpoints,
-        dead_letters,
-        leases,
-        ..
-    } = names;
+pub(crate) fn migrations(names: &Names) -> [String; CURRENT_VERSION as usize] {
+    [
+        version_1(names),
+        version_2(names),
+        version_3(names),
+        version_4(names),
+    ]
+}
+
+/// The events table and the sequence of positions.
+fn version_1(names: &Names) -> String {
+    let Names { events, sequence, .. } = names;
     let max_position = (1_i64 << POSITION_BITS) - 1;
     let prefix = &names.prefix;
-    match version {
-        1 => Some(format!(
-            "CREATE SEQUENCE {sequence} AS bigint MINVALUE 1 MAXVALUE {max_position} CACHE 1 NO CYCLE;
+    format!(
+        "CREATE SEQUENCE {sequence} AS bigint MINVALUE 1 MAXVALUE {max_position} CACHE 1 NO CYCLE;
              CREATE TABLE {events} (
                  position bigint NOT NULL,
                  stream_type text NOT NULL,
@@ -43,16 +47,28 @@ pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
                  CONSTRAINT \"{prefix}events_stream_version\" UNIQUE (stream_type, stream_id, version),
                  CONSTRAINT \"{prefix}events_event_id\" UNIQUE (event_id)
              );"
-        )),
-        // When each event was committed, for operators: the existing rows
-        // get the time of the migration (no table rewrite).
-        2 => Some(format!(
-            "ALTER TABLE {events} ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();"
-        )),
-        // Projections: checkpoints, dead letters (the whole envelope, so a
-        // dead letter is replayed from its row) and leases.
-        3 => Some(format!(
-            "CREATE TABLE {checkpoints} (
+    )
+}
+
+/// When each event was committed, for operators: the existing rows get the
+/// time of the migration (no table rewrite).
+fn version_2(names: &Names) -> String {
+    let Names { events, .. } = names;
+    format!("ALTER TABLE {events} ADD COLUMN recorded_at timestamptz NOT NULL DEFAULT now();")
+}
+
+/// Projections: checkpoints, dead letters (the whole envelope, so a dead
+/// letter is replayed from its row) and leases.
+fn version_3(names: &Names) -> String {
+    let Names {
+        checkpoints,
+        dead_letters,
+        leases,
+        ..
+    } = names;
+    let prefix = &names.prefix;
+    format!(
+        "CREATE TABLE {checkpoints} (
                  projection text NOT NULL,
                  position bigint NOT NULL CHECK (position >= 0),
                  CONSTRAINT \"{prefix}checkpoints_pkey\" PRIMARY KEY (projection)
@@ -80,27 +96,51 @@ pub(crate) fn migration(names: &Names, version: i32) -> Option<String> {
                  expires_at timestamptz NOT NULL,
                  CONSTRAINT \"{prefix}leases_pkey\" PRIMARY KEY (projection)
              );"
-        )),
-        _ => None,
-    }
+    )
+}
+
+/// Snapshots: the latest state of each aggregate, one row per stream.
+/// `state` is `json`, kept as written, like payloads.
+fn version_4(names: &Names) -> String {
+    let Names { snapshots, .. } = names;
+    let prefix = &names.prefix;
+    format!(
+        "CREATE TABLE {snapshots} (
+                 stream_type text NOT NULL,
+                 stream_id text NOT NULL,
+                 version bigint NOT NULL CHECK (version >= 0),
+                 state json NOT NULL,
+                 taken_at timestamptz NOT NULL,
+                 CONSTRAINT \"{prefix}snapshots_pkey\" PRIMARY KEY (stream_type, stream_id)
+             );"
+    )
 }
 
 /// The functions of the current version, replaced on every `ensure_schema`.
 pub(crate) fn functions(names: &Names) -> String {
+    [
+        horizon_function(names),
+        read_all_function(names),
+        append_function(names),
+    ]
+    .join("\n")
+}
+
+/// The last position the sequence has handed out, as an SQL expression
+/// (see the crate docs: a fresh sequence has handed out nothing).
+pub(crate) fn last_handed_out(names: &Names) -> String {
+    format!(
+        "(SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM {} s)",
+        names.sequence
+    )
+}
+
+/// `factum_horizon()`: the position up to which the global log can be read.
+fn horizon_function(names: &Names) -> String {
     let Names {
-        events,
-        sequence,
-        append,
-        read_all,
-        horizon,
-        lock_tag,
-        ..
+        horizon, lock_tag, ..
     } = names;
-    let shift = 1_i64 << POSITION_BITS;
-    let last_handed_out = format!(
-        "(SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM {sequence} s)"
-    );
-    let sequence_literal = sequence.replace('\'', "''");
+    let last_handed_out = last_handed_out(names);
     format!(
         r#"
 CREATE OR REPLACE FUNCTION {horizon}() RETURNS bigint
@@ -127,7 +167,20 @@ BEGIN
     RETURN least(v_last, v_in_flight);
 END
 $factum$;
+"#
+    )
+}
 
+/// `factum_read_all(after, limit)`: a page of the global log, for clients in SQL.
+fn read_all_function(names: &Names) -> String {
+    let Names {
+        events,
+        read_all,
+        horizon,
+        ..
+    } = names;
+    format!(
+        r#"
 CREATE OR REPLACE FUNCTION {read_all}(p_after bigint, p_limit integer)
 RETURNS TABLE ("position" bigint, stream_type text, stream_id text, version bigint, event_id uuid,
                event_type text, schema_version integer, payload json, metadata json, occurred_at timestamptz)
@@ -155,7 +208,24 @@ BEGIN
          ORDER BY page.position;
 END
 $factum$;
+"#
+    )
+}
 
+/// `factum_append(…)`: the append that takes turns on its stream, for
+/// retries and batches that repeat an event id.
+fn append_function(names: &Names) -> String {
+    let Names {
+        events,
+        append,
+        lock_tag,
+        ..
+    } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    let last_handed_out = last_handed_out(names);
+    let inserts = append_inserts(names);
+    format!(
+        r#"
 CREATE OR REPLACE FUNCTION {append}(
     p_stream_type text, p_stream_id text, p_expected bigint, p_take_turns boolean,
     p_event_ids uuid[], p_event_types text[], p_schema_versions integer[],
@@ -196,7 +266,20 @@ BEGIN
     -- last position handed out, held until commit. Shared locks never block
     -- one another, so writers stay parallel.
     PERFORM pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out});
-    -- A stored event id fails the insert on the unique key of event_id:
+{inserts}
+END
+$factum$;
+"#
+    )
+}
+
+/// The inserts of `factum_append`, once its checks passed and the position
+/// lock is held: positions in version order, one row per event.
+fn append_inserts(names: &Names) -> String {
+    let Names { events, sequence, .. } = names;
+    let sequence_literal = sequence.replace('\'', "''");
+    format!(
+        r#"    -- A stored event id fails the insert on the unique key of event_id:
     -- the caller then compares the stored events (an idempotent retry).
     IF v_count = 1 THEN
         -- The common case, without the cost of unnest.
@@ -214,150 +297,7 @@ BEGIN
     SELECT positions[u.ord::integer], p_stream_type, p_stream_id, v_actual + u.ord, u.event_id,
            u.event_type, u.schema_version, u.payload::json, u.metadata::json, u.occurred_at
       FROM unnest(p_event_ids, p_event_types, p_schema_versions, p_payloads, p_metadata, p_occurred_at)
-           WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord);
-END
-$factum$;
-"#
-    )
-}
-
-/// The opening CTEs of the one-statement appends: `position_lock` takes the
-/// shared position lock keyed with the last position handed out, and
-/// `current_version` reads the stream's version (parameters `$1`, `$2`).
-fn locked_version(names: &Names) -> String {
-    let Names {
-        events,
-        sequence,
-        lock_tag,
-        ..
-    } = names;
-    let shift = 1_i64 << POSITION_BITS;
-    format!(
-        "WITH position_lock AS MATERIALIZED (
-             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift}
-                 + (SELECT CASE WHEN s.is_called THEN s.last_value ELSE s.last_value - 1 END FROM {sequence} s)) AS locked
-         ), current_version AS MATERIALIZED (
-             SELECT coalesce(max(e.version), 0) AS actual
-               FROM {events} e WHERE e.stream_type = $1 AND e.stream_id = $2
-         )"
-    )
-}
-
-/// The statement of a first attempt to append one event: one round trip, one
-/// plan, no PL/pgSQL.
-///
-/// Returns the stream's version before the append and the new event's
-/// position, NULL when the expected version did not match (nothing is
-/// written then). The order that exactness needs is carried by the data:
-/// `nextval` sits in the target list of a join with the `position_lock`
-/// CTE, so it runs only once the lock's row exists, i.e. after the lock is
-/// taken, and the lock's key was read from the sequence before.
-pub(crate) fn append_one(names: &Names) -> String {
-    let Names { events, sequence, .. } = names;
-    let sequence_literal = sequence.replace('\'', "''");
-    let locked_version = locked_version(names);
-    format!(
-        "{locked_version}, inserted AS (
-             INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
-                                   schema_version, payload, metadata, occurred_at)
-             SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + 1, $4, $5, $6, $7::text::json,
-                    $8::text::json, $9
-               FROM current_version c, position_lock l
-              WHERE $3::bigint IS NULL OR c.actual = $3::bigint
-             RETURNING position
-         )
-         SELECT c.actual, (SELECT i.position FROM inserted i) FROM current_version c"
-    )
-}
-
-/// The statement of a first attempt to append a batch: [`append_one`] for
-/// many events, one round trip and one plan, no PL/pgSQL.
-///
-/// Returns the stream's version before the append and the positions, in
-/// version order; no positions when the expected version did not match.
-/// The rows of `unnest … WITH ORDINALITY` reach the target list in order
-/// (a nested loop over one-row CTEs), so `nextval` hands out positions in
-/// version order, and only after the position lock's row exists. The batch
-/// must not repeat an event id (the caller sends such a batch to
-/// `factum_append`, which reports it).
-pub(crate) fn append_many(names: &Names) -> String {
-    let Names { events, sequence, .. } = names;
-    let sequence_literal = sequence.replace('\'', "''");
-    let locked_version = locked_version(names);
-    format!(
-        "{locked_version}, inserted AS (
-             INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
-                                   schema_version, payload, metadata, occurred_at)
-             SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + u.ord, u.event_id, u.event_type,
-                    u.schema_version, u.payload::json, u.metadata::json, u.occurred_at
-               FROM current_version c, position_lock l,
-                    unnest($4::uuid[], $5::text[], $6::integer[], $7::text[], $8::text[], $9::timestamptz[])
-                        WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord)
-              WHERE $3::bigint IS NULL OR c.actual = $3::bigint
-             RETURNING position
-         )
-         SELECT c.actual, ARRAY(SELECT i.position FROM inserted i ORDER BY i.position) FROM current_version c"
-    )
-}
-
-/// The statement of a first attempt to append one event to a stream
-/// expected to be empty (creating an aggregate): no version to read, since
-/// an existing stream has a version 1, and the unique key on
-/// `(stream, version)` refuses a second one (SQLSTATE `23505`, after which
-/// the append runs again through `factum_append`, which reports the
-/// conflict). Returns the position, or no row when the position lock could
-/// not be had without waiting (never, unless something outside factum
-/// holds that advisory key exclusively; the append then runs again through
-/// `factum_append`, which waits for it).
-///
-/// The lock's key is an argument of the lock call and the lock is a
-/// one-time filter of the `SELECT`: both happen before `nextval` in its
-/// target list.
-pub(crate) fn append_new(names: &Names) -> String {
-    let Names {
-        events,
-        sequence,
-        lock_tag,
-        ..
-    } = names;
-    let shift = 1_i64 << POSITION_BITS;
-    let sequence_literal = sequence.replace('\'', "''");
-    format!(
-        "INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
-                               schema_version, payload, metadata, occurred_at)
-         SELECT nextval('{sequence_literal}'::regclass), $1, $2, 1, $3, $4, $5, $6::text::json, $7::text::json, $8
-          WHERE pg_try_advisory_xact_lock_shared({lock_tag} * {shift}
-                    + coalesce(pg_sequence_last_value('{sequence_literal}'::regclass), 0))
-         RETURNING position"
-    )
-}
-
-/// The statement that computes the horizon and leaves it in the session, for
-/// [`read_page`], sent right before it in the same round trip.
-pub(crate) fn set_horizon(names: &Names) -> String {
-    format!(
-        "SELECT set_config('factum.horizon', {}()::text, false)",
-        names.horizon
-    )
-}
-
-/// A page of the global log up to the horizon [`set_horizon`] just left in
-/// the session. A separate statement, so it reads with a snapshot taken
-/// after the horizon's scan of `pg_locks` (READ COMMITTED takes one per
-/// statement): the order the proof of exactness needs.
-pub(crate) fn read_page(names: &Names) -> String {
-    // The horizon filters the page after the LIMIT (the rows at or below it
-    // are a prefix of the page): an open range bounded on both sides makes
-    // the planner expect few rows and sort a whole range, while this form
-    // always walks the primary key from `$1`.
-    format!(
-        "SELECT {columns} FROM (
-             SELECT {columns} FROM {events} WHERE position > $1 ORDER BY position LIMIT $2
-         ) page
-         WHERE position <= current_setting('factum.horizon', true)::bigint
-         ORDER BY position",
-        columns = crate::rows::COLUMNS,
-        events = names.events,
+           WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord);"#
     )
 }
 
@@ -366,15 +306,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_version_up_to_the_current_one_has_a_migration() {
+    fn migration_steps_name_their_objects_once() {
         let names = Names::new("public", "factum_");
-        for version in 1..=CURRENT_VERSION {
+        let steps = migrations(&names);
+        assert!(steps[0].contains("CREATE TABLE \"public\".\"factum_events\""));
+        assert!(steps[3].contains("CREATE TABLE \"public\".\"factum_snapshots\""));
+        for (step, statements) in steps.iter().enumerate() {
             assert!(
-                migration(&names, version).is_some(),
-                "no migration to version {version}"
+                !statements.contains('{'),
+                "step {step} left a placeholder: {statements}"
             );
         }
-        assert!(migration(&names, CURRENT_VERSION + 1).is_none());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use crate::PostgresEventStore;
-use crate::store::Conn;
+use crate::conn::Conn;
 
 /// A unit of work of a projection in PostgreSQL: the handler's SQL, the
 /// checkpoint and the dead letters, committed together or not at all.
@@ -27,7 +27,7 @@ use crate::store::Conn;
 /// by the runner (through [`PostgresProjectionStore`](crate::PostgresProjectionStore)).
 /// It owns a pooled connection inside `BEGIN ISOLATION LEVEL READ COMMITTED`;
 /// run the read model's SQL with [`execute`](Self::execute),
-/// [`query`](Self::query) and [`batch_execute`](Self::batch_execute), or
+/// [`query`](Self::query) and [`execute_batch`](Self::execute_batch), or
 /// with the driver's whole API through [`client`](Self::client). Statements
 /// run through `execute` and `query` are prepared once per connection.
 ///
@@ -44,7 +44,7 @@ use crate::store::Conn;
 /// events.ensure_schema().await?;
 /// let store = PostgresProjectionStore::new(&events);
 /// store
-///     .batch_execute("CREATE TABLE IF NOT EXISTS totals (name text PRIMARY KEY, total bigint NOT NULL)")
+///     .execute_batch("CREATE TABLE IF NOT EXISTS totals (name text PRIMARY KEY, total bigint NOT NULL)")
 ///     .await?;
 ///
 /// let mut transaction = store.begin("totals").await?;
@@ -92,6 +92,16 @@ impl PostgresTransaction {
             .expect("a PostgresTransaction holds its connection until commit or rollback consumes it")
     }
 
+    /// The connection, unless the store was closed meanwhile: a transaction
+    /// begun before [`close`](PostgresEventStore::close) fails like every
+    /// other call after it (dropped, it rolls back).
+    fn open(&self) -> Result<&Conn, Error> {
+        if self.store.is_closed() {
+            return Err(self.store.closed_error().into());
+        }
+        Ok(self.conn())
+    }
+
     fn fail(&self, error: tokio_postgres::Error) -> Error {
         self.store.fail(self.conn(), error).into()
     }
@@ -109,7 +119,7 @@ impl PostgresTransaction {
     /// number of rows it changed. The statement is prepared once per
     /// connection.
     pub async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, Error> {
-        let conn = self.conn();
+        let conn = self.open()?;
         let statement = conn.prepare_cached(sql).await.map_err(|error| self.fail(error))?;
         conn.execute(&statement, params)
             .await
@@ -119,7 +129,7 @@ impl PostgresTransaction {
     /// Runs the query `sql` with `params` in the transaction; its rows. It
     /// sees what the transaction wrote.
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
-        let conn = self.conn();
+        let conn = self.open()?;
         let statement = conn.prepare_cached(sql).await.map_err(|error| self.fail(error))?;
         conn.query(&statement, params)
             .await
@@ -128,7 +138,7 @@ impl PostgresTransaction {
 
     /// [`query`](Self::query) for exactly one row (an error otherwise).
     pub async fn query_one(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Row, Error> {
-        let conn = self.conn();
+        let conn = self.open()?;
         let statement = conn.prepare_cached(sql).await.map_err(|error| self.fail(error))?;
         conn.query_one(&statement, params)
             .await
@@ -137,7 +147,7 @@ impl PostgresTransaction {
 
     /// [`query`](Self::query) for at most one row.
     pub async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, Error> {
-        let conn = self.conn();
+        let conn = self.open()?;
         let statement = conn.prepare_cached(sql).await.map_err(|error| self.fail(error))?;
         conn.query_opt(&statement, params)
             .await
@@ -146,8 +156,8 @@ impl PostgresTransaction {
 
     /// Runs several statements separated by semicolons, without
     /// parameters, in one round trip.
-    pub async fn batch_execute(&self, sql: &str) -> Result<(), Error> {
-        self.conn()
+    pub async fn execute_batch(&self, sql: &str) -> Result<(), Error> {
+        self.open()?
             .batch_execute(sql)
             .await
             .map_err(|error| self.fail(error))
@@ -160,7 +170,7 @@ impl PostgresTransaction {
     /// back and still report success) and outside a transaction block (one
     /// the handler ended itself), so neither passes for a commit.
     pub(crate) async fn commit(mut self) -> Result<(), Error> {
-        self.conn()
+        self.open()?
             .batch_execute("SAVEPOINT factum_commit; COMMIT")
             .await
             .map_err(|error| self.fail(error))?;
@@ -172,7 +182,7 @@ impl PostgresTransaction {
 
     /// Rolls back, then hands the connection back to the pool.
     pub(crate) async fn rollback(mut self) -> Result<(), Error> {
-        self.conn()
+        self.open()?
             .batch_execute("ROLLBACK")
             .await
             .map_err(|error| self.fail(error))?;

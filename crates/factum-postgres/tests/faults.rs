@@ -212,7 +212,7 @@ async fn a_server_that_never_answers_times_out_instead_of_hanging() {
     let started = Instant::now();
     let error = PostgresEventStore::connect_with(
         &format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-        PostgresOptions::default().connect_timeout(Duration::from_millis(500)),
+        PostgresOptions::new().connect_timeout(Duration::from_millis(500)),
     )
     .await
     .unwrap_err();

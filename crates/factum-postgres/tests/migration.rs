@@ -66,7 +66,7 @@ async fn a_version_1_schema_is_migrated_with_its_events_intact() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
     let stream = StreamId::new("Counter", "old");
     let events: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
     assert_eq!(events.iter().map(|event| event.event_id).collect::<Vec<_>>(), ids);
@@ -156,6 +156,71 @@ async fn a_version_2_schema_gains_the_projection_tables_with_its_events_intact()
     let projections = PostgresProjectionStore::new(&store);
     projections.save("sales", 3).await.unwrap();
     assert_eq!(projections.checkpoint("sales").await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_schema_gains_the_snapshot_table_with_its_data_intact() {
+    use factum_core::{ProjectionStore, Snapshot, SnapshotStore};
+    use factum_postgres::PostgresProjectionStore;
+
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(3).await.unwrap();
+    // Data as the version 3 store wrote it (its functions are not installed
+    // below the current version).
+    for version in 1..=2_i64 {
+        raw.execute(
+            &format!(
+                "INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id, event_type, \
+                 schema_version, payload, metadata, occurred_at) \
+                 VALUES (nextval('\"{schema}\".factum_position'), 'Counter', 'v3', $1, $2, 'incremented', 1, \
+                 $3::text::json, NULL, now())"
+            ),
+            &[&version, &Uuid::now_v7(), &format!(r#"{{"amount":{version}}}"#)],
+        )
+        .await
+        .unwrap();
+    }
+    raw.execute(
+        &format!("INSERT INTO \"{schema}\".factum_checkpoints (projection, position) VALUES ('sales', 2)"),
+        &[],
+    )
+    .await
+    .unwrap();
+    assert!(
+        !tables(&raw, &schema)
+            .await
+            .contains(&"factum_snapshots".to_owned())
+    );
+    let stream = StreamId::new("Counter", "v3");
+    assert!(
+        store.load_snapshot(&stream).await.is_err(),
+        "no snapshot table before the migration"
+    );
+
+    store.ensure_schema().await.unwrap();
+    store.ensure_schema().await.unwrap();
+
+    assert!(
+        tables(&raw, &schema)
+            .await
+            .contains(&"factum_snapshots".to_owned())
+    );
+    let events: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].payload.as_str(), r#"{"amount":2}"#);
+    let projections = PostgresProjectionStore::new(&store);
+    assert_eq!(projections.checkpoint("sales").await.unwrap(), 2);
+    assert_eq!(store.load_snapshot(&stream).await.unwrap(), None);
+    let snapshot = Snapshot {
+        stream: stream.clone(),
+        version: 2,
+        state: Payload::parse(r#"{"value": 3}"#).unwrap(),
+        taken_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
+    };
+    store.save_snapshot(snapshot.clone()).await.unwrap();
+    assert_eq!(store.load_snapshot(&stream).await.unwrap(), Some(snapshot));
 }
 
 async fn tables(raw: &tokio_postgres::Client, schema: &str) -> Vec<String> {

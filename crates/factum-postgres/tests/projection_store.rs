@@ -67,7 +67,7 @@ async fn fresh() -> Option<(PostgresProjectionStore, SqlLedger)> {
     let store = PostgresProjectionStore::new(&events);
     let table = format!("\"{schema}\".ledger");
     store
-        .batch_execute(&format!(
+        .execute_batch(&format!(
             "CREATE TABLE {table} (seq bigserial PRIMARY KEY, projection text NOT NULL, position bigint NOT NULL)"
         ))
         .await

@@ -335,9 +335,9 @@ async fn a_store_without_schema_says_to_call_ensure_schema() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_options_are_refused() {
     for options in [
-        factum_postgres::PostgresOptions::default().schema("bad\"name"),
-        factum_postgres::PostgresOptions::default().table_prefix("x y"),
-        factum_postgres::PostgresOptions::default().pool_size(0),
+        factum_postgres::PostgresOptions::new().schema("bad\"name"),
+        factum_postgres::PostgresOptions::new().table_prefix("x y"),
+        factum_postgres::PostgresOptions::new().pool_size(0),
     ] {
         let error = factum_postgres::PostgresEventStore::connect_with(&common::url(), options)
             .await

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use factum_core::{
-    AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent, StreamId,
+    AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent, Snapshot,
+    SnapshotStore, StreamId,
 };
 use factum_sqlite::{Durability, SqliteEventStore, SqliteOptions};
 
@@ -56,6 +57,16 @@ impl EventStore for FileStore {
 
     async fn head_position(&self) -> Result<u64, Error> {
         self.store.head_position().await
+    }
+}
+
+impl SnapshotStore for FileStore {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
+        self.store.save_snapshot(snapshot).await
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+        self.store.load_snapshot(stream).await
     }
 }
 

@@ -15,6 +15,13 @@ use crate::{
     Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, RecordedEvent, Repository, StreamId,
 };
 
+mod snapshots;
+
+pub use snapshots::{
+    application_loads_from_its_snapshots, latest_snapshot_wins, snapshot_ahead_of_its_stream_is_never_loaded,
+    undeserializable_snapshot_means_a_full_replay,
+};
+
 fn stream(name: &str) -> StreamId {
     StreamId::new("Tally", format!("{name}-{}", Uuid::now_v7()))
 }

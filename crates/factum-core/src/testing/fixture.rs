@@ -6,13 +6,15 @@ use serde::{Deserialize, Serialize};
 use crate::__private::AggregateState;
 use crate::{Aggregate, ApplyError, DecodeError, DomainEvent, Payload};
 
-/// A running total: the aggregate the conformance suite replays.
-#[derive(Debug, Default)]
+/// A running total: the aggregate the conformance suite replays (and
+/// snapshots, as JSON `{"id": …, "total": …}`).
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Tally {
     /// The aggregate id.
     pub id: String,
     /// The sum of all amounts added.
     pub total: i64,
+    #[serde(skip)]
     state: AggregateState<Tally>,
 }
 

@@ -62,9 +62,10 @@ pub fn service_unavailable<T>(service: &str, reason: impl std::fmt::Display) -> 
 }
 
 /// Expands to one `#[test]` per guarantee of the [`EventStore`](crate::EventStore)
-/// contract, each on a fresh store made by `$factory`.
+/// and [`SnapshotStore`](crate::SnapshotStore) contracts, each on a fresh
+/// store made by `$factory`.
 ///
-/// `$factory` is an `async fn() -> Option<S>` (`S: EventStore + Clone`) that
+/// `$factory` is an `async fn() -> Option<S>` (`S: EventStore + SnapshotStore + Clone`) that
 /// returns a fresh, empty store, or `None` when its server is unreachable
 /// (see [`service_unavailable`]).
 ///
@@ -108,6 +109,10 @@ macro_rules! conformance_suite {
             catch_up_hands_over_to_live,
             subscription_starts_after_its_position,
             head_position_follows_appends,
+            latest_snapshot_wins,
+            application_loads_from_its_snapshots,
+            snapshot_ahead_of_its_stream_is_never_loaded,
+            undeserializable_snapshot_means_a_full_replay,
         );
     };
 }

@@ -93,7 +93,7 @@ async fn clean_stale_schemas(client: &tokio_postgres::Client) {
 
 /// Options of a test store in `schema`.
 pub fn options(schema: &str) -> PostgresOptions {
-    PostgresOptions::default()
+    PostgresOptions::new()
         .schema(schema)
         .pool_size(8)
         .poll_interval(Duration::from_millis(200))

@@ -1,0 +1,212 @@
+//! Appends: the attempts (see `attempt`), the retries after a lost race,
+//! idempotent retries by event id, and what each failure means.
+
+use std::collections::{HashMap, HashSet};
+
+use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamId, original_append};
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use crate::attempt::{AppendFailure, Appended};
+use crate::rows::{Decoder, stored_u64};
+use crate::{PostgresError, PostgresEventStore};
+
+/// The SQLSTATE `factum_append` raises for a batch that repeats an event id.
+const REPEATED_ID: &str = "FA003";
+
+/// How often an append that lost a race on a unique key (or found the
+/// position lock taken) is run again before the error is handed to the
+/// caller.
+const MAX_ATTEMPTS: usize = 64;
+
+/// What to do after an attempt the server refused.
+enum AfterFailure {
+    /// Run the append again, taking turns.
+    Retry,
+    /// The append was a retry of a stored one: its original result.
+    Original(AppendResult),
+}
+
+impl PostgresEventStore {
+    /// [`EventStore::append`](factum_core::EventStore::append): attempts
+    /// until the append is stored, conflicts or fails.
+    pub(crate) async fn append_events(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, Error> {
+        let expected_version = expected_version(stream, expected)?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let last = attempt == MAX_ATTEMPTS;
+            let failure = match self
+                .try_append(stream, expected_version, attempt > 1, events)
+                .await
+            {
+                Ok(Appended::Done(version, positions)) => return self.stored(stream, version, &positions),
+                Ok(Appended::Conflict(reported)) => {
+                    return self.conflict(stream, expected, reported, events).await;
+                }
+                Ok(Appended::Retry) => continue,
+                Err(AppendFailure::Invalid(error)) => return Err(error),
+                Err(AppendFailure::Pool(error)) => return Err(error.into()),
+                Err(AppendFailure::Driver(error)) => error,
+            };
+            match self.after_failure(stream, events, failure, last).await? {
+                AfterFailure::Retry => continue,
+                AfterFailure::Original(result) => return Ok(result),
+            }
+        }
+        // Only the position lock, found taken on every attempt, gets here (a
+        // lost race on the unique key fails from `after_failure` on the last
+        // attempt). Today only a first attempt can find it taken, since later
+        // ones wait for it in `factum_append`; the error stays typed as the
+        // server's state, never the caller's configuration, should that change.
+        Err(PostgresError::PositionLockUnavailable {
+            address: self.shared.address.clone(),
+            schema: self.shared.names.display.clone(),
+            attempts: MAX_ATTEMPTS,
+        }
+        .into())
+    }
+
+    /// The result of a stored append; wakes subscribers.
+    fn stored(&self, stream: &StreamId, version: i64, positions: &[i64]) -> Result<AppendResult, Error> {
+        let positions = positions
+            .iter()
+            .map(|&position| stored_u64(position, stream, "position"))
+            .collect::<Result<Vec<u64>, Error>>()?;
+        self.announce(positions.last().copied());
+        Ok(AppendResult {
+            stream_version: stored_u64(version, stream, "stream version")?,
+            positions,
+        })
+    }
+
+    /// The stream was not at the expected version: a conflict, unless the
+    /// append is the retry of a stored one (which meets the version check
+    /// first).
+    async fn conflict(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        reported: Option<i64>,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, Error> {
+        if let Some(original) = self.retried(stream, events).await? {
+            return Ok(original);
+        }
+        let actual = match reported {
+            Some(actual) => stored_u64(actual, stream, "stream version")?,
+            None => self.version_of(stream).await?,
+        };
+        Err(Error::Conflict {
+            stream: stream.clone(),
+            expected,
+            actual,
+        })
+    }
+
+    /// What a refused attempt means: a repeated id, a retry of a stored
+    /// append, a lost race (run again unless `last`), a refused value, or a
+    /// failure of the server.
+    async fn after_failure(
+        &self,
+        stream: &StreamId,
+        events: &[NewEvent],
+        failure: tokio_postgres::Error,
+        last: bool,
+    ) -> Result<AfterFailure, Error> {
+        let code = failure.code().map(SqlState::code).unwrap_or_default();
+        if code == REPEATED_ID {
+            return Err(repeated_id(stream, events));
+        }
+        // The transaction held a position lock: readers capped by it can
+        // move on now that it is gone.
+        self.announce(None);
+        if code == SqlState::UNIQUE_VIOLATION.code() {
+            let constraint = failure
+                .as_db_error()
+                .and_then(|db| db.constraint())
+                .unwrap_or_default();
+            if constraint == self.shared.names.event_id_constraint
+                && let Some(original) = self.retried(stream, events).await?
+            {
+                return Ok(AfterFailure::Original(original));
+            }
+            if !last {
+                // A concurrent append to the stream won the race and
+                // committed: run again (taking turns), and the checks see
+                // its events.
+                return Ok(AfterFailure::Retry);
+            }
+        }
+        if code.starts_with("22") {
+            return Err(refused_value(stream, &failure));
+        }
+        Err(self.query_error(failure).into())
+    }
+
+    /// The original result when `events` is a retry of an earlier append
+    /// (`None` when none of their ids is stored).
+    async fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
+        let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.shared.sql.by_event_ids)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let rows = client
+            .query(&statement, &[&ids])
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        drop(client);
+        let mut decoder = Decoder::default();
+        let mut stored = rows
+            .iter()
+            .map(|row| decoder.decode(row).map(|event| (event.event_id, event)))
+            .collect::<Result<HashMap<Uuid, RecordedEvent>, Error>>()?;
+        original_append(stream, events, |event| Ok(stored.remove(&event.event_id)))
+    }
+}
+
+/// The expected version as the statements take it (NULL: any).
+fn expected_version(stream: &StreamId, expected: ExpectedVersion) -> Result<Option<i64>, Error> {
+    match expected {
+        ExpectedVersion::Any => Ok(None),
+        ExpectedVersion::NoStream => Ok(Some(0)),
+        ExpectedVersion::Exact(version) => {
+            i64::try_from(version)
+                .map(Some)
+                .map_err(|_| Error::InvalidRequest {
+                    stream: stream.clone(),
+                    reason: format!("expected version {version} is out of range"),
+                })
+        }
+    }
+}
+
+/// The error of a batch that names one event id twice.
+fn repeated_id(stream: &StreamId, events: &[NewEvent]) -> Error {
+    let mut seen = HashSet::with_capacity(events.len());
+    let repeated = events
+        .iter()
+        .find(|event| !seen.insert(event.event_id))
+        .map_or_else(Uuid::nil, |event| event.event_id);
+    Error::InvalidRequest {
+        stream: stream.clone(),
+        reason: format!("event id {repeated} appears twice in one append"),
+    }
+}
+
+/// A data exception (SQLSTATE class 22): the server refused a value of the
+/// append (a payload that is not JSON, a NUL character in a string).
+fn refused_value(stream: &StreamId, failure: &tokio_postgres::Error) -> Error {
+    let reason = failure
+        .as_db_error()
+        .map_or_else(|| crate::error::describe(failure), |db| db.message().to_owned());
+    Error::InvalidRequest {
+        stream: stream.clone(),
+        reason: format!("PostgreSQL refused a value of the append: {reason}"),
+    }
+}

@@ -1,0 +1,234 @@
+//! Reads: a stream in keyset pages (event by event, or page by page for
+//! replay), the global log up to its horizon, subscriptions, and versions.
+
+use std::pin::Pin;
+
+use factum_core::{
+    Error, EventPages, EventStream, PollingSubscription, RecordedEvent, StreamId, SubscriptionOptions,
+};
+use futures::{StreamExt, TryStreamExt};
+use tokio_postgres::RowStream;
+use tokio_postgres::types::ToSql;
+
+use crate::conn::Conn;
+use crate::rows::{Decoder, stored_u64};
+use crate::{PostgresEventStore, notify};
+
+/// A version or position from the caller as a query parameter: beyond
+/// `i64::MAX` nothing is stored, so the largest `bigint` reads the same.
+fn parameter(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl PostgresEventStore {
+    /// [`EventStore::read_stream`](factum_core::EventStore::read_stream):
+    /// rows are decoded as they arrive, a page at a time.
+    pub(crate) fn stream_events(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
+        futures::stream::try_unfold(
+            StreamRead::new(self, stream, from_version),
+            |mut state| async move {
+                loop {
+                    if let Some(page) = state.page.as_mut() {
+                        match page.rows.next().await {
+                            Some(Ok(row)) => {
+                                let event = state.decoder.decode(&row)?;
+                                state.read_in_page += 1;
+                                state.next_version = event.version.saturating_add(1);
+                                return Ok(Some((event, state)));
+                            }
+                            Some(Err(error)) => return Err(state.store.fail(&page.client, error).into()),
+                            None if state.finish_page() => return Ok(None),
+                            None => {}
+                        }
+                    }
+                    state.page = Some(state.open_page().await?);
+                    state.read_in_page = 0;
+                }
+            },
+        )
+        .boxed()
+    }
+
+    /// [`EventStore::read_stream_pages`](factum_core::EventStore::read_stream_pages):
+    /// the store's own pages, handed over whole (one query each), so replay
+    /// neither flattens nor re-chunks them. One page is in memory at a time.
+    pub(crate) fn stream_pages(&self, stream: &StreamId, from_version: u64) -> EventPages<'_> {
+        futures::stream::try_unfold(
+            StreamRead::new(self, stream, from_version),
+            |mut state| async move {
+                if state.done {
+                    return Ok(None);
+                }
+                let mut page = state.open_page().await?;
+                let mut events = Vec::with_capacity(state.store.shared.options.page_size.min(4096));
+                while let Some(row) = page
+                    .rows
+                    .try_next()
+                    .await
+                    .map_err(|e| state.store.fail(&page.client, e))?
+                {
+                    events.push(state.decoder.decode(&row)?);
+                }
+                drop(page);
+                state.read_in_page = events.len();
+                if let Some(last) = events.last() {
+                    state.next_version = last.version.saturating_add(1);
+                }
+                state.finish_page();
+                Ok((!events.is_empty()).then_some((events, state)))
+            },
+        )
+        .boxed()
+    }
+
+    /// [`EventStore::read_all`](factum_core::EventStore::read_all): the
+    /// horizon and the page in one round trip.
+    pub(crate) async fn read_log(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let set_horizon = client
+            .prepare_cached(&self.shared.sql.set_horizon)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let read_page = client
+            .prepare_cached(&self.shared.sql.read_page)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let after = parameter(after);
+        let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
+        let params: [&(dyn ToSql + Sync); 2] = [&after, &limit_param];
+        // Both statements go out in one round trip, in this order, on this
+        // connection; the page is used only when the horizon was set.
+        let (_, rows) = futures::try_join!(
+            client.execute(&set_horizon, &[]),
+            client.query_raw(&read_page, params)
+        )
+        .map_err(|e| self.fail(&client, e))?;
+        let mut rows = std::pin::pin!(rows);
+        let mut decoder = Decoder::default();
+        let mut events = Vec::with_capacity(limit.min(4096));
+        while let Some(row) = rows.try_next().await.map_err(|e| self.fail(&client, e))? {
+            events.push(decoder.decode(&row)?);
+        }
+        Ok(events)
+    }
+
+    /// [`EventStore::subscribe_all`](factum_core::EventStore::subscribe_all):
+    /// pages of the log, woken by this store's appends and by `LISTEN`.
+    pub(crate) fn subscribe_log(&self, after: u64) -> EventStream<'static> {
+        if self.is_closed() {
+            let closed: Error = self.closed_error().into();
+            return futures::stream::once(async move { Err(closed) }).boxed();
+        }
+        let wake = self.shared.head.subscribe();
+        notify::ensure_listener(&self.shared);
+        PollingSubscription::stream(
+            self.clone(),
+            after,
+            Some(wake),
+            SubscriptionOptions {
+                batch_size: self.shared.options.page_size,
+                poll_interval: Some(self.shared.options.poll_interval),
+            },
+        )
+    }
+
+    /// The version of the stream's last event (0: none).
+    pub(crate) async fn version_of(&self, stream: &StreamId) -> Result<u64, Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.shared.sql.stream_version)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let row = client
+            .query_one(&statement, &[&stream.aggregate_type(), &stream.aggregate_id()])
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let version: i64 = row.try_get(0).map_err(|e| self.fail(&client, e))?;
+        stored_u64(version, stream, "stream version")
+    }
+
+    /// The position up to which the global log can be read (0: empty).
+    pub(crate) async fn horizon(&self) -> Result<u64, Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.shared.sql.horizon)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let row = client
+            .query_one(&statement, &[])
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let horizon: Option<i64> = row.try_get(0).map_err(|e| self.fail(&client, e))?;
+        horizon.map_or(Ok(0), |horizon| {
+            stored_u64(horizon, &StreamId::new("$all", ""), "horizon")
+        })
+    }
+}
+
+/// Where a read of one stream is: the page being received and the next
+/// version.
+struct StreamRead {
+    store: PostgresEventStore,
+    stream: StreamId,
+    decoder: Decoder,
+    next_version: u64,
+    page: Option<Page>,
+    read_in_page: usize,
+    /// The last page was short: the stream has no more events.
+    done: bool,
+}
+
+/// One page of a stream read: rows are decoded as they arrive, so a page
+/// never sits in memory as rows.
+struct Page {
+    rows: Pin<Box<RowStream>>,
+    // Returned to the pool when the page is done.
+    client: Conn,
+}
+
+impl StreamRead {
+    fn new(store: &PostgresEventStore, stream: &StreamId, from_version: u64) -> Self {
+        Self {
+            store: store.clone(),
+            stream: stream.clone(),
+            decoder: Decoder::for_stream(stream.clone()),
+            next_version: from_version.max(1),
+            page: None,
+            read_in_page: 0,
+            done: false,
+        }
+    }
+
+    /// Ends the current page; true when it was the stream's last (short).
+    fn finish_page(&mut self) -> bool {
+        self.page = None;
+        self.done = self.read_in_page < self.store.shared.options.page_size;
+        self.done
+    }
+
+    /// Sends the query of the page from `next_version`.
+    async fn open_page(&self) -> Result<Page, Error> {
+        let store = &self.store;
+        let client = store.client().await?;
+        let statement = client
+            .prepare_cached(&store.shared.sql.read_stream)
+            .await
+            .map_err(|e| store.fail(&client, e))?;
+        let from_version = parameter(self.next_version);
+        let limit = i64::try_from(store.shared.options.page_size).unwrap_or(i64::MAX);
+        let aggregate_type = self.stream.aggregate_type();
+        let aggregate_id = self.stream.aggregate_id();
+        let params: [&(dyn ToSql + Sync); 4] = [&aggregate_type, &aggregate_id, &from_version, &limit];
+        let rows = client
+            .query_raw(&statement, params)
+            .await
+            .map_err(|e| store.fail(&client, e))?;
+        Ok(Page {
+            rows: Box::pin(rows),
+            client,
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! Snapshots: the latest saved state of each aggregate, one row per stream
+//! in the `snapshots` table (schema version 4).
+
+use factum_core::{Error, Payload, Snapshot, SnapshotStore, StreamId};
+use time::OffsetDateTime;
+
+use crate::PostgresEventStore;
+use crate::options::Names;
+
+/// The statement that stores a snapshot unless a newer one is stored: the
+/// comparison happens in the row's own lock, so two concurrent saves leave
+/// the higher version whatever their order.
+pub(crate) fn save_sql(names: &Names) -> String {
+    format!(
+        "INSERT INTO {snapshots} AS stored (stream_type, stream_id, version, state, taken_at)
+         VALUES ($1, $2, $3, $4::text::json, $5)
+         ON CONFLICT (stream_type, stream_id) DO UPDATE
+            SET version = excluded.version, state = excluded.state, taken_at = excluded.taken_at
+          WHERE excluded.version >= stored.version",
+        snapshots = names.snapshots
+    )
+}
+
+/// The statement that reads the snapshot of a stream.
+pub(crate) fn load_sql(names: &Names) -> String {
+    format!(
+        "SELECT version, state::text, taken_at FROM {} WHERE stream_type = $1 AND stream_id = $2",
+        names.snapshots
+    )
+}
+
+/// Snapshots live in the `snapshots` table of the store's schema, one row
+/// per stream: the latest.
+///
+/// Saving a snapshot at a lower version than the stored one keeps the stored
+/// one. The store keeps what it is given and does not compare it with the
+/// stream; [`Application`](factum_core::Application) never starts a load
+/// from a snapshot whose version its stream does not hold.
+///
+/// ```no_run
+/// # use factum_core::{Payload, Snapshot, SnapshotStore, StreamId};
+/// # use factum_postgres::PostgresEventStore;
+/// # async fn demo(store: PostgresEventStore) -> Result<(), Box<dyn std::error::Error>> {
+/// let stream = StreamId::new("Counter", "42");
+/// let state = Payload::parse(r#"{"value":5}"#)?;
+/// let taken_at = time::OffsetDateTime::now_utc();
+/// store.save_snapshot(Snapshot { stream: stream.clone(), version: 1, state, taken_at }).await?;
+/// let snapshot = store.load_snapshot(&stream).await?;
+/// assert_eq!(snapshot.map(|snapshot| snapshot.version), Some(1));
+/// # Ok(()) }
+/// ```
+impl SnapshotStore for PostgresEventStore {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
+        let stream = &snapshot.stream;
+        let version = i64::try_from(snapshot.version).map_err(|_| Error::InvalidRequest {
+            stream: stream.clone(),
+            reason: format!("snapshot version {} is out of range", snapshot.version),
+        })?;
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.shared.sql.save_snapshot)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        client
+            .execute(
+                &statement,
+                &[
+                    &stream.aggregate_type(),
+                    &stream.aggregate_id(),
+                    &version,
+                    &snapshot.state.as_str(),
+                    &snapshot.taken_at,
+                ],
+            )
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        Ok(())
+    }
+
+    /// The latest snapshot of `stream`; a damaged row is
+    /// [`Error::Corrupt`].
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&self.shared.sql.load_snapshot)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let row = client
+            .query_opt(&statement, &[&stream.aggregate_type(), &stream.aggregate_id()])
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let damaged = |reason: String| Error::Corrupt {
+            stream: stream.clone(),
+            version: 0,
+            reason: format!("the snapshot is damaged: {reason}"),
+        };
+        let version: i64 = row.try_get(0).map_err(|error| damaged(error.to_string()))?;
+        let version = u64::try_from(version).map_err(|_| damaged(format!("negative version {version}")))?;
+        let state: String = row.try_get(1).map_err(|error| damaged(error.to_string()))?;
+        let taken_at: OffsetDateTime = row.try_get(2).map_err(|error| damaged(error.to_string()))?;
+        Ok(Some(Snapshot {
+            stream: stream.clone(),
+            version,
+            state: Payload::from_stored(state),
+            taken_at,
+        }))
+    }
+}

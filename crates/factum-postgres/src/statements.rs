@@ -1,0 +1,185 @@
+//! The statements the store prepares, with its names filled in.
+
+use crate::options::Names;
+use crate::rows::COLUMNS;
+use crate::schema::{POSITION_BITS, last_handed_out};
+
+/// The statements the store prepares, built once per store.
+pub(crate) struct Sql {
+    pub(crate) append: String,
+    pub(crate) append_one: String,
+    pub(crate) append_many: String,
+    pub(crate) append_new: String,
+    pub(crate) set_horizon: String,
+    pub(crate) read_page: String,
+    pub(crate) horizon: String,
+    pub(crate) read_stream: String,
+    pub(crate) stream_version: String,
+    pub(crate) by_event_ids: String,
+    pub(crate) save_snapshot: String,
+    pub(crate) load_snapshot: String,
+}
+
+impl Sql {
+    pub(crate) fn new(names: &Names) -> Self {
+        Self {
+            append: format!(
+                "SELECT stream_version, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                names.append
+            ),
+            append_one: append_one(names),
+            append_many: append_many(names),
+            append_new: append_new(names),
+            set_horizon: set_horizon(names),
+            read_page: read_page(names),
+            horizon: format!("SELECT {}()", names.horizon),
+            read_stream: format!(
+                "SELECT {COLUMNS} FROM {} WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 \
+                 ORDER BY version LIMIT $4",
+                names.events
+            ),
+            stream_version: format!(
+                "SELECT coalesce(max(version), 0) FROM {} WHERE stream_type = $1 AND stream_id = $2",
+                names.events
+            ),
+            by_event_ids: format!("SELECT {COLUMNS} FROM {} WHERE event_id = ANY ($1)", names.events),
+            save_snapshot: crate::snapshot::save_sql(names),
+            load_snapshot: crate::snapshot::load_sql(names),
+        }
+    }
+}
+
+/// The opening CTEs of the one-statement appends: `position_lock` takes the
+/// shared position lock keyed with the last position handed out, and
+/// `current_version` reads the stream's version (parameters `$1`, `$2`).
+fn locked_version(names: &Names) -> String {
+    let Names { events, lock_tag, .. } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    let last_handed_out = last_handed_out(names);
+    format!(
+        "WITH position_lock AS MATERIALIZED (
+             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out}) AS locked
+         ), current_version AS MATERIALIZED (
+             SELECT coalesce(max(e.version), 0) AS actual
+               FROM {events} e WHERE e.stream_type = $1 AND e.stream_id = $2
+         )"
+    )
+}
+
+/// The statement of a first attempt to append one event: one round trip, one
+/// plan, no PL/pgSQL.
+///
+/// Returns the stream's version before the append and the new event's
+/// position, NULL when the expected version did not match (nothing is
+/// written then). The order that exactness needs is carried by the data:
+/// `nextval` sits in the target list of a join with the `position_lock`
+/// CTE, so it runs only once the lock's row exists, i.e. after the lock is
+/// taken, and the lock's key was read from the sequence before.
+fn append_one(names: &Names) -> String {
+    let Names { events, sequence, .. } = names;
+    let sequence_literal = sequence.replace('\'', "''");
+    let locked_version = locked_version(names);
+    format!(
+        "{locked_version}, inserted AS (
+             INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                                   schema_version, payload, metadata, occurred_at)
+             SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + 1, $4, $5, $6, $7::text::json,
+                    $8::text::json, $9
+               FROM current_version c, position_lock l
+              WHERE $3::bigint IS NULL OR c.actual = $3::bigint
+             RETURNING position
+         )
+         SELECT c.actual, (SELECT i.position FROM inserted i) FROM current_version c"
+    )
+}
+
+/// The statement of a first attempt to append a batch: [`append_one`] for
+/// many events, one round trip and one plan, no PL/pgSQL.
+///
+/// Returns the stream's version before the append and the positions, in
+/// version order; no positions when the expected version did not match.
+/// The rows of `unnest … WITH ORDINALITY` reach the target list in order
+/// (a nested loop over one-row CTEs), so `nextval` hands out positions in
+/// version order, and only after the position lock's row exists. The batch
+/// must not repeat an event id (the caller sends such a batch to
+/// `factum_append`, which reports it).
+fn append_many(names: &Names) -> String {
+    let Names { events, sequence, .. } = names;
+    let sequence_literal = sequence.replace('\'', "''");
+    let locked_version = locked_version(names);
+    format!(
+        "{locked_version}, inserted AS (
+             INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                                   schema_version, payload, metadata, occurred_at)
+             SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + u.ord, u.event_id, u.event_type,
+                    u.schema_version, u.payload::json, u.metadata::json, u.occurred_at
+               FROM current_version c, position_lock l,
+                    unnest($4::uuid[], $5::text[], $6::integer[], $7::text[], $8::text[], $9::timestamptz[])
+                        WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord)
+              WHERE $3::bigint IS NULL OR c.actual = $3::bigint
+             RETURNING position
+         )
+         SELECT c.actual, ARRAY(SELECT i.position FROM inserted i ORDER BY i.position) FROM current_version c"
+    )
+}
+
+/// The statement of a first attempt to append one event to a stream
+/// expected to be empty (creating an aggregate): no version to read, since
+/// an existing stream has a version 1, and the unique key on
+/// `(stream, version)` refuses a second one (SQLSTATE `23505`, after which
+/// the append runs again through `factum_append`, which reports the
+/// conflict). Returns the position, or no row when the position lock could
+/// not be had without waiting (never, unless something outside factum
+/// holds that advisory key exclusively; the append then runs again through
+/// `factum_append`, which waits for it).
+///
+/// The lock's key is an argument of the lock call and the lock is a
+/// one-time filter of the `SELECT`: both happen before `nextval` in its
+/// target list.
+fn append_new(names: &Names) -> String {
+    let Names {
+        events,
+        sequence,
+        lock_tag,
+        ..
+    } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    let sequence_literal = sequence.replace('\'', "''");
+    format!(
+        "INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                               schema_version, payload, metadata, occurred_at)
+         SELECT nextval('{sequence_literal}'::regclass), $1, $2, 1, $3, $4, $5, $6::text::json, $7::text::json, $8
+          WHERE pg_try_advisory_xact_lock_shared({lock_tag} * {shift}
+                    + coalesce(pg_sequence_last_value('{sequence_literal}'::regclass), 0))
+         RETURNING position"
+    )
+}
+
+/// The statement that computes the horizon and leaves it in the session, for
+/// [`read_page`], sent right before it in the same round trip.
+fn set_horizon(names: &Names) -> String {
+    format!(
+        "SELECT set_config('factum.horizon', {}()::text, false)",
+        names.horizon
+    )
+}
+
+/// A page of the global log up to the horizon [`set_horizon`] just left in
+/// the session. A separate statement, so it reads with a snapshot taken
+/// after the horizon's scan of `pg_locks` (READ COMMITTED takes one per
+/// statement): the order the proof of exactness needs.
+fn read_page(names: &Names) -> String {
+    // The horizon filters the page after the LIMIT (the rows at or below it
+    // are a prefix of the page): an open range bounded on both sides makes
+    // the planner expect few rows and sort a whole range, while this form
+    // always walks the primary key from `$1`.
+    format!(
+        "SELECT {columns} FROM (
+             SELECT {columns} FROM {events} WHERE position > $1 ORDER BY position LIMIT $2
+         ) page
+         WHERE position <= current_setting('factum.horizon', true)::bigint
+         ORDER BY position",
+        columns = COLUMNS,
+        events = names.events,
+    )
+}
