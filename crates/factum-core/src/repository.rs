@@ -98,7 +98,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 if replayed >= up_to {
                     break 'pages;
                 }
-                replay(&mut aggregate, recorded, replayed + 1, &self.upcasters)?;
+                crate::backend::check_next_version(&stream, replayed + 1, recorded)?;
+                replay(&mut aggregate, recorded, &self.upcasters)?;
                 replayed += 1;
             }
         }
@@ -160,24 +161,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 }
 
-/// Applies one stored event: the first builds the aggregate, the rest replay
-/// their method bodies.
+/// Applies one stored event, already checked to be the next of its stream
+/// ([`check_next_version`](crate::backend::check_next_version)): the first
+/// builds the aggregate, the rest replay their method bodies.
 pub(crate) fn replay<A: Aggregate>(
     aggregate: &mut Option<A>,
     recorded: &RecordedEvent,
-    expected_version: u64,
     upcasters: &Upcasters,
 ) -> Result<(), Error> {
-    if recorded.version != expected_version {
-        return Err(Error::Corrupt {
-            stream: recorded.stream.clone(),
-            version: expected_version,
-            reason: format!(
-                "expected version {expected_version}, found version {}",
-                recorded.version
-            ),
-        });
-    }
     let event = decode::<A>(recorded, upcasters)?;
     let replay_error = |error: crate::ApplyError| Error::Replay {
         stream: recorded.stream.clone(),

@@ -209,7 +209,7 @@ async fn long_streams_are_read_in_pages() {
 async fn subscriptions_wake_on_commit() {
     let dir = tempfile::tempdir().unwrap();
     // No polling: only the writer's wake-up can deliver the live event.
-    let options = SqliteOptions::new().poll_interval(None);
+    let options = SqliteOptions::new().watch_other_processes(false);
     let store = SqliteEventStore::open_with(dir.path().join("events.db"), options)
         .await
         .unwrap();
@@ -242,7 +242,7 @@ async fn subscriptions_wake_on_commit() {
 async fn subscriptions_see_appends_of_another_store_on_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
-    let options = SqliteOptions::new().poll_interval(Some(Duration::from_millis(20)));
+    let options = SqliteOptions::new().poll_interval(Duration::from_millis(20));
     let reader = SqliteEventStore::open_with(&path, options).await.unwrap();
     let writer = SqliteEventStore::open(&path).await.unwrap();
     let mut subscription = reader.subscribe_all(0);
@@ -500,7 +500,7 @@ async fn a_closed_store_refuses_work() {
         .await
         .unwrap_err();
     assert!(
-        matches!(sqlite_error(&error), Some(SqliteError::WriterGone)),
+        matches!(sqlite_error(&error), Some(SqliteError::Closed)),
         "{error}"
     );
     assert!(store.head_position().await.is_err());
