@@ -381,6 +381,27 @@ mod tests {
     }
 
     #[test]
+    fn only_the_next_version_of_the_same_stream_follows() {
+        let recorded = |stream: StreamId, version: u64| RecordedEvent {
+            event_id: Uuid::now_v7(),
+            stream,
+            version,
+            position: version,
+            event_type: Arc::from("added"),
+            schema_version: 1,
+            payload: Payload::parse("{}").unwrap(),
+            metadata: Metadata::default(),
+            occurred_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(check_next_version(&stream(), 2, &recorded(stream(), 2)).is_ok());
+        let gap = check_next_version(&stream(), 2, &recorded(stream(), 3)).unwrap_err();
+        assert!(matches!(gap, Error::Corrupt { version: 2, .. }), "{gap}");
+        let other =
+            check_next_version(&stream(), 2, &recorded(StreamId::new("Counter", "2"), 2)).unwrap_err();
+        assert!(matches!(other, Error::Corrupt { version: 2, .. }), "{other}");
+    }
+
+    #[test]
     fn event_types_are_shared() {
         let mut types = EventTypes::default();
         let first = types.intern("created");

@@ -406,3 +406,55 @@ impl SnapshotStore for InMemoryEventStore {
         Ok(snapshots.get(stream).cloned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Payload;
+
+    fn event(amount: i64) -> NewEvent {
+        NewEvent::new(
+            "added",
+            Payload::parse(format!(r#"{{"amount":{amount}}}"#)).unwrap(),
+        )
+    }
+
+    fn append(
+        store: &InMemoryEventStore,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        futures::executor::block_on(store.append(stream, ExpectedVersion::Any, events))
+    }
+
+    /// A stored id later in a batch gets the answer `original_append` gives,
+    /// and the batch leaves nothing behind.
+    #[test]
+    fn a_stored_id_inside_a_batch_is_judged_by_the_shared_rule() {
+        let store = InMemoryEventStore::new();
+        let stream = StreamId::new("Counter", "1");
+        let stored = event(1);
+        append(&store, &stream, vec![stored.clone()]).unwrap();
+
+        let mixed = append(&store, &stream, vec![event(2), stored.clone()]).unwrap_err();
+        assert!(
+            matches!(&mixed, Error::InvalidRequest { reason, .. } if reason.contains("mixes")),
+            "{mixed}"
+        );
+        let mut changed = stored.clone();
+        changed.payload = Payload::parse(r#"{"amount":9}"#).unwrap();
+        let reused = append(&store, &stream, vec![event(3), changed]).unwrap_err();
+        assert!(matches!(reused, Error::DuplicateEventId { .. }), "{reused}");
+        let elsewhere = append(&store, &StreamId::new("Counter", "2"), vec![event(4), stored]).unwrap_err();
+        assert!(matches!(elsewhere, Error::DuplicateEventId { .. }), "{elsewhere}");
+
+        let repeated = event(5);
+        let twice = append(&store, &stream, vec![repeated.clone(), repeated]).unwrap_err();
+        assert!(
+            matches!(&twice, Error::InvalidRequest { reason, .. } if reason.contains("twice")),
+            "{twice}"
+        );
+        assert_eq!(store.len(), 1, "a refused batch left events behind");
+        assert_eq!(append(&store, &stream, vec![event(6)]).unwrap().positions, [2]);
+    }
+}

@@ -206,6 +206,56 @@ async fn long_streams_are_read_in_pages() {
 }
 
 #[tokio::test]
+async fn replay_gets_the_pages_as_read() {
+    let store = SqliteEventStore::open_in_memory().await.unwrap();
+    let stream = StreamId::new("Counter", "paged");
+    for _ in 0..5 {
+        let batch: Vec<_> = (0..1000).map(event).collect();
+        store.append(&stream, ExpectedVersion::Any, batch).await.unwrap();
+    }
+    let pages: Vec<Vec<_>> = store
+        .read_stream_pages(&stream, 1)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [4096, 904], "whole pages of 4,096 events, not re-chunked");
+    let from_middle: Vec<usize> = store
+        .read_stream_pages(&stream, 4000)
+        .map(|page| page.unwrap().len())
+        .collect()
+        .await;
+    assert_eq!(from_middle, [1001]);
+}
+
+#[tokio::test]
+async fn a_damaged_row_ends_the_pages_after_the_good_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.db");
+    let stream = StreamId::new("Counter", "1");
+    let store = SqliteEventStore::open(&path).await.unwrap();
+    store
+        .append(&stream, ExpectedVersion::Any, (0..3).map(event).collect())
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let connection = rusqlite::Connection::open(&path).unwrap();
+    connection
+        .execute("UPDATE events SET version = 7 WHERE version = 3", [])
+        .unwrap();
+    drop(connection);
+    let store = SqliteEventStore::open(&path).await.unwrap();
+    let pages: Vec<_> = store.read_stream_pages(&stream, 1).collect().await;
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert_eq!(pages[0].as_ref().map(Vec::len).ok(), Some(2));
+    assert!(
+        matches!(pages[1], Err(Error::Corrupt { version: 3, .. })),
+        "{pages:?}"
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn subscriptions_wake_on_commit() {
     let dir = tempfile::tempdir().unwrap();
     // No polling: only the writer's wake-up can deliver the live event.
