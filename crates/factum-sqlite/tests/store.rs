@@ -230,22 +230,11 @@ async fn replay_gets_the_pages_as_read() {
 
 #[tokio::test]
 async fn a_damaged_row_ends_the_pages_after_the_good_events() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let stream = StreamId::new("Counter", "1");
-    let store = SqliteEventStore::open(&path).await.unwrap();
-    store
-        .append(&stream, ExpectedVersion::Any, (0..3).map(event).collect())
-        .await
-        .unwrap();
-    store.close().await.unwrap();
-    let connection = rusqlite::Connection::open(&path).unwrap();
-    connection
-        .execute("UPDATE events SET version = 7 WHERE version = 3", [])
-        .unwrap();
-    drop(connection);
-    let store = SqliteEventStore::open(&path).await.unwrap();
-    let pages: Vec<_> = store.read_stream_pages(&stream, 1).collect().await;
+    let (_dir, store) = damaged("UPDATE events SET version = 7 WHERE version = 3").await;
+    let pages: Vec<_> = store
+        .read_stream_pages(&StreamId::new("Counter", "1"), 1)
+        .collect()
+        .await;
     assert_eq!(pages.len(), 2, "{pages:?}");
     assert_eq!(pages[0].as_ref().map(Vec::len).ok(), Some(2));
     assert!(
@@ -430,9 +419,9 @@ async fn a_missing_file_is_not_created_when_asked_not_to() {
     assert!(!path.exists());
 }
 
-/// Damages one column of the event at `version` of `Counter-1` and returns
-/// what reading the stream gives.
-async fn read_after_damage(column_update: &str) -> Vec<Result<factum_core::RecordedEvent, Error>> {
+/// A file holding versions 1 to 3 of `Counter-1`, changed by `sql` while
+/// the store was closed, and the store opened on it again.
+async fn damaged(sql: &str) -> (tempfile::TempDir, SqliteEventStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
     let stream = StreamId::new("Counter", "1");
@@ -443,15 +432,17 @@ async fn read_after_damage(column_update: &str) -> Vec<Result<factum_core::Recor
         .unwrap();
     store.close().await.unwrap();
     let connection = rusqlite::Connection::open(&path).unwrap();
-    connection
-        .execute(
-            &format!("UPDATE events SET {column_update} WHERE version = 2"),
-            [],
-        )
-        .unwrap();
+    connection.execute(sql, []).unwrap();
     drop(connection);
     let store = SqliteEventStore::open(&path).await.unwrap();
-    let events = read(&store, &stream).await;
+    (dir, store)
+}
+
+/// Damages one column of the event at version 2 of `Counter-1` and returns
+/// what reading the stream gives.
+async fn read_after_damage(column_update: &str) -> Vec<Result<factum_core::RecordedEvent, Error>> {
+    let (_dir, store) = damaged(&format!("UPDATE events SET {column_update} WHERE version = 2")).await;
+    let events = read(&store, &StreamId::new("Counter", "1")).await;
     // The global log reports the same damage.
     let all = store.read_all(0, 10).await;
     assert!(matches!(all, Err(Error::Corrupt { version: 2, .. })), "{all:?}");
@@ -490,22 +481,8 @@ async fn damaged_rows_are_typed_errors_naming_stream_and_version() {
 
 #[tokio::test]
 async fn a_missing_version_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let stream = StreamId::new("Counter", "1");
-    let store = SqliteEventStore::open(&path).await.unwrap();
-    store
-        .append(&stream, ExpectedVersion::Any, (0..3).map(event).collect())
-        .await
-        .unwrap();
-    store.close().await.unwrap();
-    let connection = rusqlite::Connection::open(&path).unwrap();
-    connection
-        .execute("DELETE FROM events WHERE version = 2", [])
-        .unwrap();
-    drop(connection);
-    let store = SqliteEventStore::open(&path).await.unwrap();
-    let events = read(&store, &stream).await;
+    let (_dir, store) = damaged("DELETE FROM events WHERE version = 2").await;
+    let events = read(&store, &StreamId::new("Counter", "1")).await;
     assert!(
         matches!(events[1], Err(Error::Corrupt { version: 2, .. })),
         "{events:?}"
