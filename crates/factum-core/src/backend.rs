@@ -177,6 +177,28 @@ pub fn query_bound(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+/// A projection's checkpoint as the store keeps it: a position beyond
+/// `i64::MAX` is [`Error::Checkpoint`].
+pub fn checkpoint_to_stored(projection: &str, position: u64) -> Result<i64, Error> {
+    i64::try_from(position).map_err(|_| Error::Checkpoint {
+        projection: projection.to_owned(),
+        message: format!("position {position} is beyond what the store can keep"),
+    })
+}
+
+/// A stored checkpoint back (`None`: no row, 0); a negative value is
+/// [`Error::Checkpoint`], never 0, since starting over would handle every
+/// event again.
+pub fn checkpoint_from_stored(projection: &str, stored: Option<i64>) -> Result<u64, Error> {
+    let Some(stored) = stored else {
+        return Ok(0);
+    };
+    u64::try_from(stored).map_err(|_| Error::Checkpoint {
+        projection: projection.to_owned(),
+        message: format!("the stored checkpoint {stored} is not a position"),
+    })
+}
+
 /// Checks that `event` is the next event of a replay of `stream`: in that
 /// stream, at `expected_version`. Versions in a stream start at 1 and have
 /// no gaps, so anything else is [`Error::Corrupt`]. Every read of a stream
@@ -343,6 +365,20 @@ mod tests {
         assert!(matches!(error, Error::Corrupt { version: 3, .. }), "{error}");
         assert_eq!(from_stored::<u64, i64>(7, "version", &stream(), 3).unwrap(), 7);
         assert!(positive_from_stored(0, "position", &stream(), 0).is_err());
+    }
+
+    #[test]
+    fn a_negative_checkpoint_is_an_error_not_a_fresh_start() {
+        assert_eq!(checkpoint_from_stored("p", None).unwrap(), 0);
+        assert_eq!(checkpoint_from_stored("p", Some(9)).unwrap(), 9);
+        assert!(matches!(
+            checkpoint_from_stored("p", Some(-1)),
+            Err(Error::Checkpoint { .. })
+        ));
+        assert!(matches!(
+            checkpoint_to_stored("p", u64::MAX),
+            Err(Error::Checkpoint { .. })
+        ));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! [`ProjectionStore`] (read model and checkpoint committed together), and
 //! the plain [`CheckpointStore`] and [`DeadLetterStore`].
 
+use factum_core::backend::{checkpoint_from_stored, checkpoint_to_stored};
 use factum_core::{CheckpointStore, DeadLetter, DeadLetterStore, Error, ProjectionStore};
 use rusqlite::Connection;
 
@@ -165,14 +166,6 @@ impl SqliteProjectionStore {
     }
 }
 
-/// A position as SQLite stores it.
-fn stored(projection: &str, position: u64) -> Result<i64, Error> {
-    i64::try_from(position).map_err(|_| Error::Checkpoint {
-        projection: projection.to_owned(),
-        message: format!("position {position} is beyond what SQLite can store"),
-    })
-}
-
 /// The committed checkpoint of `projection` (0: none).
 fn load(connection: &Connection, projection: &str) -> Result<u64, Error> {
     let mut statement = connection
@@ -180,16 +173,15 @@ fn load(connection: &Connection, projection: &str) -> Result<u64, Error> {
         .map_err(sqlite)?;
     let mut rows = statement.query([projection]).map_err(sqlite)?;
     let Some(row) = rows.next().map_err(sqlite)? else {
-        return Ok(0);
+        return checkpoint_from_stored(projection, None);
     };
-    let position = match row.get_ref(0).map_err(sqlite)? {
-        rusqlite::types::ValueRef::Integer(position) => u64::try_from(position).ok(),
-        _ => None,
-    };
-    position.ok_or_else(|| Error::Checkpoint {
-        projection: projection.to_owned(),
-        message: "the stored checkpoint is not a position (a negative or non-integer value)".to_owned(),
-    })
+    match row.get_ref(0).map_err(sqlite)? {
+        rusqlite::types::ValueRef::Integer(position) => checkpoint_from_stored(projection, Some(position)),
+        other => Err(Error::Checkpoint {
+            projection: projection.to_owned(),
+            message: format!("the stored checkpoint is {:?}, not an integer", other.data_type()),
+        }),
+    }
 }
 
 /// Moves the checkpoint of `projection` from `expected` (no row counts as
@@ -200,7 +192,10 @@ fn compare_and_set(
     expected: u64,
     position: u64,
 ) -> Result<(), Error> {
-    let (expected_stored, position_stored) = (stored(projection, expected)?, stored(projection, position)?);
+    let (expected_stored, position_stored) = (
+        checkpoint_to_stored(projection, expected)?,
+        checkpoint_to_stored(projection, position)?,
+    );
     let mut moved = connection
         .prepare_cached("UPDATE factum_checkpoints SET position = ?3 WHERE projection = ?1 AND position = ?2")
         .and_then(|mut statement| statement.execute((projection, expected_stored, position_stored)))
@@ -315,7 +310,7 @@ impl CheckpointStore for SqliteProjectionStore {
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), Error> {
         let projection = projection.to_owned();
-        let position = stored(&projection, position)?;
+        let position = checkpoint_to_stored(&projection, position)?;
         self.events
             .write(move |connection| {
                 connection
