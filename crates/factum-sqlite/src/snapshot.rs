@@ -5,11 +5,11 @@ use factum_core::{Error, Payload, Snapshot, SnapshotStore, StreamId};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use crate::SqliteEventStore;
 use crate::decode::At;
 use crate::encode::nanos;
 use crate::error::sqlite;
 use crate::writer::Command;
-use crate::{SqliteError, SqliteEventStore};
 
 const SAVE_SQL: &str = "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, taken_at) \
      VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -92,7 +92,7 @@ impl SnapshotStore for SqliteEventStore {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::SaveSnapshot { snapshot, reply })?;
-        answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
+        answer.await.map_err(|_| self.gone())?
     }
 
     /// The latest snapshot of `stream`; a damaged row is

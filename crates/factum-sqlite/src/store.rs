@@ -196,10 +196,16 @@ impl SqliteEventStore {
 
     pub(crate) fn send(&self, command: Command) -> Result<(), Error> {
         self.check_open()?;
-        self.inner
-            .commands
-            .send(command)
-            .map_err(|_| SqliteError::WriterGone.into())
+        self.inner.commands.send(command).map_err(|_| self.gone())
+    }
+
+    /// The error for a call the writer thread will not answer: the store
+    /// was closed while it was under way (say so), or the thread stopped.
+    pub(crate) fn gone(&self) -> Error {
+        match self.check_open() {
+            Err(closed) => closed,
+            Ok(()) => SqliteError::WriterGone.into(),
+        }
     }
 
     /// Runs `write` on the writer's connection, committed with the next
@@ -219,7 +225,7 @@ impl SqliteEventStore {
                 }),
             }
         })))?;
-        answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
+        answer.await.map_err(|_| self.gone())?
     }
 
     /// Opens a projection transaction on the writer's connection.
@@ -268,9 +274,10 @@ impl SqliteEventStore {
         let sent = self.send(Command::Read(Box::new(move |connection| {
             let _ = reply.send(read(connection));
         })));
+        let store = self.clone();
         Box::pin(async move {
             sent?;
-            answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
+            answer.await.map_err(|_| store.gone())?
         })
     }
 }
@@ -298,7 +305,7 @@ impl EventStore for SqliteEventStore {
             events,
             reply,
         })?;
-        answer.await.map_err(|_| Error::from(SqliteError::WriterGone))?
+        answer.await.map_err(|_| self.gone())?
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
