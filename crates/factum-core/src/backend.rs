@@ -201,8 +201,9 @@ pub fn checkpoint_from_stored(projection: &str, stored: Option<i64>) -> Result<u
 
 /// Checks that `event` is the next event of a replay of `stream`: in that
 /// stream, at `expected_version`. Versions in a stream start at 1 and have
-/// no gaps, so anything else is [`Error::Corrupt`]. Every read of a stream
-/// that can meet stored rows, and every replay, uses this one check.
+/// no gaps, so anything else is [`Error::Corrupt`]. Every replay, and every
+/// read of a stream that can meet stored rows, uses this check (or
+/// [`check_version`], its version half, on a row not yet decoded).
 pub fn check_next_version(
     stream: &StreamId,
     expected_version: u64,
@@ -218,17 +219,20 @@ pub fn check_next_version(
             ),
         ));
     }
-    if event.version != expected_version {
-        return Err(corrupt(
-            stream,
-            expected_version,
-            format!(
-                "version {expected_version} is missing: the next stored version is {}",
-                event.version
-            ),
-        ));
+    check_version(stream, expected_version, event.version)
+}
+
+/// Checks that the version `found` stored next in `stream` is
+/// `expected_version`; a gap or a repeat is [`Error::Corrupt`].
+pub fn check_version(stream: &StreamId, expected_version: u64, found: u64) -> Result<(), Error> {
+    if found == expected_version {
+        return Ok(());
     }
-    Ok(())
+    Err(corrupt(
+        stream,
+        expected_version,
+        format!("version {expected_version} is missing: the next stored version is {found}"),
+    ))
 }
 
 /// Shares the event type strings of the rows a reader decodes, instead of

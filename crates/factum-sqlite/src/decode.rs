@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use factum_core::backend::{
-    EventTypes, check_next_version, corrupt, from_stored, metadata_from_json, positive_from_stored,
+    EventTypes, check_version, corrupt, from_stored, metadata_from_json, positive_from_stored,
 };
 use factum_core::{Error, Payload, RecordedEvent, StreamId};
 use rusqlite::Row;
@@ -44,9 +44,10 @@ impl Decoder {
         expected_version: u64,
     ) -> Result<RecordedEvent, Error> {
         let version = At::new(stream, expected_version).positive(row, 1, "version")?;
-        let event = self.fields(row, 0, 2, stream.clone(), version)?;
-        check_next_version(stream, expected_version, &event)?;
-        Ok(event)
+        // The stream is the one asked for by construction; its versions are
+        // checked before the rest of the row is decoded.
+        check_version(stream, expected_version, version)?;
+        self.fields(row, 0, 2, stream.clone(), version)
     }
 
     /// Decodes a row of [`LOG_COLUMNS`].
@@ -90,42 +91,51 @@ impl Decoder {
         stream: StreamId,
         version: u64,
     ) -> Result<RecordedEvent, Error> {
-        let at = At::new(&stream, version);
-        let position = at.positive(row, position_column, "position")?;
-        let event_id = match at.column(row, first)? {
-            ValueRef::Blob(bytes) => Uuid::from_slice(bytes).map_err(|_| {
-                at.corrupt(format!(
-                    "event_id is {} bytes long, not a 16-byte UUID",
-                    bytes.len()
-                ))
-            })?,
-            other => return Err(at.corrupt(format!("event_id is {}, not a 16-byte UUID", kind(other)))),
-        };
-        let event_type = self.event_types.intern(at.text(row, first + 1, "event_type")?);
-        let schema_version = at.integer(row, first + 2, "schema_version")?;
-        let schema_version = from_stored(schema_version, "schema version", &stream, version)?;
-        let payload = Payload::from_stored(at.text(row, first + 3, "payload")?);
-        let metadata = match at.column(row, first + 4)? {
-            ValueRef::Null => metadata_from_json(&stream, version, None)?,
-            ValueRef::Text(json) => metadata_from_json(&stream, version, Some(json))?,
-            other => return Err(at.corrupt(format!("metadata is {}, not JSON text", kind(other)))),
-        };
-        let occurred_at = at.time(row, first + 5, "occurred_at")?;
+        // Read with plain reasons, turned into one `Error` at the end: this
+        // runs once per event read, and small results keep it quick.
+        let raw = (|| {
+            Ok::<_, String>(RawFields {
+                position: integer(row, position_column, "position")?,
+                event_id: event_id(column(row, first)?)?,
+                event_type: self.event_types.intern(text(row, first + 1, "event_type")?),
+                schema_version: integer(row, first + 2, "schema_version")?,
+                payload: Payload::from_stored(text(row, first + 3, "payload")?),
+                metadata: match column(row, first + 4)? {
+                    ValueRef::Null => None,
+                    ValueRef::Text(json) => Some(json),
+                    other => return Err(format!("metadata is {}, not JSON text", kind(other))),
+                },
+                occurred_at: time(row, first + 5, "occurred_at")?,
+            })
+        })()
+        .map_err(|reason| corrupt(&stream, version, reason))?;
         Ok(RecordedEvent {
-            event_id,
+            event_id: raw.event_id,
+            position: positive_from_stored(raw.position, "position", &stream, version)?,
+            event_type: raw.event_type,
+            schema_version: from_stored(raw.schema_version, "schema version", &stream, version)?,
+            payload: raw.payload,
+            metadata: metadata_from_json(&stream, version, raw.metadata)?,
+            occurred_at: raw.occurred_at,
             stream,
             version,
-            position,
-            event_type,
-            schema_version,
-            payload,
-            metadata,
-            occurred_at,
         })
     }
 }
 
-/// Where a value being decoded belongs: the stream and version its errors name.
+/// The columns of an event row as read, before the shared checks.
+struct RawFields<'row> {
+    position: i64,
+    event_id: Uuid,
+    event_type: std::sync::Arc<str>,
+    schema_version: i64,
+    payload: Payload,
+    metadata: Option<&'row [u8]>,
+    occurred_at: OffsetDateTime,
+}
+
+/// Where a value being decoded belongs: the stream and version its errors
+/// name. For values read outside the hot path of [`Decoder`].
 pub(crate) struct At<'a> {
     stream: &'a StreamId,
     version: u64,
@@ -136,20 +146,12 @@ impl<'a> At<'a> {
         Self { stream, version }
     }
 
-    pub(crate) fn corrupt(&self, reason: String) -> Error {
+    fn corrupt(&self, reason: String) -> Error {
         corrupt(self.stream, self.version, reason)
     }
 
-    fn column<'row>(&self, row: &'row Row<'_>, index: usize) -> Result<ValueRef<'row>, Error> {
-        row.get_ref(index)
-            .map_err(|error| self.corrupt(format!("column {index} cannot be read: {error}")))
-    }
-
     pub(crate) fn integer(&self, row: &Row<'_>, index: usize, name: &str) -> Result<i64, Error> {
-        match self.column(row, index)? {
-            ValueRef::Integer(number) => Ok(number),
-            other => Err(self.corrupt(format!("{name} is {}, not an integer", kind(other)))),
-        }
+        integer(row, index, name).map_err(|reason| self.corrupt(reason))
     }
 
     fn positive(&self, row: &Row<'_>, index: usize, name: &str) -> Result<u64, Error> {
@@ -162,19 +164,45 @@ impl<'a> At<'a> {
         index: usize,
         name: &str,
     ) -> Result<&'row str, Error> {
-        match self.column(row, index)? {
-            ValueRef::Text(bytes) => {
-                std::str::from_utf8(bytes).map_err(|_| self.corrupt(format!("{name} is not valid UTF-8")))
-            }
-            other => Err(self.corrupt(format!("{name} is {}, not text", kind(other)))),
-        }
+        text(row, index, name).map_err(|reason| self.corrupt(reason))
     }
 
     /// A time stored as nanoseconds since the Unix epoch.
     pub(crate) fn time(&self, row: &Row<'_>, index: usize, name: &str) -> Result<OffsetDateTime, Error> {
-        let nanos = self.integer(row, index, name)?;
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
-            .map_err(|error| self.corrupt(format!("{name} {nanos} is not a time: {error}")))
+        time(row, index, name).map_err(|reason| self.corrupt(reason))
+    }
+}
+
+fn column<'row>(row: &'row Row<'_>, index: usize) -> Result<ValueRef<'row>, String> {
+    row.get_ref(index)
+        .map_err(|error| format!("column {index} cannot be read: {error}"))
+}
+
+fn integer(row: &Row<'_>, index: usize, name: &str) -> Result<i64, String> {
+    match column(row, index)? {
+        ValueRef::Integer(number) => Ok(number),
+        other => Err(format!("{name} is {}, not an integer", kind(other))),
+    }
+}
+
+fn text<'row>(row: &'row Row<'_>, index: usize, name: &str) -> Result<&'row str, String> {
+    match column(row, index)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|_| format!("{name} is not valid UTF-8")),
+        other => Err(format!("{name} is {}, not text", kind(other))),
+    }
+}
+
+fn time(row: &Row<'_>, index: usize, name: &str) -> Result<OffsetDateTime, String> {
+    let nanos = integer(row, index, name)?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .map_err(|error| format!("{name} {nanos} is not a time: {error}"))
+}
+
+fn event_id(value: ValueRef<'_>) -> Result<Uuid, String> {
+    match value {
+        ValueRef::Blob(bytes) => Uuid::from_slice(bytes)
+            .map_err(|_| format!("event_id is {} bytes long, not a 16-byte UUID", bytes.len())),
+        other => Err(format!("event_id is {}, not a 16-byte UUID", kind(other))),
     }
 }
 

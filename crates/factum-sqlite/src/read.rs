@@ -3,7 +3,9 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
+use std::task::{Context, Poll};
 
 use factum_core::backend::query_bound;
 use factum_core::{Error, RecordedEvent, StreamId};
@@ -85,15 +87,19 @@ pub(crate) struct Page {
 }
 
 impl Page {
+    /// A page that could not be read at all.
+    fn failed(error: Error) -> Self {
+        Self {
+            events: Vec::new(),
+            error: Some(error),
+            continues: false,
+        }
+    }
+
     /// The page as replay takes it: the events, then the error that ended it.
     fn into_pages(self) -> impl Iterator<Item = Result<Vec<RecordedEvent>, Error>> {
         let events = (!self.events.is_empty()).then_some(Ok(self.events));
         events.into_iter().chain(self.error.map(Err))
-    }
-
-    /// The page one event at a time, then the error that ended it.
-    fn into_events(self) -> impl Iterator<Item = Result<RecordedEvent, Error>> {
-        self.events.into_iter().map(Ok).chain(self.error.map(Err))
     }
 }
 
@@ -155,13 +161,42 @@ pub(crate) fn stream_events(
     stream: &StreamId,
     from_version: u64,
 ) -> impl Stream<Item = Result<RecordedEvent, Error>> + use<> {
-    pages(store, stream, from_version).flat_map(|page| {
-        let events: Box<dyn Iterator<Item = _> + Send> = match page {
-            Ok(page) => Box::new(page.into_events()),
-            Err(error) => Box::new(std::iter::once(Err(error))),
-        };
-        futures::stream::iter(events)
-    })
+    Events {
+        pages: pages(store, stream, from_version).boxed(),
+        current: Vec::new().into_iter(),
+        error: None,
+    }
+}
+
+/// A stream read handed over one event at a time. Each event goes straight
+/// from its page to the caller: this runs once per event, where adapters
+/// around the page's iterator would copy every event several times.
+struct Events {
+    pages: futures::stream::BoxStream<'static, Result<Page, Error>>,
+    current: std::vec::IntoIter<RecordedEvent>,
+    /// The error that ended the current page, yielded after its events.
+    error: Option<Error>,
+}
+
+impl Stream for Events {
+    type Item = Result<RecordedEvent, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some(event) = self.current.next() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            if let Some(error) = self.error.take() {
+                return Poll::Ready(Some(Err(error)));
+            }
+            let page = match std::task::ready!(self.pages.poll_next_unpin(context)) {
+                None => return Poll::Ready(None),
+                Some(page) => page.unwrap_or_else(Page::failed),
+            };
+            self.current = page.events.into_iter();
+            self.error = page.error;
+        }
+    }
 }
 
 /// The events of `stream` from `from_version` on, a page at a time, as read.
@@ -170,13 +205,8 @@ pub(crate) fn stream_pages(
     stream: &StreamId,
     from_version: u64,
 ) -> impl Stream<Item = Result<Vec<RecordedEvent>, Error>> + use<> {
-    pages(store, stream, from_version).flat_map(|page| {
-        let pages: Box<dyn Iterator<Item = _> + Send> = match page {
-            Ok(page) => Box::new(page.into_pages()),
-            Err(error) => Box::new(std::iter::once(Err(error))),
-        };
-        futures::stream::iter(pages)
-    })
+    pages(store, stream, from_version)
+        .flat_map(|page| futures::stream::iter(page.unwrap_or_else(Page::failed).into_pages()))
 }
 
 /// Reads versions `from_version..from_version + PAGE` of `stream`.
