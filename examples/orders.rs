@@ -153,7 +153,7 @@ struct SalesReport {
 
 async fn sales_report(store: &SqliteProjectionStore) -> Result<SalesReport, factum::Error> {
     store
-        .read(|connection: &rusqlite::Connection| {
+        .with_connection(|connection: &rusqlite::Connection| {
             let (placed, shipped, revenue_cents) = connection.query_row(
                 "SELECT placed, shipped, revenue_cents FROM sales_totals",
                 [],

@@ -150,16 +150,14 @@ async fn writes_are_read_back_from_the_projection_and_shutdown_commits_its_check
     let events = SqliteEventStore::open(&database).await?;
     let read_model = SqliteProjectionStore::new(&events);
     assert_eq!(read_model.checkpoint(app::PROJECTION).await?, stopped.head);
-    let total: i64 = read_model
-        .read(move |connection| {
-            connection.query_row(
-                "SELECT value FROM counter_totals WHERE counter_id = ?1",
-                [id.to_string()],
-                |row| row.get(0),
-            )
-        })
+    let total: Vec<i64> = read_model
+        .query(
+            "SELECT value FROM counter_totals WHERE counter_id = ?1",
+            (id.to_string(),),
+            |row| row.get(0),
+        )
         .await?;
-    assert_eq!(total, 3);
+    assert_eq!(total, [3]);
     events.close().await?;
     Ok(())
 }

@@ -272,7 +272,7 @@ async fn increment(
 async fn total(read_model: &SqliteProjectionStore, id: CounterId) -> Result<Value, factum::Error> {
     let id = id.to_string();
     read_model
-        .read(move |connection| {
+        .with_connection(move |connection| {
             let mut statement = connection
                 .prepare_cached("SELECT value, increments FROM counter_totals WHERE counter_id = ?1")?;
             let mut rows = statement.query([&id])?;
@@ -302,17 +302,14 @@ async fn get_counter(
 async fn list_counters(State(state): State<Arc<AppState>>) -> Result<axum::Json<Value>, ApiError> {
     let counters = state
         .read_model
-        .read(|connection| {
-            let mut statement = connection.prepare_cached(
-                "SELECT counter_id, value, increments FROM counter_totals ORDER BY counter_id",
-            )?;
-            statement
-                .query_map([], |row| {
-                    let (id, value, increments): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
-                    Ok(json!({ "id": id, "value": value, "increments": increments }))
-                })?
-                .collect::<Result<Vec<_>, _>>()
-        })
+        .query(
+            "SELECT counter_id, value, increments FROM counter_totals ORDER BY counter_id",
+            (),
+            |row| {
+                let (id, value, increments): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                Ok(json!({ "id": id, "value": value, "increments": increments }))
+            },
+        )
         .await?;
     Ok(axum::Json(Value::Array(counters)))
 }

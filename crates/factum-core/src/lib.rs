@@ -7,6 +7,8 @@
 
 mod aggregate;
 mod application;
+#[doc(hidden)]
+pub mod backend;
 mod error;
 mod event;
 mod id;
@@ -33,7 +35,7 @@ pub use projection::{
 };
 pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
-pub use store::{AppendResult, EventPages, EventStore, EventStream, ExpectedVersion, original_append};
+pub use store::{AppendResult, EventPages, EventStore, EventStream, ExpectedVersion};
 pub use subscription::{PollingSubscription, SubscriptionOptions};
 pub use upcast::Upcasters;
 

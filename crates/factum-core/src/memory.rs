@@ -5,9 +5,10 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::backend::{original_append, repeated_event_id};
 use crate::{
     AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
-    RecordedEvent, Snapshot, SnapshotStore, StreamId, SubscriptionOptions, original_append,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId, SubscriptionOptions,
 };
 
 /// Events per page when a stream is read.
@@ -179,41 +180,6 @@ impl Log {
         }
     }
 
-    /// Removes the events from `first_index` on: undoes a half-done append.
-    fn truncate(&mut self, first_index: usize, stream_number: u32) {
-        while self.len > first_index {
-            self.len -= 1;
-            if let Some(chunk) = self.chunks.last_mut() {
-                chunk.pop();
-                if chunk.is_empty() {
-                    self.chunks.pop();
-                }
-            }
-        }
-        if let Some(entry) = self.streams.get_mut(stream_number as usize) {
-            entry.indexes.retain(|&index| index < first_index);
-        }
-    }
-
-    /// The error for a batch whose `event` reuses the id stored at `index`.
-    fn mixed_batch_error(&self, stream: &StreamId, event: &NewEvent, index: usize) -> Error {
-        let stored = self.recorded(index);
-        if stored.stream != *stream || !stored.same_content(event) {
-            return Error::DuplicateEventId {
-                stream: stream.clone(),
-                existing_stream: stored.stream,
-                event_id: event.event_id,
-            };
-        }
-        Error::InvalidRequest {
-            stream: stream.clone(),
-            reason: format!(
-                "the append mixes new events with event {} stored before; retry the original batch unchanged",
-                event.event_id
-            ),
-        }
-    }
-
     /// The original result when `events` is a retry of an earlier append.
     fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
         original_append(stream, events, |event| {
@@ -223,13 +189,58 @@ impl Log {
                 .map(|&index| self.recorded(index)))
         })
     }
-}
 
-/// The ids of the events from `first_index` on: the part of a batch stored so far.
-fn batch_ids(log: &Log, first_index: usize) -> Vec<Uuid> {
-    (first_index..log.len)
-        .map(|index| log.get(index).event_id)
-        .collect()
+    /// The number of `stream`, registering it when new.
+    fn stream_number(&mut self, stream: &StreamId) -> Result<u32, Error> {
+        if let Some(&number) = self.stream_numbers.get(stream) {
+            return Ok(number);
+        }
+        let number = u32::try_from(self.streams.len()).map_err(|_| Error::InvalidRequest {
+            stream: stream.clone(),
+            reason: "the in-memory store holds at most 2^32 streams".to_owned(),
+        })?;
+        self.streams.push(StreamEntry {
+            id: stream.clone(),
+            indexes: Vec::new(),
+        });
+        self.stream_numbers.insert(stream.clone(), number);
+        Ok(number)
+    }
+
+    /// Claims the ids of `events` for the log indexes from `first_index` on.
+    /// When one is taken, releases those claimed and answers as
+    /// [`original_append`] does for the whole batch (a repeated id within
+    /// the batch has its own error).
+    fn claim_ids(
+        &mut self,
+        stream: &StreamId,
+        events: &[NewEvent],
+        first_index: usize,
+    ) -> Result<Option<AppendResult>, Error> {
+        for (offset, event) in events.iter().enumerate() {
+            let Some(previous) = self
+                .event_ids
+                .insert(event.event_id.as_u128(), first_index + offset)
+            else {
+                continue;
+            };
+            self.event_ids.insert(event.event_id.as_u128(), previous);
+            for claimed in &events[..offset] {
+                self.event_ids.remove(&claimed.event_id.as_u128());
+            }
+            if previous >= first_index {
+                return Err(repeated_event_id(stream, event.event_id));
+            }
+            // An id stored before: the shared rule tells a retry from a reused
+            // id or a mixed batch. It finds at least this id stored.
+            return self.retried(stream, events).and_then(|original| {
+                original
+                    .map(Some)
+                    .ok_or_else(|| repeated_event_id(stream, event.event_id))
+            });
+        }
+        Ok(None)
+    }
 }
 
 /// Reads a stream a page at a time; each page is copied under the read lock,
@@ -289,41 +300,14 @@ impl EventStore for InMemoryEventStore {
             });
         }
 
-        let stream_number = match log.stream_numbers.get(stream) {
-            Some(&number) => number,
-            None => {
-                let number = u32::try_from(log.streams.len()).map_err(|_| Error::InvalidRequest {
-                    stream: stream.clone(),
-                    reason: "the in-memory store holds at most 2^32 streams".to_owned(),
-                })?;
-                log.streams.push(StreamEntry {
-                    id: stream.clone(),
-                    indexes: Vec::new(),
-                });
-                log.stream_numbers.insert(stream.clone(), number);
-                number
-            }
-        };
+        let stream_number = log.stream_number(stream)?;
         let first_index = log.len;
+        if let Some(original) = log.claim_ids(stream, &events, first_index)? {
+            return Ok(original);
+        }
         let mut positions = Vec::with_capacity(events.len());
         for (offset, event) in events.into_iter().enumerate() {
             let index = first_index + offset;
-            if let Some(previous) = log.event_ids.insert(event.event_id.as_u128(), index) {
-                log.event_ids.insert(event.event_id.as_u128(), previous);
-                let error = if previous >= first_index {
-                    Error::InvalidRequest {
-                        stream: stream.clone(),
-                        reason: format!("event id {} appears twice in one append", event.event_id),
-                    }
-                } else {
-                    log.mixed_batch_error(stream, &event, previous)
-                };
-                for undone in batch_ids(log, first_index) {
-                    log.event_ids.remove(&undone.as_u128());
-                }
-                log.truncate(first_index, stream_number);
-                return Err(error);
-            }
             log.streams[stream_number as usize].indexes.push(index);
             log.push(Stored {
                 event_id: event.event_id,
@@ -420,5 +404,57 @@ impl SnapshotStore for InMemoryEventStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         Ok(snapshots.get(stream).cloned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Payload;
+
+    fn event(amount: i64) -> NewEvent {
+        NewEvent::new(
+            "added",
+            Payload::parse(format!(r#"{{"amount":{amount}}}"#)).unwrap(),
+        )
+    }
+
+    fn append(
+        store: &InMemoryEventStore,
+        stream: &StreamId,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        futures::executor::block_on(store.append(stream, ExpectedVersion::Any, events))
+    }
+
+    /// A stored id later in a batch gets the answer `original_append` gives,
+    /// and the batch leaves nothing behind.
+    #[test]
+    fn a_stored_id_inside_a_batch_is_judged_by_the_shared_rule() {
+        let store = InMemoryEventStore::new();
+        let stream = StreamId::new("Counter", "1");
+        let stored = event(1);
+        append(&store, &stream, vec![stored.clone()]).unwrap();
+
+        let mixed = append(&store, &stream, vec![event(2), stored.clone()]).unwrap_err();
+        assert!(
+            matches!(&mixed, Error::InvalidRequest { reason, .. } if reason.contains("mixes")),
+            "{mixed}"
+        );
+        let mut changed = stored.clone();
+        changed.payload = Payload::parse(r#"{"amount":9}"#).unwrap();
+        let reused = append(&store, &stream, vec![event(3), changed]).unwrap_err();
+        assert!(matches!(reused, Error::DuplicateEventId { .. }), "{reused}");
+        let elsewhere = append(&store, &StreamId::new("Counter", "2"), vec![event(4), stored]).unwrap_err();
+        assert!(matches!(elsewhere, Error::DuplicateEventId { .. }), "{elsewhere}");
+
+        let repeated = event(5);
+        let twice = append(&store, &stream, vec![repeated.clone(), repeated]).unwrap_err();
+        assert!(
+            matches!(&twice, Error::InvalidRequest { reason, .. } if reason.contains("twice")),
+            "{twice}"
+        );
+        assert_eq!(store.len(), 1, "a refused batch left events behind");
+        assert_eq!(append(&store, &stream, vec![event(6)]).unwrap().positions, [2]);
     }
 }

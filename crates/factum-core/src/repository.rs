@@ -85,8 +85,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         up_to: u64,
     ) -> Result<Option<A>, Error> {
         let stream = StreamId::for_aggregate::<A>(id);
-        let mut replay = Replay::new(base, up_to);
-        let mut pages = self.store.read_stream_pages(&stream, replay.replayed + 1);
+        let mut replay = Replay::new(stream, base, up_to);
+        let mut pages = self.store.read_stream_pages(&replay.stream, replay.replayed + 1);
         replay.drain(&mut pages, &self.upcasters).await?;
         Ok(replay.finish())
     }
@@ -117,7 +117,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         if held.version != version {
             return Ok(None);
         }
-        let mut replay = Replay::new(Some((aggregate, version)), up_to);
+        let mut replay = Replay::new(stream.clone(), Some((aggregate, version)), up_to);
         replay.page(following, &self.upcasters)?;
         replay.drain(&mut pages, &self.upcasters).await?;
         Ok(replay.finish())
@@ -177,18 +177,20 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
 /// A replay in progress: the aggregate so far and how many events it holds.
 struct Replay<A> {
+    stream: StreamId,
     aggregate: Option<A>,
     replayed: u64,
     up_to: u64,
 }
 
 impl<A: Aggregate> Replay<A> {
-    fn new(base: Option<(A, u64)>, up_to: u64) -> Self {
+    fn new(stream: StreamId, base: Option<(A, u64)>, up_to: u64) -> Self {
         let (aggregate, replayed) = match base {
             Some((aggregate, version)) => (Some(aggregate), version),
             None => (None, 0),
         };
         Self {
+            stream,
             aggregate,
             replayed,
             up_to,
@@ -212,7 +214,8 @@ impl<A: Aggregate> Replay<A> {
             if self.replayed >= self.up_to {
                 break;
             }
-            replay(&mut self.aggregate, recorded, self.replayed + 1, upcasters)?;
+            crate::backend::check_next_version(&self.stream, self.replayed + 1, recorded)?;
+            replay(&mut self.aggregate, recorded, upcasters)?;
             self.replayed += 1;
         }
         Ok(())
@@ -226,24 +229,14 @@ impl<A: Aggregate> Replay<A> {
     }
 }
 
-/// Applies one stored event: the first builds the aggregate, the rest replay
-/// their method bodies.
+/// Applies one stored event, already checked to be the next of its stream
+/// ([`check_next_version`](crate::backend::check_next_version)): the first
+/// builds the aggregate, the rest replay their method bodies.
 pub(crate) fn replay<A: Aggregate>(
     aggregate: &mut Option<A>,
     recorded: &RecordedEvent,
-    expected_version: u64,
     upcasters: &Upcasters,
 ) -> Result<(), Error> {
-    if recorded.version != expected_version {
-        return Err(Error::Corrupt {
-            stream: recorded.stream.clone(),
-            version: expected_version,
-            reason: format!(
-                "expected version {expected_version}, found version {}",
-                recorded.version
-            ),
-        });
-    }
     let event = decode::<A>(recorded, upcasters)?;
     let replay_error = |error: crate::ApplyError| Error::Replay {
         stream: recorded.stream.clone(),

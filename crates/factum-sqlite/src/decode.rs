@@ -2,9 +2,11 @@
 //! value is `Error::Corrupt` naming the stream and version.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use factum_core::{Error, Metadata, Payload, RecordedEvent, StreamId};
+use factum_core::backend::{
+    EventTypes, check_version, corrupt, from_stored, metadata_from_json, positive_from_stored,
+};
+use factum_core::{Error, Payload, RecordedEvent, StreamId};
 use rusqlite::Row;
 use rusqlite::types::ValueRef;
 use time::OffsetDateTime;
@@ -25,12 +27,10 @@ pub(crate) const LOG_COLUMNS: &str = "e.position, e.stream_key, s.aggregate_type
 /// consecutive rows instead of allocating them per event.
 #[derive(Default)]
 pub(crate) struct Decoder {
-    event_types: Vec<Arc<str>>,
+    event_types: EventTypes,
     streams: HashMap<i64, StreamId>,
 }
 
-/// How many distinct event types a decoder keeps to share.
-const EVENT_TYPES_KEPT: usize = 32;
 /// How many stream ids a decoder keeps to share.
 const STREAMS_KEPT: usize = 4096;
 
@@ -43,48 +43,35 @@ impl Decoder {
         stream: &StreamId,
         expected_version: u64,
     ) -> Result<RecordedEvent, Error> {
-        let version = column(row, 1).and_then(|value| positive(value, "version"));
-        let version = version.map_err(|reason| corrupt(stream, expected_version, reason))?;
-        if version != expected_version {
-            return Err(corrupt(
-                stream,
-                expected_version,
-                format!("version {expected_version} is missing: the next stored version is {version}"),
-            ));
-        }
+        let version = At::new(stream, expected_version).positive(row, 1, "version")?;
+        // The stream is the one asked for by construction; its versions are
+        // checked before the rest of the row is decoded.
+        check_version(stream, expected_version, version)?;
         self.fields(row, 0, 2, stream.clone(), version)
     }
 
     /// Decodes a row of [`LOG_COLUMNS`].
     pub(crate) fn log_event(&mut self, row: &Row<'_>) -> Result<RecordedEvent, Error> {
         let stream = self.stream(row)?;
-        let version = column(row, 4).and_then(|value| positive(value, "version"));
-        let version = version.map_err(|reason| corrupt(&stream, 0, reason))?;
+        let version = At::new(&stream, 0).positive(row, 4, "version")?;
         self.fields(row, 0, 5, stream, version)
     }
 
     fn stream(&mut self, row: &Row<'_>) -> Result<StreamId, Error> {
-        let key = match column(row, 1) {
+        let key = match row.get_ref(1) {
             Ok(ValueRef::Integer(key)) => Some(key),
             _ => None,
         };
         if let Some(stream) = key.and_then(|key| self.streams.get(&key)) {
             return Ok(stream.clone());
         }
-        let aggregate_type = column(row, 2).and_then(|value| text(value, "aggregate_type"));
-        let aggregate_id = column(row, 3).and_then(|value| text(value, "aggregate_id"));
-        let (aggregate_type, aggregate_id) = match (aggregate_type, aggregate_id) {
-            (Ok(aggregate_type), Ok(aggregate_id)) => (aggregate_type, aggregate_id),
-            (Err(reason), _) | (_, Err(reason)) => {
-                let position = column(row, 0)
-                    .ok()
-                    .and_then(|value| value.as_i64().ok())
-                    .unwrap_or(0);
-                let stream = StreamId::new("<unreadable>", format!("at-position-{position}"));
-                return Err(corrupt(&stream, 0, reason));
-            }
-        };
-        let stream = StreamId::new(aggregate_type, aggregate_id);
+        let position = row.get_ref(0).ok().and_then(|value| value.as_i64().ok());
+        let unreadable = StreamId::new("<unreadable>", format!("at-position-{}", position.unwrap_or(0)));
+        let at = At::new(&unreadable, 0);
+        let stream = StreamId::new(
+            at.text(row, 2, "aggregate_type")?,
+            at.text(row, 3, "aggregate_id")?,
+        );
         if let Some(key) = key {
             if self.streams.len() >= STREAMS_KEPT {
                 self.streams.clear();
@@ -104,67 +91,119 @@ impl Decoder {
         stream: StreamId,
         version: u64,
     ) -> Result<RecordedEvent, Error> {
-        let decoded = (|| {
-            let position = positive(column(row, position_column)?, "position")?;
-            let event_id = match column(row, first)? {
-                ValueRef::Blob(bytes) => Uuid::from_slice(bytes)
-                    .map_err(|_| format!("event_id is {} bytes long, not a 16-byte UUID", bytes.len()))?,
-                other => return Err(format!("event_id is {}, not a 16-byte UUID", kind(other))),
-            };
-            let event_type = self.event_type(text(column(row, first + 1)?, "event_type")?);
-            let schema_version = integer(column(row, first + 2)?, "schema_version")?;
-            let schema_version = u32::try_from(schema_version)
-                .map_err(|_| format!("schema_version {schema_version} is out of range"))?;
-            let payload = Payload::from_stored(text(column(row, first + 3)?, "payload")?);
-            let metadata = match column(row, first + 4)? {
-                ValueRef::Null => Metadata::default(),
-                ValueRef::Text(bytes) => serde_json::from_slice(bytes)
-                    .map_err(|error| format!("metadata is not valid: {error}"))?,
-                other => return Err(format!("metadata is {}, not JSON text", kind(other))),
-            };
-            let nanos = integer(column(row, first + 5)?, "occurred_at")?;
-            let occurred_at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
-                .map_err(|error| format!("occurred_at {nanos} is not a time: {error}"))?;
-            Ok(RecordedEvent {
-                event_id,
-                stream: stream.clone(),
-                version,
-                position,
-                event_type,
-                schema_version,
-                payload,
-                metadata,
-                occurred_at,
+        // Read with plain reasons, turned into one `Error` at the end: this
+        // runs once per event read, and small results keep it quick.
+        let raw = (|| {
+            Ok::<_, String>(RawFields {
+                position: integer(row, position_column, "position")?,
+                event_id: event_id(column(row, first)?)?,
+                event_type: self.event_types.intern(text(row, first + 1, "event_type")?),
+                schema_version: integer(row, first + 2, "schema_version")?,
+                payload: Payload::from_stored(text(row, first + 3, "payload")?),
+                metadata: match column(row, first + 4)? {
+                    ValueRef::Null => None,
+                    ValueRef::Text(json) => Some(json),
+                    other => return Err(format!("metadata is {}, not JSON text", kind(other))),
+                },
+                occurred_at: time(row, first + 5, "occurred_at")?,
             })
-        })();
-        decoded.map_err(|reason| corrupt(&stream, version, reason))
-    }
-
-    fn event_type(&mut self, text: &str) -> Arc<str> {
-        if let Some(shared) = self.event_types.iter().find(|known| ***known == *text) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(text);
-        if self.event_types.len() >= EVENT_TYPES_KEPT {
-            self.event_types.clear();
-        }
-        self.event_types.push(shared.clone());
-        shared
+        })()
+        .map_err(|reason| corrupt(&stream, version, reason))?;
+        Ok(RecordedEvent {
+            event_id: raw.event_id,
+            position: positive_from_stored(raw.position, "position", &stream, version)?,
+            event_type: raw.event_type,
+            schema_version: from_stored(raw.schema_version, "schema version", &stream, version)?,
+            payload: raw.payload,
+            metadata: metadata_from_json(&stream, version, raw.metadata)?,
+            occurred_at: raw.occurred_at,
+            stream,
+            version,
+        })
     }
 }
 
-/// The error for a damaged stored value.
-pub(crate) fn corrupt(stream: &StreamId, version: u64, reason: impl Into<String>) -> Error {
-    Error::Corrupt {
-        stream: stream.clone(),
-        version,
-        reason: reason.into(),
+/// The columns of an event row as read, before the shared checks.
+struct RawFields<'row> {
+    position: i64,
+    event_id: Uuid,
+    event_type: std::sync::Arc<str>,
+    schema_version: i64,
+    payload: Payload,
+    metadata: Option<&'row [u8]>,
+    occurred_at: OffsetDateTime,
+}
+
+/// Where a value being decoded belongs: the stream and version its errors
+/// name. For values read outside the hot path of [`Decoder`].
+pub(crate) struct At<'a> {
+    stream: &'a StreamId,
+    version: u64,
+}
+
+impl<'a> At<'a> {
+    pub(crate) fn new(stream: &'a StreamId, version: u64) -> Self {
+        Self { stream, version }
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        corrupt(self.stream, self.version, reason)
+    }
+
+    pub(crate) fn integer(&self, row: &Row<'_>, index: usize, name: &str) -> Result<i64, Error> {
+        integer(row, index, name).map_err(|reason| self.corrupt(reason))
+    }
+
+    fn positive(&self, row: &Row<'_>, index: usize, name: &str) -> Result<u64, Error> {
+        positive_from_stored(self.integer(row, index, name)?, name, self.stream, self.version)
+    }
+
+    pub(crate) fn text<'row>(
+        &self,
+        row: &'row Row<'_>,
+        index: usize,
+        name: &str,
+    ) -> Result<&'row str, Error> {
+        text(row, index, name).map_err(|reason| self.corrupt(reason))
+    }
+
+    /// A time stored as nanoseconds since the Unix epoch.
+    pub(crate) fn time(&self, row: &Row<'_>, index: usize, name: &str) -> Result<OffsetDateTime, Error> {
+        time(row, index, name).map_err(|reason| self.corrupt(reason))
     }
 }
 
 fn column<'row>(row: &'row Row<'_>, index: usize) -> Result<ValueRef<'row>, String> {
     row.get_ref(index)
         .map_err(|error| format!("column {index} cannot be read: {error}"))
+}
+
+fn integer(row: &Row<'_>, index: usize, name: &str) -> Result<i64, String> {
+    match column(row, index)? {
+        ValueRef::Integer(number) => Ok(number),
+        other => Err(format!("{name} is {}, not an integer", kind(other))),
+    }
+}
+
+fn text<'row>(row: &'row Row<'_>, index: usize, name: &str) -> Result<&'row str, String> {
+    match column(row, index)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|_| format!("{name} is not valid UTF-8")),
+        other => Err(format!("{name} is {}, not text", kind(other))),
+    }
+}
+
+fn time(row: &Row<'_>, index: usize, name: &str) -> Result<OffsetDateTime, String> {
+    let nanos = integer(row, index, name)?;
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .map_err(|error| format!("{name} {nanos} is not a time: {error}"))
+}
+
+fn event_id(value: ValueRef<'_>) -> Result<Uuid, String> {
+    match value {
+        ValueRef::Blob(bytes) => Uuid::from_slice(bytes)
+            .map_err(|_| format!("event_id is {} bytes long, not a 16-byte UUID", bytes.len())),
+        other => Err(format!("event_id is {}, not a 16-byte UUID", kind(other))),
+    }
 }
 
 fn kind(value: ValueRef<'_>) -> &'static str {
@@ -177,30 +216,8 @@ fn kind(value: ValueRef<'_>) -> &'static str {
     }
 }
 
-fn integer(value: ValueRef<'_>, name: &str) -> Result<i64, String> {
-    match value {
-        ValueRef::Integer(number) => Ok(number),
-        other => Err(format!("{name} is {}, not an integer", kind(other))),
-    }
-}
-
-fn positive(value: ValueRef<'_>, name: &str) -> Result<u64, String> {
-    let number = integer(value, name)?;
-    u64::try_from(number)
-        .ok()
-        .filter(|number| *number > 0)
-        .ok_or_else(|| format!("{name} {number} is not positive"))
-}
-
-fn text<'row>(value: ValueRef<'row>, name: &str) -> Result<&'row str, String> {
-    match value {
-        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|_| format!("{name} is not valid UTF-8")),
-        other => Err(format!("{name} is {}, not text", kind(other))),
-    }
-}
-
 /// Reads an optional non-negative integer from a one-column aggregate query
-/// (`max(...)`), as a stored version or position.
+/// (`max(...)`), as a stored version or position (none: 0).
 pub(crate) fn optional_count(
     connection: &rusqlite::Connection,
     sql: &str,
@@ -209,14 +226,7 @@ pub(crate) fn optional_count(
 ) -> Result<u64, Error> {
     let mut statement = connection.prepare_cached(sql).map_err(sqlite)?;
     let value: Option<i64> = statement.query_row(params, |row| row.get(0)).map_err(sqlite)?;
-    match value {
-        None => Ok(0),
-        Some(number) => u64::try_from(number).map_err(|_| {
-            corrupt(
-                stream,
-                0,
-                format!("a stored version or position is negative ({number})"),
-            )
-        }),
-    }
+    value.map_or(Ok(0), |number| {
+        from_stored(number, "version or position", stream, 0)
+    })
 }

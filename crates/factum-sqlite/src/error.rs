@@ -41,9 +41,26 @@ pub enum SqliteError {
         /// The file that was opened.
         path: PathBuf,
         /// The schema version found in the file.
-        found: i64,
+        found: u32,
         /// The newest schema version this crate knows.
-        supported: i64,
+        supported: u32,
+    },
+
+    /// The file's schema version changed after this store opened it
+    /// (another program migrated or altered it), found by
+    /// [`SqliteEventStore::ensure_schema`](crate::SqliteEventStore::ensure_schema).
+    /// Reopen the store.
+    #[error(
+        "the factum schema of {} changed under the open store: it is at version {found}, not {expected}; reopen the store",
+        path.display()
+    )]
+    SchemaChanged {
+        /// The file.
+        path: PathBuf,
+        /// The schema version found in the file now.
+        found: u32,
+        /// The schema version the store opened it at.
+        expected: u32,
     },
 
     /// SQLite reported an error (I/O, a full disk, a damaged file, a lock
@@ -51,16 +68,27 @@ pub enum SqliteError {
     #[error("SQLite failed: {0}")]
     Sqlite(#[source] Arc<rusqlite::Error>),
 
-    /// The writer thread is gone: the store was closed with
-    /// [`SqliteEventStore::close`](crate::SqliteEventStore::close), or the
-    /// thread stopped unexpectedly.
-    #[error("the store's writer thread has stopped (the store was closed)")]
+    /// The store was closed with
+    /// [`SqliteEventStore::close`](crate::SqliteEventStore::close) (by this
+    /// handle or a clone): open the file again to go on.
+    #[error("the store is closed")]
+    Closed,
+
+    /// The writer thread stopped without the store being closed: the last
+    /// clone was dropped while the call was under way, or the thread
+    /// panicked.
+    #[error("the store's writer thread has stopped")]
     WriterGone,
 
     /// A blocking read task did not finish (it panicked or the runtime is
     /// shutting down).
     #[error("a read task did not finish: {0}")]
-    ReaderFailed(String),
+    ReaderFailed(#[source] Arc<tokio::task::JoinError>),
+
+    /// A read was started outside a tokio runtime: the store runs its
+    /// reads on tokio's blocking pool.
+    #[error("the store was used outside a tokio runtime: {0}")]
+    NoRuntime(#[source] Arc<tokio::runtime::TryCurrentError>),
 
     /// A projection transaction held the writer idle for the busy timeout
     /// while other writes waited, and was rolled back: its handler waited

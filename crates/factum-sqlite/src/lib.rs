@@ -32,6 +32,28 @@
 //! # }).unwrap();
 //! ```
 //!
+//! # Lifecycle
+//!
+//! The same steps, with the same names, as factum's PostgreSQL store:
+//!
+//! 1. **Open**: [`SqliteEventStore::open`] (default options),
+//!    [`SqliteEventStore::open_with`] with [`SqliteOptions::new`]`()...`,
+//!    or [`SqliteEventStore::open_in_memory`] for tests. Opening creates
+//!    the file when missing and migrates its schema to this crate's version
+//!    in one transaction.
+//! 2. **Check the schema**: [`SqliteEventStore::ensure_schema`] is
+//!    idempotent and cheap: it confirms that the file is still at the
+//!    schema version opening left it at, and fails with
+//!    [`SqliteError::SchemaChanged`] when another program changed it.
+//! 3. **Use** it from any number of tasks; clones share one writer thread
+//!    and one pool of read connections.
+//! 4. **Close**: [`SqliteEventStore::close`] finishes the queued writes,
+//!    stops the writer and checkpoint threads and folds the write-ahead log
+//!    back into the file. Every later call, on any clone, fails with
+//!    [`SqliteError::Closed`] (inside [`factum_core::Error::Store`]);
+//!    closing again does nothing. Dropping the last clone closes the store
+//!    in the background.
+//!
 //! # How it works
 //!
 //! - **One writer.** A dedicated thread owns the only writing connection, so
@@ -53,7 +75,13 @@
 //! - **Idempotent appends**: appending events whose ids are stored, with the
 //!   same content, returns the original positions and writes nothing.
 //! - **Live subscriptions** wake as soon as this process commits, and poll
-//!   for appends made by other processes on the same file.
+//!   for appends made by other processes on the same file (every
+//!   [`SqliteOptions::poll_interval`]; off with
+//!   [`SqliteOptions::watch_other_processes`]`(false)`).
+//! - **Replay in pages**: [`EventStore::read_stream_pages`](factum_core::EventStore::read_stream_pages)
+//!   hands over each page as it was read (4,096 events), with the next
+//!   pages already being read, so loading an aggregate never holds its whole
+//!   history.
 //! - **Snapshots**: the store implements [`factum_core::SnapshotStore`],
 //!   keeping the latest snapshot of each aggregate in a table beside its
 //!   events, so `Application::with_snapshots` works on it.
@@ -81,13 +109,18 @@
 //! (version 2). Opening a file of an older version migrates it in one
 //! transaction, keeping its events.
 
+mod append;
+mod checkpoint;
 mod dead_letter;
 mod decode;
+mod encode;
 mod error;
 mod lease;
 mod options;
 mod projection;
+mod read;
 mod schema;
+mod snapshot;
 mod store;
 mod transaction;
 mod writer;
@@ -99,7 +132,7 @@ pub use store::SqliteEventStore;
 pub use transaction::SqliteTransaction;
 
 /// The rusqlite this crate uses, for the SQL a projection runs in a
-/// [`SqliteTransaction`] or reads with [`SqliteProjectionStore::read`].
+/// [`SqliteTransaction`] or reads with [`SqliteProjectionStore::query`].
 pub use rusqlite;
 
 /// The name of this backend in [`factum_core::Error::Store`].

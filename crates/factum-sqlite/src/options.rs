@@ -43,7 +43,7 @@ impl Durability {
 /// # use factum_sqlite::{Durability, SqliteOptions};
 /// let options = SqliteOptions::new()
 ///     .durability(Durability::Normal)
-///     .poll_interval(Some(Duration::from_millis(200)))
+///     .poll_interval(Duration::from_millis(200))
 ///     .read_connections(2);
 /// ```
 #[derive(Clone, Debug)]
@@ -52,7 +52,8 @@ pub struct SqliteOptions {
     pub(crate) create_if_missing: bool,
     pub(crate) read_connections: usize,
     pub(crate) busy_timeout: Duration,
-    pub(crate) poll_interval: Option<Duration>,
+    pub(crate) poll_interval: Duration,
+    pub(crate) watch_other_processes: bool,
     pub(crate) cache_size_kib: u32,
     pub(crate) writer_cache_size_kib: u32,
     pub(crate) checkpoint_bytes: u64,
@@ -65,7 +66,8 @@ impl Default for SqliteOptions {
             create_if_missing: true,
             read_connections: 4,
             busy_timeout: Duration::from_secs(5),
-            poll_interval: Some(Duration::from_millis(500)),
+            poll_interval: Duration::from_millis(500),
+            watch_other_processes: true,
             cache_size_kib: 2 * 1024,
             writer_cache_size_kib: 16 * 1024,
             checkpoint_bytes: 16 * 1024 * 1024,
@@ -115,10 +117,19 @@ impl SqliteOptions {
 
     /// How often a live subscription looks for appends made by other
     /// processes on the same file (default 500 ms). Appends made through
-    /// this store wake subscriptions at once whatever this is; `None`
-    /// relies on those wake-ups only.
-    pub fn poll_interval(mut self, interval: Option<Duration>) -> Self {
+    /// this store wake subscriptions at once whatever this is.
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
+        self
+    }
+
+    /// Whether live subscriptions look for appends made by other processes
+    /// on the same file, every [`poll_interval`](Self::poll_interval)
+    /// (default `true`). With `false` they wake only on appends made through
+    /// this store (and its clones): for a file no other process writes to.
+    /// A store opened in memory never has other writers.
+    pub fn watch_other_processes(mut self, watch: bool) -> Self {
+        self.watch_other_processes = watch;
         self
     }
 

@@ -2,6 +2,7 @@
 //! [`ProjectionStore`] (read model and checkpoint committed together), and
 //! the plain [`CheckpointStore`] and [`DeadLetterStore`].
 
+use factum_core::backend::{checkpoint_from_stored, checkpoint_to_stored};
 use factum_core::{CheckpointStore, DeadLetter, DeadLetterStore, Error, ProjectionStore};
 use rusqlite::Connection;
 
@@ -27,7 +28,8 @@ use crate::{SqliteEventStore, SqliteTransaction, dead_letter};
 /// Tables: `factum_checkpoints`, `factum_dead_letters`, `factum_leases`
 /// (schema version 2; a version 1 file gains them when opened). Create the
 /// read model's own tables with [`execute_batch`](Self::execute_batch), and
-/// read them with [`read`](Self::read).
+/// read them with [`query`](Self::query) or
+/// [`with_connection`](Self::with_connection).
 ///
 /// Cheap to clone; clones share the event store's connections. Writes go
 /// through the event store's writer thread (the only writing connection);
@@ -107,25 +109,61 @@ impl SqliteProjectionStore {
             .await
     }
 
-    /// Runs `read` on a read connection (read-only, off the runtime): for
-    /// serving a read model. It sees committed data only.
-    pub async fn read<R, F>(&self, read: F) -> Result<R, Error>
+    /// Runs the query `sql` with `params` on a read connection (read-only,
+    /// off the runtime) and maps each row with `map_row`: for serving a read
+    /// model. It sees committed data only.
+    ///
+    /// The counterpart of `PostgresProjectionStore::query`; rusqlite's rows
+    /// borrow their statement, hence the mapping closure. `params` are owned
+    /// values (a tuple such as `(String, i64)`, `()`, or
+    /// [`rusqlite::params_from_iter`] over owned values): the query runs on
+    /// another thread.
+    ///
+    /// ```
+    /// # use factum_sqlite::{SqliteEventStore, SqliteProjectionStore};
+    /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let events = SqliteEventStore::open(dir.path().join("app.db")).await?;
+    /// let store = SqliteProjectionStore::new(&events);
+    /// store.execute_batch("CREATE TABLE totals (name TEXT PRIMARY KEY, total INTEGER); \
+    ///                      INSERT INTO totals VALUES ('orders', 3), ('refunds', 1)").await?;
+    /// let totals: Vec<(String, i64)> = store
+    ///     .query("SELECT name, total FROM totals WHERE total >= ?1 ORDER BY name", (1,), |row| {
+    ///         Ok((row.get(0)?, row.get(1)?))
+    ///     })
+    ///     .await?;
+    /// assert_eq!(totals, [("orders".to_owned(), 3), ("refunds".to_owned(), 1)]);
+    /// # events.close().await?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn query<T, P, F>(&self, sql: &str, params: P, map_row: F) -> Result<Vec<T>, Error>
+    where
+        T: Send + 'static,
+        P: rusqlite::Params + Send + 'static,
+        F: FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let sql = sql.to_owned();
+        self.with_connection(move |connection| {
+            let mut statement = connection.prepare_cached(&sql)?;
+            statement.query_map(params, map_row)?.collect()
+        })
+        .await
+    }
+
+    /// Runs `work` on a read connection (read-only, off the runtime), for
+    /// what [`query`](Self::query) cannot express: several queries on one
+    /// connection, streaming rows into an aggregate. It sees committed data
+    /// only.
+    pub async fn with_connection<R, F>(&self, work: F) -> Result<R, Error>
     where
         R: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         self.events
-            .read(move |connection| read(connection).map_err(sqlite))
+            .read(move |connection| work(connection).map_err(sqlite))
             .await
     }
-}
-
-/// A position as SQLite stores it.
-fn stored(projection: &str, position: u64) -> Result<i64, Error> {
-    i64::try_from(position).map_err(|_| Error::Checkpoint {
-        projection: projection.to_owned(),
-        message: format!("position {position} is beyond what SQLite can store"),
-    })
 }
 
 /// The committed checkpoint of `projection` (0: none).
@@ -135,16 +173,15 @@ fn load(connection: &Connection, projection: &str) -> Result<u64, Error> {
         .map_err(sqlite)?;
     let mut rows = statement.query([projection]).map_err(sqlite)?;
     let Some(row) = rows.next().map_err(sqlite)? else {
-        return Ok(0);
+        return checkpoint_from_stored(projection, None);
     };
-    let position = match row.get_ref(0).map_err(sqlite)? {
-        rusqlite::types::ValueRef::Integer(position) => u64::try_from(position).ok(),
-        _ => None,
-    };
-    position.ok_or_else(|| Error::Checkpoint {
-        projection: projection.to_owned(),
-        message: "the stored checkpoint is not a position (a negative or non-integer value)".to_owned(),
-    })
+    match row.get_ref(0).map_err(sqlite)? {
+        rusqlite::types::ValueRef::Integer(position) => checkpoint_from_stored(projection, Some(position)),
+        other => Err(Error::Checkpoint {
+            projection: projection.to_owned(),
+            message: format!("the stored checkpoint is {:?}, not an integer", other.data_type()),
+        }),
+    }
 }
 
 /// Moves the checkpoint of `projection` from `expected` (no row counts as
@@ -155,7 +192,10 @@ fn compare_and_set(
     expected: u64,
     position: u64,
 ) -> Result<(), Error> {
-    let (expected_stored, position_stored) = (stored(projection, expected)?, stored(projection, position)?);
+    let (expected_stored, position_stored) = (
+        checkpoint_to_stored(projection, expected)?,
+        checkpoint_to_stored(projection, position)?,
+    );
     let mut moved = connection
         .prepare_cached("UPDATE factum_checkpoints SET position = ?3 WHERE projection = ?1 AND position = ?2")
         .and_then(|mut statement| statement.execute((projection, expected_stored, position_stored)))
@@ -270,7 +310,7 @@ impl CheckpointStore for SqliteProjectionStore {
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), Error> {
         let projection = projection.to_owned();
-        let position = stored(&projection, position)?;
+        let position = checkpoint_to_stored(&projection, position)?;
         self.events
             .write(move |connection| {
                 connection

@@ -12,7 +12,7 @@ pub(crate) const APPLICATION_ID: i64 = 0x6663_746d;
 
 /// The schema version this crate writes (`PRAGMA user_version`): the
 /// number of [`MIGRATIONS`].
-pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// The migrations, in order: the one at index `i` takes a database from
 /// schema version `i` to `i + 1`. A new file runs them all; an older file
@@ -197,18 +197,43 @@ fn inspect(connection: &Connection, path: &Path) -> Result<bool, SqliteError> {
     Ok(false)
 }
 
-fn check_version(user_version: i64, path: &Path) -> Result<(), SqliteError> {
-    if user_version > SCHEMA_VERSION {
-        return Err(SqliteError::SchemaTooNew {
-            path: path.to_path_buf(),
-            found: user_version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if user_version < 1 {
+/// The schema version of a factum file; an error for one this crate
+/// cannot open (newer, or not a factum version at all).
+fn check_version(user_version: i64, path: &Path) -> Result<u32, SqliteError> {
+    let version = u32::try_from(user_version).ok().filter(|version| *version >= 1);
+    let Some(version) = version else {
         return Err(SqliteError::NotAFactumDatabase {
             path: path.to_path_buf(),
             reason: format!("it carries factum's application id but schema version {user_version}"),
+        });
+    };
+    if version > SCHEMA_VERSION {
+        return Err(SqliteError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(version)
+}
+
+/// Confirms that the file still holds what [`open_writer`] left in it: a
+/// factum database at [`SCHEMA_VERSION`].
+pub(crate) fn confirm(connection: &Connection, path: &Path) -> Result<(), SqliteError> {
+    let application_id: i64 = connection.query_row("PRAGMA application_id", [], |row| row.get(0))?;
+    if application_id != APPLICATION_ID {
+        return Err(SqliteError::NotAFactumDatabase {
+            path: path.to_path_buf(),
+            reason: format!("its application id changed to {application_id:#x} while the store was open"),
+        });
+    }
+    let user_version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let found = check_version(user_version, path)?;
+    if found != SCHEMA_VERSION {
+        return Err(SqliteError::SchemaChanged {
+            path: path.to_path_buf(),
+            found,
+            expected: SCHEMA_VERSION,
         });
     }
     Ok(())
@@ -219,7 +244,7 @@ fn check_version(user_version: i64, path: &Path) -> Result<(), SqliteError> {
 /// immediate transaction makes the second one wait, then find the work done.
 fn migrate(connection: &mut Connection, path: &Path) -> Result<(), SqliteError> {
     let user_version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if user_version == SCHEMA_VERSION {
+    if user_version == i64::from(SCHEMA_VERSION) {
         return Ok(());
     }
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -236,8 +261,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), SqliteError> 
             });
         }
         let user_version: i64 = transaction.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-        check_version(user_version, path)?;
-        user_version
+        check_version(user_version, path)?
     };
     // `from` is within 1..=SCHEMA_VERSION here (check_version), or 0 for a new file.
     for (version, migration) in MIGRATIONS.iter().enumerate().skip(from as usize) {

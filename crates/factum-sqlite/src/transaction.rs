@@ -223,38 +223,23 @@ pub(crate) fn serve(
         carried: None,
         changed_rows: 0,
     };
-    let transaction = match rusqlite::Transaction::new_unchecked(connection, TransactionBehavior::Immediate) {
-        Ok(transaction) => transaction,
-        Err(error) => {
-            let _ = started.send(Err(SqliteError::from(error).into()));
-            return served;
-        }
-    };
-    if started.send(Ok(())).is_err() {
-        // Nobody waits for it any more: dropping the transaction rolls it back.
+    let Some(transaction) = start(connection, started) else {
         return served;
-    }
-    let changes_before = connection.total_changes();
+    };
     let end = |reason: SqliteError| {
         *ended.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
     };
+    let changes_before = connection.total_changes();
     loop {
-        let step = match steps.recv_timeout(busy_timeout) {
-            Ok(step) => step,
+        let step = match next_step(&steps, queue, busy_timeout) {
+            Next::Step(step) => step,
             // The transaction was dropped without commit: roll back.
-            Err(mpsc::RecvTimeoutError::Disconnected) => return served,
-            Err(mpsc::RecvTimeoutError::Timeout) => match queue.try_recv() {
-                Ok(waiting) => {
-                    tracing::warn!(
-                        ?busy_timeout,
-                        "a projection transaction sat idle while writes waited; rolled back"
-                    );
-                    end(SqliteError::TransactionAbandoned { idle: busy_timeout });
-                    served.carried = Some(waiting);
-                    return served;
-                }
-                Err(_) => continue,
-            },
+            Next::Dropped => return served,
+            Next::Abandoned(waiting) => {
+                end(SqliteError::TransactionAbandoned { idle: busy_timeout });
+                served.carried = Some(waiting);
+                return served;
+            }
         };
         if connection.is_autocommit() {
             // A statement ended the transaction (an explicit COMMIT, or an
@@ -265,31 +250,84 @@ pub(crate) fn serve(
             answer_ended(step, reason);
             return served;
         }
-        match step {
-            Step::Call(work) => {
-                if work(&transaction) {
-                    end(SqliteError::TransactionPanicked);
-                    return served;
+        let Step::Call(work) = step else {
+            served.changed_rows = finish(transaction, step, changes_before);
+            return served;
+        };
+        if work(&transaction) {
+            end(SqliteError::TransactionPanicked);
+            return served;
+        }
+    }
+}
+
+/// Begins the transaction and tells its owner; `None` when it did not
+/// begin or nobody waits for it any more.
+fn start(
+    connection: &Connection,
+    started: oneshot::Sender<Result<(), Error>>,
+) -> Option<rusqlite::Transaction<'_>> {
+    match rusqlite::Transaction::new_unchecked(connection, TransactionBehavior::Immediate) {
+        // When the owner is gone, dropping the transaction rolls it back.
+        Ok(transaction) => started.send(Ok(())).is_ok().then_some(transaction),
+        Err(error) => {
+            let _ = started.send(Err(SqliteError::from(error).into()));
+            None
+        }
+    }
+}
+
+/// What the writer found waiting for an open transaction.
+enum Next {
+    /// The transaction's next step.
+    Step(Step),
+    /// The transaction was dropped.
+    Dropped,
+    /// It sat idle for the busy timeout while this write waited.
+    Abandoned(Command),
+}
+
+/// Waits for the transaction's next step, giving up on it when it stays
+/// idle for `busy_timeout` while `queue` has work.
+fn next_step(steps: &mpsc::Receiver<Step>, queue: &mpsc::Receiver<Command>, busy_timeout: Duration) -> Next {
+    loop {
+        match steps.recv_timeout(busy_timeout) {
+            Ok(step) => return Next::Step(step),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Next::Dropped,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Ok(waiting) = queue.try_recv() {
+                    tracing::warn!(
+                        ?busy_timeout,
+                        "a projection transaction sat idle while writes waited; rolled back"
+                    );
+                    return Next::Abandoned(waiting);
                 }
-            }
-            Step::Rollback(reply) => {
-                let _ = reply.send(
-                    transaction
-                        .rollback()
-                        .map_err(|error| SqliteError::from(error).into()),
-                );
-                return served;
-            }
-            Step::Commit(reply) => {
-                let changed_rows = connection.total_changes().saturating_sub(changes_before);
-                let committed = transaction.commit();
-                if committed.is_ok() {
-                    served.changed_rows = changed_rows;
-                }
-                let _ = reply.send(committed.map_err(|error| SqliteError::from(error).into()));
-                return served;
             }
         }
+    }
+}
+
+/// Commits or rolls back, as `step` asks, and answers it; the rows the
+/// transaction changed when it committed (else 0).
+fn finish(transaction: rusqlite::Transaction<'_>, step: Step, changes_before: u64) -> u64 {
+    match step {
+        Step::Commit(reply) => {
+            let changed_rows = transaction.total_changes().saturating_sub(changes_before);
+            let committed = transaction.commit();
+            let changed_rows = if committed.is_ok() { changed_rows } else { 0 };
+            let _ = reply.send(committed.map_err(|error| SqliteError::from(error).into()));
+            changed_rows
+        }
+        Step::Rollback(reply) => {
+            let _ = reply.send(
+                transaction
+                    .rollback()
+                    .map_err(|error| SqliteError::from(error).into()),
+            );
+            0
+        }
+        // Dropping the work drops its reply; the transaction rolls back.
+        Step::Call(_) => 0,
     }
 }
 

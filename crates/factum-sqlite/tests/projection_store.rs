@@ -34,11 +34,11 @@ impl Ledger<SqliteProjectionStore> for SqlLedger {
     async fn read(&self, store: &SqliteProjectionStore, projection: &str) -> Result<Vec<u64>, Error> {
         let projection = projection.to_owned();
         let positions: Vec<i64> = store
-            .read(move |connection| {
-                let mut statement =
-                    connection.prepare("SELECT position FROM ledger WHERE projection = ?1 ORDER BY entry")?;
-                statement.query_map([projection], |row| row.get(0))?.collect()
-            })
+            .query(
+                "SELECT position FROM ledger WHERE projection = ?1 ORDER BY entry",
+                (projection,),
+                |row| row.get(0),
+            )
             .await?;
         Ok(positions.into_iter().map(|position| position as u64).collect())
     }

@@ -26,7 +26,9 @@ fn sqlite_error(error: &Error) -> Option<&SqliteError> {
 
 async fn rows(store: &SqliteProjectionStore) -> Result<i64, Error> {
     store
-        .read(|connection| connection.query_row("SELECT count(*) FROM model", [], |row| row.get(0)))
+        .with_connection(|connection| {
+            connection.query_row("SELECT count(*) FROM model", [], |row| row.get(0))
+        })
         .await
 }
 
@@ -132,7 +134,7 @@ async fn reads_see_only_committed_data() -> Result<(), Error> {
         .await?;
     assert_eq!((seen_inside, rows(&store).await?), (1, 0));
     let write = store
-        .read(|connection| connection.execute("DELETE FROM model", []))
+        .with_connection(|connection| connection.execute("DELETE FROM model", []))
         .await;
     assert!(write.is_err(), "read connections are read-only");
     store.commit(transaction).await?;

@@ -206,10 +206,49 @@ async fn long_streams_are_read_in_pages() {
 }
 
 #[tokio::test]
+async fn replay_gets_the_pages_as_read() {
+    let store = SqliteEventStore::open_in_memory().await.unwrap();
+    let stream = StreamId::new("Counter", "paged");
+    for _ in 0..5 {
+        let batch: Vec<_> = (0..1000).map(event).collect();
+        store.append(&stream, ExpectedVersion::Any, batch).await.unwrap();
+    }
+    let pages: Vec<Vec<_>> = store
+        .read_stream_pages(&stream, 1)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    let sizes: Vec<usize> = pages.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [4096, 904], "whole pages of 4,096 events, not re-chunked");
+    let from_middle: Vec<usize> = store
+        .read_stream_pages(&stream, 4000)
+        .map(|page| page.unwrap().len())
+        .collect()
+        .await;
+    assert_eq!(from_middle, [1001]);
+}
+
+#[tokio::test]
+async fn a_damaged_row_ends_the_pages_after_the_good_events() {
+    let (_dir, store) = damaged("UPDATE events SET version = 7 WHERE version = 3").await;
+    let pages: Vec<_> = store
+        .read_stream_pages(&StreamId::new("Counter", "1"), 1)
+        .collect()
+        .await;
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    assert_eq!(pages[0].as_ref().map(Vec::len).ok(), Some(2));
+    assert!(
+        matches!(pages[1], Err(Error::Corrupt { version: 3, .. })),
+        "{pages:?}"
+    );
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
 async fn subscriptions_wake_on_commit() {
     let dir = tempfile::tempdir().unwrap();
     // No polling: only the writer's wake-up can deliver the live event.
-    let options = SqliteOptions::new().poll_interval(None);
+    let options = SqliteOptions::new().watch_other_processes(false);
     let store = SqliteEventStore::open_with(dir.path().join("events.db"), options)
         .await
         .unwrap();
@@ -242,7 +281,7 @@ async fn subscriptions_wake_on_commit() {
 async fn subscriptions_see_appends_of_another_store_on_the_same_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
-    let options = SqliteOptions::new().poll_interval(Some(Duration::from_millis(20)));
+    let options = SqliteOptions::new().poll_interval(Duration::from_millis(20));
     let reader = SqliteEventStore::open_with(&path, options).await.unwrap();
     let writer = SqliteEventStore::open(&path).await.unwrap();
     let mut subscription = reader.subscribe_all(0);
@@ -380,9 +419,9 @@ async fn a_missing_file_is_not_created_when_asked_not_to() {
     assert!(!path.exists());
 }
 
-/// Damages one column of the event at `version` of `Counter-1` and returns
-/// what reading the stream gives.
-async fn read_after_damage(column_update: &str) -> Vec<Result<factum_core::RecordedEvent, Error>> {
+/// A file holding versions 1 to 3 of `Counter-1`, changed by `sql` while
+/// the store was closed, and the store opened on it again.
+async fn damaged(sql: &str) -> (tempfile::TempDir, SqliteEventStore) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("events.db");
     let stream = StreamId::new("Counter", "1");
@@ -393,15 +432,17 @@ async fn read_after_damage(column_update: &str) -> Vec<Result<factum_core::Recor
         .unwrap();
     store.close().await.unwrap();
     let connection = rusqlite::Connection::open(&path).unwrap();
-    connection
-        .execute(
-            &format!("UPDATE events SET {column_update} WHERE version = 2"),
-            [],
-        )
-        .unwrap();
+    connection.execute(sql, []).unwrap();
     drop(connection);
     let store = SqliteEventStore::open(&path).await.unwrap();
-    let events = read(&store, &stream).await;
+    (dir, store)
+}
+
+/// Damages one column of the event at version 2 of `Counter-1` and returns
+/// what reading the stream gives.
+async fn read_after_damage(column_update: &str) -> Vec<Result<factum_core::RecordedEvent, Error>> {
+    let (_dir, store) = damaged(&format!("UPDATE events SET {column_update} WHERE version = 2")).await;
+    let events = read(&store, &StreamId::new("Counter", "1")).await;
     // The global log reports the same damage.
     let all = store.read_all(0, 10).await;
     assert!(matches!(all, Err(Error::Corrupt { version: 2, .. })), "{all:?}");
@@ -440,22 +481,8 @@ async fn damaged_rows_are_typed_errors_naming_stream_and_version() {
 
 #[tokio::test]
 async fn a_missing_version_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("events.db");
-    let stream = StreamId::new("Counter", "1");
-    let store = SqliteEventStore::open(&path).await.unwrap();
-    store
-        .append(&stream, ExpectedVersion::Any, (0..3).map(event).collect())
-        .await
-        .unwrap();
-    store.close().await.unwrap();
-    let connection = rusqlite::Connection::open(&path).unwrap();
-    connection
-        .execute("DELETE FROM events WHERE version = 2", [])
-        .unwrap();
-    drop(connection);
-    let store = SqliteEventStore::open(&path).await.unwrap();
-    let events = read(&store, &stream).await;
+    let (_dir, store) = damaged("DELETE FROM events WHERE version = 2").await;
+    let events = read(&store, &StreamId::new("Counter", "1")).await;
     assert!(
         matches!(events[1], Err(Error::Corrupt { version: 2, .. })),
         "{events:?}"
@@ -500,7 +527,7 @@ async fn a_closed_store_refuses_work() {
         .await
         .unwrap_err();
     assert!(
-        matches!(sqlite_error(&error), Some(SqliteError::WriterGone)),
+        matches!(sqlite_error(&error), Some(SqliteError::Closed)),
         "{error}"
     );
     assert!(store.head_position().await.is_err());
