@@ -5,7 +5,7 @@
 
 use factum::prelude::*;
 use factum::testing::AggregateTest;
-use factum::{Payload, StreamId};
+use factum::{ExpectedVersion, NewEvent, Payload, StreamId};
 
 factum::id!(CounterId);
 

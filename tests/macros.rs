@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use factum::prelude::*;
-use factum::{DecodeError, Payload};
+use factum::{DecodeError, ExpectedVersion, NewEvent, Payload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

@@ -4,7 +4,7 @@
 #![allow(missing_docs)]
 
 use factum::prelude::*;
-use factum::{Payload, Snapshot, SnapshotStore};
+use factum::{ExpectedVersion, NewEvent, Payload, Snapshot, SnapshotStore};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use factum::prelude::*;
-use factum::{Payload, StreamId};
+use factum::{ExpectedVersion, NewEvent, Payload, StreamId};
 use factum_benches::{Counter, CounterId, small_events};
 
 const BATCH: usize = 1_000;

@@ -10,9 +10,9 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use factum::prelude::*;
 use factum::{
-    HandlerError, InMemoryCheckpointStore, InMemoryDeadLetterStore, Payload, Projection, ProjectionRunner,
-    ProjectionStore, RecordedEvent, SqliteEventStore, SqliteProjectionStore, SqliteTransaction,
-    TransactionalProjection,
+    ExpectedVersion, HandlerError, InMemoryCheckpointStore, InMemoryDeadLetterStore, NewEvent, Payload,
+    Projection, ProjectionRunner, ProjectionStore, RecordedEvent, SqliteEventStore, SqliteProjectionStore,
+    SqliteTransaction, TransactionalProjection,
 };
 
 const EVENTS: u64 = 1_000_000;

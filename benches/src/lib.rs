@@ -4,7 +4,7 @@
 
 use factum::__private::AggregateState;
 use factum::prelude::*;
-use factum::{ApplyError, DecodeError, Payload};
+use factum::{ApplyError, DecodeError, NewEvent, Payload};
 use serde::{Deserialize, Serialize};
 
 factum::id!(

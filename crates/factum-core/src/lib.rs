@@ -36,16 +36,19 @@ pub use projection::{
 pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
 pub use store::{AppendResult, EventPages, EventStore, EventStream, ExpectedVersion};
-pub use subscription::{PollingSubscription, SubscriptionOptions};
 pub use upcast::Upcasters;
 
-/// The names most programs need: `use factum::prelude::*;`.
+/// The names an application author uses daily: `use factum::prelude::*;`.
+///
+/// The aggregate traits, `Application` and `Repository`, the in-memory
+/// store, projections, and the types they hand back. What only code that
+/// talks to a store directly needs (`NewEvent`, `ExpectedVersion`,
+/// `Payload`, `Snapshot`...) stays a path away.
 pub mod prelude {
     pub use crate::{
-        Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore,
-        ExpectedVersion, HandlerError, InMemoryEventStore, Metadata, NewEvent, Projection, ProjectionRunner,
-        ProjectionStore, RecordedEvent, Repository, SnapshotPolicy, StreamId, TransactionalProjection,
-        Upcasters,
+        Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore, HandlerError,
+        InMemoryEventStore, Metadata, Projection, ProjectionRunner, ProjectionStore, RecordedEvent,
+        Repository, SnapshotPolicy, StreamId, TransactionalProjection, Upcasters,
     };
 }
 

@@ -5,10 +5,10 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::backend::{original_append, repeated_event_id};
+use crate::backend::{PollingSubscription, SubscriptionOptions, original_append, repeated_event_id};
 use crate::{
-    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
-    RecordedEvent, Snapshot, SnapshotStore, StreamId, SubscriptionOptions,
+    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
+    Snapshot, SnapshotStore, StreamId,
 };
 
 /// Events per page when a stream is read.

@@ -3,7 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamId, original_append};
+use factum_core::backend::original_append;
+use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 

@@ -3,9 +3,8 @@
 
 use std::pin::Pin;
 
-use factum_core::{
-    Error, EventPages, EventStream, PollingSubscription, RecordedEvent, StreamId, SubscriptionOptions,
-};
+use factum_core::backend::{PollingSubscription, SubscriptionOptions};
+use factum_core::{Error, EventPages, EventStream, RecordedEvent, StreamId};
 use futures::{StreamExt, TryStreamExt};
 use tokio_postgres::RowStream;
 use tokio_postgres::types::ToSql;

@@ -3,10 +3,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-use factum_core::backend::query_bound;
+use factum_core::backend::{PollingSubscription, SubscriptionOptions, query_bound};
 use factum_core::{
-    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, PollingSubscription,
-    RecordedEvent, StreamId, SubscriptionOptions,
+    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
+    StreamId,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
