@@ -186,9 +186,14 @@ impl SqliteEventStore {
         Ok(())
     }
 
+    /// True once [`close`](Self::close) has run, on this clone or another.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::SeqCst)
+    }
+
     /// The error for a call on a closed store.
     fn check_open(&self) -> Result<(), Error> {
-        if self.inner.closed.load(Ordering::SeqCst) {
+        if self.is_closed() {
             return Err(SqliteError::Closed.into());
         }
         Ok(())

@@ -43,7 +43,9 @@ async fn every_call_on_a_closed_store_says_it_is_closed() {
         .unwrap();
     let clone = store.clone();
     let projections = SqliteProjectionStore::new(&store);
+    assert!(!clone.is_closed());
     store.close().await.unwrap();
+    assert!(clone.is_closed(), "closing one clone closes them all");
     store.close().await.unwrap();
     clone.close().await.unwrap();
 
