@@ -1,5 +1,7 @@
+use std::any::Any;
 use std::fmt::{self, Debug, Display};
 use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
 use std::str::FromStr;
 
 use serde::Serialize;
@@ -13,11 +15,19 @@ use crate::Payload;
 ///
 /// `factum::id!(Name)` declares a UUID v7 newtype that qualifies; `String`,
 /// `Uuid` and the integer types qualify too.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be the id of an aggregate",
+    label = "an id must be `Clone + Debug + Display + FromStr + Serialize + DeserializeOwned + Send + Sync + 'static`",
+    note = "declare one with `factum::id!(Name);` (a UUID v7 newtype), or use `String`, `Uuid` or an integer type"
+)]
 pub trait AggregateId:
     Clone + Debug + Display + FromStr + Serialize + DeserializeOwned + Send + Sync + 'static
 {
 }
 
+// Not recommended, so a type that misses a bound is reported as not an
+// `AggregateId`, with the message above, instead of once per missing trait.
+#[diagnostic::do_not_recommend]
 impl<T> AggregateId for T where
     T: Clone + Debug + Display + FromStr + Serialize + DeserializeOwned + Send + Sync + 'static
 {
@@ -57,24 +67,87 @@ impl From<serde_json::Error> for DecodeError {
     }
 }
 
+impl Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::UnknownEventType => f.write_str("the event enum has no variant of this event type"),
+            Self::Payload(error) => write!(f, "the payload does not match the event's fields: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::UnknownEventType => None,
+            Self::Payload(error) => Some(error),
+        }
+    }
+}
+
+/// The error an `#[event]` method body returned, boxed as a source.
+type BodyError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A replayed event could not be applied: its method body returned `Err`,
 /// or the history does not start with `created`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Like `std::io::Error` around a custom error, it is transparent: it
+/// displays as the body's error, and [`get_ref`](Self::get_ref) or
+/// [`into_inner`](Self::into_inner) give the body's error back for
+/// downcasting. [`Error::Replay`](crate::Error::Replay) keeps it as its
+/// `source()`.
+#[derive(Debug)]
 pub struct ApplyError {
     message: String,
+    body: Option<BodyError>,
 }
 
 impl ApplyError {
-    /// An error with this message.
+    /// An error with this message: a rule of the history was broken (e.g.
+    /// `created` found twice).
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            body: None,
         }
     }
 
-    /// What went wrong.
+    /// The error an event method's body returned, kept whole so it can be
+    /// downcast back to its type.
+    pub fn from_error<E>(error: E) -> Self
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Self {
+            message: error.to_string(),
+            body: Some(Box::new(error)),
+        }
+    }
+
+    /// What went wrong, as text.
     pub fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The error the event method's body returned, when it implements
+    /// `std::error::Error`.
+    pub fn get_ref(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.body.as_deref()
+    }
+
+    /// The error the event method's body returned, when it implements
+    /// `std::error::Error`.
+    pub fn into_inner(self) -> Option<BodyError> {
+        self.body
+    }
+
+    /// The body's error when there is one, else this error: what
+    /// [`Error::Replay`](crate::Error::Replay) keeps as its source.
+    pub(crate) fn into_source(self) -> BodyError {
+        match self.body {
+            Some(body) => body,
+            None => Box::new(self),
+        }
     }
 }
 
@@ -82,6 +155,78 @@ impl Display for ApplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+impl std::error::Error for ApplyError {
+    // Transparent: the body's error is what displays, so its own source
+    // is the next link of the chain.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.body.as_ref()?.source()
+    }
+}
+
+/// How generated code turns the error of an `#[event]` body into an
+/// [`ApplyError`]: a type implementing `std::error::Error` is kept whole
+/// (its caller can downcast it), any other `Display` type is kept as text.
+///
+/// Method resolution picks [`KeepError`] for an error type and falls back
+/// to [`KeepText`] (one more auto-reference) for everything else; the
+/// `Display` bound is only required on that fallback, through
+/// [`ReplayErrorText`], so a type with neither gets factum's message, once.
+#[doc(hidden)]
+pub mod replay_error {
+    use super::ApplyError;
+    use std::fmt::Display;
+
+    /// Chosen for error types: keeps the error.
+    pub struct Whole;
+    /// Chosen for other types: keeps the text.
+    pub struct Text;
+
+    /// Picks [`Whole`] for `E: std::error::Error`.
+    pub trait KeepError {
+        /// The way this error is kept.
+        fn replay_error_kind(&self) -> Whole {
+            Whole
+        }
+    }
+
+    impl<E: std::error::Error + Send + Sync + 'static> KeepError for E {}
+
+    /// Picks [`Text`] for any other type.
+    pub trait KeepText {
+        /// The way this error is kept.
+        fn replay_error_kind(&self) -> Text {
+            Text
+        }
+    }
+
+    impl<E> KeepText for &E {}
+
+    impl Whole {
+        /// The error, kept whole.
+        pub fn apply_error<E: std::error::Error + Send + Sync + 'static>(self, error: E) -> ApplyError {
+            ApplyError::from_error(error)
+        }
+    }
+
+    impl Text {
+        /// The error's text.
+        pub fn apply_error<E: ReplayErrorText>(self, error: E) -> ApplyError {
+            ApplyError::new(error.to_string())
+        }
+    }
+
+    /// What the error type of an `#[event]` method needs for replay.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot say why replaying an event failed",
+        label = "the error type of an `#[event]` method must implement `std::error::Error` or `Display`",
+        note = "on replay the error becomes the source of `factum::Error::Replay`: derive it with `thiserror::Error`, implement `Display`, or return `Result<(), String>`"
+    )]
+    pub trait ReplayErrorText: Display {}
+
+    #[diagnostic::do_not_recommend]
+    impl<T: Display + ?Sized> ReplayErrorText for T {}
 }
 
 /// An event-sourced aggregate. Implemented by `#[aggregate]` on an impl block;
@@ -149,6 +294,10 @@ pub trait DefaultAggregate: Aggregate {
 }
 
 /// What `#[aggregate]` on the struct knows: its id, fields and `created` event.
+///
+/// Code generated for the impl block reaches the struct only through this
+/// trait, so an impl block whose struct lacks `#[aggregate]` is one unmet
+/// bound with the message below.
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is missing `#[aggregate]` on its struct",
@@ -157,25 +306,57 @@ pub trait DefaultAggregate: Aggregate {
 )]
 pub trait AggregateFields: Sized {
     /// The type of the `id` field.
-    type Id;
+    type Id: AggregateId;
     /// The generated `<Name>Created` event.
     type Created;
     /// The struct's name.
     const TYPE: &'static str;
     /// Builds the aggregate from its `created` event.
     fn from_created(created: Self::Created) -> Self;
+    /// The `id` field.
+    fn id(&self) -> Self::Id;
+    /// The hidden bookkeeping field.
+    fn state(&self) -> &AggregateState<Self>;
+    /// The hidden bookkeeping field.
+    fn state_mut(&mut self) -> &mut AggregateState<Self>;
+}
+
+/// What `#[aggregate]` on the impl block generates: the event enum.
+///
+/// Implemented whatever the event methods hold, unlike [`Aggregate`] (which
+/// needs every argument type to be storable), so that code generated for the
+/// struct reports a missing impl block once, with the message below, and
+/// stays quiet about mistakes reported elsewhere.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event-sourced aggregate",
+    label = "`{Self}` has no `#[aggregate]` impl block",
+    note = "put `#[aggregate]` on the struct AND on an `impl {Self}` block that holds its `#[event(\"...\")]` methods"
+)]
+pub trait AggregateEvents: Sized {
+    /// The generated `<Name>Event` enum.
+    type Event: Clone + Send + Sync + 'static;
+    /// The hidden bookkeeping field, reached through `AggregateFields`.
+    fn state_mut(&mut self) -> &mut AggregateState<Self>;
 }
 
 /// Starts a new aggregate from its `created` event, recording the event.
 #[doc(hidden)]
 pub fn start<A>(created: A::Created) -> A
 where
-    A: Aggregate + AggregateFields,
-    A::Created: Clone + Into<A::Event>,
+    A: AggregateFields + AggregateEvents,
+    A::Created: Clone,
+    A::Event: From<A::Created>,
 {
     let mut aggregate = A::from_created(created.clone());
-    aggregate.state_mut().record(created.into());
+    AggregateEvents::state_mut(&mut aggregate).push(A::Event::from(created));
     aggregate
+}
+
+/// Records an event of a generated `#[event]` method.
+#[doc(hidden)]
+pub fn record<A: AggregateEvents>(aggregate: &mut A, event: A::Event) {
+    aggregate.state_mut().push(event);
 }
 
 /// The bound every aggregate field and event argument must meet.
@@ -187,24 +368,54 @@ where
 )]
 pub trait EventField: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 
+// Not recommended, so a type that misses a bound is reported as not
+// `EventField`, with factum's message, instead of once per serde trait.
+#[diagnostic::do_not_recommend]
 impl<T> EventField for T where T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
 
 /// The hidden bookkeeping field `#[aggregate]` adds to the struct: the version
 /// and the events recorded but not yet saved.
 ///
 /// It takes no part in the user's derives: every value compares equal, hashes
-/// to nothing, debug-prints the version, and serde skips it.
+/// to nothing, debug-prints the version, and serde skips it. It asks nothing
+/// of `A` either, so those derives compile whatever else is wrong with the
+/// aggregate (a missing impl block is reported once, by the generated code):
+/// the pending events are kept as a `Vec<A::Event>` behind `dyn Any`.
 #[doc(hidden)]
-pub struct AggregateState<A: Aggregate> {
+pub struct AggregateState<A> {
     version: u64,
     persisted_version: u64,
-    pending: Vec<A::Event>,
+    pending: Option<Box<dyn PendingEvents>>,
     // Ids and times are fixed when an event is recorded, so retrying a save
     // whose outcome is unknown is an idempotent append, not a duplicate.
     pending_ids: Vec<(Uuid, OffsetDateTime)>,
+    aggregate: PhantomData<fn() -> A>,
 }
 
-impl<A: Aggregate> AggregateState<A> {
+/// A `Vec` of one aggregate's events, its element type erased.
+trait PendingEvents: Any + Send + Sync {
+    fn clone_box(&self) -> Box<dyn PendingEvents>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<E: Clone + Send + Sync + 'static> PendingEvents for Vec<E> {
+    fn clone_box(&self) -> Box<dyn PendingEvents> {
+        Box::new(self.clone())
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+const ONE_EVENT_TYPE: &str = "the pending events of an aggregate are all of its one event type (`Aggregate::Event`, which is `AggregateEvents::Event` for generated code)";
+
+impl<A> AggregateState<A> {
     /// The version including pending events.
     pub fn version(&self) -> u64 {
         self.version
@@ -213,18 +424,6 @@ impl<A: Aggregate> AggregateState<A> {
     /// The version the stream was at when loaded or last saved.
     pub fn persisted_version(&self) -> u64 {
         self.persisted_version
-    }
-
-    /// Events recorded and not yet saved.
-    pub fn pending(&self) -> &[A::Event] {
-        &self.pending
-    }
-
-    /// Records a new event.
-    pub fn record(&mut self, event: A::Event) {
-        self.version += 1;
-        self.pending.push(event);
-        self.pending_ids.push((Uuid::now_v7(), OffsetDateTime::now_utc()));
     }
 
     /// The id and time fixed for each pending event.
@@ -236,62 +435,94 @@ impl<A: Aggregate> AggregateState<A> {
     pub fn loaded_at(&mut self, version: u64) {
         self.version = version;
         self.persisted_version = version;
-        self.pending.clear();
+        self.pending = None;
         self.pending_ids.clear();
+    }
+
+    fn events<E: 'static>(&self) -> &[E] {
+        match &self.pending {
+            Some(pending) => pending.as_any().downcast_ref::<Vec<E>>().expect(ONE_EVENT_TYPE),
+            None => &[],
+        }
+    }
+
+    fn push<E: Clone + Send + Sync + 'static>(&mut self, event: E) {
+        let pending = self.pending.get_or_insert_with(|| Box::new(Vec::<E>::new()));
+        let events = pending
+            .as_any_mut()
+            .downcast_mut::<Vec<E>>()
+            .expect(ONE_EVENT_TYPE);
+        events.push(event);
+        self.version += 1;
+        self.pending_ids.push((Uuid::now_v7(), OffsetDateTime::now_utc()));
     }
 }
 
-impl<A: Aggregate> Default for AggregateState<A> {
+impl<A: Aggregate> AggregateState<A> {
+    /// Events recorded and not yet saved.
+    pub fn pending(&self) -> &[A::Event] {
+        self.events::<A::Event>()
+    }
+
+    /// Records a new event.
+    pub fn record(&mut self, event: A::Event) {
+        self.push(event);
+    }
+}
+
+impl<A> Default for AggregateState<A> {
     fn default() -> Self {
         Self {
             version: 0,
             persisted_version: 0,
-            pending: Vec::new(),
+            pending: None,
             pending_ids: Vec::new(),
+            aggregate: PhantomData,
         }
     }
 }
 
-impl<A: Aggregate> Clone for AggregateState<A> {
+impl<A> Clone for AggregateState<A> {
     fn clone(&self) -> Self {
         Self {
             version: self.version,
             persisted_version: self.persisted_version,
-            pending: self.pending.clone(),
+            pending: self.pending.as_ref().map(|pending| pending.clone_box()),
             pending_ids: self.pending_ids.clone(),
+            aggregate: PhantomData,
         }
     }
 }
 
-impl<A: Aggregate> Debug for AggregateState<A> {
+impl<A> Debug for AggregateState<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AggregateState")
             .field("version", &self.version)
-            .field("pending", &self.pending.len())
+            .field("pending", &self.pending_ids.len())
             .finish()
     }
 }
 
-impl<A: Aggregate> PartialEq for AggregateState<A> {
+impl<A> PartialEq for AggregateState<A> {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl<A: Aggregate> Eq for AggregateState<A> {}
+impl<A> Eq for AggregateState<A> {}
 
-impl<A: Aggregate> PartialOrd for AggregateState<A> {
+impl<A> PartialOrd for AggregateState<A> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl<A: Aggregate> Ord for AggregateState<A> {
+impl<A> Ord for AggregateState<A> {
     fn cmp(&self, _: &Self) -> std::cmp::Ordering {
         std::cmp::Ordering::Equal
     }
 }
 
-impl<A: Aggregate> Hash for AggregateState<A> {
+impl<A> Hash for AggregateState<A> {
     fn hash<H: Hasher>(&self, _: &mut H) {}
 }

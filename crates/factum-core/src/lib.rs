@@ -7,6 +7,7 @@
 
 mod aggregate;
 mod application;
+mod derive_order;
 mod error;
 mod event;
 mod id;
@@ -50,7 +51,13 @@ pub mod prelude {
 /// Support for generated code and for backends; not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::aggregate::{AggregateFields, AggregateState, EventField, start};
+    pub use crate::aggregate::{
+        AggregateEvents, AggregateFields, AggregateState, EventField, record, replay_error, start,
+    };
+    /// Catches `#[derive(...)]` written above `#[aggregate]`.
+    pub mod derive_order {
+        pub use crate::derive_order::*;
+    }
     pub use serde;
     pub use serde_json;
     pub use uuid;

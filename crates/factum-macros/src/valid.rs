@@ -94,6 +94,10 @@ pub(crate) struct Event {
     pub(crate) name: String,
     /// The enum variant, e.g. `Incremented`.
     pub(crate) variant: Ident,
+    /// The method, e.g. `add`.
+    pub(crate) method: Ident,
+    /// The method's doc comments, repeated on its variant.
+    pub(crate) docs: Vec<syn::Attribute>,
     pub(crate) args: Vec<Arg>,
     pub(crate) returns: Returns,
 }
@@ -111,8 +115,9 @@ pub(crate) struct Arg {
 pub(crate) enum Returns {
     /// `()`: the event is always recorded.
     Unit,
-    /// `Result<(), E>`: recorded on `Ok`. Holds `E` when written out.
-    Result(Option<Box<Type>>),
+    /// `Result<(), E>`: recorded on `Ok`. Holds where to report an `E` that
+    /// cannot say why replay failed: `E` when written out, else the type.
+    Result(Span),
 }
 
 /// Checks the impl block and each event method in it.
@@ -220,6 +225,8 @@ fn check_events(cx: &mut Ctxt, input: &Impl) -> Vec<Event> {
             index: event.index,
             name,
             variant,
+            method: method_ident.clone(),
+            docs: crate::attr::docs(&method.attrs),
             args,
             returns,
         });
@@ -402,7 +409,9 @@ fn returns(ty: &Type) -> Option<Returns> {
                 Type::Tuple(tuple) if tuple.elems.is_empty() => {}
                 _ => return None,
             }
-            Some(Returns::Result(types.next().cloned().map(Box::new)))
+            Some(Returns::Result(
+                types.next().map_or_else(|| ty.span(), Spanned::span),
+            ))
         }
         _ => None,
     }
