@@ -335,12 +335,16 @@ fn replaying_through_apply_rebuilds_the_state_and_records_nothing() {
 fn decode_errors_are_std_errors_that_keep_their_cause() {
     let payload = Payload::parse(r#"{"amount": 1}"#).expect("JSON");
     let unknown = AccountEvent::from_payload("exploded", &payload).expect_err("unknown type");
-    assert_eq!(unknown.to_string(), "the event enum has no variant of this event type");
+    assert_eq!(
+        unknown.to_string(),
+        "the event enum has no variant of this event type"
+    );
     assert!(std::error::Error::source(&unknown).is_none());
     let bad = AccountEvent::from_payload("money-withdrawn", &Payload::from_stored(r#"{"amount": "lots"}"#))
         .expect_err("bad payload");
     assert!(
-        bad.to_string().starts_with("the payload does not match the event's fields: "),
+        bad.to_string()
+            .starts_with("the payload does not match the event's fields: "),
         "{bad}"
     );
     let cause = std::error::Error::source(&bad).expect("the serde_json error");
@@ -353,10 +357,15 @@ fn apply_keeps_the_error_of_the_body_whole() {
     let error = account
         .apply(AccountEvent::MoneyWithdrawn { amount: 1 })
         .expect_err("no funds");
-    let expected = AccountError::InsufficientFunds { balance: 0, amount: 1 };
+    let expected = AccountError::InsufficientFunds {
+        balance: 0,
+        amount: 1,
+    };
     assert_eq!(error.to_string(), expected.to_string());
     assert_eq!(
-        error.get_ref().and_then(|body| body.downcast_ref::<AccountError>()),
+        error
+            .get_ref()
+            .and_then(|body| body.downcast_ref::<AccountError>()),
         Some(&expected)
     );
     let body = error.into_inner().expect("the body's error");
@@ -424,7 +433,10 @@ async fn a_body_that_fails_on_replay_is_a_replay_error_naming_the_event() {
     let source = std::error::Error::source(&error).expect("a replay error has a source");
     assert_eq!(
         source.downcast_ref::<AccountError>(),
-        Some(&AccountError::InsufficientFunds { balance: 5, amount: 9 })
+        Some(&AccountError::InsufficientFunds {
+            balance: 5,
+            amount: 9
+        })
     );
     match error {
         Error::Replay {
@@ -436,8 +448,16 @@ async fn a_body_that_fails_on_replay_is_a_replay_error_naming_the_event() {
             assert_eq!(stream, StreamId::new("Account", id.to_string()));
             assert_eq!(version, 3);
             assert_eq!(event_type, "money-withdrawn");
-            let body = source.downcast::<AccountError>().expect("the body's error, by value");
-            assert_eq!(*body, AccountError::InsufficientFunds { balance: 5, amount: 9 });
+            let body = source
+                .downcast::<AccountError>()
+                .expect("the body's error, by value");
+            assert_eq!(
+                *body,
+                AccountError::InsufficientFunds {
+                    balance: 5,
+                    amount: 9
+                }
+            );
         }
         other => panic!("expected Error::Replay, got {other:?}"),
     }
