@@ -394,12 +394,17 @@ pub struct AggregateState<A> {
 
 /// A `Vec` of one aggregate's events, its element type erased.
 trait PendingEvents: Any + Send + Sync {
+    fn clear(&mut self);
     fn clone_box(&self) -> Box<dyn PendingEvents>;
     fn as_any(&self) -> &dyn Any;
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 impl<E: Clone + Send + Sync + 'static> PendingEvents for Vec<E> {
+    fn clear(&mut self) {
+        Vec::clear(self);
+    }
+
     fn clone_box(&self) -> Box<dyn PendingEvents> {
         Box::new(self.clone())
     }
@@ -435,7 +440,10 @@ impl<A> AggregateState<A> {
     pub fn loaded_at(&mut self, version: u64) {
         self.version = version;
         self.persisted_version = version;
-        self.pending = None;
+        // Cleared, not dropped: the next save reuses the allocation.
+        if let Some(pending) = &mut self.pending {
+            pending.clear();
+        }
         self.pending_ids.clear();
     }
 

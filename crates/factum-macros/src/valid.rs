@@ -273,6 +273,17 @@ fn check_name(cx: &mut Ctxt, lit: &LitStr) -> Option<(String, Ident)> {
 /// Checks the signature of an event method.
 fn check_signature(cx: &mut Ctxt, method: &ImplItemFn, attr_span: Span) -> Option<(Vec<Arg>, Returns)> {
     let sig = &method.sig;
+    // Every check runs, so that each mistake of the method is reported.
+    let qualifiers_ok = check_qualifiers(cx, sig);
+    let receiver_ok = check_receiver(cx, sig);
+    let args = check_args(cx, sig);
+    let returns = check_returns(cx, sig, attr_span);
+    (qualifiers_ok && receiver_ok).then_some(())?;
+    Some((args?, returns?))
+}
+
+/// No `async`, `const`, `unsafe`, generics or variadics.
+fn check_qualifiers(cx: &mut Ctxt, sig: &syn::Signature) -> bool {
     let mut ok = true;
     if let Some(asyncness) = &sig.asyncness {
         cx.error_spanned_by(
@@ -307,42 +318,50 @@ fn check_signature(cx: &mut Ctxt, method: &ImplItemFn, attr_span: Span) -> Optio
         cx.error_spanned_by(variadic, "an `#[event]` method cannot be variadic");
         ok = false;
     }
-    let mut inputs = sig.inputs.iter();
-    match inputs.next() {
-        Some(FnArg::Receiver(receiver)) => {
-            let by_mut_ref = receiver.colon_token.is_none()
-                && receiver
-                    .reference
-                    .as_ref()
-                    .is_some_and(|(_, lifetime)| lifetime.is_none())
-                && receiver.mutability.is_some();
-            if !by_mut_ref {
-                let message = if receiver.colon_token.is_some() {
-                    "an `#[event]` method takes `&mut self`: write `&mut self`, without a type"
-                } else if receiver.reference.is_none() {
-                    "an `#[event]` method takes `&mut self`, not `self` by value: it changes the aggregate in place; write `&mut self`"
-                } else if receiver.mutability.is_none() {
-                    "an `#[event]` method takes `&mut self`, not `&self`: it changes the aggregate; write `&mut self`"
-                } else {
-                    "an `#[event]` method takes `&mut self`: write it without a lifetime"
-                };
-                cx.error_spanned_by(receiver, message);
-                ok = false;
-            }
-        }
-        _ => {
-            cx.error_at(
-                sig.paren_token.span.join(),
-                format_args!(
-                    "an `#[event]` method takes `&mut self`: it changes the aggregate; write `fn {}(&mut self, ...)`",
-                    sig.ident
-                ),
-            );
-            ok = false;
-        }
+    ok
+}
+
+/// The receiver is `&mut self`.
+fn check_receiver(cx: &mut Ctxt, sig: &syn::Signature) -> bool {
+    let Some(FnArg::Receiver(receiver)) = sig.inputs.first() else {
+        cx.error_at(
+            sig.paren_token.span.join(),
+            format_args!(
+                "an `#[event]` method takes `&mut self`: it changes the aggregate; write `fn {}(&mut self, ...)`",
+                sig.ident
+            ),
+        );
+        return false;
+    };
+    let by_mut_ref = receiver.colon_token.is_none()
+        && receiver
+            .reference
+            .as_ref()
+            .is_some_and(|(_, lifetime)| lifetime.is_none())
+        && receiver.mutability.is_some();
+    if by_mut_ref {
+        return true;
     }
+    let message = if receiver.colon_token.is_some() {
+        "an `#[event]` method takes `&mut self`: write `&mut self`, without a type"
+    } else if receiver.reference.is_none() {
+        "an `#[event]` method takes `&mut self`, not `self` by value: it changes the aggregate in place; write `&mut self`"
+    } else if receiver.mutability.is_none() {
+        "an `#[event]` method takes `&mut self`, not `&self`: it changes the aggregate; write `&mut self`"
+    } else {
+        "an `#[event]` method takes `&mut self`: write it without a lifetime"
+    };
+    cx.error_spanned_by(receiver, message);
+    false
+}
+
+/// Each argument after the receiver has a plain name and a storable type.
+/// The first input is the receiver's place even when it is not `self`
+/// (`check_receiver` reports that), so it is not checked again here.
+fn check_args(cx: &mut Ctxt, sig: &syn::Signature) -> Option<Vec<Arg>> {
+    let mut ok = true;
     let mut args = Vec::new();
-    for input in inputs {
+    for input in sig.inputs.iter().skip(1) {
         let FnArg::Typed(typed) = input else {
             continue;
         };
@@ -368,6 +387,11 @@ fn check_signature(cx: &mut Ctxt, method: &ImplItemFn, attr_span: Span) -> Optio
             field_ty: (*typed.ty).clone(),
         });
     }
+    ok.then_some(args)
+}
+
+/// The method returns `()` or `Result<(), E>`.
+fn check_returns(cx: &mut Ctxt, sig: &syn::Signature, attr_span: Span) -> Option<Returns> {
     let returns = match &sig.output {
         ReturnType::Default => Some(Returns::Unit),
         ReturnType::Type(_, ty) => returns(ty),
@@ -381,10 +405,8 @@ fn check_signature(cx: &mut Ctxt, method: &ImplItemFn, attr_span: Span) -> Optio
             span,
             "an `#[event]` method returns `()` or `Result<(), E>`: the event stores the method's arguments, not a result; on `Err` nothing is recorded",
         );
-        ok = false;
     }
-    ok.then_some(())?;
-    Some((args, returns?))
+    returns
 }
 
 /// `()` or `Result<(), E>` (any path ending in `Result` whose first
