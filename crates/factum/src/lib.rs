@@ -152,13 +152,17 @@ pub use factum_core::*;
 /// borrows an argument, or returns anything but `()` or `Result<(), E>`, an
 /// error type `E` that is neither `std::error::Error` nor `Display`, a field
 /// or argument type that cannot be stored, an id type that cannot be an id,
-/// a struct without its `#[aggregate]` impl block and an impl block whose
-/// struct lacks `#[aggregate]`, `load_or_create` on an aggregate without
-/// `Default`: each is one error, on the token at fault, whose first line
-/// says what to write instead; all of an item's independent mistakes are
-/// reported together. (`#[derive]` above `#[aggregate]` is the exception:
-/// the derives' own code, generated before factum sees the struct, adds
-/// rustc's "missing field `__factum`" after factum's message.)
+/// a struct without its `#[aggregate]` impl block, `load_or_create` on an
+/// aggregate without `Default`: each is one error, on the token at fault,
+/// whose first line says what to write instead; all of an item's
+/// independent mistakes are reported together.
+///
+/// Two mistakes also bring rustc's own errors, from code factum does not
+/// write: `#[derive]` above `#[aggregate]` (the derives expand before the
+/// hidden field exists, so factum's message is followed by "missing field
+/// `__factum`"), and an impl block whose struct lacks `#[aggregate]` (the
+/// enum names `<Name>Created`, so "cannot find type `<Name>Created`" comes
+/// before factum's "`<Name>` is missing `#[aggregate]` on its struct").
 pub use factum_macros::aggregate;
 
 /// Marks a method of an `#[aggregate]` impl block as an event:

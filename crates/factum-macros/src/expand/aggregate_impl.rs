@@ -29,7 +29,12 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
         events,
     } = checked;
     let names = Names {
-        created: sibling(&self_path, format_ident!("{}Created", self_ident)),
+        // Spanned at the impl's type, so that every mention of a missing
+        // `<Name>Created` is the same diagnostic, which rustc shows once.
+        created: sibling(
+            &self_path,
+            format_ident!("{}Created", self_ident, span = self_ident.span()),
+        ),
         event_enum: format_ident!("{}Event", self_ident),
         type_name: self_ident.to_string(),
         self_path,

@@ -2,15 +2,14 @@
 //! `AggregateEvents` impl that hands it to the struct's generated code.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote, quote_spanned};
+use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use super::aggregate_impl::Names;
 use super::checks;
 use crate::valid::Event;
 
-/// The enum, `From<<Name>Created>`, `AggregateEvents`, and the stand-in for
-/// a missing `<Name>Created`.
+/// The enum, `From<<Name>Created>` and `AggregateEvents`.
 pub(super) fn expand(names: &Names, events: &[Event]) -> TokenStream {
     let Names {
         self_path,
@@ -25,6 +24,12 @@ pub(super) fn expand(names: &Names, events: &[Event]) -> TokenStream {
         format!(" `created`: the first event of every `{type_name}`, recorded by `{type_name}::create`.");
     let variants = events.iter().map(|event| variant(type_name, event));
     let created_ty: syn::Type = syn::parse_quote!(#created);
+    // serde parses the bound at the literal's span: the created type's, so
+    // that a missing `<Name>Created` is reported once, at the impl's type.
+    let bound_span = created
+        .segments
+        .last()
+        .map_or_else(proc_macro2::Span::call_site, |last| last.ident.span());
     let bound = checks::serde_bound(&checks::stored_bounds(
         std::iter::once(&created_ty).chain(
             events
@@ -32,6 +37,7 @@ pub(super) fn expand(names: &Names, events: &[Event]) -> TokenStream {
                 .flat_map(|event| event.args.iter().map(|arg| &arg.field_ty)),
         ),
     ));
+    let bound = syn::LitStr::new(&bound, bound_span);
     // Spanned at the impl's type: when the struct lacks `#[aggregate]`, the
     // `AggregateFields` bound fails here, once, with its message.
     let aggregate_events = quote_spanned! {self_path.span()=>
@@ -43,7 +49,6 @@ pub(super) fn expand(names: &Names, events: &[Event]) -> TokenStream {
             }
         }
     };
-    let fallback = created_fallback(names);
     quote! {
         #[doc = #enum_doc]
         #[derive(
@@ -71,7 +76,6 @@ pub(super) fn expand(names: &Names, events: &[Event]) -> TokenStream {
         }
 
         #aggregate_events
-        #fallback
     }
 }
 
@@ -103,32 +107,4 @@ fn variant(type_name: &str, event: &Event) -> TokenStream {
         #[serde(rename = #name)]
         #variant #fields
     }
-}
-
-/// A stand-in `<Name>Created`, glob-imported so that the real one, defined
-/// by `#[aggregate]` on the struct in the same module, shadows it. When the
-/// struct lacks `#[aggregate]`, the enum still names a type and the only
-/// error is the `AggregateFields` bound above, not rustc's "cannot find
-/// type". Only for an impl block that names its type without a path (with a
-/// path, the real type is looked up where the struct lives).
-fn created_fallback(names: &Names) -> Option<TokenStream> {
-    let created = names.created.get_ident()?;
-    let module = format_ident!("__factum_{}_fallback", names.type_name);
-    Some(quote! {
-        #[doc(hidden)]
-        #[allow(non_snake_case, dead_code, unreachable_pub, unnameable_types)]
-        mod #module {
-            #[derive(
-                ::core::fmt::Debug,
-                ::core::clone::Clone,
-                ::core::cmp::PartialEq,
-                ::factum::__private::serde::Serialize,
-                ::factum::__private::serde::Deserialize,
-            )]
-            #[serde(crate = "::factum::__private::serde")]
-            pub struct #created {}
-        }
-        #[allow(unused_imports)]
-        use #module::*;
-    })
 }
