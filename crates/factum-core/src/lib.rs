@@ -7,7 +7,6 @@
 
 mod aggregate;
 mod application;
-mod derive_order;
 mod error;
 mod event;
 mod id;
@@ -52,12 +51,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::aggregate::{
-        AggregateEvents, AggregateFields, AggregateState, EventField, record, replay_error, start,
+        AggregateEvents, AggregateFields, AggregateState, EventField, derive_order, record, replay_error,
+        start,
     };
-    /// Catches `#[derive(...)]` written above `#[aggregate]`.
-    pub mod derive_order {
-        pub use crate::derive_order::*;
-    }
     pub use serde;
     pub use serde_json;
     pub use uuid;

@@ -6,10 +6,10 @@
 //! `Default`) that `#[aggregate]` did not see derived below it was derived
 //! above it (a hand-written one would have to name the hidden field).
 //!
-//! Method resolution picks [`Derived::check`] when the trait is implemented
-//! (it matches without auto-referencing) and falls back to
-//! [`NotDerived::check`] otherwise; the first has a bound nothing meets, so
-//! it is reported with the message below.
+//! Method resolution picks [`DerivedClone::check_clone`] when the trait is
+//! implemented (it matches without auto-referencing) and falls back to
+//! [`NotDerivedClone::check_clone`] otherwise; the first has a bound nothing
+//! meets, so it is reported with the message of [`AggregateBeforeDerive`].
 
 use std::marker::PhantomData;
 
