@@ -37,10 +37,15 @@ pub trait AggregateFields: Sized {
 
 /// What `#[aggregate]` on the impl block generates: the event enum.
 ///
-/// Implemented whatever the event methods hold, unlike [`Aggregate`] (which
-/// needs every argument type to be storable), so that code generated for the
-/// struct reports a missing impl block once, with the message below, and
-/// stays quiet about mistakes reported elsewhere.
+/// Implemented whatever the event methods hold, unlike
+/// [`Aggregate`](crate::Aggregate) (which needs every argument type to be
+/// storable), so that code generated for the struct reports a missing impl
+/// block once, with the message below, and stays quiet about mistakes
+/// reported elsewhere.
+///
+/// `Event` is the same enum as `Aggregate::Event`: the pending events of
+/// [`AggregateState`] are stored under that one type whichever trait
+/// records them.
 #[doc(hidden)]
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an event-sourced aggregate",
