@@ -5,7 +5,7 @@
 
 use factum::prelude::*;
 use factum::testing::AggregateTest;
-use factum::{ExpectedVersion, NewEvent, Payload, StreamId};
+use factum::{ApplyError, ExpectedVersion, NewEvent, Payload, StreamId};
 
 factum::id!(CounterId);
 
@@ -218,12 +218,16 @@ async fn replay_errors_name_stream_version_and_event_type() {
             stream: reported,
             version,
             event_type,
-            message,
+            source,
         }) => {
             assert_eq!(reported, stream);
             assert_eq!(version, 2);
             assert_eq!(event_type, "reset");
-            assert_eq!(message, "already at zero");
+            // A `String` error is not a `std::error::Error`: its text is
+            // kept, as an `ApplyError`.
+            assert_eq!(source.to_string(), "already at zero");
+            let apply = source.downcast_ref::<ApplyError>().expect("an ApplyError");
+            assert_eq!(apply.message(), "already at zero");
         }
         other => panic!("expected a replay error, got {other:?}"),
     }

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use factum::prelude::*;
-use factum::{DecodeError, ExpectedVersion, NewEvent, Payload};
+use factum::{ApplyError, DecodeError, ExpectedVersion, NewEvent, Payload};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -332,6 +332,47 @@ fn replaying_through_apply_rebuilds_the_state_and_records_nothing() {
 }
 
 #[test]
+fn decode_errors_are_std_errors_that_keep_their_cause() {
+    let payload = Payload::parse(r#"{"amount": 1}"#).expect("JSON");
+    let unknown = AccountEvent::from_payload("exploded", &payload).expect_err("unknown type");
+    assert_eq!(
+        unknown.to_string(),
+        "the event enum has no variant of this event type"
+    );
+    assert!(std::error::Error::source(&unknown).is_none());
+    let bad = AccountEvent::from_payload("money-withdrawn", &Payload::from_stored(r#"{"amount": "lots"}"#))
+        .expect_err("bad payload");
+    assert!(
+        bad.to_string()
+            .starts_with("the payload does not match the event's fields: "),
+        "{bad}"
+    );
+    let cause = std::error::Error::source(&bad).expect("the serde_json error");
+    assert!(cause.is::<serde_json::Error>());
+}
+
+#[test]
+fn apply_keeps_the_error_of_the_body_whole() {
+    let mut account = opened(AccountId::generate());
+    let error = account
+        .apply(AccountEvent::MoneyWithdrawn { amount: 1 })
+        .expect_err("no funds");
+    let expected = AccountError::InsufficientFunds {
+        balance: 0,
+        amount: 1,
+    };
+    assert_eq!(error.to_string(), expected.to_string());
+    assert_eq!(
+        error
+            .get_ref()
+            .and_then(|body| body.downcast_ref::<AccountError>()),
+        Some(&expected)
+    );
+    let body = error.into_inner().expect("the body's error");
+    assert_eq!(body.downcast::<AccountError>().ok().as_deref(), Some(&expected));
+}
+
+#[test]
 fn apply_rejects_a_history_that_does_not_start_with_created() {
     let error = Account::from_first_event(AccountEvent::MoneyWithdrawn { amount: 1 })
         .expect_err("needs created first");
@@ -381,17 +422,42 @@ async fn a_body_that_fails_on_replay_is_a_replay_error_naming_the_event() {
         ],
     )
     .await;
-    match app.get(id).await {
-        Err(Error::Replay {
+    let error = app.get(id).await.expect_err("the withdrawal cannot be replayed");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "replaying `money-withdrawn` at version 3 of stream Account-{id} failed: insufficient funds: balance 5, asked for 9"
+        )
+    );
+    // The body's own error is the source, whole: it downcasts to its type.
+    let source = std::error::Error::source(&error).expect("a replay error has a source");
+    assert_eq!(
+        source.downcast_ref::<AccountError>(),
+        Some(&AccountError::InsufficientFunds {
+            balance: 5,
+            amount: 9
+        })
+    );
+    match error {
+        Error::Replay {
             stream,
             version,
             event_type,
-            message,
-        }) => {
+            source,
+        } => {
             assert_eq!(stream, StreamId::new("Account", id.to_string()));
             assert_eq!(version, 3);
             assert_eq!(event_type, "money-withdrawn");
-            assert_eq!(message, "insufficient funds: balance 5, asked for 9");
+            let body = source
+                .downcast::<AccountError>()
+                .expect("the body's error, by value");
+            assert_eq!(
+                *body,
+                AccountError::InsufficientFunds {
+                    balance: 5,
+                    amount: 9
+                }
+            );
         }
         other => panic!("expected Error::Replay, got {other:?}"),
     }
@@ -404,9 +470,12 @@ async fn a_history_not_starting_with_created_is_a_replay_error() {
     let id = AccountId::generate();
     stored(&store, id, &[("account.closed", "{}")]).await;
     match app.get(id).await {
-        Err(Error::Replay { version, message, .. }) => {
+        Err(Error::Replay { version, source, .. }) => {
             assert_eq!(version, 1);
-            assert!(message.contains("must be `created`"), "{message}");
+            // No body ran: the source is factum's own `ApplyError`.
+            let apply = source.downcast_ref::<ApplyError>().expect("an ApplyError");
+            assert!(apply.get_ref().is_none());
+            assert!(apply.message().contains("must be `created`"), "{apply}");
         }
         other => panic!("expected Error::Replay, got {other:?}"),
     }

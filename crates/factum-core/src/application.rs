@@ -126,11 +126,14 @@ where
 impl<A: Aggregate, S: EventStore> Application<A, S> {
     /// Loads the aggregate, or starts a new one with default fields and its
     /// `created` event pending when the stream is empty.
-    pub async fn load_or_create(&self, id: A::Id) -> Result<A, Error>
+    // Boxed rather than `async fn`: an `async fn` with this bound reports a
+    // missing `Default` three times (call, arguments, `.await`); a boxed
+    // future reports it once, at the call.
+    pub fn load_or_create(&self, id: A::Id) -> BoxFuture<'_, Result<A, Error>>
     where
         A: DefaultAggregate,
     {
-        self.load_or_else(id, A::create_default).await
+        Box::pin(self.load_or_else(id, A::create_default))
     }
 
     /// Loads the aggregate, or starts one with `create` when the stream is empty.

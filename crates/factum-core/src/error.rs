@@ -69,7 +69,11 @@ pub enum Error {
 
     /// Replaying a stored event failed: its method body returned `Err`, or
     /// the history is not one the aggregate can start from.
-    #[error("replaying `{event_type}` at version {version} of stream {stream} failed: {message}")]
+    ///
+    /// The source is the body's own error (downcast it to your error type)
+    /// when that type implements `std::error::Error`; otherwise an
+    /// [`ApplyError`](crate::ApplyError) holding its text.
+    #[error("replaying `{event_type}` at version {version} of stream {stream} failed: {source}")]
     Replay {
         /// The stream being replayed.
         stream: StreamId,
@@ -78,7 +82,8 @@ pub enum Error {
         /// The event type.
         event_type: String,
         /// What the body or the check reported.
-        message: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
     /// An old payload could not be lifted to the current schema version.

@@ -55,7 +55,10 @@ pub mod prelude {
 /// Support for generated code and for backends; not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::aggregate::{AggregateFields, AggregateState, EventField, start};
+    pub use crate::aggregate::{
+        AggregateEvents, AggregateFields, AggregateState, EventField, derive_order, record, replay_error,
+        start,
+    };
     pub use serde;
     pub use serde_json;
     pub use uuid;

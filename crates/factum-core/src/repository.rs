@@ -242,7 +242,7 @@ pub(crate) fn replay<A: Aggregate>(
         stream: recorded.stream.clone(),
         version: recorded.version,
         event_type: recorded.event_type.to_string(),
-        message: error.message().to_owned(),
+        source: error.into_source(),
     };
     // In place: the aggregate is not moved once per event.
     match aggregate {

@@ -115,6 +115,8 @@ pub(crate) fn event_name(cx: &mut Ctxt, attr: &Attribute) -> Option<LitStr> {
 pub(crate) struct Derives {
     /// `Default` is derived: generate `DefaultAggregate`.
     pub(crate) default: bool,
+    /// `Clone` is derived.
+    pub(crate) clone: bool,
     /// `Serialize` or `Deserialize` is derived: serde must skip the hidden field.
     pub(crate) serde: bool,
     /// `Copy` is derived (an error: the aggregate owns its pending events).
@@ -135,6 +137,7 @@ pub(crate) fn derives(attrs: &[Attribute]) -> Derives {
             };
             match last.ident.to_string().as_str() {
                 "Default" => derives.default = true,
+                "Clone" => derives.clone = true,
                 "Serialize" | "Deserialize" => derives.serde = true,
                 "Copy" => derives.copy = Some(path.clone()),
                 _ => {}

@@ -5,7 +5,8 @@
 //!
 //! Layout (after thiserror's `impl/`): `ast` turns the syn input into our
 //! model, `attr` parses our attributes, `valid` checks the rules and
-//! collects every broken one in a `Ctxt`, `expand` writes the code.
+//! collects every broken one in a `Ctxt`, `expand` writes the code, one
+//! file per generated item.
 
 mod ast;
 mod attr;

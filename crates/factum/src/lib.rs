@@ -107,20 +107,62 @@ pub use factum_core::*;
 ///
 /// [`Aggregate::apply`] calls the bodies directly, so replay cannot record
 /// anything. A body that returns `Err` during replay becomes
-/// [`Error::Replay`] naming the stream, version and event type, with the
-/// error's `Display` text: the error type of an `#[event]` method must
-/// implement `Display`.
+/// [`Error::Replay`] naming the stream, version and event type. Its
+/// `source()` is the body's own error when that type implements
+/// `std::error::Error` (downcast it to get it back), otherwise an
+/// [`ApplyError`] holding its `Display` text (`String` errors, for
+/// instance): the error type of an `#[event]` method must implement one of
+/// the two.
+///
+/// ```
+/// # use factum::prelude::*;
+/// # #[derive(Debug, PartialEq)]
+/// # pub struct AlreadyZero;
+/// # impl std::fmt::Display for AlreadyZero {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("already at zero") }
+/// # }
+/// # impl std::error::Error for AlreadyZero {}
+/// # #[aggregate]
+/// # #[derive(Debug, Clone, Default)]
+/// # pub struct Counter { pub id: String, pub value: i64 }
+/// # #[aggregate]
+/// # impl Counter {
+/// #     #[event("reset")]
+/// #     pub fn reset(&mut self) -> Result<(), AlreadyZero> {
+/// #         if self.value == 0 { return Err(AlreadyZero); }
+/// #         self.value = 0;
+/// #         Ok(())
+/// #     }
+/// # }
+/// let mut counter = Counter::create("c-1".into(), 0);
+/// // What replay meets when the stored history holds a `reset` at zero;
+/// // `Error::Replay::source()` is this same `AlreadyZero`.
+/// let error = counter.apply(CounterEvent::Reset).unwrap_err();
+/// let body = error.get_ref().and_then(|body| body.downcast_ref::<AlreadyZero>());
+/// assert_eq!(body, Some(&AlreadyZero));
+/// ```
 ///
 /// # Checked at compile time
 ///
 /// A missing `id` field, a tuple, unit or generic struct, an unknown option,
-/// `Copy`, a duplicate or reserved (`created`) event name, two names that
-/// become the same variant, a malformed event name, an `#[event]` method
-/// that is `async`, `const`, `unsafe` or generic, that takes anything but
-/// `&mut self`, destructures or borrows an argument, or returns anything but
-/// `()` or `Result<(), E>`, a field or argument type that cannot be stored,
-/// a struct without its `#[aggregate]` impl block: each is an error on the
-/// token at fault, and all of an item's errors are reported together.
+/// `Copy`, `#[derive(...)]` written above `#[aggregate]`, a duplicate or
+/// reserved (`created`) event name, two names that become the same variant,
+/// a malformed event name, an `#[event]` method that is `async`, `const`,
+/// `unsafe` or generic, that takes anything but `&mut self`, destructures or
+/// borrows an argument, or returns anything but `()` or `Result<(), E>`, an
+/// error type `E` that is neither `std::error::Error` nor `Display`, a field
+/// or argument type that cannot be stored, an id type that cannot be an id,
+/// a struct without its `#[aggregate]` impl block, `load_or_create` on an
+/// aggregate without `Default`: each is one error, on the token at fault,
+/// whose first line says what to write instead; all of an item's
+/// independent mistakes are reported together.
+///
+/// Two mistakes also bring rustc's own errors, from code factum does not
+/// write: `#[derive]` above `#[aggregate]` (the derives expand before the
+/// hidden field exists, so factum's message is followed by "missing field
+/// `__factum`"), and an impl block whose struct lacks `#[aggregate]` (the
+/// enum names `<Name>Created`, so "cannot find type `<Name>Created`" comes
+/// before factum's "`<Name>` is missing `#[aggregate]` on its struct").
 pub use factum_macros::aggregate;
 
 /// Marks a method of an `#[aggregate]` impl block as an event:
@@ -132,7 +174,8 @@ pub use factum_macros::aggregate;
 /// event of every aggregate.
 ///
 /// The method takes `&mut self` and named arguments of storable types, and
-/// returns `()` or `Result<(), E>` with `E: Display`. Calling it runs the body
+/// returns `()` or `Result<(), E>` with `E: std::error::Error` or
+/// `E: Display`. Calling it runs the body
 /// and records the event when the body succeeds; replay runs only the body.
 ///
 /// ```

@@ -110,6 +110,10 @@ impl DomainEvent for TallyEvent {
     }
 }
 
+// A fixture, not an example: kept out of the "the trait `Aggregate` is
+// implemented for ..." help that rustc shows a user whose struct lacks its
+// `#[aggregate]` impl block.
+#[diagnostic::do_not_recommend]
 impl Aggregate for Tally {
     const TYPE: &'static str = "Tally";
     type Id = String;

@@ -1,17 +1,23 @@
 //! The rules an aggregate follows. Every broken rule is reported with a span
 //! on the token at fault; what passes is handed to `expand` as checked data.
+//!
+//! Here the rules of the struct, the impl block and the event names;
+//! `signature` holds those of an event method's signature.
 
 use std::collections::HashMap;
 
 use proc_macro2::Span;
 use syn::spanned::Spanned;
-use syn::visit::Visit;
 use syn::visit_mut::VisitMut;
-use syn::{FnArg, GenericArgument, Ident, ImplItemFn, LitStr, Pat, Path, PathArguments, ReturnType, Type};
+use syn::{Ident, LitStr, Path, Type};
 
 use crate::ast::{Impl, Struct};
 use crate::case;
 use crate::ctxt::Ctxt;
+
+mod signature;
+
+use signature::check_signature;
 
 /// The name of the hidden bookkeeping field.
 pub(crate) const STATE_FIELD: &str = "__factum";
@@ -94,6 +100,10 @@ pub(crate) struct Event {
     pub(crate) name: String,
     /// The enum variant, e.g. `Incremented`.
     pub(crate) variant: Ident,
+    /// The method, e.g. `add`.
+    pub(crate) method: Ident,
+    /// The method's doc comments, repeated on its variant.
+    pub(crate) docs: Vec<syn::Attribute>,
     pub(crate) args: Vec<Arg>,
     pub(crate) returns: Returns,
 }
@@ -111,8 +121,9 @@ pub(crate) struct Arg {
 pub(crate) enum Returns {
     /// `()`: the event is always recorded.
     Unit,
-    /// `Result<(), E>`: recorded on `Ok`. Holds `E` when written out.
-    Result(Option<Box<Type>>),
+    /// `Result<(), E>`: recorded on `Ok`. Holds where to report an `E` that
+    /// cannot say why replay failed: `E` when written out, else the type.
+    Result(Span),
 }
 
 /// Checks the impl block and each event method in it.
@@ -220,6 +231,8 @@ fn check_events(cx: &mut Ctxt, input: &Impl) -> Vec<Event> {
             index: event.index,
             name,
             variant,
+            method: method_ident.clone(),
+            docs: crate::attr::docs(&method.attrs),
             args,
             returns,
         });
@@ -263,205 +276,6 @@ fn check_name(cx: &mut Ctxt, lit: &LitStr) -> Option<(String, Ident)> {
     Some((name, Ident::new(&variant, lit.span())))
 }
 
-/// Checks the signature of an event method.
-fn check_signature(cx: &mut Ctxt, method: &ImplItemFn, attr_span: Span) -> Option<(Vec<Arg>, Returns)> {
-    let sig = &method.sig;
-    let mut ok = true;
-    if let Some(asyncness) = &sig.asyncness {
-        cx.error_spanned_by(
-            asyncness,
-            "an `#[event]` method cannot be `async`: replay calls it synchronously; do the async work in a command method, then call the event method with the result",
-        );
-        ok = false;
-    }
-    if let Some(constness) = &sig.constness {
-        cx.error_spanned_by(
-            constness,
-            "an `#[event]` method cannot be `const`: it records an event; remove `const`",
-        );
-        ok = false;
-    }
-    if let Some(unsafety) = &sig.unsafety {
-        cx.error_spanned_by(
-            unsafety,
-            "an `#[event]` method cannot be `unsafe`: replay calls it with stored data; remove `unsafe`",
-        );
-        ok = false;
-    }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        let generics = generics_tokens(&sig.generics);
-        cx.error_spanned_by(
-            generics,
-            "an `#[event]` method cannot be generic: its arguments are stored as fields of the event enum, which needs concrete types",
-        );
-        ok = false;
-    }
-    if let Some(variadic) = &sig.variadic {
-        cx.error_spanned_by(variadic, "an `#[event]` method cannot be variadic");
-        ok = false;
-    }
-    let mut inputs = sig.inputs.iter();
-    match inputs.next() {
-        Some(FnArg::Receiver(receiver)) => {
-            let by_mut_ref = receiver.colon_token.is_none()
-                && receiver
-                    .reference
-                    .as_ref()
-                    .is_some_and(|(_, lifetime)| lifetime.is_none())
-                && receiver.mutability.is_some();
-            if !by_mut_ref {
-                let message = if receiver.colon_token.is_some() {
-                    "an `#[event]` method takes `&mut self`: write `&mut self`, without a type"
-                } else if receiver.reference.is_none() {
-                    "an `#[event]` method takes `&mut self`, not `self` by value: it changes the aggregate in place; write `&mut self`"
-                } else if receiver.mutability.is_none() {
-                    "an `#[event]` method takes `&mut self`, not `&self`: it changes the aggregate; write `&mut self`"
-                } else {
-                    "an `#[event]` method takes `&mut self`: write it without a lifetime"
-                };
-                cx.error_spanned_by(receiver, message);
-                ok = false;
-            }
-        }
-        _ => {
-            cx.error_at(
-                sig.paren_token.span.join(),
-                format_args!(
-                    "an `#[event]` method takes `&mut self`: it changes the aggregate; write `fn {}(&mut self, ...)`",
-                    sig.ident
-                ),
-            );
-            ok = false;
-        }
-    }
-    let mut args = Vec::new();
-    for input in inputs {
-        let FnArg::Typed(typed) = input else {
-            continue;
-        };
-        let ident = match &*typed.pat {
-            Pat::Ident(pat) if pat.by_ref.is_none() && pat.subpat.is_none() => Some(pat.ident.clone()),
-            _ => None,
-        };
-        let Some(ident) = ident else {
-            cx.error_spanned_by(
-                &typed.pat,
-                "each argument of an `#[event]` method becomes a field of the event, so it needs a plain name: write `name: Type` and destructure it in the body",
-            );
-            ok = false;
-            continue;
-        };
-        if !check_arg_type(cx, &typed.ty) {
-            ok = false;
-            continue;
-        }
-        args.push(Arg {
-            ident,
-            ty: (*typed.ty).clone(),
-            field_ty: (*typed.ty).clone(),
-        });
-    }
-    let returns = match &sig.output {
-        ReturnType::Default => Some(Returns::Unit),
-        ReturnType::Type(_, ty) => returns(ty),
-    };
-    if returns.is_none() {
-        let span = match &sig.output {
-            ReturnType::Type(_, ty) => ty.span(),
-            ReturnType::Default => attr_span,
-        };
-        cx.error_at(
-            span,
-            "an `#[event]` method returns `()` or `Result<(), E>`: the event stores the method's arguments, not a result; on `Err` nothing is recorded",
-        );
-        ok = false;
-    }
-    ok.then_some(())?;
-    Some((args, returns?))
-}
-
-/// `()` or `Result<(), E>` (any path ending in `Result` whose first
-/// argument is `()`, so `io::Result<()>` and `anyhow::Result<()>` qualify).
-fn returns(ty: &Type) -> Option<Returns> {
-    match ty {
-        Type::Tuple(tuple) if tuple.elems.is_empty() => Some(Returns::Unit),
-        Type::Paren(paren) => returns(&paren.elem),
-        Type::Path(path) if path.qself.is_none() => {
-            let last = path.path.segments.last()?;
-            if last.ident != "Result" {
-                return None;
-            }
-            let PathArguments::AngleBracketed(generics) = &last.arguments else {
-                return None;
-            };
-            let mut types = generics.args.iter().filter_map(|arg| match arg {
-                GenericArgument::Type(ty) => Some(ty),
-                _ => None,
-            });
-            match types.next()? {
-                Type::Tuple(tuple) if tuple.elems.is_empty() => {}
-                _ => return None,
-            }
-            Some(Returns::Result(types.next().cloned().map(Box::new)))
-        }
-        _ => None,
-    }
-}
-
-/// Rejects argument types that cannot be fields of the event enum.
-fn check_arg_type(cx: &mut Ctxt, ty: &Type) -> bool {
-    let mut finder = Unstorable::default();
-    finder.visit_type(ty);
-    match finder.found {
-        Some((tokens, message)) => {
-            cx.error_spanned_by(tokens, message);
-            false
-        }
-        None => true,
-    }
-}
-
-/// Finds the first part of a type that an event cannot own.
-#[derive(Default)]
-struct Unstorable {
-    found: Option<(proc_macro2::TokenStream, &'static str)>,
-}
-
-impl<'ast> Visit<'ast> for Unstorable {
-    fn visit_type(&mut self, ty: &'ast Type) {
-        if self.found.is_some() {
-            return;
-        }
-        let message = match ty {
-            Type::Reference(_) => Some(
-                "an event stores its arguments, so they must be owned: take `String` instead of `&str`, `Vec<T>` instead of `&[T]`, `T` instead of `&T`",
-            ),
-            Type::ImplTrait(_) => {
-                Some("an event stores its arguments, so each needs a concrete type, not `impl Trait`")
-            }
-            Type::TraitObject(_) => Some(
-                "an event stores its arguments, so each needs a concrete, serializable type, not `dyn Trait`",
-            ),
-            Type::Infer(_) => Some("write the argument's type out: it becomes a field of the event"),
-            Type::Ptr(_) => Some("an event cannot store a raw pointer: take an owned, serializable type"),
-            _ => None,
-        };
-        match message {
-            Some(message) => self.found = Some((quote::ToTokens::to_token_stream(ty), message)),
-            None => syn::visit::visit_type(self, ty),
-        }
-    }
-
-    fn visit_lifetime(&mut self, lifetime: &'ast syn::Lifetime) {
-        if self.found.is_none() && lifetime.ident != "static" {
-            self.found = Some((
-                quote::ToTokens::to_token_stream(lifetime),
-                "an event stores its arguments, so they cannot borrow: use owned types (only `'static` lifetimes)",
-            ));
-        }
-    }
-}
-
 /// Replaces `Self` in an argument type by the aggregate's type, since the
 /// type moves from the impl block into the event enum.
 struct ReplaceSelf<'a>(&'a Path);
@@ -486,7 +300,7 @@ impl VisitMut for ReplaceSelf<'_> {
 
 /// The tokens of `<...>` or, without parameters, of the where clause: the
 /// part of a signature to underline for "cannot be generic".
-fn generics_tokens(generics: &syn::Generics) -> proc_macro2::TokenStream {
+pub(super) fn generics_tokens(generics: &syn::Generics) -> proc_macro2::TokenStream {
     if generics.params.is_empty() {
         quote::ToTokens::to_token_stream(&generics.where_clause)
     } else {
