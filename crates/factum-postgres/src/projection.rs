@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::ClientWrapper;
-use factum_core::backend::{checkpoint_from_stored, checkpoint_to_stored};
+use factum_core::backend::{checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored};
 use factum_core::{CheckpointStore, DeadLetter, Error, ProjectionStore};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -252,12 +252,7 @@ impl ProjectionStore for PostgresProjectionStore {
                 projection,
                 transaction.query_opt(&self.sql.load, &[&projection]).await?,
             )?;
-            return Err(Error::Checkpoint {
-                projection: projection.to_owned(),
-                message: format!(
-                    "expected the checkpoint at {expected}, found {found}: another instance is running this projection"
-                ),
-            });
+            return Err(checkpoint_moved(projection, expected, found));
         }
         Ok(())
     }
