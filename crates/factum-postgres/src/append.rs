@@ -1,15 +1,15 @@
 //! Appends: the attempts (see `attempt`), the retries after a lost race,
 //! idempotent retries by event id, and what each failure means.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
-use factum_core::backend::original_append;
+use factum_core::backend::{first_repeated_id, from_stored, original_append, repeated_event_id, to_stored};
 use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::attempt::{AppendFailure, Appended};
-use crate::rows::{Decoder, stored_u64};
+use crate::rows::Decoder;
 use crate::{PostgresError, PostgresEventStore};
 
 /// The SQLSTATE `factum_append` raises for a batch that repeats an event id.
@@ -75,11 +75,11 @@ impl PostgresEventStore {
     fn stored(&self, stream: &StreamId, version: i64, positions: &[i64]) -> Result<AppendResult, Error> {
         let positions = positions
             .iter()
-            .map(|&position| stored_u64(position, stream, "position"))
+            .map(|&position| from_stored(position, "position", stream, 0))
             .collect::<Result<Vec<u64>, Error>>()?;
         self.announce(positions.last().copied());
         Ok(AppendResult {
-            stream_version: stored_u64(version, stream, "stream version")?,
+            stream_version: from_stored(version, "stream version", stream, 0)?,
             positions,
         })
     }
@@ -98,7 +98,7 @@ impl PostgresEventStore {
             return Ok(original);
         }
         let actual = match reported {
-            Some(actual) => stored_u64(actual, stream, "stream version")?,
+            Some(actual) => from_stored(actual, "stream version", stream, 0)?,
             None => self.version_of(stream).await?,
         };
         Err(Error::Conflict {
@@ -119,8 +119,12 @@ impl PostgresEventStore {
         last: bool,
     ) -> Result<AfterFailure, Error> {
         let code = failure.code().map(SqlState::code).unwrap_or_default();
-        if code == REPEATED_ID {
-            return Err(repeated_id(stream, events));
+        // Should the server's check and this one ever disagree, the
+        // server's error is reported as it is.
+        if code == REPEATED_ID
+            && let Some(repeated) = first_repeated_id(events)
+        {
+            return Err(repeated_event_id(stream, repeated));
         }
         // The transaction held a position lock: readers capped by it can
         // move on now that it is gone.
@@ -176,27 +180,7 @@ fn expected_version(stream: &StreamId, expected: ExpectedVersion) -> Result<Opti
     match expected {
         ExpectedVersion::Any => Ok(None),
         ExpectedVersion::NoStream => Ok(Some(0)),
-        ExpectedVersion::Exact(version) => {
-            i64::try_from(version)
-                .map(Some)
-                .map_err(|_| Error::InvalidRequest {
-                    stream: stream.clone(),
-                    reason: format!("expected version {version} is out of range"),
-                })
-        }
-    }
-}
-
-/// The error of a batch that names one event id twice.
-fn repeated_id(stream: &StreamId, events: &[NewEvent]) -> Error {
-    let mut seen = HashSet::with_capacity(events.len());
-    let repeated = events
-        .iter()
-        .find(|event| !seen.insert(event.event_id))
-        .map_or_else(Uuid::nil, |event| event.event_id);
-    Error::InvalidRequest {
-        stream: stream.clone(),
-        reason: format!("event id {repeated} appears twice in one append"),
+        ExpectedVersion::Exact(version) => to_stored(version, "expected version", stream).map(Some),
     }
 }
 

@@ -3,11 +3,12 @@
 //! function that takes turns on the stream (retries, and batches that
 //! repeat an event id).
 
+use factum_core::backend::{first_repeated_id, to_stored};
 use factum_core::{Error, NewEvent, StreamId};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
-use crate::batch::{Batch, encode_metadata, schema_version};
+use crate::batch::{Batch, metadata, schema_version};
 use crate::conn::Conn;
 use crate::{PostgresError, PostgresEventStore};
 
@@ -58,7 +59,7 @@ impl PostgresEventStore {
             [event] if !take_turns => self.append_one(&client, stream, expected, event).await,
             _ => {
                 let batch = Batch::new(stream, events).map_err(AppendFailure::Invalid)?;
-                if !take_turns && events.len() > 1 && batch.ids_are_distinct() {
+                if !take_turns && events.len() > 1 && first_repeated_id(events).is_none() {
                     self.append_many(&client, stream, expected, &batch).await
                 } else {
                     self.append_taking_turns(&client, stream, expected, take_turns, &batch)
@@ -81,7 +82,7 @@ impl PostgresEventStore {
     ) -> Result<Appended, AppendFailure> {
         let statement = client.prepare_cached(&self.shared.sql.append_new).await?;
         let schema_version = schema_version(stream, event).map_err(AppendFailure::Invalid)?;
-        let metadata = encode_metadata(stream, event).map_err(AppendFailure::Invalid)?;
+        let metadata = metadata(stream, event).map_err(AppendFailure::Invalid)?;
         let event_type: &str = &event.event_type;
         let params: [&(dyn ToSql + Sync); 8] = [
             &stream.aggregate_type(),
@@ -110,7 +111,7 @@ impl PostgresEventStore {
     ) -> Result<Appended, AppendFailure> {
         let statement = client.prepare_cached(&self.shared.sql.append_one).await?;
         let schema_version = schema_version(stream, event).map_err(AppendFailure::Invalid)?;
-        let metadata = encode_metadata(stream, event).map_err(AppendFailure::Invalid)?;
+        let metadata = metadata(stream, event).map_err(AppendFailure::Invalid)?;
         let event_type: &str = &event.event_type;
         let params: [&(dyn ToSql + Sync); 9] = [
             &stream.aggregate_type(),
@@ -155,8 +156,9 @@ impl PostgresEventStore {
         let actual: i64 = row.try_get(0)?;
         let positions: Vec<i64> = row.try_get(1)?;
         Ok(if positions.len() == batch.event_ids.len() {
-            let count = i64::try_from(positions.len()).unwrap_or(i64::MAX);
-            Appended::Done(actual + count, positions)
+            let count: i64 =
+                to_stored(positions.len(), "the number of events", stream).map_err(AppendFailure::Invalid)?;
+            Appended::Done(actual.saturating_add(count), positions)
         } else {
             Appended::Conflict(Some(actual))
         })

@@ -1,5 +1,6 @@
 //! The columns of an append, checked and encoded for the statements.
 
+use factum_core::backend::{metadata_to_json, to_stored};
 use factum_core::{Error, NewEvent, StreamId};
 use uuid::Uuid;
 
@@ -28,46 +29,19 @@ impl<'a> Batch<'a> {
             batch.event_types.push(&event.event_type);
             batch.schema_versions.push(schema_version(stream, event)?);
             batch.payloads.push(event.payload.as_str());
-            batch.metadata.push(encode_metadata(stream, event)?);
+            batch.metadata.push(metadata(stream, event)?);
             batch.occurred_at.push(event.occurred_at);
         }
         Ok(batch)
-    }
-
-    /// True when no event id repeats (such a batch goes to `factum_append`,
-    /// which reports it).
-    pub(crate) fn ids_are_distinct(&self) -> bool {
-        let mut ids = self.event_ids.clone();
-        ids.sort_unstable();
-        ids.windows(2).all(|pair| pair[0] != pair[1])
     }
 }
 
 /// The event's schema version as the `integer` column stores it.
 pub(crate) fn schema_version(stream: &StreamId, event: &NewEvent) -> Result<i32, Error> {
-    i32::try_from(event.schema_version).map_err(|_| Error::InvalidRequest {
-        stream: stream.clone(),
-        reason: format!(
-            "schema version {} of event {} is above {}",
-            event.schema_version,
-            event.event_id,
-            i32::MAX
-        ),
-    })
+    to_stored(event.schema_version, "schema version", stream)
 }
 
-/// The metadata as JSON text, or NULL when there is none.
-pub(crate) fn encode_metadata(stream: &StreamId, event: &NewEvent) -> Result<Option<String>, Error> {
-    if event.metadata.is_empty() {
-        return Ok(None);
-    }
-    serde_json::to_string(&event.metadata)
-        .map(Some)
-        .map_err(|error| Error::InvalidRequest {
-            stream: stream.clone(),
-            reason: format!(
-                "the metadata of event {} does not serialize: {error}",
-                event.event_id
-            ),
-        })
+/// The event's metadata as JSON text, or NULL when there is none.
+pub(crate) fn metadata(stream: &StreamId, event: &NewEvent) -> Result<Option<String>, Error> {
+    metadata_to_json(stream, event.event_id, &event.metadata)
 }

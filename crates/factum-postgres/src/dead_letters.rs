@@ -3,6 +3,7 @@
 //! row.
 
 use deadpool_postgres::ClientWrapper;
+use factum_core::backend::{DeadLetterRow, Failure, dead_letter_from_row};
 use factum_core::{DeadLetter, DeadLetterStore, Error, ProjectionStore};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
@@ -13,33 +14,30 @@ use crate::rows::Decoder;
 
 /// The parameters of a dead letter's row, checked.
 pub(crate) struct LetterRow<'a> {
-    letter: &'a DeadLetter,
+    row: DeadLetterRow<'a>,
     aggregate_type: &'a str,
     aggregate_id: &'a str,
     event_type: &'a str,
     payload: &'a str,
-    position: i64,
-    version: i64,
     schema_version: i32,
-    metadata: Option<String>,
     attempts: i32,
 }
 
 impl<'a> LetterRow<'a> {
     /// The parameters of the dead-letter insert, in column order.
     pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 14] {
-        let (letter, event) = (self.letter, &self.letter.event);
+        let (letter, event) = (self.row.letter, &self.row.letter.event);
         [
             &letter.projection,
-            &self.position,
+            &self.row.position,
             &self.aggregate_type,
             &self.aggregate_id,
-            &self.version,
+            &self.row.version,
             &event.event_id,
             &self.event_type,
             &self.schema_version,
             &self.payload,
-            &self.metadata,
+            &self.row.metadata,
             &event.occurred_at,
             &letter.error,
             &self.attempts,
@@ -48,37 +46,16 @@ impl<'a> LetterRow<'a> {
     }
 
     pub(crate) fn new(letter: &'a DeadLetter) -> Result<Self, Error> {
+        let row = DeadLetterRow::new(letter)?;
         let event = &letter.event;
-        let invalid = |reason: String| Error::InvalidRequest {
-            stream: event.stream.clone(),
-            reason: format!(
-                "dead letter of `{}` at {}: {reason}",
-                letter.projection, event.position
-            ),
-        };
-        let number = |value: u64, what: &str| {
-            i64::try_from(value).map_err(|_| invalid(format!("{what} {value} is out of range")))
-        };
-        let metadata = if event.metadata.is_empty() {
-            None
-        } else {
-            Some(
-                serde_json::to_string(&event.metadata)
-                    .map_err(|error| invalid(format!("the metadata does not serialize: {error}")))?,
-            )
-        };
         Ok(Self {
-            letter,
             aggregate_type: event.stream.aggregate_type(),
             aggregate_id: event.stream.aggregate_id(),
             event_type: &event.event_type,
             payload: event.payload.as_str(),
-            position: number(event.position, "position")?,
-            version: number(event.version, "version")?,
-            schema_version: i32::try_from(event.schema_version)
-                .map_err(|_| invalid(format!("schema version {} is out of range", event.schema_version)))?,
-            metadata,
-            attempts: i32::try_from(letter.attempts).unwrap_or(i32::MAX),
+            schema_version: row.convert(event.schema_version, "schema version")?,
+            attempts: row.convert(letter.attempts, "attempt count")?,
+            row,
         })
     }
 }
@@ -97,34 +74,21 @@ async fn put_letter(
 pub(crate) fn letters_of(projection: &str, rows: &[Row]) -> Result<Vec<DeadLetter>, Error> {
     let mut decoder = Decoder::default();
     rows.iter()
-        .map(|row| {
-            let event = decoder.decode(row)?;
-            let failure = (|| {
-                let error: String = row.try_get(10).map_err(|error| format!("error: {error}"))?;
-                let attempts: i32 = row.try_get(11).map_err(|error| format!("attempts: {error}"))?;
-                let attempts =
-                    u32::try_from(attempts).map_err(|_| format!("attempt count {attempts} is negative"))?;
-                let failed_at: OffsetDateTime =
-                    row.try_get(12).map_err(|error| format!("failed_at: {error}"))?;
-                Ok::<_, String>((error, attempts, failed_at))
-            })();
-            let (error, attempts, failed_at) = failure.map_err(|reason| Error::Corrupt {
-                stream: event.stream.clone(),
-                version: event.version,
-                reason: format!(
-                    "the dead letter of `{projection}` at position {} is damaged: {reason}",
-                    event.position
-                ),
-            })?;
-            Ok(DeadLetter {
-                projection: projection.to_owned(),
-                event,
-                error,
-                attempts,
-                failed_at,
-            })
-        })
+        .map(|row| dead_letter_from_row(projection, decoder.decode(row)?, failure(row)))
         .collect()
+}
+
+/// The failure columns of a dead letter's row, or what is wrong with them.
+fn failure(row: &Row) -> Result<Failure, String> {
+    let error: String = row.try_get(10).map_err(|error| format!("error: {error}"))?;
+    let attempts: i32 = row.try_get(11).map_err(|error| format!("attempts: {error}"))?;
+    let attempts = u32::try_from(attempts).map_err(|_| format!("attempt count {attempts} is negative"))?;
+    let failed_at: OffsetDateTime = row.try_get(12).map_err(|error| format!("failed_at: {error}"))?;
+    Ok(Failure {
+        error,
+        attempts,
+        failed_at,
+    })
 }
 
 /// Each change is its own autocommitted statement.

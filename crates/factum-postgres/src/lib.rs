@@ -149,9 +149,14 @@
 //! [`read_stream`](factum_core::EventStore::read_stream) reads a stream in
 //! keyset pages (`version >= n ORDER BY version LIMIT page_size`), decoding
 //! rows as they arrive: memory stays flat whatever the stream's length.
-//! Payloads are handed on as text; a row that cannot be decoded is an
+//! Payloads are handed on as text; a row that cannot be decoded, or whose
+//! version is not the next one (a gap), is an
 //! [`Error::Corrupt`](factum_core::Error::Corrupt) naming its stream and
 //! version, and ends the read (it is never skipped).
+//! [`read_stream_pages`](factum_core::EventStore::read_stream_pages) hands
+//! the same pages over whole, checked the same way. The rules shared with
+//! the other backends (metadata as JSON, numbers in and out of `bigint`,
+//! idempotent retries, dead-letter rows) are `factum_core`'s.
 //!
 //! # Subscriptions
 //!

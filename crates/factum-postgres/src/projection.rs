@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use deadpool_postgres::ClientWrapper;
+use factum_core::backend::{checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored};
 use factum_core::{CheckpointStore, DeadLetter, Error, ProjectionStore};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -194,27 +195,16 @@ impl PostgresProjectionStore {
     }
 }
 
-/// A position as PostgreSQL stores it.
-fn stored(projection: &str, position: u64) -> Result<i64, Error> {
-    i64::try_from(position).map_err(|_| Error::Checkpoint {
-        projection: projection.to_owned(),
-        message: format!("position {position} is beyond what PostgreSQL can store"),
-    })
-}
-
 /// The checkpoint in `row` (none: 0).
 fn checkpoint_of(projection: &str, row: Option<Row>) -> Result<u64, Error> {
-    let Some(row) = row else {
-        return Ok(0);
-    };
-    let position = row
-        .try_get::<_, i64>(0)
-        .ok()
-        .and_then(|position| u64::try_from(position).ok());
-    position.ok_or_else(|| Error::Checkpoint {
-        projection: projection.to_owned(),
-        message: "the stored checkpoint is not a position".to_owned(),
-    })
+    let stored = row
+        .map(|row| row.try_get::<_, i64>(0))
+        .transpose()
+        .map_err(|error| Error::Checkpoint {
+            projection: projection.to_owned(),
+            message: format!("the stored checkpoint cannot be read: {error}"),
+        })?;
+    checkpoint_from_stored(projection, stored)
 }
 
 impl ProjectionStore for PostgresProjectionStore {
@@ -241,8 +231,10 @@ impl ProjectionStore for PostgresProjectionStore {
         expected: u64,
         position: u64,
     ) -> Result<(), Error> {
-        let (expected_stored, position_stored) =
-            (stored(projection, expected)?, stored(projection, position)?);
+        let (expected_stored, position_stored) = (
+            checkpoint_to_stored(projection, expected)?,
+            checkpoint_to_stored(projection, position)?,
+        );
         let moved = if expected == 0 {
             transaction
                 .execute(&self.sql.move_from_zero, &[&projection, &position_stored])
@@ -260,12 +252,7 @@ impl ProjectionStore for PostgresProjectionStore {
                 projection,
                 transaction.query_opt(&self.sql.load, &[&projection]).await?,
             )?;
-            return Err(Error::Checkpoint {
-                projection: projection.to_owned(),
-                message: format!(
-                    "expected the checkpoint at {expected}, found {found}: another instance is running this projection"
-                ),
-            });
+            return Err(checkpoint_moved(projection, expected, found));
         }
         Ok(())
     }
@@ -335,7 +322,7 @@ impl CheckpointStore for PostgresProjectionStore {
     }
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), Error> {
-        let position = stored(projection, position)?;
+        let position = checkpoint_to_stored(projection, position)?;
         self.autocommit(async |client| {
             let statement = client.prepare_cached(&self.sql.save).await?;
             client.execute(&statement, &[&projection, &position]).await

@@ -3,21 +3,15 @@
 
 use std::pin::Pin;
 
-use factum_core::backend::{PollingSubscription, SubscriptionOptions};
+use factum_core::backend::{PollingSubscription, SubscriptionOptions, from_stored, query_bound};
 use factum_core::{Error, EventPages, EventStream, RecordedEvent, StreamId};
 use futures::{StreamExt, TryStreamExt};
 use tokio_postgres::RowStream;
 use tokio_postgres::types::ToSql;
 
 use crate::conn::Conn;
-use crate::rows::{Decoder, stored_u64};
+use crate::rows::Decoder;
 use crate::{PostgresEventStore, notify};
-
-/// A version or position from the caller as a query parameter: beyond
-/// `i64::MAX` nothing is stored, so the largest `bigint` reads the same.
-fn parameter(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
 
 impl PostgresEventStore {
     /// [`EventStore::read_stream`](factum_core::EventStore::read_stream):
@@ -30,7 +24,10 @@ impl PostgresEventStore {
                     if let Some(page) = state.page.as_mut() {
                         match page.rows.next().await {
                             Some(Ok(row)) => {
-                                let event = state.decoder.decode(&row)?;
+                                let event =
+                                    state
+                                        .decoder
+                                        .stream_event(&row, &state.stream, state.next_version)?;
                                 state.read_in_page += 1;
                                 state.next_version = event.version.saturating_add(1);
                                 return Ok(Some((event, state)));
@@ -66,13 +63,14 @@ impl PostgresEventStore {
                     .await
                     .map_err(|e| state.store.fail(&page.client, e))?
                 {
-                    events.push(state.decoder.decode(&row)?);
+                    let event = state
+                        .decoder
+                        .stream_event(&row, &state.stream, state.next_version)?;
+                    state.next_version = event.version.saturating_add(1);
+                    events.push(event);
                 }
                 drop(page);
                 state.read_in_page = events.len();
-                if let Some(last) = events.last() {
-                    state.next_version = last.version.saturating_add(1);
-                }
                 state.finish_page();
                 Ok((!events.is_empty()).then_some((events, state)))
             },
@@ -95,8 +93,8 @@ impl PostgresEventStore {
             .prepare_cached(&self.shared.sql.read_page)
             .await
             .map_err(|e| self.fail(&client, e))?;
-        let after = parameter(after);
-        let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after = query_bound(after);
+        let limit_param = query_bound(limit as u64);
         let params: [&(dyn ToSql + Sync); 2] = [&after, &limit_param];
         // Both statements go out in one round trip, in this order, on this
         // connection; the page is used only when the horizon was set.
@@ -146,7 +144,7 @@ impl PostgresEventStore {
             .await
             .map_err(|e| self.fail(&client, e))?;
         let version: i64 = row.try_get(0).map_err(|e| self.fail(&client, e))?;
-        stored_u64(version, stream, "stream version")
+        from_stored(version, "stream version", stream, 0)
     }
 
     /// The position up to which the global log can be read (0: empty).
@@ -162,7 +160,7 @@ impl PostgresEventStore {
             .map_err(|e| self.fail(&client, e))?;
         let horizon: Option<i64> = row.try_get(0).map_err(|e| self.fail(&client, e))?;
         horizon.map_or(Ok(0), |horizon| {
-            stored_u64(horizon, &StreamId::new("$all", ""), "horizon")
+            from_stored(horizon, "horizon", &StreamId::new("$all", ""), 0)
         })
     }
 }
@@ -193,7 +191,7 @@ impl StreamRead {
         Self {
             store: store.clone(),
             stream: stream.clone(),
-            decoder: Decoder::for_stream(stream.clone()),
+            decoder: Decoder::default(),
             next_version: from_version.max(1),
             page: None,
             read_in_page: 0,
@@ -216,8 +214,8 @@ impl StreamRead {
             .prepare_cached(&store.shared.sql.read_stream)
             .await
             .map_err(|e| store.fail(&client, e))?;
-        let from_version = parameter(self.next_version);
-        let limit = i64::try_from(store.shared.options.page_size).unwrap_or(i64::MAX);
+        let from_version = query_bound(self.next_version);
+        let limit = query_bound(store.shared.options.page_size as u64);
         let aggregate_type = self.stream.aggregate_type();
         let aggregate_id = self.stream.aggregate_id();
         let params: [&(dyn ToSql + Sync); 4] = [&aggregate_type, &aggregate_id, &from_version, &limit];

@@ -1,8 +1,9 @@
 //! Turning rows of the events table into [`RecordedEvent`]s.
 
-use std::sync::Arc;
-
-use factum_core::{Error, Metadata, Payload, RecordedEvent, StreamId};
+use factum_core::backend::{
+    EventTypes, check_version, corrupt, from_stored, metadata_from_json, positive_from_stored,
+};
+use factum_core::{Error, Payload, RecordedEvent, StreamId};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Type};
@@ -44,54 +45,51 @@ impl<'a> FromSql<'a> for JsonText<'a> {
     }
 }
 
-/// Decodes rows, sharing the strings that repeat (the stream being read,
-/// event types) instead of allocating them per row.
+/// Decodes rows, sharing the event type strings that repeat instead of
+/// allocating one per row.
 #[derive(Default)]
 pub(crate) struct Decoder {
-    stream: Option<StreamId>,
-    event_types: Vec<Arc<str>>,
+    event_types: EventTypes,
 }
 
 impl Decoder {
-    /// A decoder for rows of one known stream.
-    pub(crate) fn for_stream(stream: StreamId) -> Self {
-        Self {
-            stream: Some(stream),
-            event_types: Vec::new(),
-        }
+    /// Decodes a row of `stream` (its stream columns are not read), where
+    /// the next version should be `expected_version`: the version is
+    /// checked before the rest of the row is decoded.
+    pub(crate) fn stream_event(
+        &mut self,
+        row: &Row,
+        stream: &StreamId,
+        expected_version: u64,
+    ) -> Result<RecordedEvent, Error> {
+        let version = version(row, stream)?;
+        check_version(stream, expected_version, version)?;
+        self.fields(row, stream.clone(), version)
     }
 
+    /// Decodes a row of any stream, named by its stream columns.
     pub(crate) fn decode(&mut self, row: &Row) -> Result<RecordedEvent, Error> {
-        let stream = self.stream(row)?;
-        let raw_version: i64 = column(row, VERSION, &stream, 0)?;
-        let version = u64::try_from(raw_version)
-            .map_err(|_| corrupt(&stream, 0, format!("negative version {raw_version}")))?;
+        let unknown = StreamId::new("?", "?");
+        let stream_type: &str = column(row, STREAM_TYPE, &unknown, 0)?;
+        let stream_id: &str = column(row, STREAM_ID, &unknown, 0)?;
+        let stream = StreamId::new(stream_type, stream_id);
+        let version = version(row, &stream)?;
+        self.fields(row, stream, version)
+    }
+
+    /// The columns after the stream and the version.
+    fn fields(&mut self, row: &Row, stream: StreamId, version: u64) -> Result<RecordedEvent, Error> {
         let raw_position: i64 = column(row, POSITION, &stream, version)?;
-        let position = u64::try_from(raw_position)
-            .map_err(|_| corrupt(&stream, version, format!("negative position {raw_position}")))?;
+        let position = positive_from_stored(raw_position, "position", &stream, version)?;
         let event_id: Uuid = column(row, EVENT_ID, &stream, version)?;
-        let event_type: &str = column(row, EVENT_TYPE, &stream, version)?;
-        let event_type = self.event_type(event_type);
+        let event_type = self
+            .event_types
+            .intern(column(row, EVENT_TYPE, &stream, version)?);
         let raw_schema_version: i32 = column(row, SCHEMA_VERSION, &stream, version)?;
-        let schema_version = u32::try_from(raw_schema_version).map_err(|_| {
-            corrupt(
-                &stream,
-                version,
-                format!("negative schema version {raw_schema_version}"),
-            )
-        })?;
+        let schema_version = from_stored(raw_schema_version, "schema version", &stream, version)?;
         let JsonText(payload) = column(row, PAYLOAD, &stream, version)?;
         let metadata: Option<JsonText<'_>> = column(row, METADATA, &stream, version)?;
-        let metadata = match metadata {
-            None => Metadata::default(),
-            Some(JsonText(text)) => serde_json::from_str(text).map_err(|error| {
-                corrupt(
-                    &stream,
-                    version,
-                    format!("the metadata does not deserialize: {error}"),
-                )
-            })?,
-        };
+        let metadata = metadata_from_json(&stream, version, metadata.map(|JsonText(text)| text.as_bytes()))?;
         let occurred_at: OffsetDateTime = column(row, OCCURRED_AT, &stream, version)?;
         Ok(RecordedEvent {
             event_id,
@@ -105,27 +103,11 @@ impl Decoder {
             occurred_at,
         })
     }
+}
 
-    fn stream(&self, row: &Row) -> Result<StreamId, Error> {
-        if let Some(stream) = &self.stream {
-            return Ok(stream.clone());
-        }
-        let unknown = || StreamId::new("?", "?");
-        let stream_type: &str = column(row, STREAM_TYPE, &unknown(), 0)?;
-        let stream_id: &str = column(row, STREAM_ID, &unknown(), 0)?;
-        Ok(StreamId::new(stream_type, stream_id))
-    }
-
-    fn event_type(&mut self, name: &str) -> Arc<str> {
-        if let Some(known) = self.event_types.iter().find(|known| ***known == *name) {
-            return known.clone();
-        }
-        let name: Arc<str> = Arc::from(name);
-        if self.event_types.len() < 32 {
-            self.event_types.push(name.clone());
-        }
-        name
-    }
+/// The version of the event in `row`: at least 1.
+fn version(row: &Row, stream: &StreamId) -> Result<u64, Error> {
+    positive_from_stored(column(row, VERSION, stream, 0)?, "version", stream, 0)
 }
 
 fn column<'a, T: FromSql<'a>>(
@@ -138,18 +120,4 @@ fn column<'a, T: FromSql<'a>>(
         let name = row.columns().get(index).map_or("?", |column| column.name());
         corrupt(stream, version, format!("column `{name}`: {error}"))
     })
-}
-
-fn corrupt(stream: &StreamId, version: u64, reason: String) -> Error {
-    Error::Corrupt {
-        stream: stream.clone(),
-        version,
-        reason,
-    }
-}
-
-/// A count or position the store computed (a version, a position): never
-/// negative in a sound database, so a negative one is corruption, never 0.
-pub(crate) fn stored_u64(value: i64, stream: &StreamId, what: &str) -> Result<u64, Error> {
-    u64::try_from(value).map_err(|_| corrupt(stream, 0, format!("negative {what} {value}")))
 }

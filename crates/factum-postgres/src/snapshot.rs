@@ -1,6 +1,7 @@
 //! Snapshots: the latest saved state of each aggregate, one row per stream
 //! in the `snapshots` table (schema version 4).
 
+use factum_core::backend::{corrupt, from_stored, to_stored};
 use factum_core::{Error, Payload, Snapshot, SnapshotStore, StreamId};
 use time::OffsetDateTime;
 
@@ -52,10 +53,7 @@ pub(crate) fn load_sql(names: &Names) -> String {
 impl SnapshotStore for PostgresEventStore {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
         let stream = &snapshot.stream;
-        let version = i64::try_from(snapshot.version).map_err(|_| Error::InvalidRequest {
-            stream: stream.clone(),
-            reason: format!("snapshot version {} is out of range", snapshot.version),
-        })?;
+        let version: i64 = to_stored(snapshot.version, "snapshot version", stream)?;
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&self.shared.sql.save_snapshot)
@@ -92,15 +90,16 @@ impl SnapshotStore for PostgresEventStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let damaged = |reason: String| Error::Corrupt {
-            stream: stream.clone(),
-            version: 0,
-            reason: format!("the snapshot is damaged: {reason}"),
-        };
-        let version: i64 = row.try_get(0).map_err(|error| damaged(error.to_string()))?;
-        let version = u64::try_from(version).map_err(|_| damaged(format!("negative version {version}")))?;
-        let state: String = row.try_get(1).map_err(|error| damaged(error.to_string()))?;
-        let taken_at: OffsetDateTime = row.try_get(2).map_err(|error| damaged(error.to_string()))?;
+        let damaged =
+            |error: tokio_postgres::Error| corrupt(stream, 0, format!("the snapshot is damaged: {error}"));
+        let version = from_stored(
+            row.try_get::<_, i64>(0).map_err(damaged)?,
+            "snapshot version",
+            stream,
+            0,
+        )?;
+        let state: String = row.try_get(1).map_err(damaged)?;
+        let taken_at: OffsetDateTime = row.try_get(2).map_err(damaged)?;
         Ok(Some(Snapshot {
             stream: stream.clone(),
             version,

@@ -249,3 +249,49 @@ async fn a_transaction_aborted_by_a_failed_statement_does_not_pass_for_a_commit(
     assert!(ledger_rows(&store, &ledger, "aborted").await.is_empty());
     assert_eq!(store.checkpoint("aborted").await.unwrap(), 0);
 }
+
+/// An attempt count the `integer` column cannot hold is refused, never
+/// stored clamped; a negative one read back is corruption naming the letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_count_out_of_range_is_an_error_both_ways() {
+    use factum_core::{DeadLetter, DeadLetterStore, NewEvent, Payload, StreamId};
+
+    let Some((store, _)) = fresh().await else {
+        return;
+    };
+    let Some(raw) = common::raw_client().await else {
+        return;
+    };
+    let event = NewEvent::new("added", Payload::parse(r#"{"amount":1}"#).expect("JSON")).recorded(
+        StreamId::new("Tally", "attempts"),
+        1,
+        7,
+    );
+    let letter = DeadLetter::new("attempts", event, "handler failed", u32::MAX);
+    let refused = store.put(letter.clone()).await;
+    assert!(
+        matches!(&refused, Err(Error::InvalidRequest { reason, .. }) if reason.contains("attempt count")),
+        "{refused:?}"
+    );
+    assert!(store.list("attempts").await.expect("listed").is_empty());
+
+    store
+        .put(DeadLetter {
+            attempts: 3,
+            ..letter
+        })
+        .await
+        .expect("a letter with 3 attempts is stored");
+    let table = format!(
+        "\"{}\".factum_dead_letters",
+        store.events().schema_name().trim_end_matches(".factum_")
+    );
+    raw.execute(&format!("UPDATE {table} SET attempts = -1"), &[])
+        .await
+        .expect("the row is damaged");
+    let damaged = store.list("attempts").await;
+    assert!(
+        matches!(&damaged, Err(Error::Corrupt { version: 1, reason, .. }) if reason.contains("attempt count -1")),
+        "{damaged:?}"
+    );
+}

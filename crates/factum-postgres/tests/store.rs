@@ -293,6 +293,56 @@ async fn a_damaged_row_is_a_typed_error_naming_stream_and_version() {
     assert!(events[1].payload.decode::<Incremented>().is_err());
 }
 
+/// A missing version is corruption on both stream reads (checked once, in
+/// the decoder), and so is a negative stored number: never a silent 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_gap_or_a_negative_number_is_corrupt_on_every_read() {
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    let Some(raw) = common::raw_client().await else {
+        return;
+    };
+    let stream = StreamId::new("Counter", "gap");
+    let events: Vec<NewEvent> = (1..=4).map(event).collect();
+    store
+        .append(&stream, ExpectedVersion::NoStream, events)
+        .await
+        .unwrap();
+    let table = format!(
+        "\"{}\".factum_events",
+        store.schema_name().trim_end_matches(".factum_")
+    );
+    raw.execute(&format!("DELETE FROM {table} WHERE version = 2"), &[])
+        .await
+        .unwrap();
+    let read: Vec<Result<_, _>> = store.read_stream(&stream, 1).collect().await;
+    assert_eq!(read.len(), 2, "the read stops at the gap: {read:?}");
+    assert!(
+        matches!(&read[1], Err(Error::Corrupt { version: 2, reason, .. }) if reason.contains("missing")),
+        "{read:?}"
+    );
+    let pages: Vec<Result<_, _>> = store.read_stream_pages(&stream, 1).collect().await;
+    assert!(
+        matches!(pages.as_slice(), [Err(Error::Corrupt { version: 2, .. })]),
+        "{pages:?}"
+    );
+    let from_three: Vec<_> = store.read_stream(&stream, 3).try_collect().await.unwrap();
+    assert_eq!(from_three.len(), 2, "a read from after the gap meets none");
+
+    raw.execute(
+        &format!("UPDATE {table} SET schema_version = -1 WHERE version = 3"),
+        &[],
+    )
+    .await
+    .unwrap();
+    let error = store.read_all(0, 10).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Corrupt { version: 3, reason, .. } if reason.contains("schema version -1")),
+        "{error:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ensure_schema_is_idempotent_and_prefixes_separate_stores() {
     let Some(store) = common::fresh_store().await else {

@@ -2,7 +2,7 @@
 //! [`ProjectionStore`] (read model and checkpoint committed together), and
 //! the plain [`CheckpointStore`] and [`DeadLetterStore`].
 
-use factum_core::backend::{checkpoint_from_stored, checkpoint_to_stored};
+use factum_core::backend::{checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored};
 use factum_core::{CheckpointStore, DeadLetter, DeadLetterStore, Error, ProjectionStore};
 use rusqlite::Connection;
 
@@ -211,12 +211,7 @@ fn compare_and_set(
     }
     if moved == 0 {
         let found = load(connection, projection)?;
-        return Err(Error::Checkpoint {
-            projection: projection.to_owned(),
-            message: format!(
-                "expected the checkpoint at {expected}, found {found}: another instance is running this projection"
-            ),
-        });
+        return Err(checkpoint_moved(projection, expected, found));
     }
     Ok(())
 }

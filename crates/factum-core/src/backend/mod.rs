@@ -15,8 +15,8 @@ pub use append::{check_distinct_ids, first_repeated_id, original_append, repeate
 pub use dead_letter::{DeadLetterRow, Failure, dead_letter_from_row};
 pub use read::{EventTypes, check_next_version, check_version};
 pub use stored::{
-    checkpoint_from_stored, checkpoint_to_stored, corrupt, from_stored, metadata_from_json, metadata_to_json,
-    positive_from_stored, query_bound, to_stored,
+    checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored, corrupt, from_stored, metadata_from_json,
+    metadata_to_json, positive_from_stored, query_bound, to_stored,
 };
 
 #[cfg(test)]

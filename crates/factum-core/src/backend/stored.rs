@@ -120,3 +120,14 @@ pub fn checkpoint_from_stored(projection: &str, stored: Option<i64>) -> Result<u
         message: format!("the stored checkpoint {stored} is not a position"),
     })
 }
+
+/// The error of a checkpoint compare-and-set that found the checkpoint of
+/// `projection` at `found` instead of `expected`: another instance moved it.
+pub fn checkpoint_moved(projection: &str, expected: u64, found: u64) -> Error {
+    Error::Checkpoint {
+        projection: projection.to_owned(),
+        message: format!(
+            "expected the checkpoint at {expected}, found {found}: another instance is running this projection"
+        ),
+    }
+}

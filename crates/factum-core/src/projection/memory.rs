@@ -9,6 +9,7 @@ use tokio::sync::OwnedMutexGuard;
 use super::dead_letter::{self, DeadLetters};
 use super::{DeadLetter, ProjectionStore};
 use crate::Error;
+use crate::backend::checkpoint_moved;
 
 /// A read model of type `M` kept in memory with the checkpoints and dead
 /// letters of the projections that write it, all committed together.
@@ -218,12 +219,7 @@ impl<M: Clone + Send + 'static> ProjectionStore for InMemoryProjectionStore<M> {
             None => self.checkpoint_of(projection),
         };
         if current != expected {
-            return Err(Error::Checkpoint {
-                projection: projection.to_owned(),
-                message: format!(
-                    "expected the checkpoint at {expected}, found {current}: another instance is running this projection"
-                ),
-            });
+            return Err(checkpoint_moved(projection, expected, current));
         }
         transaction.checkpoints.insert(projection.to_owned(), position);
         Ok(())

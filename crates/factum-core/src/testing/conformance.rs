@@ -15,8 +15,12 @@ use crate::{
     Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, RecordedEvent, Repository, StreamId,
 };
 
+mod idempotency;
 mod snapshots;
 
+pub use idempotency::{
+    mixed_batch_of_stored_and_new_events_is_invalid, stored_id_with_other_content_is_a_duplicate,
+};
 pub use snapshots::{
     application_loads_from_its_snapshots, latest_snapshot_wins, snapshot_ahead_of_its_stream_is_never_loaded,
     undeserializable_snapshot_means_a_full_replay,

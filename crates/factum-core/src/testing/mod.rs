@@ -92,6 +92,8 @@ macro_rules! conformance_suite {
             batch_is_atomic,
             idempotent_retry_returns_original_positions,
             same_event_id_with_other_content_is_rejected,
+            mixed_batch_of_stored_and_new_events_is_invalid,
+            stored_id_with_other_content_is_a_duplicate,
             versions_are_gapless_from_one,
             positions_strictly_increase_and_match_append_results,
             read_stream_from_a_version,
