@@ -407,23 +407,8 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
                 return Ok(Exit::LeaseLost);
             }
             let command = *commands.borrow_and_update();
-            match command {
-                Control::Run => {}
-                Control::Stop => {
-                    self.commit(&mut state, lease).await?;
-                    return Ok(Exit::Stopped);
-                }
-                Control::Abort => {
-                    self.abandon(&mut state).await?;
-                    return Ok(Exit::Stopped);
-                }
-                Control::Rebuild => {
-                    self.commit(&mut state, lease).await?;
-                    self.driver.reset(state.committed).await?;
-                    self.metrics.set_checkpoint(0);
-                    tracing::info!(projection = %self.name, "checkpoint reset; rebuilding from the start");
-                    return Ok(Exit::Rebuilt);
-                }
+            if let Some(exit) = self.obey(command, &mut state, lease).await? {
+                return Ok(exit);
             }
             let received = match batches.try_recv() {
                 Ok(received) => received,
@@ -457,6 +442,34 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
                 // A stop, abort or rebuild came while an event waited for
                 // its retry: the loop's top carries it out.
                 Flow::Interrupted => {}
+            }
+        }
+    }
+
+    /// Carries out a stop, abort or rebuild; `None` while the command is
+    /// to keep running.
+    async fn obey(
+        &mut self,
+        command: Control,
+        state: &mut Active<D::Unit>,
+        lease: Option<&HeldLease>,
+    ) -> Result<Option<Exit>, Error> {
+        match command {
+            Control::Run => Ok(None),
+            Control::Stop => {
+                self.commit(state, lease).await?;
+                Ok(Some(Exit::Stopped))
+            }
+            Control::Abort => {
+                self.abandon(state).await?;
+                Ok(Some(Exit::Stopped))
+            }
+            Control::Rebuild => {
+                self.commit(state, lease).await?;
+                self.driver.reset(state.committed).await?;
+                self.metrics.set_checkpoint(0);
+                tracing::info!(projection = %self.name, "checkpoint reset; rebuilding from the start");
+                Ok(Some(Exit::Rebuilt))
             }
         }
     }
