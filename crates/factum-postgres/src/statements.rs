@@ -76,10 +76,11 @@ fn locked_version(names: &Names) -> String {
 /// Returns the stream's version before the append, the new event's
 /// position (NULL when nothing was written) and whether the stream's turn
 /// was shared (when not, nothing is written and the append runs again;
-/// otherwise a NULL position means the expected version did not match). The order that exactness needs is carried by the data:
-/// `nextval` sits in the target list of a join with the `position_lock`
-/// CTE, so it runs only once the lock's row exists, i.e. after the lock is
-/// taken, and the lock's key was read from the sequence before.
+/// otherwise a NULL position means the expected version did not match).
+/// The order that exactness needs is carried by the data: `nextval` sits
+/// in the target list of a join with the `position_lock` CTE, so it runs
+/// only once the lock's row exists, i.e. after the lock is taken, and the
+/// lock's key was read from the sequence before.
 fn append_one(names: &Names) -> String {
     let Names { events, sequence, .. } = names;
     let sequence_literal = sequence.replace('\'', "''");
