@@ -53,13 +53,16 @@ impl PostgresEventStore {
                 Err(AppendFailure::Pool(error)) => return Err(error.into()),
                 Err(AppendFailure::Driver(error)) => error,
             };
-            match self.after_failure(stream, events, failure, last).await? {
+            match self
+                .after_failure(stream, expected, events, failure, last)
+                .await?
+            {
                 AfterFailure::Retry => continue,
                 AfterFailure::Original(result) => return Ok(result),
             }
         }
         // Only the position lock, found taken on every attempt, gets here (a
-        // lost race on the unique key fails from `after_failure` on the last
+        // lost race on the unique key ends in `after_failure` on the last
         // attempt). Today only a first attempt can find it taken, since later
         // ones wait for it in `factum_append`; the error stays typed as the
         // server's state, never the caller's configuration, should that change.
@@ -109,11 +112,12 @@ impl PostgresEventStore {
     }
 
     /// What a refused attempt means: a repeated id, a retry of a stored
-    /// append, a lost race (run again unless `last`), a refused value, or a
-    /// failure of the server.
+    /// append, a lost race (a conflict, or with `ExpectedVersion::Any` run
+    /// again unless `last`), a refused value, or a failure of the server.
     async fn after_failure(
         &self,
         stream: &StreamId,
+        expected: ExpectedVersion,
         events: &[NewEvent],
         failure: tokio_postgres::Error,
         last: bool,
@@ -139,10 +143,10 @@ impl PostgresEventStore {
             {
                 return Ok(AfterFailure::Original(original));
             }
+            if constraint == self.shared.names.stream_version_constraint {
+                return self.lost_race(stream, expected, events, last).await;
+            }
             if !last {
-                // A concurrent append to the stream won the race and
-                // committed: run again (taking turns), and the checks see
-                // its events.
                 return Ok(AfterFailure::Retry);
             }
         }
@@ -150,6 +154,29 @@ impl PostgresEventStore {
             return Err(refused_value(stream, &failure));
         }
         Err(self.query_error(failure).into())
+    }
+
+    /// An attempt refused by the unique key on `(stream, version)`: a
+    /// concurrent append to the stream committed one of the versions this
+    /// one was writing, so the stream is past any version expected of it (a
+    /// conflict, which reads the actual version). With
+    /// `ExpectedVersion::Any` the append runs again, taking its turn, and
+    /// cannot lose again to factum's writers; should writers outside factum
+    /// win every attempt, the last one reports the conflict too, never the
+    /// server's unique violation.
+    async fn lost_race(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        last: bool,
+    ) -> Result<AfterFailure, Error> {
+        if expected == ExpectedVersion::Any && !last {
+            return Ok(AfterFailure::Retry);
+        }
+        self.conflict(stream, expected, None, events)
+            .await
+            .map(AfterFailure::Original)
     }
 
     /// The original result when `events` is a retry of an earlier append

@@ -23,7 +23,8 @@ pub(crate) enum Appended {
     /// Nothing written: the stream was not at the expected version (the
     /// actual version, when known).
     Conflict(Option<i64>),
-    /// Nothing written: run again, taking turns.
+    /// Nothing written: run again, taking turns (another append held the
+    /// stream's turn, or the position lock was taken).
     Retry,
 }
 
@@ -126,6 +127,9 @@ impl PostgresEventStore {
         ];
         let row = client.query_one(&statement, &params).await?;
         let actual: i64 = row.try_get(0)?;
+        if !row.try_get::<_, bool>(2)? {
+            return Ok(Appended::Retry);
+        }
         Ok(match row.try_get::<_, Option<i64>>(1)? {
             Some(position) => Appended::Done(actual + 1, vec![position]),
             None => Appended::Conflict(Some(actual)),
@@ -154,6 +158,9 @@ impl PostgresEventStore {
         ];
         let row = client.query_one(&statement, &params).await?;
         let actual: i64 = row.try_get(0)?;
+        if !row.try_get::<_, bool>(2)? {
+            return Ok(Appended::Retry);
+        }
         let positions: Vec<i64> = row.try_get(1)?;
         Ok(if positions.len() == batch.event_ids.len() {
             let count: i64 =

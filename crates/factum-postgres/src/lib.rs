@@ -86,10 +86,12 @@
 //! A wrong expected version writes nothing and comes back as
 //! [`Error::Conflict`](factum_core::Error::Conflict) with the actual version
 //! (SQLSTATE `FA001` from the function). Two writers racing on one stream
-//! meet on the unique `(stream, version)` key (SQLSTATE `23505`): the loser
-//! runs again, this time taking turns with the stream's other writers (a
-//! transaction lock on the stream, never on the table), and reports the
-//! conflict, or with `ExpectedVersion::Any` appends after the winner. An
+//! meet on the unique `(stream, version)` key (SQLSTATE `23505`): the
+//! loser's expected version no longer holds, a conflict; with
+//! `ExpectedVersion::Any` it runs again, this time taking its turn on the
+//! stream (a transaction lock on the stream, never on the table, held
+//! exclusively by the retry and shared by every first attempt, so the retry
+//! cannot lose again and a hot stream never starves it). An
 //! append whose event ids are stored already is compared with what is
 //! stored: the same events are a retry and return the original positions,
 //! other content is [`Error::DuplicateEventId`](factum_core::Error::DuplicateEventId).
@@ -127,8 +129,9 @@
 //! no such lock, so an idle transaction on another table never holds the
 //! horizon back; an open append holds it back only until it ends.
 //!
-//! The cost: one advisory lock per append (shared, so never a wait) and
-//! one scan of `pg_locks` per page read.
+//! The cost: one advisory lock per append (shared, so never a wait; a
+//! first attempt also shares its stream's turn, above) and one scan of
+//! `pg_locks` per page read.
 //!
 //! Why this and not the alternatives: a table lock or one global advisory
 //! lock per append serialises every writer (measured: a `LOCK TABLE`

@@ -182,6 +182,8 @@ pub(crate) struct Names {
     pub(crate) prefix: String,
     /// The unique constraint on event ids.
     pub(crate) event_id_constraint: String,
+    /// The unique constraint on a stream's versions.
+    pub(crate) stream_version_constraint: String,
     /// The NOTIFY channel.
     pub(crate) channel: String,
     /// The high 16 bits of every position lock this store takes: `F` (0x46)
@@ -216,6 +218,7 @@ impl Names {
             snapshots: qualified("snapshots"),
             prefix: prefix.to_owned(),
             event_id_constraint: format!("{prefix}events_event_id"),
+            stream_version_constraint: format!("{prefix}events_stream_version"),
             channel: format!("factum:{display}"),
             lock_tag: 0x4600 | i64::from(folded),
             display,

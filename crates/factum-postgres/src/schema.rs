@@ -135,6 +135,22 @@ pub(crate) fn last_handed_out(names: &Names) -> String {
     )
 }
 
+/// A call of the advisory lock `function` on a stream's turn key (two
+/// `int4` keys, so readers' scan of position locks never sees it): the
+/// stream's type mixed with the store's tag, and its id, as SQL expressions.
+///
+/// A retry takes the key exclusively, every first attempt shares it: while a
+/// retry holds its turn no other append of the stream is open, so the
+/// version it reads stays the stream's last until it commits, and a writer
+/// that lost a race cannot lose again (without this, first attempts could
+/// win every race against it until its attempts ran out).
+pub(crate) fn stream_turn(names: &Names, function: &str, stream_type: &str, stream_id: &str) -> String {
+    format!(
+        "{function}(hashtext({stream_type}) # {}, hashtext({stream_id}))",
+        names.lock_tag
+    )
+}
+
 /// `factum_horizon()`: the position up to which the global log can be read.
 fn horizon_function(names: &Names) -> String {
     let Names {
@@ -224,6 +240,13 @@ fn append_function(names: &Names) -> String {
     let shift = 1_i64 << POSITION_BITS;
     let last_handed_out = last_handed_out(names);
     let inserts = append_inserts(names);
+    let take_turn = stream_turn(names, "pg_advisory_xact_lock", "p_stream_type", "p_stream_id");
+    let share_turn = stream_turn(
+        names,
+        "pg_advisory_xact_lock_shared",
+        "p_stream_type",
+        "p_stream_id",
+    );
     format!(
         r#"
 CREATE OR REPLACE FUNCTION {append}(
@@ -240,13 +263,14 @@ DECLARE
     v_count integer := coalesce(cardinality(p_event_ids), 0);
     v_actual bigint;
 BEGIN
-    -- After losing a race on this stream, appends to it take turns: the
-    -- version read below is then final (no livelock on a hot stream). The
-    -- first attempt skips the lock; appends to different streams never wait
-    -- for one another either way. The two-key form keeps these locks out of
-    -- the readers' scan of position locks.
+    -- After losing a race on this stream, an append takes its turn
+    -- exclusively: first attempts share the turn key, so the version read
+    -- below is then final and this append cannot lose again (no livelock on
+    -- a hot stream). Appends to different streams never wait for one another.
     IF p_take_turns THEN
-        PERFORM pg_advisory_xact_lock(hashtext(p_stream_type), hashtext(p_stream_id));
+        PERFORM {take_turn};
+    ELSE
+        PERFORM {share_turn};
     END IF;
     SELECT coalesce(max(e.version), 0) INTO v_actual
       FROM {events} e WHERE e.stream_type = p_stream_type AND e.stream_id = p_stream_id;

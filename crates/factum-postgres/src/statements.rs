@@ -2,7 +2,7 @@
 
 use crate::options::Names;
 use crate::rows::COLUMNS;
-use crate::schema::{POSITION_BITS, last_handed_out};
+use crate::schema::{POSITION_BITS, last_handed_out, stream_turn};
 
 /// The statements the store prepares, built once per store.
 pub(crate) struct Sql {
@@ -50,15 +50,19 @@ impl Sql {
 }
 
 /// The opening CTEs of the one-statement appends: `position_lock` takes the
-/// shared position lock keyed with the last position handed out, and
+/// shared position lock keyed with the last position handed out and tries
+/// to share the stream's turn (`turn`: false while a retry holds it; the
+/// append then writes nothing and runs again, taking its turn), and
 /// `current_version` reads the stream's version (parameters `$1`, `$2`).
 fn locked_version(names: &Names) -> String {
     let Names { events, lock_tag, .. } = names;
     let shift = 1_i64 << POSITION_BITS;
     let last_handed_out = last_handed_out(names);
+    let share_turn = stream_turn(names, "pg_try_advisory_xact_lock_shared", "$1", "$2");
     format!(
         "WITH position_lock AS MATERIALIZED (
-             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out}) AS locked
+             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out}) AS locked,
+                    {share_turn} AS turn
          ), current_version AS MATERIALIZED (
              SELECT coalesce(max(e.version), 0) AS actual
                FROM {events} e WHERE e.stream_type = $1 AND e.stream_id = $2
@@ -69,12 +73,14 @@ fn locked_version(names: &Names) -> String {
 /// The statement of a first attempt to append one event: one round trip, one
 /// plan, no PL/pgSQL.
 ///
-/// Returns the stream's version before the append and the new event's
-/// position, NULL when the expected version did not match (nothing is
-/// written then). The order that exactness needs is carried by the data:
-/// `nextval` sits in the target list of a join with the `position_lock`
-/// CTE, so it runs only once the lock's row exists, i.e. after the lock is
-/// taken, and the lock's key was read from the sequence before.
+/// Returns the stream's version before the append, the new event's
+/// position (NULL when nothing was written) and whether the stream's turn
+/// was shared (when not, nothing is written and the append runs again;
+/// otherwise a NULL position means the expected version did not match).
+/// The order that exactness needs is carried by the data: `nextval` sits
+/// in the target list of a join with the `position_lock` CTE, so it runs
+/// only once the lock's row exists, i.e. after the lock is taken, and the
+/// lock's key was read from the sequence before.
 fn append_one(names: &Names) -> String {
     let Names { events, sequence, .. } = names;
     let sequence_literal = sequence.replace('\'', "''");
@@ -86,18 +92,19 @@ fn append_one(names: &Names) -> String {
              SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + 1, $4, $5, $6, $7::text::json,
                     $8::text::json, $9
                FROM current_version c, position_lock l
-              WHERE $3::bigint IS NULL OR c.actual = $3::bigint
+              WHERE l.turn AND ($3::bigint IS NULL OR c.actual = $3::bigint)
              RETURNING position
          )
-         SELECT c.actual, (SELECT i.position FROM inserted i) FROM current_version c"
+         SELECT c.actual, (SELECT i.position FROM inserted i), l.turn FROM current_version c, position_lock l"
     )
 }
 
 /// The statement of a first attempt to append a batch: [`append_one`] for
 /// many events, one round trip and one plan, no PL/pgSQL.
 ///
-/// Returns the stream's version before the append and the positions, in
-/// version order; no positions when the expected version did not match.
+/// Returns the stream's version before the append, the positions in
+/// version order and whether the stream's turn was shared; no positions
+/// when the turn was not shared or the expected version did not match.
 /// The rows of `unnest … WITH ORDINALITY` reach the target list in order
 /// (a nested loop over one-row CTEs), so `nextval` hands out positions in
 /// version order, and only after the position lock's row exists. The batch
@@ -116,22 +123,23 @@ fn append_many(names: &Names) -> String {
                FROM current_version c, position_lock l,
                     unnest($4::uuid[], $5::text[], $6::integer[], $7::text[], $8::text[], $9::timestamptz[])
                         WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord)
-              WHERE $3::bigint IS NULL OR c.actual = $3::bigint
+              WHERE l.turn AND ($3::bigint IS NULL OR c.actual = $3::bigint)
              RETURNING position
          )
-         SELECT c.actual, ARRAY(SELECT i.position FROM inserted i ORDER BY i.position) FROM current_version c"
+         SELECT c.actual, ARRAY(SELECT i.position FROM inserted i ORDER BY i.position), l.turn
+           FROM current_version c, position_lock l"
     )
 }
 
 /// The statement of a first attempt to append one event to a stream
 /// expected to be empty (creating an aggregate): no version to read, since
 /// an existing stream has a version 1, and the unique key on
-/// `(stream, version)` refuses a second one (SQLSTATE `23505`, after which
-/// the append runs again through `factum_append`, which reports the
-/// conflict). Returns the position, or no row when the position lock could
-/// not be had without waiting (never, unless something outside factum
-/// holds that advisory key exclusively; the append then runs again through
-/// `factum_append`, which waits for it).
+/// `(stream, version)` refuses a second one (SQLSTATE `23505`, reported as
+/// a conflict). Returns the position, or no row when the stream's turn or
+/// the position lock could not be shared without waiting (a retry on the
+/// stream holds its turn; the position lock is never taken exclusively
+/// unless by something outside factum): the append then runs again through
+/// `factum_append`, which waits for them.
 ///
 /// The lock's key is an argument of the lock call and the lock is a
 /// one-time filter of the `SELECT`: both happen before `nextval` in its
@@ -145,11 +153,13 @@ fn append_new(names: &Names) -> String {
     } = names;
     let shift = 1_i64 << POSITION_BITS;
     let sequence_literal = sequence.replace('\'', "''");
+    let share_turn = stream_turn(names, "pg_try_advisory_xact_lock_shared", "$1", "$2");
     format!(
         "INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
                                schema_version, payload, metadata, occurred_at)
          SELECT nextval('{sequence_literal}'::regclass), $1, $2, 1, $3, $4, $5, $6::text::json, $7::text::json, $8
-          WHERE pg_try_advisory_xact_lock_shared({lock_tag} * {shift}
+          WHERE {share_turn}
+            AND pg_try_advisory_xact_lock_shared({lock_tag} * {shift}
                     + coalesce(pg_sequence_last_value('{sequence_literal}'::regclass), 0))
          RETURNING position"
     )
