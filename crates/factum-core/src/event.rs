@@ -31,6 +31,12 @@ struct StreamKey {
 }
 
 impl StreamId {
+    /// True when both ids share one allocation: equal without comparing
+    /// their strings.
+    pub(crate) fn shares_allocation(&self, other: &StreamId) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// The stream of aggregate `aggregate_id` of type `aggregate_type`.
     pub fn new(aggregate_type: impl Into<Box<str>>, aggregate_id: impl Into<Box<str>>) -> Self {
         Self(Arc::new(StreamKey {
