@@ -3,6 +3,7 @@
 //!
 //! Enabled by the `testing` feature.
 
+mod chaos;
 pub mod conformance;
 mod fixture;
 mod harness;
@@ -11,6 +12,7 @@ pub mod projection;
 use std::future::Future;
 use std::time::Duration;
 
+pub use chaos::{ChaosSchedule, ChaosStore, Fault, FaultCounts, InjectedFault, Operation};
 pub use fixture::{Tally, TallyEvent};
 pub use harness::{AggregateTest, CommandOutcome, Then};
 

@@ -1,0 +1,163 @@
+//! The store traits on `ChaosStore`: each call draws its fault, then
+//! reaches (or does not reach) the inner store.
+
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use futures::{StreamExt, stream};
+
+use super::{Chaos, ChaosStore, Fault, InjectedFault, Operation};
+use crate::{
+    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
+    Snapshot, SnapshotStore, StreamId,
+};
+
+const BACKEND: &str = "chaos";
+
+fn injected(operation: Operation, committed: bool) -> Error {
+    Error::store(BACKEND, InjectedFault { operation, committed })
+}
+
+impl Chaos {
+    fn draw(&self, operation: Operation) -> Option<Fault> {
+        self.plan().next(operation)
+    }
+
+    /// Applies a fault that does not need the inner store: waits out a
+    /// delay, or fails the call before it reaches the store.
+    async fn suffer(&self, operation: Operation, fault: Option<Fault>) -> Result<(), Error> {
+        match fault {
+            None => Ok(()),
+            Some(Fault::Delay(delay)) => {
+                self.count(Fault::Delay(delay));
+                tokio::time::sleep(delay).await;
+                Ok(())
+            }
+            Some(_) => {
+                self.count(Fault::Transient);
+                Err(injected(operation, false))
+            }
+        }
+    }
+}
+
+/// `inner`, unless the call's fault fails it first (then one error).
+fn guarded<'a, T: Send + 'a>(
+    chaos: Arc<Chaos>,
+    operation: Operation,
+    inner: BoxStream<'a, Result<T, Error>>,
+) -> BoxStream<'a, Result<T, Error>> {
+    let fault = chaos.draw(operation);
+    stream::once(async move {
+        match chaos.suffer(operation, fault).await {
+            Ok(()) => inner,
+            Err(error) => stream::iter([Err(error)]).boxed(),
+        }
+    })
+    .flatten()
+    .boxed()
+}
+
+impl<S: EventStore> EventStore for ChaosStore<S> {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        match self.chaos.draw(Operation::Append) {
+            Some(Fault::Conflict) => {
+                // Only a write that would succeed can lose a race: a retry of
+                // stored events or a real conflict gets the store's answer.
+                let actual = self.inner.stream_version(stream).await?;
+                if expected == ExpectedVersion::Any || !expected.admits(actual) {
+                    return self.inner.append(stream, expected, events).await;
+                }
+                self.chaos.count(Fault::Conflict);
+                Err(Error::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
+                })
+            }
+            Some(Fault::LostAnswer) => {
+                self.inner.append(stream, expected, events).await?;
+                self.chaos.count(Fault::LostAnswer);
+                Err(injected(Operation::Append, true))
+            }
+            fault => {
+                self.chaos.suffer(Operation::Append, fault).await?;
+                self.inner.append(stream, expected, events).await
+            }
+        }
+    }
+
+    fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
+        let inner = self.inner.read_stream(stream, from_version);
+        guarded(Arc::clone(&self.chaos), Operation::ReadStream, inner)
+    }
+
+    fn read_stream_pages(&self, stream: &StreamId, from_version: u64) -> EventPages<'_> {
+        let inner = self.inner.read_stream_pages(stream, from_version);
+        guarded(Arc::clone(&self.chaos), Operation::ReadStream, inner)
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let fault = self.chaos.draw(Operation::ReadAll);
+        self.chaos.suffer(Operation::ReadAll, fault).await?;
+        self.inner.read_all(after, limit).await
+    }
+
+    fn subscribe_all(&self, after: u64) -> EventStream<'static> {
+        let inner = self.inner.subscribe_all(after);
+        let chaos = Arc::clone(&self.chaos);
+        // The fault is drawn before each event is awaited, so a failing
+        // subscription drops an event it has not delivered: resubscribing
+        // after the last delivered position gets it again.
+        stream::unfold(Some((inner, chaos)), |state| async move {
+            let (mut inner, chaos) = state?;
+            let fault = chaos.draw(Operation::Subscription);
+            if let Err(error) = chaos.suffer(Operation::Subscription, fault).await {
+                return Some((Err(error), None));
+            }
+            let item = inner.next().await?;
+            let next = item.is_ok().then_some((inner, chaos));
+            Some((item, next))
+        })
+        .boxed()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
+        let fault = self.chaos.draw(Operation::StreamVersion);
+        self.chaos.suffer(Operation::StreamVersion, fault).await?;
+        self.inner.stream_version(stream).await
+    }
+
+    async fn head_position(&self) -> Result<u64, Error> {
+        let fault = self.chaos.draw(Operation::HeadPosition);
+        self.chaos.suffer(Operation::HeadPosition, fault).await?;
+        self.inner.head_position().await
+    }
+}
+
+impl<S: SnapshotStore> SnapshotStore for ChaosStore<S> {
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
+        match self.chaos.draw(Operation::SaveSnapshot) {
+            Some(Fault::LostAnswer) => {
+                self.inner.save_snapshot(snapshot).await?;
+                self.chaos.count(Fault::LostAnswer);
+                Err(injected(Operation::SaveSnapshot, true))
+            }
+            fault => {
+                self.chaos.suffer(Operation::SaveSnapshot, fault).await?;
+                self.inner.save_snapshot(snapshot).await
+            }
+        }
+    }
+
+    async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+        let fault = self.chaos.draw(Operation::LoadSnapshot);
+        self.chaos.suffer(Operation::LoadSnapshot, fault).await?;
+        self.inner.load_snapshot(stream).await
+    }
+}
