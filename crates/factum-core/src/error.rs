@@ -180,6 +180,21 @@ pub enum Error {
         message: String,
     },
 
+    /// The events were saved, but the application's
+    /// [`Notifier`](crate::Notifier) failed: do not save them again. Without
+    /// an outbox, this notification is lost; see the table in the notifier
+    /// docs.
+    #[error("events of stream {stream} up to version {version} are saved, but notifying failed: {source}")]
+    Notify {
+        /// The stream saved to.
+        stream: StreamId,
+        /// The stream's version after the save.
+        version: u64,
+        /// The notifier's error.
+        #[source]
+        source: crate::NotifyError,
+    },
+
     /// The backend failed (connection lost, I/O error, schema mismatch).
     #[error("{backend} event store: {source}")]
     Store {

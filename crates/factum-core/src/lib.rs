@@ -13,6 +13,7 @@ mod error;
 mod event;
 mod id;
 mod memory;
+mod notify;
 mod projection;
 mod repository;
 mod snapshot;
@@ -27,6 +28,9 @@ pub use application::Application;
 pub use error::{Error, Result};
 pub use event::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
 pub use memory::InMemoryEventStore;
+pub use notify::{
+    BroadcastNotifier, Notifications, Notifier, NotifyError, PublishError, Publisher, Received,
+};
 pub use projection::{
     CheckpointStore, DeadLetter, DeadLetterStore, HandlerError, InMemoryCheckpointStore,
     InMemoryDeadLetterStore, InMemoryLease, InMemoryProjectionStore, InMemoryTransaction, Lease, Plain,
