@@ -14,6 +14,7 @@ mod event;
 mod id;
 mod memory;
 mod notify;
+mod outbox;
 mod projection;
 mod repository;
 mod snapshot;
@@ -31,6 +32,7 @@ pub use memory::InMemoryEventStore;
 pub use notify::{
     BroadcastNotifier, Notifications, Notifier, NotifyError, PublishError, Publisher, Received,
 };
+pub use outbox::{Outbox, OutboxClaim, OutboxEntry, OutboxRelay, Outcome, RelayHandle, RelayMetrics};
 pub use projection::{
     CheckpointStore, DeadLetter, DeadLetterStore, HandlerError, InMemoryCheckpointStore,
     InMemoryDeadLetterStore, InMemoryLease, InMemoryProjectionStore, InMemoryTransaction, Lease, Plain,

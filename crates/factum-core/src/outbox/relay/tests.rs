@@ -1,0 +1,326 @@
+//! The relay against a small outbox and publisher kept in memory: what it
+//! publishes, retries, parks and prunes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::*;
+use crate::{NewEvent, Payload};
+
+#[derive(Clone, Debug)]
+struct Row {
+    entry: OutboxEntry,
+    sent_at: Option<OffsetDateTime>,
+    parked: Option<String>,
+    claimed: bool,
+}
+
+#[derive(Clone, Default)]
+struct MemoryOutbox {
+    rows: Arc<Mutex<Vec<Row>>>,
+}
+
+impl MemoryOutbox {
+    fn with_events(events: &[(&str, u64)]) -> Self {
+        let outbox = Self::default();
+        let rows = events
+            .iter()
+            .enumerate()
+            .map(|(index, (stream, version))| {
+                let position = index as u64 + 1;
+                let event = NewEvent::new("added", Payload::parse("{}").unwrap()).recorded(
+                    StreamId::new("Tally", *stream),
+                    *version,
+                    position,
+                );
+                Row {
+                    entry: OutboxEntry::new(position, event, 0),
+                    sent_at: None,
+                    parked: None,
+                    claimed: false,
+                }
+            })
+            .collect();
+        *outbox.rows.lock().unwrap() = rows;
+        outbox
+    }
+
+    fn sent(&self) -> usize {
+        self.rows
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|row| row.sent_at.is_some())
+            .count()
+    }
+}
+
+struct MemoryClaim {
+    rows: Arc<Mutex<Vec<Row>>>,
+    entries: Vec<OutboxEntry>,
+}
+
+impl OutboxClaim for MemoryClaim {
+    fn entries(&self) -> &[OutboxEntry] {
+        &self.entries
+    }
+
+    async fn finish(self, outcomes: Vec<Outcome>) -> Result<(), Error> {
+        let mut rows = self.rows.lock().unwrap();
+        for (entry, outcome) in self.entries.iter().zip(outcomes) {
+            let row = rows.iter_mut().find(|row| row.entry.id == entry.id).unwrap();
+            row.claimed = false;
+            match outcome {
+                Outcome::Sent => row.sent_at = Some(OffsetDateTime::now_utc()),
+                Outcome::Retry(_) => row.entry.attempts += 1,
+                Outcome::Park(reason) => row.parked = Some(reason),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Outbox for MemoryOutbox {
+    type Claim = MemoryClaim;
+
+    async fn claim(&self, limit: usize) -> Result<MemoryClaim, Error> {
+        let mut rows = self.rows.lock().unwrap();
+        let mut entries = Vec::new();
+        for row in rows.iter_mut() {
+            if entries.len() < limit && row.sent_at.is_none() && row.parked.is_none() && !row.claimed {
+                row.claimed = true;
+                entries.push(row.entry.clone());
+            }
+        }
+        Ok(MemoryClaim {
+            rows: Arc::clone(&self.rows),
+            entries,
+        })
+    }
+
+    async fn prune(&self, sent_before: OffsetDateTime) -> Result<u64, Error> {
+        let mut rows = self.rows.lock().unwrap();
+        let before = rows.len();
+        rows.retain(|row| row.sent_at.is_none_or(|sent| sent >= sent_before));
+        Ok((before - rows.len()) as u64)
+    }
+
+    async fn parked(&self, limit: usize) -> Result<Vec<(OutboxEntry, String)>, Error> {
+        let rows = self.rows.lock().unwrap();
+        Ok(rows
+            .iter()
+            .filter_map(|row| Some((row.entry.clone(), row.parked.clone()?)))
+            .take(limit)
+            .collect())
+    }
+
+    async fn requeue(&self, id: u64) -> Result<bool, Error> {
+        let mut rows = self.rows.lock().unwrap();
+        let row = rows
+            .iter_mut()
+            .find(|row| row.entry.id == id && row.parked.is_some());
+        Ok(row.map(|row| row.parked = None).is_some())
+    }
+
+    async fn pending(&self) -> Result<u64, Error> {
+        let rows = self.rows.lock().unwrap();
+        Ok(rows.iter().filter(|row| row.sent_at.is_none()).count() as u64)
+    }
+}
+
+/// Records what it published; refuses what it is told to.
+#[derive(Clone, Default)]
+struct Bus {
+    published: Arc<Mutex<Vec<(String, u64)>>>,
+    down_for_rounds: Arc<Mutex<u32>>,
+    failing: Arc<Mutex<HashMap<(String, u64), PublishErrorKind>>>,
+}
+
+#[derive(Clone, Copy)]
+enum PublishErrorKind {
+    Retriable,
+    Rejected,
+}
+
+impl Bus {
+    fn fail(&self, stream: &str, version: u64, kind: PublishErrorKind) {
+        self.failing
+            .lock()
+            .unwrap()
+            .insert((stream.to_owned(), version), kind);
+    }
+
+    fn published(&self) -> Vec<(String, u64)> {
+        self.published.lock().unwrap().clone()
+    }
+}
+
+impl Publisher for Bus {
+    async fn publish(&self, events: &[RecordedEvent]) -> Vec<Result<(), PublishError>> {
+        {
+            let mut down = self.down_for_rounds.lock().unwrap();
+            if *down > 0 {
+                *down -= 1;
+                return events
+                    .iter()
+                    .map(|_| Err(PublishError::retriable("broker down")))
+                    .collect();
+            }
+        }
+        let mut failing = self.failing.lock().unwrap();
+        events
+            .iter()
+            .map(|event| {
+                let key = (event.aggregate_id().to_owned(), event.version);
+                match failing.remove(&key) {
+                    Some(PublishErrorKind::Retriable) => Err(PublishError::retriable("timed out")),
+                    Some(PublishErrorKind::Rejected) => Err(PublishError::rejected("message too large")),
+                    None => {
+                        self.published.lock().unwrap().push(key);
+                        Ok(())
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+fn quick<O: Outbox, P: Publisher>(relay: OutboxRelay<O, P>) -> OutboxRelay<O, P> {
+    relay.poll_interval(Duration::from_millis(5)).backoff(
+        RetryPolicy::default()
+            .base_delay(Duration::from_millis(5))
+            .max_delay(Duration::from_millis(20)),
+    )
+}
+
+fn pairs(items: &[(&str, u64)]) -> Vec<(String, u64)> {
+    items
+        .iter()
+        .map(|(stream, version)| ((*stream).to_owned(), *version))
+        .collect()
+}
+
+#[tokio::test]
+async fn publishes_everything_once_in_order_and_marks_it_sent() {
+    let events = [("a", 1), ("b", 1), ("a", 2), ("c", 1), ("a", 3)];
+    let outbox = MemoryOutbox::with_events(&events);
+    let bus = Bus::default();
+    let relay = OutboxRelay::new(outbox.clone(), bus.clone()).batch_size(2);
+    while relay.run_once().await.unwrap() > 0 {}
+    assert_eq!(bus.published(), pairs(&events));
+    assert_eq!(outbox.sent(), 5);
+    assert_eq!(relay.run_once().await.unwrap(), 0, "nothing is published twice");
+}
+
+#[tokio::test]
+async fn a_broker_outage_delays_messages_and_loses_none() {
+    let events = [("a", 1), ("a", 2), ("b", 1)];
+    let outbox = MemoryOutbox::with_events(&events);
+    let bus = Bus::default();
+    *bus.down_for_rounds.lock().unwrap() = 4;
+    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone())).spawn();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while outbox.sent() < events.len() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the relay recovers after the outage");
+    handle.shutdown().await.unwrap();
+    assert_eq!(bus.published(), pairs(&events));
+    let metrics = handle.metrics();
+    assert_eq!(
+        metrics.retried, 12,
+        "three entries retried in each of four rounds"
+    );
+    assert_eq!(metrics.failing_rounds, 0, "healthy again");
+    assert_eq!(metrics.last_error.as_deref(), Some("broker down"));
+}
+
+#[tokio::test]
+async fn a_retried_event_holds_back_the_rest_of_its_aggregate_only() {
+    let outbox = MemoryOutbox::with_events(&[("a", 1), ("a", 2), ("b", 1), ("a", 3), ("b", 2)]);
+    let bus = Bus::default();
+    bus.fail("a", 2, PublishErrorKind::Retriable);
+    let relay = OutboxRelay::new(outbox.clone(), bus.clone());
+    relay.run_once().await.unwrap();
+    assert_eq!(bus.published(), pairs(&[("a", 1), ("b", 1), ("a", 3), ("b", 2)]));
+    assert_eq!(outbox.sent(), 3, "a-3 went out but stays unsent behind a-2");
+    relay.run_once().await.unwrap();
+    let published = bus.published();
+    assert_eq!(
+        published[4..],
+        pairs(&[("a", 2), ("a", 3)]),
+        "a-2, then a-3 again"
+    );
+    assert_eq!(outbox.sent(), 5);
+}
+
+#[tokio::test]
+async fn a_refused_message_is_parked_with_its_error_and_can_be_requeued() {
+    let outbox = MemoryOutbox::with_events(&[("a", 1), ("a", 2), ("b", 1)]);
+    let bus = Bus::default();
+    bus.fail("a", 1, PublishErrorKind::Rejected);
+    let relay = OutboxRelay::new(outbox.clone(), bus.clone());
+    relay.run_once().await.unwrap();
+    assert_eq!(bus.published(), pairs(&[("a", 2), ("b", 1)]));
+    let parked = outbox.parked(10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].1, "message too large");
+    assert_eq!(outbox.pending().await.unwrap(), 1, "kept, not dropped");
+
+    assert!(outbox.requeue(parked[0].0.id).await.unwrap());
+    relay.run_once().await.unwrap();
+    assert_eq!(bus.published().last(), Some(&("a".to_owned(), 1)));
+    assert_eq!(outbox.pending().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn sent_entries_older_than_the_retention_are_pruned() {
+    let outbox = MemoryOutbox::with_events(&[("a", 1), ("a", 2)]);
+    let bus = Bus::default();
+    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
+        .retention(Some(Duration::ZERO))
+        .prune_every(Duration::from_millis(5))
+        .spawn();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while handle.metrics().pruned < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("both sent entries are pruned");
+    handle.shutdown().await.unwrap();
+    assert!(outbox.rows.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn missing_answers_are_retried() {
+    let entries = MemoryOutbox::with_events(&[("a", 1), ("b", 1)])
+        .rows
+        .lock()
+        .unwrap()
+        .clone();
+    let entries: Vec<OutboxEntry> = entries.into_iter().map(|row| row.entry).collect();
+    let outcomes = outcomes(&entries, vec![Ok(())]);
+    assert_eq!(outcomes[0], Outcome::Sent);
+    assert!(matches!(outcomes[1], Outcome::Retry(_)));
+}
+
+#[tokio::test]
+async fn run_stops_when_its_shutdown_completes() {
+    let outbox = MemoryOutbox::with_events(&[("a", 1)]);
+    let bus = Bus::default();
+    let relay = quick(OutboxRelay::new(outbox.clone(), bus.clone()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(relay.run(async {
+        stopped.await.ok();
+    }));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    stop.send(()).unwrap();
+    running.await.unwrap().unwrap();
+    assert_eq!(bus.published(), pairs(&[("a", 1)]));
+}
