@@ -16,6 +16,7 @@ mod memory;
 mod projection;
 mod repository;
 mod snapshot;
+mod start;
 mod store;
 mod subscription;
 #[cfg(feature = "testing")]
@@ -35,6 +36,7 @@ pub use projection::{
 };
 pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
+pub use start::Start;
 pub use store::{AppendResult, EventPages, EventStore, EventStream, ExpectedVersion};
 pub use upcast::Upcasters;
 
