@@ -28,6 +28,16 @@ async fn take(subscription: &mut EventStream<'static>, count: usize) -> Vec<Reco
     taken
 }
 
+/// Polls `subscription` while nothing is written for it, so it is waiting
+/// (not reading) when the next event comes; fails if it hands anything out.
+async fn idle(subscription: &mut EventStream<'static>) {
+    let early = tokio::time::timeout(Duration::from_millis(200), subscription.next()).await;
+    assert!(
+        early.is_err(),
+        "the subscription handed out an event nobody wrote for it: {early:?}"
+    );
+}
+
 fn versions(events: &[RecordedEvent]) -> Vec<u64> {
     events.iter().map(|event| event.version).collect()
 }
@@ -74,9 +84,12 @@ pub async fn subscribe_stream_catches_up_then_goes_live<S: EventStore + Clone>(s
     );
     assert_eq!(versions(&seen), (3..=BEFORE + DURING).collect::<Vec<_>>());
 
+    // Waiting: another stream's event does not count; the next one of its
+    // own stream wakes it.
     let late = added(42);
     let late_id = late.event_id;
     append(&store, &other, ExpectedVersion::Any, events(1)).await;
+    idle(&mut subscription).await;
     append(&store, &followed, ExpectedVersion::Any, vec![late]).await;
     let next = take(&mut subscription, 1).await;
     assert_eq!(
@@ -136,6 +149,7 @@ pub async fn subscribe_stream_follows_a_stream_created_later<S: EventStore>(stor
     let followed = stream("not-yet");
     let mut subscription = store.subscribe_stream(&followed, 0);
     append(&store, &stream("unrelated"), ExpectedVersion::Any, events(2)).await;
+    idle(&mut subscription).await;
     let created = append(&store, &followed, ExpectedVersion::NoStream, events(2)).await;
     let taken = take(&mut subscription, 2).await;
     assert_eq!(versions(&taken), [1, 2]);
