@@ -31,7 +31,8 @@ impl Watcher {
     /// only when, under the same lock, it finds no subscriber.
     pub(crate) fn ensure(inner: &Arc<Inner>, interval: Duration) -> bool {
         let mut task = inner.watcher.lock();
-        if task.is_some() {
+        // A finished task was not stopped by us: its runtime shut down.
+        if task.as_ref().is_some_and(|task| !task.is_finished()) {
             return true;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {

@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn a_producer_may_borrow_what_it_owns_across_items() {
-        let owned = vec![String::from("a"), String::from("b")];
+        let owned = [String::from("a"), String::from("b")];
         let borrowing = generate(|yielder| async move {
             let mut reader = futures::stream::iter(owned.iter());
             while let Some(item) = reader.next().await {
