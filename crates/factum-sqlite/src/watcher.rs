@@ -279,4 +279,45 @@ mod tests {
         let delivered = second.next().await.unwrap().unwrap();
         assert_eq!(delivered.position, 1);
     }
+
+    #[test]
+    fn a_watcher_whose_runtime_ended_is_started_again() {
+        let runtime = || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let first = runtime();
+        let (watched, elsewhere) = first.block_on(async {
+            let options = SqliteOptions::new().poll_interval(INTERVAL);
+            let watched = SqliteEventStore::open_with(&path, options).await.unwrap();
+            let elsewhere = SqliteEventStore::open(&path).await.unwrap();
+            drop(watched.subscribe_all(0));
+            (watched, elsewhere)
+        });
+        assert!(watched.inner.watcher.running().is_some());
+        drop(first);
+
+        runtime().block_on(async {
+            let mut live = watched.subscribe_all(0);
+            elsewhere
+                .append(
+                    &StreamId::new("Counter", "1"),
+                    ExpectedVersion::Any,
+                    vec![event()],
+                )
+                .await
+                .unwrap();
+            let delivered = tokio::time::timeout(Duration::from_secs(10), live.next())
+                .await
+                .expect("no watcher woke the subscription")
+                .unwrap()
+                .unwrap();
+            assert_eq!(delivered.position, 1);
+        });
+    }
 }
