@@ -196,7 +196,10 @@ mod tests {
                 .unwrap();
             let mut woken = BTreeSet::new();
             while woken.len() < 2 * SUBSCRIPTIONS {
-                let (number, position) = delivered.recv().await.unwrap();
+                let (number, position) = tokio::time::timeout(Duration::from_secs(10), delivered.recv())
+                    .await
+                    .expect("a subscription was not woken")
+                    .unwrap();
                 assert_eq!(position, round, "subscription {number}");
                 woken.insert(number);
             }
@@ -268,6 +271,8 @@ mod tests {
 
         let mut second = watched.subscribe_all(0);
         assert!(watched.inner.watcher.running().is_some(), "not restarted");
+        let early = tokio::time::timeout(Duration::from_millis(100), second.next()).await;
+        assert!(early.is_err(), "{early:?}");
         elsewhere
             .append(
                 &StreamId::new("Counter", "1"),
@@ -276,7 +281,11 @@ mod tests {
             )
             .await
             .unwrap();
-        let delivered = second.next().await.unwrap().unwrap();
+        let delivered = tokio::time::timeout(Duration::from_secs(10), second.next())
+            .await
+            .expect("the restarted watcher did not wake the subscription")
+            .unwrap()
+            .unwrap();
         assert_eq!(delivered.position, 1);
     }
 
@@ -304,6 +313,9 @@ mod tests {
 
         runtime().block_on(async {
             let mut live = watched.subscribe_all(0);
+            // Caught up and waiting before the append.
+            let early = tokio::time::timeout(Duration::from_millis(100), live.next()).await;
+            assert!(early.is_err(), "{early:?}");
             elsewhere
                 .append(
                     &StreamId::new("Counter", "1"),
