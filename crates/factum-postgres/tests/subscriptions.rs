@@ -93,6 +93,8 @@ async fn notifications_wake_stream_subscribers_for_appends_made_elsewhere() {
     let followed = StreamId::new("Counter", "followed");
     let mut live = store.subscribe_stream(&followed, 0);
     for round in 1..=3 {
+        // Caught up and waiting, so only a wake-up can deliver.
+        assert!(next_within(&mut live, Duration::from_millis(200)).await.is_none());
         writer
             .append(
                 &StreamId::new("Counter", format!("other-{round}")),
