@@ -18,6 +18,7 @@ mod outbox;
 mod projection;
 mod repository;
 mod snapshot;
+mod start;
 mod store;
 mod subscription;
 #[cfg(feature = "testing")]
@@ -41,6 +42,7 @@ pub use projection::{
 };
 pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
+pub use start::Start;
 pub use store::{AppendResult, EventPages, EventStore, EventStream, ExpectedVersion};
 pub use upcast::Upcasters;
 

@@ -371,6 +371,16 @@ impl EventStore for InMemoryEventStore {
         )
     }
 
+    fn subscribe_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'static> {
+        PollingSubscription::stream_of(
+            self.clone(),
+            stream.clone(),
+            from_version,
+            Some(self.shared.head.subscribe()),
+            SubscriptionOptions::default(),
+        )
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
         Ok(self.read_log().stream_version(stream))
     }

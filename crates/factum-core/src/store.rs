@@ -5,7 +5,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, NewEvent, RecordedEvent, StreamId};
+use crate::{Error, NewEvent, RecordedEvent, Start, StreamId};
 
 /// A stream of stored events, read lazily.
 pub type EventStream<'a> = BoxStream<'a, Result<RecordedEvent, Error>>;
@@ -119,6 +119,74 @@ pub trait EventStore: Send + Sync + 'static {
     /// each new one as it commits. The stream does not end on its own; it
     /// ends after yielding an error.
     fn subscribe_all(&self, after: u64) -> EventStream<'static>;
+
+    /// Every event of the global log from `start`: [`subscribe_all`](Self::subscribe_all)
+    /// after the position `start` names.
+    ///
+    /// [`Start::End`] reads the head position during this call, before it
+    /// returns: every event committed after the call is delivered, none at
+    /// or below that head. A failure to read the head is returned here.
+    ///
+    /// ```
+    /// # use factum_core::{EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Payload, Start, StreamId};
+    /// # use futures::StreamExt;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryEventStore::new();
+    /// let stream = StreamId::new("Counter", "1");
+    /// let event = || NewEvent::new("incremented", Payload::parse("{}").unwrap());
+    /// store.append(&stream, ExpectedVersion::Any, vec![event()]).await?;
+    ///
+    /// let mut from_now = store.subscribe(Start::End).await?;
+    /// store.append(&stream, ExpectedVersion::Any, vec![event()]).await?;
+    /// assert_eq!(from_now.next().await.unwrap()?.version, 2);
+    /// # Ok::<(), factum_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    fn subscribe(&self, start: Start) -> impl Future<Output = Result<EventStream<'static>, Error>> + Send {
+        async move { Ok(self.subscribe_all(start.after(self).await?)) }
+    }
+
+    /// The events of `stream` with version `from_version` and above: first
+    /// those already stored, then each new one as it commits, with no gap
+    /// and no duplicate between the two. 0 and 1 both start at the first
+    /// event. A stream that does not exist yet is followed from its first
+    /// event once it is written. The stream does not end on its own; it
+    /// ends after yielding an error.
+    ///
+    /// The default follows [`subscribe_all`](Self::subscribe_all) from the
+    /// start of the log and keeps the stream's events: right for any store,
+    /// but it reads the whole log. The backends override it with
+    /// `PollingSubscription::stream_of`, which reads only the stream (in
+    /// `factum_core::backend`, for backend authors).
+    ///
+    /// ```
+    /// # use factum_core::{EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Payload, StreamId};
+    /// # use futures::StreamExt;
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = InMemoryEventStore::new();
+    /// let stream = StreamId::new("Counter", "1");
+    /// let event = || NewEvent::new("incremented", Payload::parse("{}").unwrap());
+    /// store.append(&stream, ExpectedVersion::Any, vec![event(), event()]).await?;
+    ///
+    /// let mut watch = store.subscribe_stream(&stream, 2);
+    /// assert_eq!(watch.next().await.unwrap()?.version, 2);
+    /// store.append(&stream, ExpectedVersion::Any, vec![event()]).await?;
+    /// assert_eq!(watch.next().await.unwrap()?.version, 3);
+    /// # Ok::<(), factum_core::Error>(())
+    /// # }).unwrap();
+    /// ```
+    fn subscribe_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'static> {
+        let stream = stream.clone();
+        let from_version = from_version.max(1);
+        self.subscribe_all(0)
+            .filter(move |item| {
+                let wanted = item.as_ref().map_or(true, |event| {
+                    event.stream == stream && event.version >= from_version
+                });
+                std::future::ready(wanted)
+            })
+            .boxed()
+    }
 
     /// The version of the stream's last event (0: no events).
     fn stream_version(&self, stream: &StreamId) -> impl Future<Output = Result<u64, Error>> + Send;

@@ -1,3 +1,10 @@
+//! Catch-up-then-live subscriptions built from reads and a wake-up signal,
+//! written once for every backend: the global log from a position, and one
+//! stream from a version.
+
+mod generator;
+mod one_stream;
+
 use std::collections::VecDeque;
 use std::time::Duration;
 
@@ -26,14 +33,15 @@ impl Default for SubscriptionOptions {
     }
 }
 
-/// A catch-up-then-live subscription built from `read_all` and a wake-up
-/// signal: the shape every backend's `subscribe_all` can reuse.
+/// Catch-up-then-live subscriptions built from reads and a wake-up signal:
+/// the shape every backend's `subscribe_all` and `subscribe_stream` reuse.
 ///
-/// It reads pages of the global log after the last delivered position until
-/// a page comes back empty, then waits until the store signals a new head
-/// (or the poll interval passes) and reads again. Because every page starts
-/// strictly after the last delivered position, the hand-over from catch-up
-/// to live has neither gap nor duplicate.
+/// [`stream`](Self::stream) reads pages of the global log after the last
+/// delivered position until a page comes back empty, then waits until the
+/// store signals a new head (or the poll interval passes) and reads again.
+/// Because every page starts strictly after the last delivered position,
+/// the hand-over from catch-up to live has neither gap nor duplicate.
+/// [`stream_of`](Self::stream_of) does the same for one stream, by version.
 #[derive(Debug)]
 pub struct PollingSubscription;
 
@@ -41,8 +49,8 @@ struct State<S> {
     store: S,
     after: u64,
     buffer: VecDeque<RecordedEvent>,
-    wake: Option<watch::Receiver<u64>>,
-    options: SubscriptionOptions,
+    waiter: Waiter,
+    batch_size: usize,
     failed: bool,
 }
 
@@ -62,8 +70,8 @@ impl PollingSubscription {
             store,
             after,
             buffer: VecDeque::new(),
-            wake,
-            options,
+            waiter: Waiter::new(wake, options.poll_interval),
+            batch_size: options.batch_size.max(1),
             failed: false,
         };
         futures::stream::unfold(state, |mut state| async move {
@@ -75,18 +83,10 @@ impl PollingSubscription {
                     state.after = event.position;
                     return Some((Ok(event), state));
                 }
-                // Mark the signal seen before reading, so a commit that lands
-                // between the read and the wait still wakes us.
-                if let Some(wake) = state.wake.as_mut() {
-                    wake.borrow_and_update();
-                }
-                match state
-                    .store
-                    .read_all(state.after, state.options.batch_size.max(1))
-                    .await
-                {
+                state.waiter.mark_seen();
+                match state.store.read_all(state.after, state.batch_size).await {
                     Ok(batch) if !batch.is_empty() => state.buffer.extend(batch),
-                    Ok(_) => state.wait().await,
+                    Ok(_) => state.waiter.wait().await,
                     Err(error) => {
                         state.failed = true;
                         return Some((Err(error), state));
@@ -98,10 +98,28 @@ impl PollingSubscription {
     }
 }
 
-impl<S> State<S> {
+/// Waits for the store's wake-up signal or the poll interval, whichever
+/// comes first.
+struct Waiter {
+    wake: Option<watch::Receiver<u64>>,
+    poll_interval: Option<Duration>,
+}
+
+impl Waiter {
+    fn new(wake: Option<watch::Receiver<u64>>, poll_interval: Option<Duration>) -> Self {
+        Self { wake, poll_interval }
+    }
+
+    /// Marks the signal seen; call it before reading, so a commit that
+    /// lands between the read and the wait still wakes the next wait.
+    fn mark_seen(&mut self) {
+        if let Some(wake) = self.wake.as_mut() {
+            wake.borrow_and_update();
+        }
+    }
+
     async fn wait(&mut self) {
-        let interval = self.options.poll_interval;
-        match (self.wake.as_mut(), interval) {
+        match (self.wake.as_mut(), self.poll_interval) {
             (Some(wake), Some(interval)) => {
                 tokio::select! {
                     changed = wake.changed() => if changed.is_err() { self.wake = None },
@@ -112,7 +130,7 @@ impl<S> State<S> {
                 if wake.changed().await.is_err() {
                     // The store is gone; fall back to polling rather than spin.
                     self.wake = None;
-                    self.options.poll_interval = Some(Duration::from_millis(100));
+                    self.poll_interval = Some(Duration::from_millis(100));
                 }
             }
             (None, Some(interval)) => tokio::time::sleep(interval).await,

@@ -1,4 +1,7 @@
-//! The shared event-store conformance suite, run against the in-memory store.
+//! The shared event-store conformance suite, run against the in-memory store,
+//! and against a wrapper of it that implements only the required methods, so
+//! the trait's provided methods (`read_stream_pages`, `subscribe`,
+//! `subscribe_stream`) are held to the same contract.
 
 use factum_core::InMemoryEventStore;
 
@@ -7,3 +10,61 @@ async fn fresh_store() -> Option<InMemoryEventStore> {
 }
 
 factum_core::conformance_suite!(fresh_store);
+
+mod provided_methods {
+    use factum_core::{
+        AppendResult, Error, EventStore, EventStream, ExpectedVersion, InMemoryEventStore, NewEvent,
+        RecordedEvent, Snapshot, SnapshotStore, StreamId,
+    };
+
+    /// The in-memory store behind the trait's required methods only.
+    #[derive(Clone)]
+    struct RequiredOnly(InMemoryEventStore);
+
+    impl EventStore for RequiredOnly {
+        async fn append(
+            &self,
+            stream: &StreamId,
+            expected: ExpectedVersion,
+            events: Vec<NewEvent>,
+        ) -> Result<AppendResult, Error> {
+            self.0.append(stream, expected, events).await
+        }
+
+        fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
+            self.0.read_stream(stream, from_version)
+        }
+
+        async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+            self.0.read_all(after, limit).await
+        }
+
+        fn subscribe_all(&self, after: u64) -> EventStream<'static> {
+            self.0.subscribe_all(after)
+        }
+
+        async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
+            self.0.stream_version(stream).await
+        }
+
+        async fn head_position(&self) -> Result<u64, Error> {
+            self.0.head_position().await
+        }
+    }
+
+    impl SnapshotStore for RequiredOnly {
+        async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
+            self.0.save_snapshot(snapshot).await
+        }
+
+        async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+            self.0.load_snapshot(stream).await
+        }
+    }
+
+    async fn fresh_store() -> Option<RequiredOnly> {
+        Some(RequiredOnly(InMemoryEventStore::new()))
+    }
+
+    factum_core::conformance_suite!(fresh_store);
+}

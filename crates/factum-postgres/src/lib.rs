@@ -170,6 +170,10 @@
 //! the append's transaction). When the notification connection drops, the
 //! subscription polls every [`poll_interval`](PostgresOptions::poll_interval)
 //! while the listener reconnects with backoff.
+//! [`subscribe_stream`](factum_core::EventStore::subscribe_stream) follows
+//! one stream the same way, reading pages of the stream by version; on a
+//! wake-up it first asks the stream's version, so appends to other streams
+//! cost it one small query.
 //!
 //! # Projections
 //!

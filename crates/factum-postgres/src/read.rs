@@ -115,21 +115,40 @@ impl PostgresEventStore {
     /// [`EventStore::subscribe_all`](factum_core::EventStore::subscribe_all):
     /// pages of the log, woken by this store's appends and by `LISTEN`.
     pub(crate) fn subscribe_log(&self, after: u64) -> EventStream<'static> {
+        match self.wake_up() {
+            Ok((wake, options)) => PollingSubscription::stream(self.clone(), after, Some(wake), options),
+            Err(closed) => futures::stream::once(async move { Err(closed) }).boxed(),
+        }
+    }
+
+    /// [`EventStore::subscribe_stream`](factum_core::EventStore::subscribe_stream):
+    /// pages of the stream, woken as [`subscribe_log`](Self::subscribe_log) is.
+    pub(crate) fn subscribe_one(&self, stream: &StreamId, from_version: u64) -> EventStream<'static> {
+        match self.wake_up() {
+            Ok((wake, options)) => PollingSubscription::stream_of(
+                self.clone(),
+                stream.clone(),
+                from_version,
+                Some(wake),
+                options,
+            ),
+            Err(closed) => futures::stream::once(async move { Err(closed) }).boxed(),
+        }
+    }
+
+    /// What a new subscription waits on: this store's appends and `LISTEN`,
+    /// with polling for the notifications a dropped connection misses.
+    fn wake_up(&self) -> Result<(tokio::sync::watch::Receiver<u64>, SubscriptionOptions), Error> {
         if self.is_closed() {
-            let closed: Error = self.closed_error().into();
-            return futures::stream::once(async move { Err(closed) }).boxed();
+            return Err(self.closed_error().into());
         }
         let wake = self.shared.head.subscribe();
         notify::ensure_listener(&self.shared);
-        PollingSubscription::stream(
-            self.clone(),
-            after,
-            Some(wake),
-            SubscriptionOptions {
-                batch_size: self.shared.options.page_size,
-                poll_interval: Some(self.shared.options.poll_interval),
-            },
-        )
+        let options = SubscriptionOptions {
+            batch_size: self.shared.options.page_size,
+            poll_interval: Some(self.shared.options.poll_interval),
+        };
+        Ok((wake, options))
     }
 
     /// The version of the stream's last event (0: none).

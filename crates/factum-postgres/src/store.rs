@@ -231,6 +231,10 @@ impl EventStore for PostgresEventStore {
         self.subscribe_log(after)
     }
 
+    fn subscribe_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'static> {
+        self.subscribe_one(stream, from_version)
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
         self.version_of(stream).await
     }

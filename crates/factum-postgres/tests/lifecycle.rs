@@ -78,6 +78,11 @@ async fn after_close_every_call_fails_at_once_and_closing_again_is_fine() {
             subscribed.expect("a subscription yields its error"),
             "subscribe_all",
         );
+        let followed = clone.subscribe_stream(&stream, 0).next().await;
+        assert_closed(
+            followed.expect("a subscription yields its error"),
+            "subscribe_stream",
+        );
         assert_closed(projections.query("SELECT 1", &[]).await, "projection query");
         assert_closed(projections.begin("totals").await, "a new transaction");
         assert_closed(

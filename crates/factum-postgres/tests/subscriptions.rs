@@ -82,6 +82,42 @@ async fn notifications_wake_subscribers_for_appends_made_elsewhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_wake_stream_subscribers_for_appends_made_elsewhere() {
+    // Polling so slow that only a notification can deliver in time.
+    let Some(store) =
+        common::fresh_store_with(|options| options.poll_interval(Duration::from_secs(60))).await
+    else {
+        return;
+    };
+    let writer = other_process(&store).await;
+    let followed = StreamId::new("Counter", "followed");
+    let mut live = store.subscribe_stream(&followed, 0);
+    for round in 1..=3 {
+        // Caught up and waiting, so only a wake-up can deliver.
+        assert!(next_within(&mut live, Duration::from_millis(200)).await.is_none());
+        writer
+            .append(
+                &StreamId::new("Counter", format!("other-{round}")),
+                ExpectedVersion::NoStream,
+                vec![event()],
+            )
+            .await
+            .unwrap();
+        let appended = writer
+            .append(&followed, ExpectedVersion::Any, vec![event()])
+            .await
+            .unwrap();
+        let delivered = next_within(&mut live, Duration::from_secs(10))
+            .await
+            .expect("no notification woke the stream's subscriber");
+        assert_eq!(
+            (delivered.stream.clone(), delivered.version, delivered.position),
+            (followed.clone(), round, appended.positions[0])
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_carries_subscribers_while_the_notification_connection_is_down() {
     let Some(store) =
         common::fresh_store_with(|options| options.poll_interval(Duration::from_millis(200))).await

@@ -74,9 +74,11 @@
 //!   speed. Both keep every returned append across a crash of the process.
 //! - **Idempotent appends**: appending events whose ids are stored, with the
 //!   same content, returns the original positions and writes nothing.
-//! - **Live subscriptions** wake as soon as this process commits, and poll
-//!   for appends made by other processes on the same file (every
-//!   [`SqliteOptions::poll_interval`]; off with
+//! - **Live subscriptions** (of `$all`, of one stream, of projections) wake
+//!   as soon as this process commits. Appends made by other processes on
+//!   the same file are found by one watcher per store, which reads the head
+//!   every [`SqliteOptions::poll_interval`] while anyone subscribes and
+//!   wakes them all: the subscriptions themselves never poll (off with
 //!   [`SqliteOptions::watch_other_processes`]`(false)`).
 //! - **Replay in pages**: [`EventStore::read_stream_pages`](factum_core::EventStore::read_stream_pages)
 //!   hands over each page as it was read (4,096 events), with the next
@@ -123,6 +125,7 @@ mod schema;
 mod snapshot;
 mod store;
 mod transaction;
+mod watcher;
 mod writer;
 
 pub use error::SqliteError;

@@ -77,8 +77,8 @@ impl Default for SqliteOptions {
 
 impl SqliteOptions {
     /// The defaults: [`Durability::Full`], create the file if missing, four
-    /// idle read connections, a five second busy timeout, subscriptions
-    /// polling every 500 ms for other processes' appends.
+    /// idle read connections, a five second busy timeout, other processes'
+    /// appends looked for every 500 ms.
     pub fn new() -> Self {
         Self::default()
     }
@@ -115,17 +115,19 @@ impl SqliteOptions {
         self
     }
 
-    /// How often a live subscription looks for appends made by other
-    /// processes on the same file (default 500 ms). Appends made through
-    /// this store wake subscriptions at once whatever this is.
+    /// How often the store's watcher looks for appends made by other
+    /// processes on the same file (default 500 ms): one cheap read of the
+    /// head per interval for the whole store, however many subscriptions
+    /// it has, and none while it has none. Appends made through this store
+    /// wake subscriptions at once whatever this is.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
     }
 
-    /// Whether live subscriptions look for appends made by other processes
-    /// on the same file, every [`poll_interval`](Self::poll_interval)
-    /// (default `true`). With `false` they wake only on appends made through
+    /// Whether the store watches for appends made by other processes on
+    /// the same file, every [`poll_interval`](Self::poll_interval), to wake
+    /// its live subscriptions (default `true`). With `false` they wake only on appends made through
     /// this store (and its clones): for a file no other process writes to.
     /// A store opened in memory never has other writers.
     pub fn watch_other_processes(mut self, watch: bool) -> Self {

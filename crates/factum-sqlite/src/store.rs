@@ -19,6 +19,7 @@ use crate::error::{SqliteError, sqlite};
 use crate::read::{self, ReadPool, STREAM_KEY_OF};
 use crate::schema::{self, Location};
 use crate::transaction::SqliteTransaction;
+use crate::watcher::Watcher;
 use crate::writer::{self, Command};
 
 /// The most events a `read_all` page preallocates room for.
@@ -31,8 +32,8 @@ const READ_ALL_CAPACITY: usize = 4096;
 /// go to a dedicated writer thread (one writer, so commit order is position
 /// order; appends queued together commit in one transaction), reads run on
 /// tokio's blocking pool. Several processes may open the same file: SQLite
-/// serialises their writes, and live subscriptions poll for appends made
-/// elsewhere (see [`SqliteOptions::poll_interval`]).
+/// serialises their writes, and one watcher per store wakes its live
+/// subscriptions for appends made elsewhere (see [`SqliteOptions::poll_interval`]).
 ///
 /// ```
 /// # use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
@@ -55,16 +56,22 @@ const READ_ALL_CAPACITY: usize = 4096;
 /// ```
 #[derive(Clone)]
 pub struct SqliteEventStore {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     commands: mpsc::Sender<Command>,
     readers: Option<ReadPool>,
-    head: Arc<watch::Sender<u64>>,
+    /// The head position: sent by the writer after each commit and by the
+    /// watcher when another process has appended; what subscriptions wait on.
+    pub(crate) head: Arc<watch::Sender<u64>>,
+    pub(crate) watcher: Watcher,
     location: Location,
     options: SqliteOptions,
     closed: AtomicBool,
+    /// Reads started, so tests can tell who reads while nothing happens.
+    #[cfg(test)]
+    pub(crate) reads: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for SqliteEventStore {
@@ -77,6 +84,7 @@ impl std::fmt::Debug for SqliteEventStore {
             .field("location", &location)
             .field("durability", &self.inner.options.durability)
             .field("head", &*self.inner.head.borrow())
+            .field("watcher_checks", &self.inner.watcher.checks())
             .finish()
     }
 }
@@ -123,11 +131,18 @@ impl SqliteEventStore {
                 commands,
                 readers,
                 head,
+                watcher: Watcher::default(),
                 location,
                 options,
                 closed: AtomicBool::new(false),
+                #[cfg(test)]
+                reads: std::sync::atomic::AtomicU64::new(0),
             }),
         })
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
     }
 
     /// The schema version this factum-sqlite writes (`PRAGMA user_version`).
@@ -174,6 +189,9 @@ impl SqliteEventStore {
     /// folded back in), which is what a program should do before it exits.
     pub async fn close(&self) -> Result<(), Error> {
         self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.watcher.stop();
+        // Live subscriptions read once more, meet `Closed` and end.
+        self.inner.head.send_modify(|_| {});
         if let Some(readers) = &self.inner.readers {
             readers.clear();
         }
@@ -251,6 +269,8 @@ impl SqliteEventStore {
         if let Err(error) = self.check_open() {
             return Box::pin(std::future::ready(Err(error)));
         }
+        #[cfg(test)]
+        self.inner.reads.fetch_add(1, Ordering::SeqCst);
         if self.inner.readers.is_none() {
             return self.read_on_writer(read);
         }
@@ -284,6 +304,25 @@ impl SqliteEventStore {
             sent?;
             answer.await.map_err(|_| store.gone())?
         })
+    }
+}
+
+impl SqliteEventStore {
+    /// What a new subscription waits on: this store's commits and, through
+    /// the store's one watcher, other processes' commits. Without a runtime
+    /// to run the watcher on, the subscription polls for itself.
+    fn wake_up(&self) -> (watch::Receiver<u64>, SubscriptionOptions) {
+        // Subscribe before the watcher is asked for: see `Watcher::ensure`.
+        let wake = self.inner.head.subscribe();
+        let options = &self.inner.options;
+        let watched = !options.watch_other_processes
+            || self.is_closed()
+            || Watcher::ensure(&self.inner, options.poll_interval);
+        let options = SubscriptionOptions {
+            poll_interval: (!watched).then_some(options.poll_interval),
+            ..SubscriptionOptions::default()
+        };
+        (wake, options)
     }
 }
 
@@ -346,12 +385,13 @@ impl EventStore for SqliteEventStore {
     }
 
     fn subscribe_all(&self, after: u64) -> EventStream<'static> {
-        let options = &self.inner.options;
-        let options = SubscriptionOptions {
-            poll_interval: options.watch_other_processes.then_some(options.poll_interval),
-            ..SubscriptionOptions::default()
-        };
-        PollingSubscription::stream(self.clone(), after, Some(self.inner.head.subscribe()), options)
+        let (wake, options) = self.wake_up();
+        PollingSubscription::stream(self.clone(), after, Some(wake), options)
+    }
+
+    fn subscribe_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'static> {
+        let (wake, options) = self.wake_up();
+        PollingSubscription::stream_of(self.clone(), stream.clone(), from_version, Some(wake), options)
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {

@@ -51,6 +51,10 @@ impl EventStore for FileStore {
         self.store.subscribe_all(after)
     }
 
+    fn subscribe_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'static> {
+        self.store.subscribe_stream(stream, from_version)
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
         self.store.stream_version(stream).await
     }

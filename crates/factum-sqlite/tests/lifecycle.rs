@@ -60,6 +60,10 @@ async fn every_call_on_a_closed_store_says_it_is_closed() {
     );
     is_closed(clone.read_all(0, 10).await, "read_all");
     is_closed(clone.subscribe_all(0).next().await.unwrap(), "subscribe_all");
+    is_closed(
+        clone.subscribe_stream(&stream, 0).next().await.unwrap(),
+        "subscribe_stream",
+    );
     is_closed(clone.stream_version(&stream).await, "stream_version");
     is_closed(clone.head_position().await, "head_position");
     is_closed(clone.ensure_schema().await, "ensure_schema");

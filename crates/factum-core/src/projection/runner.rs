@@ -15,7 +15,7 @@ use super::{
     CheckpointStore, DeadLetter, DeadLetterStore, Lease, PoisonPolicy, Projection, ProjectionStore,
     RetryPolicy, TransactionalProjection,
 };
-use crate::{Error, EventStore};
+use crate::{Error, EventStore, Start};
 
 mod run;
 
@@ -44,6 +44,7 @@ struct Options {
     channel_capacity: usize,
     retry: RetryPolicy,
     poison: PoisonPolicy,
+    start: Start,
 }
 
 /// Feeds a projection from the global log `$all`, from its checkpoint to
@@ -154,6 +155,7 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
                 channel_capacity: 4,
                 retry: RetryPolicy::default(),
                 poison: PoisonPolicy::default(),
+                start: Start::Beginning,
             },
             lease: None,
             metrics: Arc::new(MetricsCell::new()),
@@ -180,6 +182,40 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
     /// (default 4): the bound that turns a slow projection into back-pressure.
     pub fn channel_capacity(mut self, batches: usize) -> Self {
         self.options.channel_capacity = batches.max(1);
+        self
+    }
+
+    /// Sets where a projection that has no checkpoint yet starts (default
+    /// [`Start::Beginning`]): [`Start::End`] skips the history and handles
+    /// only events committed after the runner starts, for a read model that
+    /// cares about what happens from now on.
+    ///
+    /// A stored checkpoint always wins: this applies only while the
+    /// projection's checkpoint is 0 (checkpoint stores keep no other mark
+    /// of a projection that never ran). The runner reads the head when it
+    /// starts and commits it as the checkpoint before handling anything,
+    /// so a restart resumes there. A [`rebuild`](Self::rebuild) (or
+    /// [`RunnerHandle::rebuild`]) replays from the beginning whatever this
+    /// says: the runner that rebuilds starts over from [`Start::Beginning`].
+    ///
+    /// ```
+    /// # use factum_core::{InMemoryCheckpointStore, InMemoryDeadLetterStore, InMemoryEventStore, Projection,
+    /// #     ProjectionRunner, HandlerError, RecordedEvent, Start};
+    /// # struct Alerts;
+    /// # impl Projection for Alerts {
+    /// #     fn name(&self) -> &str { "alerts" }
+    /// #     async fn handle(&mut self, _: &RecordedEvent) -> Result<(), HandlerError> { Ok(()) }
+    /// # }
+    /// let runner = ProjectionRunner::new(
+    ///     InMemoryEventStore::new(),
+    ///     Alerts,
+    ///     InMemoryCheckpointStore::new(),
+    ///     InMemoryDeadLetterStore::new(),
+    /// )
+    /// .start_at(Start::End);
+    /// ```
+    pub fn start_at(mut self, start: Start) -> Self {
+        self.options.start = start;
         self
     }
 
@@ -251,6 +287,7 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
     pub async fn rebuild(&mut self) -> Result<(), Error> {
         let checkpoint = self.driver.load_checkpoint().await?;
         self.driver.reset(checkpoint).await?;
+        self.options.start = Start::Beginning;
         self.metrics.set_checkpoint(0);
         Ok(())
     }

@@ -118,6 +118,15 @@ macro_rules! conformance_suite {
             snapshot_ahead_of_its_stream_is_never_loaded,
             undeserializable_snapshot_means_a_full_replay,
         );
+        $crate::__conformance_tests!(
+            $factory;
+            subscribe_stream_catches_up_then_goes_live,
+            subscribe_stream_ignores_other_streams,
+            subscribe_stream_starts_at_its_version,
+            subscribe_stream_follows_a_stream_created_later,
+            subscribe_from_the_end_hands_out_only_later_events,
+            subscribe_after_a_position_equals_subscribe_all,
+        );
     };
 }
 

@@ -7,6 +7,8 @@
 //! transactions. Every check uses its own projection names, so a database
 //! can be shared between checks.
 
+mod start;
+
 use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
@@ -89,6 +91,8 @@ impl Ledger<InMemoryProjectionStore<LedgerModel>> for InMemoryLedger {
         Ok(store.with_read_model(|model| model.get(projection).cloned().unwrap_or_default()))
     }
 }
+
+pub use start::a_new_projection_can_start_at_the_end;
 
 fn projection_name(check: &str) -> String {
     format!("{check}-{}", Uuid::now_v7())
@@ -650,6 +654,7 @@ macro_rules! projection_store_suite {
             dead_letters_commit_with_the_transaction,
             killed_at_every_step_then_restarted_equals_a_clean_run,
         );
+        $crate::__projection_store_tests!($factory; a_new_projection_can_start_at_the_end);
     };
 }
 

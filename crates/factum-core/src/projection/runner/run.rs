@@ -13,7 +13,7 @@ use super::super::lease::{HeldLease, acquire_lease};
 use super::super::reader::{AbortOnDrop, Batch, read_log};
 use super::super::{DeadLetter, HandlerError, PoisonPolicy, RunnerStatus};
 use super::ProjectionRunner;
-use crate::{Error, EventStore, RecordedEvent};
+use crate::{Error, EventStore, RecordedEvent, Start};
 
 impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
     pub(super) async fn run_with(mut self, control: Arc<watch::Sender<Control>>) -> Result<(), Error> {
@@ -103,7 +103,8 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
         lease: Option<&HeldLease>,
     ) -> Result<Exit, Error> {
         self.metrics.set_status(RunnerStatus::Starting);
-        let checkpoint = self.driver.load_checkpoint().await?;
+        let mut state = self.starting_state(lease).await?;
+        let checkpoint = state.committed;
         self.metrics.set_checkpoint(checkpoint);
         self.metrics.set_position(checkpoint);
         self.metrics.set_read_position(checkpoint);
@@ -119,13 +120,6 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
             sender,
             Arc::clone(&self.metrics),
         )));
-        let mut state = Active {
-            unit: None,
-            uncommitted: Vec::new(),
-            since_commit: 0,
-            committed: checkpoint,
-            position: checkpoint,
-        };
         let lease_check = lease.map_or(Duration::from_secs(3600), |held| held.config.interval());
         loop {
             if lease.is_some_and(|held| !held.is_valid()) {
@@ -172,6 +166,26 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
         }
     }
 
+    /// The state at the committed checkpoint. A projection without one (0)
+    /// starts where [`start_at`](ProjectionRunner::start_at) says, and
+    /// commits that position at once: a restart then resumes there instead
+    /// of at a head that has moved on.
+    async fn starting_state(&mut self, lease: Option<&HeldLease>) -> Result<Active<D::Unit>, Error> {
+        let checkpoint = self.driver.load_checkpoint().await?;
+        let mut state = Active {
+            unit: None,
+            uncommitted: Vec::new(),
+            since_commit: 0,
+            committed: checkpoint,
+            position: checkpoint,
+        };
+        if checkpoint == 0 {
+            state.position = self.options.start.after(&self.events).await?;
+            self.commit(&mut state, lease).await?;
+        }
+        Ok(state)
+    }
+
     /// Carries out a stop, abort or rebuild; `None` while the command is
     /// to keep running.
     async fn obey(
@@ -193,6 +207,7 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
             Control::Rebuild => {
                 self.commit(state, lease).await?;
                 self.driver.reset(state.committed).await?;
+                self.options.start = Start::Beginning;
                 self.metrics.set_checkpoint(0);
                 tracing::info!(projection = %self.name, "checkpoint reset; rebuilding from the start");
                 Ok(Some(Exit::Rebuilt))
