@@ -58,6 +58,24 @@ fn guarded<'a, T: Send + 'a>(
     .boxed()
 }
 
+/// A subscription that may fail before each event. The fault is drawn
+/// before the event is awaited, so a failing subscription drops an event it
+/// has not delivered: resubscribing after the last delivered one gets it
+/// again.
+fn faulty(chaos: Arc<Chaos>, inner: EventStream<'static>) -> EventStream<'static> {
+    stream::unfold(Some((inner, chaos)), |state| async move {
+        let (mut inner, chaos) = state?;
+        let fault = chaos.draw(Operation::Subscription);
+        if let Err(error) = chaos.suffer(Operation::Subscription, fault).await {
+            return Some((Err(error), None));
+        }
+        let item = inner.next().await?;
+        let next = item.is_ok().then_some((inner, chaos));
+        Some((item, next))
+    })
+    .boxed()
+}
+
 impl<S: EventStore> EventStore for ChaosStore<S> {
     async fn append(
         &self,
@@ -109,22 +127,14 @@ impl<S: EventStore> EventStore for ChaosStore<S> {
     }
 
     fn subscribe_all(&self, after: u64) -> EventStream<'static> {
-        let inner = self.inner.subscribe_all(after);
-        let chaos = Arc::clone(&self.chaos);
-        // The fault is drawn before each event is awaited, so a failing
-        // subscription drops an event it has not delivered: resubscribing
-        // after the last delivered position gets it again.
-        stream::unfold(Some((inner, chaos)), |state| async move {
-            let (mut inner, chaos) = state?;
-            let fault = chaos.draw(Operation::Subscription);
-            if let Err(error) = chaos.suffer(Operation::Subscription, fault).await {
-                return Some((Err(error), None));
-            }
-            let item = inner.next().await?;
-            let next = item.is_ok().then_some((inner, chaos));
-            Some((item, next))
-        })
-        .boxed()
+        faulty(Arc::clone(&self.chaos), self.inner.subscribe_all(after))
+    }
+
+    fn subscribe_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'static> {
+        faulty(
+            Arc::clone(&self.chaos),
+            self.inner.subscribe_stream(stream, from_version),
+        )
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
