@@ -5,8 +5,8 @@ use futures::StreamExt;
 
 use crate::aggregate::DecodeError;
 use crate::{
-    Aggregate, AppendResult, DomainEvent, Error, EventPages, EventStore, ExpectedVersion, Metadata, NewEvent,
-    Payload, RecordedEvent, StreamId, Upcasters,
+    Aggregate, AppendBatch, AppendResult, DomainEvent, Error, EventPages, EventStore, ExpectedVersion,
+    Metadata, NewEvent, Payload, RecordedEvent, StreamId, Upcasters,
 };
 
 /// Loads aggregates by replaying their streams and saves their pending
@@ -136,13 +136,70 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// [`save`](Self::save), storing `metadata` with every event.
     pub async fn save_with(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
+        let Some(batch) = self.pending_batch(aggregate, &metadata)? else {
+            return Ok(unchanged(aggregate));
+        };
+        let result = self
+            .store
+            .append(&batch.stream, batch.expected, batch.events)
+            .await?;
+        aggregate.state_mut().loaded_at(result.stream_version);
+        Ok(result)
+    }
+
+    /// Saves the pending events of several aggregates atomically: all of
+    /// them are stored, or none is. Results come in the order given.
+    ///
+    /// Each aggregate is checked against the version it was loaded at, as
+    /// [`save`](Self::save) does; on [`Error::Conflict`] (naming the stream
+    /// that moved) nothing is written and every aggregate keeps its pending
+    /// events. An aggregate with nothing pending is left out of the append
+    /// (its result holds its version and no positions), as `save` leaves it.
+    /// Retrying after an error whose outcome is unknown is safe: a store
+    /// that already has the events returns the original positions.
+    ///
+    /// The same aggregate twice (two copies loaded from one stream) is
+    /// [`Error::DuplicateStream`]; for aggregates of different types, see
+    /// [`UnitOfWork`](crate::UnitOfWork).
+    pub async fn save_all<'a>(
+        &self,
+        aggregates: impl IntoIterator<Item = &'a mut A>,
+    ) -> Result<Vec<AppendResult>, Error> {
+        self.save_all_with(aggregates, Metadata::default()).await
+    }
+
+    /// [`save_all`](Self::save_all), storing `metadata` with every event.
+    pub async fn save_all_with<'a>(
+        &self,
+        aggregates: impl IntoIterator<Item = &'a mut A>,
+        metadata: Metadata,
+    ) -> Result<Vec<AppendResult>, Error> {
+        let mut aggregates: Vec<&'a mut A> = aggregates.into_iter().collect();
+        let pending = aggregates
+            .iter()
+            .map(|aggregate| Ok((unchanged(&**aggregate), self.pending_batch(aggregate, &metadata)?)))
+            .collect::<Result<Vec<_>, Error>>()?;
+        let results = crate::unit_of_work::append_pending(&self.store, pending).await?;
+        for (aggregate, result) in aggregates.iter_mut().zip(&results) {
+            aggregate.state_mut().loaded_at(result.stream_version);
+        }
+        Ok(results)
+    }
+}
+
+impl<A: Aggregate, S> Repository<A, S> {
+    /// The aggregate's pending events as the batch that saves them,
+    /// expecting the version it was loaded at; `None` when nothing is
+    /// pending.
+    pub(crate) fn pending_batch(
+        &self,
+        aggregate: &A,
+        metadata: &Metadata,
+    ) -> Result<Option<AppendBatch>, Error> {
         let state = aggregate.state();
         let persisted = state.persisted_version();
         if state.pending().is_empty() {
-            return Ok(AppendResult {
-                stream_version: persisted,
-                positions: Vec::new(),
-            });
+            return Ok(None);
         }
         let stream = StreamId::for_aggregate::<A>(&aggregate.id());
         let events = state
@@ -166,12 +223,20 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 Ok(new)
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let result = self
-            .store
-            .append(&stream, ExpectedVersion::from_loaded(persisted), events)
-            .await?;
-        aggregate.state_mut().loaded_at(result.stream_version);
-        Ok(result)
+        Ok(Some(AppendBatch::new(
+            stream,
+            ExpectedVersion::from_loaded(persisted),
+            events,
+        )))
+    }
+}
+
+/// What saving an aggregate with nothing pending returns: its version, no
+/// positions.
+pub(crate) fn unchanged<A: Aggregate>(aggregate: &A) -> AppendResult {
+    AppendResult {
+        stream_version: aggregate.state().persisted_version(),
+        positions: Vec::new(),
     }
 }
 

@@ -7,3 +7,4 @@ async fn fresh_store() -> Option<InMemoryEventStore> {
 }
 
 factum_core::conformance_suite!(fresh_store);
+factum_core::contiguous_append_suite!(fresh_store);

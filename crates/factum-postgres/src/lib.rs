@@ -197,6 +197,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod append;
+mod atomic;
 mod attempt;
 mod batch;
 mod conn;

@@ -110,6 +110,7 @@
 //! transaction, keeping its events.
 
 mod append;
+mod atomic;
 mod checkpoint;
 mod dead_letter;
 mod decode;

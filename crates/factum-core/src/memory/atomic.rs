@@ -1,0 +1,95 @@
+//! Atomic appends across streams in memory: every check runs under the
+//! log's write lock before anything is stored, so a call is stored whole,
+//! at contiguous positions, or not at all.
+
+use super::{InMemoryEventStore, Log};
+use crate::backend::{check_batches, first_conflict, original_append_many};
+use crate::{AppendBatch, AppendResult, Error};
+
+impl InMemoryEventStore {
+    /// [`EventStore::append_many`](crate::EventStore::append_many).
+    pub(super) fn append_batches(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
+        check_batches(&batches)?;
+        let mut guard = self.write_log();
+        let log = &mut *guard;
+        let actual: Vec<u64> = batches
+            .iter()
+            .map(|batch| log.stream_version(&batch.stream))
+            .collect();
+        if let Some(conflict) = first_conflict(&batches, &actual) {
+            // A retry meets the version check first: it is still a retry.
+            return log.retried_many(&batches)?.ok_or(conflict);
+        }
+        let mut numbers = Vec::with_capacity(batches.len());
+        for batch in &batches {
+            numbers.push(log.stream_number(&batch.stream)?);
+        }
+        if let Some(originals) = log.claim_call_ids(&batches)? {
+            return Ok(originals);
+        }
+        let mut results = Vec::with_capacity(batches.len());
+        for ((batch, actual), number) in batches.into_iter().zip(actual).zip(numbers) {
+            let positions: Vec<u64> = (actual + 1..)
+                .zip(batch.events)
+                .map(|(version, event)| log.store(number, version, event))
+                .collect();
+            results.push(AppendResult {
+                stream_version: actual + positions.len() as u64,
+                positions,
+            });
+        }
+        let head = log.len as u64;
+        drop(guard);
+        self.shared.head.send_replace(head);
+        Ok(results)
+    }
+}
+
+impl Log {
+    /// The original results when `batches` is a retry of an earlier call.
+    fn retried_many(&self, batches: &[AppendBatch]) -> Result<Option<Vec<AppendResult>>, Error> {
+        original_append_many(
+            batches,
+            |event| {
+                Ok(self
+                    .event_ids
+                    .get(&event.event_id.as_u128())
+                    .map(|&index| self.recorded(index)))
+            },
+            |stream| Ok(self.stream_version(stream)),
+        )
+    }
+
+    /// Claims the ids of every event of the call for the log indexes from
+    /// the end of the log on, in call order. When one is stored already,
+    /// releases those claimed and answers as [`original_append_many`] does
+    /// (the call was checked to carry no id twice).
+    fn claim_call_ids(&mut self, batches: &[AppendBatch]) -> Result<Option<Vec<AppendResult>>, Error> {
+        let first_index = self.len;
+        let events = || batches.iter().flat_map(|batch| &batch.events);
+        for (offset, event) in events().enumerate() {
+            let Some(previous) = self
+                .event_ids
+                .insert(event.event_id.as_u128(), first_index + offset)
+            else {
+                continue;
+            };
+            self.event_ids.insert(event.event_id.as_u128(), previous);
+            for claimed in events().take(offset) {
+                self.event_ids.remove(&claimed.event_id.as_u128());
+            }
+            let stream = batches
+                .iter()
+                .find(|batch| batch.events.iter().any(|other| other.event_id == event.event_id))
+                .map(|batch| batch.stream.clone());
+            // At least this id is stored, so the rule finds a retry or an error.
+            return self.retried_many(batches).and_then(|originals| {
+                originals.map(Some).ok_or_else(|| {
+                    let stream = stream.unwrap_or_else(|| batches[0].stream.clone());
+                    crate::backend::repeated_event_id(&stream, event.event_id)
+                })
+            });
+        }
+        Ok(None)
+    }
+}
