@@ -225,15 +225,13 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
         metadata: Metadata,
     ) -> Result<Vec<AppendResult>, Error> {
         let mut aggregates: Vec<&'a mut A> = aggregates.into_iter().collect();
-        let before: Vec<u64> = aggregates
-            .iter()
-            .map(|aggregate| aggregate.state().persisted_version())
-            .collect();
-        let results = self
-            .repository
-            .save_all_with(aggregates.iter_mut().map(|aggregate| &mut **aggregate), metadata)
-            .await?;
-        for ((aggregate, before), result) in aggregates.iter().zip(before).zip(&results) {
+        let results = self.repository.save_each(&mut aggregates, &metadata).await?;
+        for (aggregate, result) in aggregates.iter().zip(&results) {
+            // The version each was saved from: a retry's original result
+            // counts from the same version.
+            let before = result
+                .stream_version
+                .saturating_sub(result.positions.len() as u64);
             self.snapshot_if_due(aggregate, before, result).await;
         }
         Ok(results)

@@ -175,9 +175,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         metadata: Metadata,
     ) -> Result<Vec<AppendResult>, Error> {
         let mut aggregates: Vec<&'a mut A> = aggregates.into_iter().collect();
+        self.save_each(&mut aggregates, &metadata).await
+    }
+
+    /// Saves `aggregates` atomically: what [`save_all`](Self::save_all) does.
+    pub(crate) async fn save_each(
+        &self,
+        aggregates: &mut [&mut A],
+        metadata: &Metadata,
+    ) -> Result<Vec<AppendResult>, Error> {
         let pending = aggregates
             .iter()
-            .map(|aggregate| Ok((unchanged(&**aggregate), self.pending_batch(aggregate, &metadata)?)))
+            .map(|aggregate| Ok((unchanged(&**aggregate), self.pending_batch(aggregate, metadata)?)))
             .collect::<Result<Vec<_>, Error>>()?;
         let results = crate::unit_of_work::append_pending(&self.store, pending).await?;
         for (aggregate, result) in aggregates.iter_mut().zip(&results) {
@@ -215,12 +224,16 @@ impl<A: Aggregate, S> Repository<A, S> {
                     event_type: event_type.to_owned(),
                     source,
                 })?;
-                let mut new = NewEvent::new(event_type, payload)
-                    .with_event_id(event_id)
-                    .with_schema_version(self.upcasters.current_version(event_type))
-                    .with_metadata(metadata.clone());
-                new.occurred_at = occurred_at;
-                Ok(new)
+                // Built whole: `NewEvent::new` would draw an id and read the
+                // clock only for both to be replaced by the recorded ones.
+                Ok(NewEvent {
+                    event_id,
+                    event_type: event_type.into(),
+                    schema_version: self.upcasters.current_version(event_type),
+                    payload,
+                    metadata: metadata.clone(),
+                    occurred_at,
+                })
             })
             .collect::<Result<Vec<_>, Error>>()?;
         Ok(Some(AppendBatch::new(

@@ -18,25 +18,39 @@ pub(crate) async fn append_pending<S: EventStore>(
     store: &S,
     pending: Vec<(AppendResult, Option<AppendBatch>)>,
 ) -> Result<Vec<AppendResult>, Error> {
-    let (mut results, batches): (Vec<AppendResult>, Vec<Option<AppendBatch>>) = pending.into_iter().unzip();
-    let mut slots = Vec::with_capacity(batches.len());
-    let mut calls = Vec::with_capacity(batches.len());
-    for (slot, batch) in batches.into_iter().enumerate() {
-        if let Some(batch) = batch {
-            slots.push(slot);
-            calls.push(batch);
+    let batches = pending.iter().filter(|(_, batch)| batch.is_some()).count();
+    if batches > 1 {
+        let mut results = Vec::with_capacity(pending.len());
+        let mut calls = Vec::with_capacity(batches);
+        for (unchanged, batch) in pending {
+            results.push(match batch {
+                Some(batch) => {
+                    calls.push(batch);
+                    None
+                }
+                None => Some(unchanged),
+            });
         }
+        // There are at least two calls, so a first one.
+        let first = calls[0].stream.clone();
+        let mut appended = store.append_many(calls).await?.into_iter();
+        return results
+            .into_iter()
+            .map(|result| {
+                result.or_else(|| appended.next()).ok_or_else(|| Error::Corrupt {
+                    stream: first.clone(),
+                    version: 0,
+                    reason: "the store answered an atomic append with fewer results than batches".to_owned(),
+                })
+            })
+            .collect();
     }
-    let appended = match calls.len() {
-        0 => Vec::new(),
-        1 => {
-            let batch = calls.pop().expect("one batch, checked by the match");
-            vec![store.append(&batch.stream, batch.expected, batch.events).await?]
-        }
-        _ => store.append_many(calls).await?,
-    };
-    for (slot, result) in slots.into_iter().zip(appended) {
-        results[slot] = result;
+    let mut results = Vec::with_capacity(pending.len());
+    for (unchanged, batch) in pending {
+        results.push(match batch {
+            Some(batch) => store.append(&batch.stream, batch.expected, batch.events).await?,
+            None => unchanged,
+        });
     }
     Ok(results)
 }
