@@ -202,6 +202,16 @@ async fn aggregates_with_nothing_pending_are_left_out() {
     );
     assert_eq!(results[1].stream_version, 3);
     assert_eq!(app.store().len(), 5);
+
+    // An idle one between two that change keeps its place in the results.
+    let (mut first, mut last) = two_accounts(&app).await;
+    first.deposit(1);
+    last.deposit(2);
+    let results = app.save_all([&mut first, &mut idle, &mut last]).await.unwrap();
+    let versions: Vec<u64> = results.iter().map(|result| result.stream_version).collect();
+    assert_eq!(versions, [3, 2, 3]);
+    assert!(results[1].positions.is_empty());
+    assert_eq!(results[2].positions, [results[0].positions[0] + 1]);
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@
 //!
 //! Run: `cargo bench -p factum-benches --bench atomic`. `BENCH_SCALE=0.2`
 //! shortens every case; `BENCH_ONLY=memory` (or `sqlite`, `postgres`) runs
-//! one store. PostgreSQL is read from `FACTUM_POSTGRES_URL` (default
+//! one store, and `BENCH_CASE=3` (0 to 3, in the order printed) one case,
+//! for a profiler. PostgreSQL is read from `FACTUM_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) in a schema of its own,
 //! dropped afterwards; the store is skipped when the server is unreachable.
 
@@ -98,9 +99,15 @@ async fn measure<S: EventStore>(name: &str, store: S, per_round: usize) -> Resul
             run_case(&app, case, pair).await?;
         }
     }
+    let only: Option<usize> = std::env::var("BENCH_CASE")
+        .ok()
+        .and_then(|case| case.parse().ok());
     let mut totals = [Duration::ZERO; CASES.len()];
     for _ in 0..ROUNDS {
         for (case, pair) in pairs.iter_mut().enumerate() {
+            if only.is_some_and(|only| only != case) {
+                continue;
+            }
             for _ in 0..per_round {
                 totals[case] += run_case(&app, case, pair).await?;
             }

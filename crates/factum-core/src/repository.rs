@@ -184,11 +184,26 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         aggregates: &mut [&mut A],
         metadata: &Metadata,
     ) -> Result<Vec<AppendResult>, Error> {
-        let pending = aggregates
-            .iter()
-            .map(|aggregate| Ok((unchanged(&**aggregate), self.pending_batch(aggregate, metadata)?)))
-            .collect::<Result<Vec<_>, Error>>()?;
-        let results = crate::unit_of_work::append_pending(&self.store, pending).await?;
+        let mut batches = Vec::with_capacity(aggregates.len());
+        for aggregate in aggregates.iter() {
+            batches.extend(self.pending_batch(aggregate, metadata)?);
+        }
+        let every_one = batches.len() == aggregates.len();
+        let appended = crate::unit_of_work::append_batches(&self.store, batches).await?;
+        let results = if every_one && appended.len() == aggregates.len() {
+            appended
+        } else {
+            // Pending events are cleared below, so they still tell which
+            // aggregates were left out of the append.
+            let idle = aggregates.iter().map(|aggregate| {
+                aggregate
+                    .state()
+                    .pending()
+                    .is_empty()
+                    .then(|| unchanged(&**aggregate))
+            });
+            crate::unit_of_work::place_results(idle, appended)?
+        };
         for (aggregate, result) in aggregates.iter_mut().zip(&results) {
             aggregate.state_mut().loaded_at(result.stream_version);
         }

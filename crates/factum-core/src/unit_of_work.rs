@@ -8,51 +8,42 @@ use futures::future::BoxFuture;
 use crate::repository::unchanged;
 use crate::{Aggregate, AppendBatch, AppendResult, Application, Error, EventStore, Metadata};
 
-/// Appends the batches of `pending` in one atomic call and answers, for
-/// each entry in order, its result; an entry without a batch (nothing
-/// pending) answers the result it carries and is left out of the call.
-///
-/// One batch goes through [`EventStore::append`], the single-stream path;
-/// none makes no call at all.
-pub(crate) async fn append_pending<S: EventStore>(
+/// Appends `batches` in one atomic call, results in batch order. One batch
+/// goes through [`EventStore::append`], the single-stream path; none makes
+/// no call at all.
+pub(crate) async fn append_batches<S: EventStore>(
     store: &S,
-    pending: Vec<(AppendResult, Option<AppendBatch>)>,
+    mut batches: Vec<AppendBatch>,
 ) -> Result<Vec<AppendResult>, Error> {
-    let batches = pending.iter().filter(|(_, batch)| batch.is_some()).count();
-    if batches > 1 {
-        let mut results = Vec::with_capacity(pending.len());
-        let mut calls = Vec::with_capacity(batches);
-        for (unchanged, batch) in pending {
-            results.push(match batch {
-                Some(batch) => {
-                    calls.push(batch);
-                    None
-                }
-                None => Some(unchanged),
-            });
-        }
-        // There are at least two calls, so a first one.
-        let first = calls[0].stream.clone();
-        let mut appended = store.append_many(calls).await?.into_iter();
-        return results
-            .into_iter()
-            .map(|result| {
-                result.or_else(|| appended.next()).ok_or_else(|| Error::Corrupt {
-                    stream: first.clone(),
-                    version: 0,
-                    reason: "the store answered an atomic append with fewer results than batches".to_owned(),
-                })
+    if batches.len() > 1 {
+        return store.append_many(batches).await;
+    }
+    match batches.pop() {
+        Some(batch) => Ok(vec![
+            store.append(&batch.stream, batch.expected, batch.events).await?,
+        ]),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The result of each aggregate of a save, in order: `idle` holds the
+/// result of each one that had nothing pending (`None` for the others),
+/// `appended` the results of the others, in order.
+pub(crate) fn place_results(
+    idle: impl IntoIterator<Item = Option<AppendResult>>,
+    appended: Vec<AppendResult>,
+) -> Result<Vec<AppendResult>, Error> {
+    let mut appended = appended.into_iter();
+    idle.into_iter()
+        .map(|idle| {
+            idle.or_else(|| appended.next()).ok_or_else(|| {
+                Error::store(
+                    "factum",
+                    "the store answered an atomic append with fewer results than batches",
+                )
             })
-            .collect();
-    }
-    let mut results = Vec::with_capacity(pending.len());
-    for (unchanged, batch) in pending {
-        results.push(match batch {
-            Some(batch) => store.append(&batch.stream, batch.expected, batch.events).await?,
-            None => unchanged,
-        });
-    }
-    Ok(results)
+        })
+        .collect()
 }
 
 /// Saves aggregates of different types atomically: all of their pending
@@ -191,12 +182,15 @@ impl<'a, S: EventStore> UnitOfWork<'a, S> {
         let Some(store) = self.store else {
             return Ok(Vec::new());
         };
-        let (pending, finishers): (Vec<_>, Vec<_>) = self
-            .entries
-            .into_iter()
-            .map(|entry| ((entry.unchanged, entry.batch), entry.saved))
-            .unzip();
-        let stored = append_pending(store, pending).await?;
+        let mut batches = Vec::with_capacity(self.entries.len());
+        let mut idle = Vec::with_capacity(self.entries.len());
+        let mut finishers = Vec::with_capacity(self.entries.len());
+        for entry in self.entries {
+            idle.push(entry.batch.is_none().then_some(entry.unchanged));
+            batches.extend(entry.batch);
+            finishers.push(entry.saved);
+        }
+        let stored = place_results(idle, append_batches(store, batches).await?)?;
         let mut results = Vec::with_capacity(stored.len());
         for (saved, result) in finishers.into_iter().zip(stored) {
             results.push(saved(result).await);

@@ -26,7 +26,7 @@ pub(crate) fn append_many(
         keys.push(state.map(|(key, _)| key));
         actual.push(state.map_or(0, |(_, version)| version));
     }
-    if let Some(conflict) = first_conflict(batches, &actual) {
+    if let Some(conflict) = first_conflict(batches, actual.iter().copied()) {
         // A retry meets the version check first: it is still a retry.
         return retried(connection, batches)?.ok_or(conflict);
     }

@@ -122,14 +122,14 @@ pub fn original_append_many(
     }
 }
 
-/// The conflict of the first batch whose stream, at `actual[i]`, is not
-/// at the version the batch expects.
-pub fn first_conflict(batches: &[AppendBatch], actual: &[u64]) -> Option<Error> {
+/// The conflict of the first batch whose stream is not at the version the
+/// batch expects; `actual` holds each batch's stream version, in order.
+pub fn first_conflict(batches: &[AppendBatch], actual: impl IntoIterator<Item = u64>) -> Option<Error> {
     batches
         .iter()
         .zip(actual)
-        .find(|(batch, actual)| !batch.expected.admits(**actual))
-        .map(|(batch, &actual)| Error::Conflict {
+        .find(|(batch, actual)| !batch.expected.admits(*actual))
+        .map(|(batch, actual)| Error::Conflict {
             stream: batch.stream.clone(),
             expected: batch.expected,
             actual,
@@ -224,8 +224,8 @@ mod tests {
         let mut call = [batch("a", vec![]), batch("b", vec![]), batch("c", vec![])];
         call[1].expected = ExpectedVersion::Exact(2);
         call[2].expected = ExpectedVersion::NoStream;
-        assert!(first_conflict(&call, &[5, 2, 0]).is_none());
-        let conflict = first_conflict(&call, &[5, 3, 1]).unwrap();
+        assert!(first_conflict(&call, [5, 2, 0]).is_none());
+        let conflict = first_conflict(&call, [5, 3, 1]).unwrap();
         assert!(
             matches!(&conflict, Error::Conflict { stream, actual: 3, .. } if stream.aggregate_id() == "b"),
             "{conflict}"

@@ -12,27 +12,36 @@ impl InMemoryEventStore {
         check_batches(&batches)?;
         let mut guard = self.write_log();
         let log = &mut *guard;
-        let actual: Vec<u64> = batches
+        // Each stream's number, if known, and version: one lookup each.
+        let mut streams: Vec<(Option<u32>, u64)> = batches
             .iter()
-            .map(|batch| log.stream_version(&batch.stream))
+            .map(|batch| {
+                let number = log.stream_numbers.get(&batch.stream).copied();
+                let version = number.map_or(0, |number| log.streams[number as usize].indexes.len() as u64);
+                (number, version)
+            })
             .collect();
-        if let Some(conflict) = first_conflict(&batches, &actual) {
+        if let Some(conflict) = first_conflict(&batches, streams.iter().map(|&(_, version)| version)) {
             // A retry meets the version check first: it is still a retry.
             return log.retried_many(&batches)?.ok_or(conflict);
         }
-        let mut numbers = Vec::with_capacity(batches.len());
-        for batch in &batches {
-            numbers.push(log.stream_number(&batch.stream)?);
+        for (batch, (number, _)) in batches.iter().zip(&mut streams) {
+            if number.is_none() && !batch.events.is_empty() {
+                *number = Some(log.stream_number(&batch.stream)?);
+            }
         }
         if let Some(originals) = log.claim_call_ids(&batches)? {
             return Ok(originals);
         }
         let mut results = Vec::with_capacity(batches.len());
-        for ((batch, actual), number) in batches.into_iter().zip(actual).zip(numbers) {
-            let positions: Vec<u64> = (actual + 1..)
-                .zip(batch.events)
-                .map(|(version, event)| log.store(number, version, event))
-                .collect();
+        for (batch, (number, actual)) in batches.into_iter().zip(streams) {
+            let positions: Vec<u64> = match number {
+                Some(number) => (actual + 1..)
+                    .zip(batch.events)
+                    .map(|(version, event)| log.store(number, version, event))
+                    .collect(),
+                None => Vec::new(),
+            };
             results.push(AppendResult {
                 stream_version: actual + positions.len() as u64,
                 positions,
