@@ -1,9 +1,9 @@
 //! Atomic saves across aggregates against plain saves, on every store, in
 //! one process: `save_all` of two aggregates with one event each, beside
 //! one save of one event, two saves of one event, and one save of two
-//! events to one stream. The four cases take turns (ten rounds) so they
-//! meet the same neighbours on a shared machine; the ratios are what to
-//! read.
+//! events to one stream. The four cases take turns, one operation each,
+//! so they meet the same neighbours on a shared machine; the ratios are
+//! what to read.
 //!
 //! Run: `cargo bench -p factum-benches --bench atomic`. `BENCH_SCALE=0.2`
 //! shortens every case; `BENCH_ONLY=memory` (or `sqlite`, `postgres`) runs
@@ -20,7 +20,7 @@ use factum_benches::{Counter, CounterId};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The cases take turns this many times.
+/// Each case runs this many times its per-store count.
 const ROUNDS: usize = 10;
 
 /// The cases, in the order they run in each round.
@@ -85,7 +85,7 @@ async fn run_case<S: EventStore>(
     Ok(started.elapsed())
 }
 
-/// Runs every case `per_round` times a round, the cases taking turns;
+/// Runs every case `ROUNDS * per_round` times, the cases taking turns;
 /// prints the mean time of each and the ratios of the atomic save.
 async fn measure<S: EventStore>(name: &str, store: S, per_round: usize) -> Result<(), BoxError> {
     let app = Application::<Counter, _>::new(store);
@@ -103,12 +103,11 @@ async fn measure<S: EventStore>(name: &str, store: S, per_round: usize) -> Resul
         .ok()
         .and_then(|case| case.parse().ok());
     let mut totals = [Duration::ZERO; CASES.len()];
-    for _ in 0..ROUNDS {
+    // One operation of each case in turn: a disk or a neighbour that slows
+    // down for a while slows every case alike.
+    for _ in 0..ROUNDS * per_round {
         for (case, pair) in pairs.iter_mut().enumerate() {
-            if only.is_some_and(|only| only != case) {
-                continue;
-            }
-            for _ in 0..per_round {
+            if only.is_none_or(|only| only == case) {
                 totals[case] += run_case(&app, case, pair).await?;
             }
         }
