@@ -3,7 +3,7 @@
 //! at contiguous positions, or not at all.
 
 use super::{InMemoryEventStore, Log};
-use crate::backend::{check_batches, first_conflict, original_append_many};
+use crate::backend::{check_batches, first_conflict, original_append_many, repeated_event_id};
 use crate::{AppendBatch, AppendResult, Error};
 
 impl InMemoryEventStore {
@@ -75,29 +75,25 @@ impl Log {
     /// (the call was checked to carry no id twice).
     fn claim_call_ids(&mut self, batches: &[AppendBatch]) -> Result<Option<Vec<AppendResult>>, Error> {
         let first_index = self.len;
-        let events = || batches.iter().flat_map(|batch| &batch.events);
-        for (offset, event) in events().enumerate() {
-            let Some(previous) = self
-                .event_ids
-                .insert(event.event_id.as_u128(), first_index + offset)
-            else {
-                continue;
-            };
-            self.event_ids.insert(event.event_id.as_u128(), previous);
-            for claimed in events().take(offset) {
-                self.event_ids.remove(&claimed.event_id.as_u128());
+        let mut claimed = 0;
+        for batch in batches {
+            for event in &batch.events {
+                let id = event.event_id.as_u128();
+                let Some(previous) = self.event_ids.insert(id, first_index + claimed) else {
+                    claimed += 1;
+                    continue;
+                };
+                self.event_ids.insert(id, previous);
+                for earlier in batches.iter().flat_map(|batch| &batch.events).take(claimed) {
+                    self.event_ids.remove(&earlier.event_id.as_u128());
+                }
+                // This id is stored, so the rule answers with a retry or an
+                // error; `None` would contradict the lookup just made.
+                let original = self.retried_many(batches)?;
+                return original
+                    .map(Some)
+                    .ok_or_else(|| repeated_event_id(&batch.stream, event.event_id));
             }
-            let stream = batches
-                .iter()
-                .find(|batch| batch.events.iter().any(|other| other.event_id == event.event_id))
-                .map(|batch| batch.stream.clone());
-            // At least this id is stored, so the rule finds a retry or an error.
-            return self.retried_many(batches).and_then(|originals| {
-                originals.map(Some).ok_or_else(|| {
-                    let stream = stream.unwrap_or_else(|| batches[0].stream.clone());
-                    crate::backend::repeated_event_id(&stream, event.event_id)
-                })
-            });
         }
         Ok(None)
     }
