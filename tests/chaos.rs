@@ -253,3 +253,47 @@ async fn a_transient_read_error_fails_only_that_call() {
     );
     assert_eq!(app.get(id).await.unwrap().id, id, "the next read succeeds");
 }
+
+#[tokio::test]
+async fn a_lost_answer_of_an_atomic_save_is_recovered_for_every_aggregate() {
+    let store = ChaosStore::new(InMemoryEventStore::new(), ChaosSchedule::none());
+    let app = Application::<Counter, _>::new(store.clone());
+    let mut first = app.load_or_create(CounterId::generate()).await.unwrap();
+    let mut second = app.load_or_create(CounterId::generate()).await.unwrap();
+    first.add(1);
+    second.add(2);
+
+    store.inject(Operation::Append, Fault::LostAnswer);
+    app.save_all([&mut first, &mut second])
+        .await
+        .expect_err("the answer is lost");
+    assert_eq!(store.inner().len(), 4, "but both aggregates' events were stored");
+
+    let saved = app
+        .save_all([&mut first, &mut second])
+        .await
+        .expect("the retry is recognised");
+    let positions: Vec<Vec<u64>> = saved.into_iter().map(|result| result.positions).collect();
+    assert_eq!(positions, vec![vec![1, 2], vec![3, 4]], "the original positions");
+    assert_eq!(store.inner().len(), 4, "and nothing more is written");
+}
+
+#[tokio::test]
+async fn an_injected_conflict_on_an_atomic_save_writes_nothing() {
+    let store = ChaosStore::new(InMemoryEventStore::new(), ChaosSchedule::none());
+    let app = Application::<Counter, _>::new(store.clone());
+    let mut first = app.load_or_create(CounterId::generate()).await.unwrap();
+    let mut second = app.load_or_create(CounterId::generate()).await.unwrap();
+
+    store.inject(Operation::Append, Fault::Conflict);
+    let conflict = app
+        .save_all([&mut first, &mut second])
+        .await
+        .expect_err("the injected conflict");
+    assert!(conflict.is_conflict(), "{conflict}");
+    assert_eq!(store.inner().len(), 0, "nothing written");
+    app.save_all([&mut first, &mut second])
+        .await
+        .expect("the next try succeeds");
+    assert_eq!(store.inner().len(), 2);
+}

@@ -188,32 +188,89 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
     pub async fn save_with(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
         let before = aggregate.state().persisted_version();
         let result = self.repository.save_with(aggregate, metadata).await?;
-        if let Some(snapshots) = &self.snapshots
-            && snapshots.policy.due(before, result.stream_version)
-        {
-            let stream = StreamId::for_aggregate::<A>(&aggregate.id());
-            let taken = match (snapshots.encode)(aggregate) {
-                Ok(state) => {
-                    let snapshot = Snapshot {
-                        stream: stream.clone(),
-                        version: result.stream_version,
-                        state,
-                        taken_at: time::OffsetDateTime::now_utc(),
-                    };
-                    (snapshots.save)(self.store(), snapshot).await
-                }
-                Err(source) => Err(Error::Serialization {
+        self.snapshot_if_due(aggregate, before, &result).await;
+        Ok(result)
+    }
+
+    /// Saves the pending events of several aggregates atomically: all of
+    /// them are stored, or none; see [`Repository::save_all`]. Results come
+    /// in the order given.
+    ///
+    /// After a commit each aggregate is as [`save`](Self::save) leaves it,
+    /// snapshots included; after an error each keeps its pending events.
+    /// For aggregates of different types, see [`UnitOfWork`](crate::UnitOfWork).
+    ///
+    /// ```
+    /// # use factum_core::{Aggregate, Application, InMemoryEventStore};
+    /// # async fn demo<Account: Aggregate>(
+    /// #     app: Application<Account, InMemoryEventStore>,
+    /// #     mut from: Account,
+    /// #     mut to: Account,
+    /// # ) -> Result<(), factum_core::Error> {
+    /// let results = app.save_all([&mut from, &mut to]).await?;
+    /// assert_eq!(results[1].stream_version, to.version());
+    /// # Ok(()) }
+    /// ```
+    pub async fn save_all<'a>(
+        &self,
+        aggregates: impl IntoIterator<Item = &'a mut A>,
+    ) -> Result<Vec<AppendResult>, Error> {
+        self.save_all_with(aggregates, Metadata::default()).await
+    }
+
+    /// [`save_all`](Self::save_all), storing `metadata` with every event.
+    pub async fn save_all_with<'a>(
+        &self,
+        aggregates: impl IntoIterator<Item = &'a mut A>,
+        metadata: Metadata,
+    ) -> Result<Vec<AppendResult>, Error> {
+        let mut aggregates: Vec<&'a mut A> = aggregates.into_iter().collect();
+        let results = self.repository.save_each(&mut aggregates, &metadata).await?;
+        for (aggregate, result) in aggregates.iter().zip(&results) {
+            // The version each was saved from: a retry's original result
+            // counts from the same version.
+            let before = result
+                .stream_version
+                .saturating_sub(result.positions.len() as u64);
+            self.snapshot_if_due(aggregate, before, result).await;
+        }
+        Ok(results)
+    }
+
+    /// Takes a snapshot when a save from version `before` to `result`
+    /// crossed the snapshot interval.
+    ///
+    /// The events are saved by then, so a failing snapshot does not fail the
+    /// save: it is reported as a warning through `tracing`, and the next save
+    /// across an interval tries again.
+    pub(crate) async fn snapshot_if_due(&self, aggregate: &A, before: u64, result: &AppendResult) {
+        let Some(snapshots) = &self.snapshots else {
+            return;
+        };
+        if !snapshots.policy.due(before, result.stream_version) {
+            return;
+        }
+        let stream = StreamId::for_aggregate::<A>(&aggregate.id());
+        let taken = match (snapshots.encode)(aggregate) {
+            Ok(state) => {
+                let snapshot = Snapshot {
                     stream: stream.clone(),
                     version: result.stream_version,
-                    event_type: "snapshot".to_owned(),
-                    source,
-                }),
-            };
-            if let Err(error) = taken {
-                tracing::warn!(%stream, version = result.stream_version, %error, "snapshot not taken");
+                    state,
+                    taken_at: time::OffsetDateTime::now_utc(),
+                };
+                (snapshots.save)(self.store(), snapshot).await
             }
+            Err(source) => Err(Error::Serialization {
+                stream: stream.clone(),
+                version: result.stream_version,
+                event_type: "snapshot".to_owned(),
+                source,
+            }),
+        };
+        if let Err(error) = taken {
+            tracing::warn!(%stream, version = result.stream_version, %error, "snapshot not taken");
         }
-        Ok(result)
     }
 
     /// Loads from the latest usable snapshot, else by a full replay.

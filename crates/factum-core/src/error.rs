@@ -138,6 +138,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// An atomic append across streams
+    /// ([`EventStore::append_many`](crate::EventStore::append_many)) was
+    /// given no batch. Nothing was written.
+    #[error("an atomic append across streams needs at least one batch, and was given none")]
+    EmptyBatchList,
+
+    /// The same stream has two batches in one atomic append across streams.
+    /// Nothing was written: put the stream's events in one batch.
+    #[error("stream {stream} has two batches in one atomic append: give each stream one batch")]
+    DuplicateStream {
+        /// The stream named twice.
+        stream: StreamId,
+    },
+
     /// A projection's handler kept failing on an event and the runner's
     /// poison policy is [`Stop`](crate::PoisonPolicy::Stop): the runner
     /// stopped with its checkpoint before the event, so nothing is lost.

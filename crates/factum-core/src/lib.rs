@@ -23,6 +23,7 @@ mod store;
 mod subscription;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod unit_of_work;
 mod upcast;
 
 pub use aggregate::{Aggregate, AggregateId, ApplyError, DecodeError, DefaultAggregate, DomainEvent};
@@ -43,7 +44,8 @@ pub use projection::{
 pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
 pub use start::Start;
-pub use store::{AppendResult, EventPages, EventStore, EventStream, ExpectedVersion};
+pub use store::{AppendBatch, AppendResult, EventPages, EventStore, EventStream, ExpectedVersion};
+pub use unit_of_work::UnitOfWork;
 pub use upcast::Upcasters;
 
 /// The names an application author uses daily: `use factum::prelude::*;`.
@@ -56,7 +58,7 @@ pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore, HandlerError,
         InMemoryEventStore, Metadata, Projection, ProjectionRunner, ProjectionStore, RecordedEvent,
-        Repository, SnapshotPolicy, StreamId, TransactionalProjection, Upcasters,
+        Repository, SnapshotPolicy, StreamId, TransactionalProjection, UnitOfWork, Upcasters,
     };
 }
 

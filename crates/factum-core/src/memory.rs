@@ -7,9 +7,11 @@ use uuid::Uuid;
 
 use crate::backend::{PollingSubscription, SubscriptionOptions, original_append, repeated_event_id};
 use crate::{
-    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
-    Snapshot, SnapshotStore, StreamId,
+    AppendBatch, AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId,
 };
+
+mod atomic;
 
 /// Events per page when a stream is read.
 const PAGE: usize = 1024;
@@ -180,6 +182,25 @@ impl Log {
         }
     }
 
+    /// Appends `event` as `version` of stream `stream_number`, its id
+    /// already claimed; returns its position.
+    #[inline]
+    fn store(&mut self, stream_number: u32, version: u64, event: NewEvent) -> u64 {
+        let index = self.len;
+        self.streams[stream_number as usize].indexes.push(index);
+        self.push(Stored {
+            event_id: event.event_id,
+            stream_number,
+            version,
+            event_type: event.event_type,
+            schema_version: event.schema_version,
+            payload: event.payload,
+            metadata: (!event.metadata.is_empty()).then(|| Box::new(event.metadata)),
+            occurred_at: event.occurred_at,
+        });
+        index as u64 + 1
+    }
+
     /// The original result when `events` is a retry of an earlier append.
     fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
         original_append(stream, events, |event| {
@@ -306,19 +327,7 @@ impl EventStore for InMemoryEventStore {
         }
         let mut positions = Vec::with_capacity(events.len());
         for (offset, event) in events.into_iter().enumerate() {
-            let index = first_index + offset;
-            log.streams[stream_number as usize].indexes.push(index);
-            log.push(Stored {
-                event_id: event.event_id,
-                stream_number,
-                version: actual + offset as u64 + 1,
-                event_type: event.event_type,
-                schema_version: event.schema_version,
-                payload: event.payload,
-                metadata: (!event.metadata.is_empty()).then(|| Box::new(event.metadata)),
-                occurred_at: event.occurred_at,
-            });
-            positions.push(index as u64 + 1);
+            positions.push(log.store(stream_number, actual + offset as u64 + 1, event));
         }
         let stream_version = log.streams[stream_number as usize].indexes.len() as u64;
         let head = log.len as u64;
@@ -328,6 +337,10 @@ impl EventStore for InMemoryEventStore {
             stream_version,
             positions,
         })
+    }
+
+    async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
+        self.append_batches(batches)
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {

@@ -5,8 +5,8 @@ use futures::StreamExt;
 
 use crate::aggregate::DecodeError;
 use crate::{
-    Aggregate, AppendResult, DomainEvent, Error, EventPages, EventStore, ExpectedVersion, Metadata, NewEvent,
-    Payload, RecordedEvent, StreamId, Upcasters,
+    Aggregate, AppendBatch, AppendResult, DomainEvent, Error, EventPages, EventStore, ExpectedVersion,
+    Metadata, NewEvent, Payload, RecordedEvent, StreamId, Upcasters,
 };
 
 /// Loads aggregates by replaying their streams and saves their pending
@@ -136,13 +136,94 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// [`save`](Self::save), storing `metadata` with every event.
     pub async fn save_with(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
+        let Some(batch) = self.pending_batch(aggregate, &metadata)? else {
+            return Ok(unchanged(aggregate));
+        };
+        let result = self
+            .store
+            .append(&batch.stream, batch.expected, batch.events)
+            .await?;
+        aggregate.state_mut().loaded_at(result.stream_version);
+        Ok(result)
+    }
+
+    /// Saves the pending events of several aggregates atomically: all of
+    /// them are stored, or none is. Results come in the order given.
+    ///
+    /// Each aggregate is checked against the version it was loaded at, as
+    /// [`save`](Self::save) does; on [`Error::Conflict`] (naming the stream
+    /// that moved) nothing is written and every aggregate keeps its pending
+    /// events. An aggregate with nothing pending is left out of the append
+    /// (its result holds its version and no positions), as `save` leaves it.
+    /// Retrying after an error whose outcome is unknown is safe: a store
+    /// that already has the events returns the original positions.
+    ///
+    /// The same aggregate twice (two copies loaded from one stream) is
+    /// [`Error::DuplicateStream`]; for aggregates of different types, see
+    /// [`UnitOfWork`](crate::UnitOfWork).
+    pub async fn save_all<'a>(
+        &self,
+        aggregates: impl IntoIterator<Item = &'a mut A>,
+    ) -> Result<Vec<AppendResult>, Error> {
+        self.save_all_with(aggregates, Metadata::default()).await
+    }
+
+    /// [`save_all`](Self::save_all), storing `metadata` with every event.
+    pub async fn save_all_with<'a>(
+        &self,
+        aggregates: impl IntoIterator<Item = &'a mut A>,
+        metadata: Metadata,
+    ) -> Result<Vec<AppendResult>, Error> {
+        let mut aggregates: Vec<&'a mut A> = aggregates.into_iter().collect();
+        self.save_each(&mut aggregates, &metadata).await
+    }
+
+    /// Saves `aggregates` atomically: what [`save_all`](Self::save_all) does.
+    pub(crate) async fn save_each(
+        &self,
+        aggregates: &mut [&mut A],
+        metadata: &Metadata,
+    ) -> Result<Vec<AppendResult>, Error> {
+        let mut batches = Vec::with_capacity(aggregates.len());
+        for aggregate in aggregates.iter() {
+            batches.extend(self.pending_batch(aggregate, metadata)?);
+        }
+        let every_one = batches.len() == aggregates.len();
+        let appended = crate::unit_of_work::append_batches(&self.store, batches).await?;
+        let results = if every_one && appended.len() == aggregates.len() {
+            appended
+        } else {
+            // Pending events are cleared below, so they still tell which
+            // aggregates were left out of the append.
+            let idle = aggregates.iter().map(|aggregate| {
+                aggregate
+                    .state()
+                    .pending()
+                    .is_empty()
+                    .then(|| unchanged(&**aggregate))
+            });
+            crate::unit_of_work::place_results(idle, appended)?
+        };
+        for (aggregate, result) in aggregates.iter_mut().zip(&results) {
+            aggregate.state_mut().loaded_at(result.stream_version);
+        }
+        Ok(results)
+    }
+}
+
+impl<A: Aggregate, S> Repository<A, S> {
+    /// The aggregate's pending events as the batch that saves them,
+    /// expecting the version it was loaded at; `None` when nothing is
+    /// pending.
+    pub(crate) fn pending_batch(
+        &self,
+        aggregate: &A,
+        metadata: &Metadata,
+    ) -> Result<Option<AppendBatch>, Error> {
         let state = aggregate.state();
         let persisted = state.persisted_version();
         if state.pending().is_empty() {
-            return Ok(AppendResult {
-                stream_version: persisted,
-                positions: Vec::new(),
-            });
+            return Ok(None);
         }
         let stream = StreamId::for_aggregate::<A>(&aggregate.id());
         let events = state
@@ -158,20 +239,32 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     event_type: event_type.to_owned(),
                     source,
                 })?;
-                let mut new = NewEvent::new(event_type, payload)
-                    .with_event_id(event_id)
-                    .with_schema_version(self.upcasters.current_version(event_type))
-                    .with_metadata(metadata.clone());
-                new.occurred_at = occurred_at;
-                Ok(new)
+                // Built whole: `NewEvent::new` would draw an id and read the
+                // clock only for both to be replaced by the recorded ones.
+                Ok(NewEvent {
+                    event_id,
+                    event_type: event_type.into(),
+                    schema_version: self.upcasters.current_version(event_type),
+                    payload,
+                    metadata: metadata.clone(),
+                    occurred_at,
+                })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let result = self
-            .store
-            .append(&stream, ExpectedVersion::from_loaded(persisted), events)
-            .await?;
-        aggregate.state_mut().loaded_at(result.stream_version);
-        Ok(result)
+        Ok(Some(AppendBatch::new(
+            stream,
+            ExpectedVersion::from_loaded(persisted),
+            events,
+        )))
+    }
+}
+
+/// What saving an aggregate with nothing pending returns: its version, no
+/// positions.
+pub(crate) fn unchanged<A: Aggregate>(aggregate: &A) -> AppendResult {
+    AppendResult {
+        stream_version: aggregate.state().persisted_version(),
+        positions: Vec::new(),
     }
 }
 

@@ -66,12 +66,44 @@ pub struct AppendResult {
     pub positions: Vec<u64>,
 }
 
+/// One stream's part of an atomic append across streams
+/// ([`EventStore::append_many`]): the events for `stream`, appended only if
+/// the stream is at `expected`.
+///
+/// ```
+/// # use factum_core::{AppendBatch, ExpectedVersion, NewEvent, Payload, StreamId};
+/// let event = NewEvent::new("opened", Payload::parse("{}").unwrap());
+/// let batch = AppendBatch::new(StreamId::new("Account", "1"), ExpectedVersion::NoStream, vec![event]);
+/// assert_eq!(batch.events.len(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct AppendBatch {
+    /// The stream the events go to.
+    pub stream: StreamId,
+    /// What the stream's version must be for the call to commit.
+    pub expected: ExpectedVersion,
+    /// The events, in order. None: the batch only checks the version.
+    pub events: Vec<NewEvent>,
+}
+
+impl AppendBatch {
+    /// The batch of `events` for `stream`, expecting it at `expected`.
+    pub fn new(stream: StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Self {
+        Self {
+            stream,
+            expected,
+            events,
+        }
+    }
+}
+
 /// A durable, ordered log of events, grouped into streams.
 ///
 /// Every backend implements this one trait and proves it with the shared
 /// conformance suite (`factum::testing`). The guarantees:
 ///
-/// - `append` is atomic: all events of a call are stored, or none.
+/// - `append` is atomic: all events of a call are stored, or none; so is
+///   `append_many`, across all of its streams.
 /// - Versions in a stream start at 1 and have no gaps.
 /// - Positions in the global log `$all` increase strictly in commit order; a
 ///   reader that delivered position `p` never later finds an event below `p`.
@@ -88,6 +120,30 @@ pub trait EventStore: Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> impl Future<Output = Result<AppendResult, Error>> + Send;
+
+    /// Appends several streams' batches atomically: every batch is stored,
+    /// or none is. The results come in the order of `batches`.
+    ///
+    /// Each batch is checked against its own expected version; when one
+    /// fails, nothing is written and the error is [`Error::Conflict`] naming
+    /// that stream (the first such batch in the call's order). A batch
+    /// without events only checks its stream's version. The positions of
+    /// one call follow batch order; whether they are contiguous in `$all`
+    /// is up to the store (the in-memory and SQLite stores make them so).
+    /// A reader never sees part of a call.
+    ///
+    /// Retrying a call whose events are all stored already returns the
+    /// original positions of every batch and writes nothing (a batch
+    /// without events then reports its stream's current version); a call
+    /// mixing stored and new batches is [`Error::InvalidRequest`].
+    ///
+    /// Bad input writes nothing: no batches is [`Error::EmptyBatchList`],
+    /// a stream in two batches is [`Error::DuplicateStream`], and an event
+    /// id twice in the call is [`Error::InvalidRequest`].
+    fn append_many(
+        &self,
+        batches: Vec<AppendBatch>,
+    ) -> impl Future<Output = Result<Vec<AppendResult>, Error>> + Send;
 
     /// The events of `stream` with version `from_version` and above, in order.
     ///

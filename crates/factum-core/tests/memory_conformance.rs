@@ -10,11 +10,12 @@ async fn fresh_store() -> Option<InMemoryEventStore> {
 }
 
 factum_core::conformance_suite!(fresh_store);
+factum_core::contiguous_append_suite!(fresh_store);
 
 mod provided_methods {
     use factum_core::{
-        AppendResult, Error, EventStore, EventStream, ExpectedVersion, InMemoryEventStore, NewEvent,
-        RecordedEvent, Snapshot, SnapshotStore, StreamId,
+        AppendBatch, AppendResult, Error, EventStore, EventStream, ExpectedVersion, InMemoryEventStore,
+        NewEvent, RecordedEvent, Snapshot, SnapshotStore, StreamId,
     };
 
     /// The in-memory store behind the trait's required methods only.
@@ -29,6 +30,10 @@ mod provided_methods {
             events: Vec<NewEvent>,
         ) -> Result<AppendResult, Error> {
             self.0.append(stream, expected, events).await
+        }
+
+        async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
+            self.0.append_many(batches).await
         }
 
         fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {

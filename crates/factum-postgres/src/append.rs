@@ -18,7 +18,7 @@ const REPEATED_ID: &str = "FA003";
 /// How often an append that lost a race on a unique key (or found the
 /// position lock taken) is run again before the error is handed to the
 /// caller.
-const MAX_ATTEMPTS: usize = 64;
+pub(crate) const MAX_ATTEMPTS: usize = 64;
 
 /// What to do after an attempt the server refused.
 enum AfterFailure {
@@ -182,7 +182,16 @@ impl PostgresEventStore {
     /// The original result when `events` is a retry of an earlier append
     /// (`None` when none of their ids is stored).
     async fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
-        let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        let mut stored = self.stored_events(events).await?;
+        original_append(stream, events, |event| Ok(stored.remove(&event.event_id)))
+    }
+
+    /// The events stored under the ids of `events`, by id.
+    pub(crate) async fn stored_events<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a NewEvent>,
+    ) -> Result<HashMap<Uuid, RecordedEvent>, Error> {
+        let ids: Vec<Uuid> = events.into_iter().map(|event| event.event_id).collect();
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&self.shared.sql.by_event_ids)
@@ -194,16 +203,14 @@ impl PostgresEventStore {
             .map_err(|e| self.fail(&client, e))?;
         drop(client);
         let mut decoder = Decoder::default();
-        let mut stored = rows
-            .iter()
+        rows.iter()
             .map(|row| decoder.decode(row).map(|event| (event.event_id, event)))
-            .collect::<Result<HashMap<Uuid, RecordedEvent>, Error>>()?;
-        original_append(stream, events, |event| Ok(stored.remove(&event.event_id)))
+            .collect()
     }
 }
 
 /// The expected version as the statements take it (NULL: any).
-fn expected_version(stream: &StreamId, expected: ExpectedVersion) -> Result<Option<i64>, Error> {
+pub(crate) fn expected_version(stream: &StreamId, expected: ExpectedVersion) -> Result<Option<i64>, Error> {
     match expected {
         ExpectedVersion::Any => Ok(None),
         ExpectedVersion::NoStream => Ok(Some(0)),
@@ -213,7 +220,7 @@ fn expected_version(stream: &StreamId, expected: ExpectedVersion) -> Result<Opti
 
 /// A data exception (SQLSTATE class 22): the server refused a value of the
 /// append (a payload that is not JSON, a NUL character in a string).
-fn refused_value(stream: &StreamId, failure: &tokio_postgres::Error) -> Error {
+pub(crate) fn refused_value(stream: &StreamId, failure: &tokio_postgres::Error) -> Error {
     let reason = failure
         .as_db_error()
         .map_or_else(|| crate::error::describe(failure), |db| db.message().to_owned());

@@ -16,23 +16,34 @@ pub(crate) struct Batch<'a> {
 
 impl<'a> Batch<'a> {
     pub(crate) fn new(stream: &StreamId, events: &'a [NewEvent]) -> Result<Self, Error> {
-        let mut batch = Batch {
-            event_ids: Vec::with_capacity(events.len()),
-            event_types: Vec::with_capacity(events.len()),
-            schema_versions: Vec::with_capacity(events.len()),
-            payloads: Vec::with_capacity(events.len()),
-            metadata: Vec::with_capacity(events.len()),
-            occurred_at: Vec::with_capacity(events.len()),
-        };
+        let mut batch = Self::with_capacity(events.len());
         for event in events {
-            batch.event_ids.push(event.event_id);
-            batch.event_types.push(&event.event_type);
-            batch.schema_versions.push(schema_version(stream, event)?);
-            batch.payloads.push(event.payload.as_str());
-            batch.metadata.push(metadata(stream, event)?);
-            batch.occurred_at.push(event.occurred_at);
+            batch.push(stream, event)?;
         }
         Ok(batch)
+    }
+
+    /// Room for `events` events.
+    pub(crate) fn with_capacity(events: usize) -> Self {
+        Batch {
+            event_ids: Vec::with_capacity(events),
+            event_types: Vec::with_capacity(events),
+            schema_versions: Vec::with_capacity(events),
+            payloads: Vec::with_capacity(events),
+            metadata: Vec::with_capacity(events),
+            occurred_at: Vec::with_capacity(events),
+        }
+    }
+
+    /// Adds the columns of `event`, bound for `stream`.
+    pub(crate) fn push(&mut self, stream: &StreamId, event: &'a NewEvent) -> Result<(), Error> {
+        self.event_ids.push(event.event_id);
+        self.event_types.push(&event.event_type);
+        self.schema_versions.push(schema_version(stream, event)?);
+        self.payloads.push(event.payload.as_str());
+        self.metadata.push(metadata(stream, event)?);
+        self.occurred_at.push(event.occurred_at);
+        Ok(())
     }
 }
 

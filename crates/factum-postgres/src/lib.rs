@@ -62,8 +62,9 @@
 //! - `factum_position`: the sequence of positions (`CACHE 1`);
 //! - `factum_horizon`: the position up to which the global log can be read
 //!   (every read of the global log calls it); `factum_append`: appends a
-//!   batch; `factum_read_all(after, limit)`: a page of the global log, for
-//!   clients in SQL;
+//!   batch; `factum_append_batches`: appends several streams' batches
+//!   atomically; `factum_read_all(after, limit)`: a page of the global log,
+//!   for clients in SQL;
 //! - `factum_checkpoints`, `factum_dead_letters`, `factum_leases`: the
 //!   state of projections (version 3), kept by [`PostgresProjectionStore`];
 //! - `factum_snapshots`: the latest snapshot of each stream (version 4):
@@ -95,6 +96,35 @@
 //! append whose event ids are stored already is compared with what is
 //! stored: the same events are a retry and return the original positions,
 //! other content is [`Error::DuplicateEventId`](factum_core::Error::DuplicateEventId).
+//!
+//! # Atomic appends across streams
+//!
+//! [`append_many`](factum_core::EventStore::append_many) is one call of
+//! the PL/pgSQL `factum_append_batches`: one statement, so one transaction
+//! and one round trip. It takes the turn of every stream of the call
+//! *exclusively* (the lock a single-stream retry takes), in ascending order
+//! of the turns' keys, then reads the versions in a new statement (a new
+//! snapshot, taken after the turns: no append of these streams can still be
+//! open), checks every batch's expected version (a mismatch is SQLSTATE
+//! `FA005`, the batch and the actual version in its DETAIL, reported as
+//! [`Error::Conflict`](factum_core::Error::Conflict) naming that stream),
+//! takes one position lock as a single append does, and inserts every event,
+//! positions in call order.
+//!
+//! Why two calls can never deadlock: a call waits only for turn locks, in
+//! ascending key order, while holding only turns of lower keys (a cycle of
+//! waits would need a call waiting for a lower key than one it holds). A
+//! single-stream append holds at most one turn and waits for one only
+//! before holding anything (a first attempt never waits: it only *tries* to
+//! share the turn, and runs again taking its turn when a call holds it).
+//! The position lock is shared and never waits. Once a call holds its turns
+//! no other factum append of its streams is open, so its inserts wait for
+//! no one's uncommitted versions. Streams whose keys collide share a turn,
+//! which costs only waiting, never a deadlock: locks are taken by key.
+//!
+//! Concurrent calls may interleave their positions (each takes its own from
+//! the sequence); a call's own positions increase in call order, and the
+//! global order below holds for the call as a whole.
 //!
 //! # The global order
 //!
@@ -128,6 +158,12 @@
 //! read `S` are above `S`. A transaction that is not a factum append takes
 //! no such lock, so an idle transaction on another table never holds the
 //! horizon back; an open append holds it back only until it ends.
+//!
+//! An atomic call across streams is covered by the same argument: it takes
+//! one position lock before any of its positions, so every event of the
+//! call is above its key while it is open, and a reader's horizon stops
+//! below the whole call until it commits, when all of it becomes visible
+//! at once. A reader never sees part of a call.
 //!
 //! The cost: one advisory lock per append (shared, so never a wait; a
 //! first attempt also shares its stream's turn, above) and one scan of
@@ -201,6 +237,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod append;
+mod atomic;
 mod attempt;
 mod batch;
 mod conn;

@@ -122,6 +122,7 @@ pub(crate) fn functions(names: &Names) -> String {
         horizon_function(names),
         read_all_function(names),
         append_function(names),
+        append_batches_function(names),
     ]
     .join("\n")
 }
@@ -145,8 +146,14 @@ pub(crate) fn last_handed_out(names: &Names) -> String {
 /// that lost a race cannot lose again (without this, first attempts could
 /// win every race against it until its attempts ran out).
 pub(crate) fn stream_turn(names: &Names, function: &str, stream_type: &str, stream_id: &str) -> String {
+    format!("{function}({})", turn_key(names, stream_type, stream_id))
+}
+
+/// The two keys of a stream's turn lock (see [`stream_turn`]), as SQL
+/// expressions separated by a comma.
+fn turn_key(names: &Names, stream_type: &str, stream_id: &str) -> String {
     format!(
-        "{function}(hashtext({stream_type}) # {}, hashtext({stream_id}))",
+        "hashtext({stream_type}) # {}, hashtext({stream_id})",
         names.lock_tag
     )
 }
@@ -291,6 +298,94 @@ BEGIN
     -- one another, so writers stay parallel.
     PERFORM pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out});
 {inserts}
+END
+$factum$;
+"#
+    )
+}
+
+/// `factum_append_batches(…)`: an atomic append across streams, one
+/// statement (so one transaction and one round trip).
+///
+/// It takes every stream's turn exclusively, in the order of the turn keys
+/// (never two calls waiting on each other), so the versions it then reads
+/// are final; checks each batch's expected version (SQLSTATE `FA005`, the
+/// batch's number and the actual version in its DETAIL); then takes one
+/// position lock, as `factum_append` does, and inserts every event with
+/// positions in call order. Per batch: stream type and id, expected version
+/// (NULL: any); per event: its batch's number (from 1), its place in the
+/// batch (from 1), and the columns. Returns each stream's version before
+/// the call, and the positions.
+fn append_batches_function(names: &Names) -> String {
+    let Names {
+        events,
+        append_batches,
+        sequence,
+        lock_tag,
+        ..
+    } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    let last_handed_out = last_handed_out(names);
+    let sequence_literal = sequence.replace('\'', "''");
+    let turn_key = turn_key(names, "s.stream_type", "s.stream_id");
+    format!(
+        r#"
+CREATE OR REPLACE FUNCTION {append_batches}(
+    p_stream_types text[], p_stream_ids text[], p_expected bigint[],
+    p_batches integer[], p_places integer[], p_event_ids uuid[], p_event_types text[],
+    p_schema_versions integer[], p_payloads text[], p_metadata text[], p_occurred_at timestamptz[],
+    OUT actual_versions bigint[], OUT positions bigint[])
+LANGUAGE plpgsql VOLATILE
+-- Plans fit for any table size from the first call: a custom plan made
+-- from stale statistics may sort a whole range instead of walking an index.
+SET plan_cache_mode = force_generic_plan AS $factum$
+#variable_conflict use_column
+DECLARE
+    v_turn record;
+BEGIN
+    -- Every turn exclusively, in key order: calls sharing streams take
+    -- them in one order, so neither holds a turn the other waits for.
+    FOR v_turn IN
+        SELECT DISTINCT k.class, k.id
+          FROM unnest(p_stream_types, p_stream_ids) AS s(stream_type, stream_id),
+               LATERAL (SELECT {turn_key}) AS k(class, id)
+         ORDER BY 1, 2
+    LOOP
+        PERFORM pg_advisory_xact_lock(v_turn.class, v_turn.id);
+    END LOOP;
+    -- A new statement, so a new snapshot: it sees every append that held
+    -- a turn before this call took it.
+    actual_versions := ARRAY(
+        SELECT (SELECT coalesce(max(e.version), 0) FROM {events} e
+                 WHERE e.stream_type = s.stream_type AND e.stream_id = s.stream_id)
+          FROM unnest(p_stream_types, p_stream_ids) WITH ORDINALITY AS s(stream_type, stream_id, n)
+         ORDER BY s.n);
+    FOR b IN 1 .. coalesce(cardinality(p_stream_types), 0) LOOP
+        IF p_expected[b] IS NOT NULL AND actual_versions[b] <> p_expected[b] THEN
+            RAISE EXCEPTION USING ERRCODE = 'FA005',
+                MESSAGE = 'factum: a stream of an atomic append is not at the expected version',
+                DETAIL = b::text || ' ' || actual_versions[b]::text;
+        END IF;
+    END LOOP;
+    IF coalesce(cardinality(p_event_ids), 0) = 0 THEN
+        positions := '{{}}';
+        RETURN;
+    END IF;
+    -- One position lock for the whole call, before any position is taken:
+    -- every event of the call is above its key, so readers see all of the
+    -- call or none of it.
+    PERFORM pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out});
+    positions := ARRAY(SELECT nextval('{sequence_literal}'::regclass)
+                         FROM generate_series(1, cardinality(p_event_ids)) ORDER BY 1);
+    INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                          schema_version, payload, metadata, occurred_at)
+    SELECT positions[u.ord::integer], p_stream_types[u.batch], p_stream_ids[u.batch],
+           actual_versions[u.batch] + u.place, u.event_id, u.event_type, u.schema_version, u.payload::json,
+           u.metadata::json, u.occurred_at
+      FROM unnest(p_batches, p_places, p_event_ids, p_event_types, p_schema_versions, p_payloads,
+                  p_metadata, p_occurred_at)
+           WITH ORDINALITY AS u(batch, place, event_id, event_type, schema_version, payload, metadata,
+                                occurred_at, ord);
 END
 $factum$;
 "#

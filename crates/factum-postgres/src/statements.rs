@@ -7,6 +7,7 @@ use crate::schema::{POSITION_BITS, last_handed_out, stream_turn};
 /// The statements the store prepares, built once per store.
 pub(crate) struct Sql {
     pub(crate) append: String,
+    pub(crate) append_batches: String,
     pub(crate) append_one: String,
     pub(crate) append_many: String,
     pub(crate) append_new: String,
@@ -26,6 +27,10 @@ impl Sql {
             append: format!(
                 "SELECT stream_version, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 names.append
+            ),
+            append_batches: format!(
+                "SELECT actual_versions, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                names.append_batches
             ),
             append_one: append_one(names),
             append_many: append_many(names),

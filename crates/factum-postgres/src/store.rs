@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Pool;
 use factum_core::{
-    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
-    StreamId,
+    AppendBatch, AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent,
+    RecordedEvent, StreamId,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -213,6 +213,10 @@ impl EventStore for PostgresEventStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
         self.append_events(stream, expected, &events).await
+    }
+
+    async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
+        self.append_batches(&batches).await
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {

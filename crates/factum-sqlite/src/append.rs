@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use factum_core::backend::{
     first_repeated_id, metadata_to_json, original_append, repeated_event_id, to_stored,
 };
-use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, StreamId};
+use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use rusqlite::{Connection, ErrorCode};
 
 use crate::decode::{Decoder, LOG_COLUMNS, optional_count};
@@ -35,13 +35,18 @@ pub(crate) const HEAD_SQL: &str = "SELECT max(position) FROM events";
 pub(crate) struct Head(Option<u64>);
 
 impl Head {
-    fn get(&mut self, connection: &Connection) -> Result<u64, Error> {
+    pub(crate) fn get(&mut self, connection: &Connection) -> Result<u64, Error> {
         if let Some(head) = self.0 {
             return Ok(head);
         }
         let head = optional_count(connection, HEAD_SQL, [], &StreamId::new("$all", ""))?;
         self.0 = Some(head);
         Ok(head)
+    }
+
+    /// Records that the transaction's appends reached `last`.
+    pub(crate) fn advance_to(&mut self, last: u64) {
+        self.0 = Some(last);
     }
 }
 
@@ -80,7 +85,7 @@ pub(crate) fn append(
     match insert(connection, stream, key, &rows) {
         Ok(()) => {
             execute(connection, "RELEASE factum_insert")?;
-            head.0 = Some(rows.first_position + events.len() as u64 - 1);
+            head.advance_to(rows.first_position + events.len() as u64 - 1);
             Ok(rows.result())
         }
         Err(error) => {
@@ -113,7 +118,7 @@ fn unique_violation(
 }
 
 /// The rows of one append, converted and checked before anything is bound.
-struct Rows<'a> {
+pub(crate) struct Rows<'a> {
     events: &'a [NewEvent],
     encoded: Vec<EncodedRow>,
     first_position: u64,
@@ -129,7 +134,13 @@ struct EncodedRow {
 }
 
 impl<'a> Rows<'a> {
-    fn new(stream: &StreamId, events: &'a [NewEvent], head: u64, actual: u64) -> Result<Self, Error> {
+    /// The rows of `events` after position `head` and version `actual`.
+    pub(crate) fn new(
+        stream: &StreamId,
+        events: &'a [NewEvent],
+        head: u64,
+        actual: u64,
+    ) -> Result<Self, Error> {
         let (first_position, first_version) = (head + 1, actual + 1);
         let encoded = events
             .iter()
@@ -155,7 +166,7 @@ impl<'a> Rows<'a> {
         })
     }
 
-    fn result(&self) -> AppendResult {
+    pub(crate) fn result(&self) -> AppendResult {
         let count = self.events.len() as u64;
         AppendResult {
             stream_version: self.first_version + count - 1,
@@ -164,7 +175,9 @@ impl<'a> Rows<'a> {
     }
 }
 
-fn insert(
+/// Inserts `rows` into `stream` (its key, when it has one), creating the
+/// stream when new.
+pub(crate) fn insert(
     connection: &Connection,
     stream: &StreamId,
     key: Option<i64>,
@@ -230,14 +243,14 @@ fn insert_sql(rows: usize) -> &'static str {
     }
 }
 
-fn is_unique_violation(error: &rusqlite::Error) -> bool {
+pub(crate) fn is_unique_violation(error: &rusqlite::Error) -> bool {
     matches!(error, rusqlite::Error::SqliteFailure(failure, _)
         if failure.code == ErrorCode::ConstraintViolation
             && failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
 }
 
 /// The stream's key and version, when it has been written to.
-fn stream_state(connection: &Connection, stream: &StreamId) -> Result<Option<(i64, u64)>, Error> {
+pub(crate) fn stream_state(connection: &Connection, stream: &StreamId) -> Result<Option<(i64, u64)>, Error> {
     let mut statement = connection.prepare_cached(STREAM_SQL).map_err(sqlite)?;
     let mut rows = statement
         .query((stream.aggregate_type(), stream.aggregate_id()))
@@ -260,12 +273,20 @@ fn retried(
     stream: &StreamId,
     events: &[NewEvent],
 ) -> Result<Option<AppendResult>, Error> {
+    original_append(stream, events, stored_events(connection)?)
+}
+
+/// Looks up the event stored under a new event's id, if any: what the
+/// shared rules of retries ask.
+pub(crate) fn stored_events(
+    connection: &Connection,
+) -> Result<impl FnMut(&NewEvent) -> Result<Option<RecordedEvent>, Error> + '_, Error> {
     let sql = format!(
         "SELECT {LOG_COLUMNS} FROM events e JOIN streams s ON s.stream_key = e.stream_key WHERE e.event_id = ?1"
     );
     let mut statement = connection.prepare_cached(&sql).map_err(sqlite)?;
     let mut decoder = Decoder::default();
-    original_append(stream, events, |event| {
+    Ok(move |event: &NewEvent| {
         let mut rows = statement
             .query([&event.event_id.as_bytes()[..]])
             .map_err(sqlite)?;

@@ -61,6 +61,12 @@
 //!   could skip. Appends queued while it commits are committed together in
 //!   the next transaction (group commit), each in its own savepoint, so one
 //!   failing append does not affect the others.
+//! - **Atomic appends across streams**
+//!   ([`append_many`](factum_core::EventStore::append_many)) are one unit
+//!   of a group: every batch's version is checked, then all are inserted in
+//!   one savepoint, so a call that fails is undone alone and its neighbours
+//!   commit. The writer hands out positions alone, so a call's positions
+//!   are contiguous in `$all`.
 //! - **Readers** use a small pool of connections on tokio's blocking pool.
 //!   Reads page by key (`position > ?`, `version >= ?`), and a stream read
 //!   fetches its next page while the caller handles the current one, so
@@ -112,6 +118,7 @@
 //! transaction, keeping its events.
 
 mod append;
+mod atomic;
 mod checkpoint;
 mod dead_letter;
 mod decode;

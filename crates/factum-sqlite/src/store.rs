@@ -3,10 +3,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-use factum_core::backend::{PollingSubscription, SubscriptionOptions, query_bound};
+use factum_core::backend::{PollingSubscription, SubscriptionOptions, check_batches, query_bound};
 use factum_core::{
-    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
-    StreamId,
+    AppendBatch, AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent,
+    RecordedEvent, StreamId,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -349,6 +349,15 @@ impl EventStore for SqliteEventStore {
             events,
             reply,
         })?;
+        answer.await.map_err(|_| self.gone())?
+    }
+
+    /// One unit of the writer's next group: one savepoint around every
+    /// batch, at contiguous positions.
+    async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
+        check_batches(&batches)?;
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::AppendMany { batches, reply })?;
         answer.await.map_err(|_| self.gone())?
     }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use factum_core::{
-    AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent, Snapshot,
-    SnapshotStore, StreamId,
+    AppendBatch, AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
+    Snapshot, SnapshotStore, StreamId,
 };
 use factum_sqlite::{Durability, SqliteEventStore, SqliteOptions};
 
@@ -37,6 +37,10 @@ impl EventStore for FileStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
         self.store.append(stream, expected, events).await
+    }
+
+    async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
+        self.store.append_many(batches).await
     }
 
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
@@ -82,6 +86,7 @@ mod file_full {
     }
 
     factum_core::conformance_suite!(fresh_store);
+    factum_core::contiguous_append_suite!(fresh_store);
 }
 
 mod file_normal {
@@ -92,6 +97,7 @@ mod file_normal {
     }
 
     factum_core::conformance_suite!(fresh_store);
+    factum_core::contiguous_append_suite!(fresh_store);
 }
 
 mod memory {
@@ -106,4 +112,5 @@ mod memory {
     }
 
     factum_core::conformance_suite!(fresh_store);
+    factum_core::contiguous_append_suite!(fresh_store);
 }

@@ -5,7 +5,8 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use factum_core::{
-    Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, Snapshot, SnapshotStore, StreamId,
+    AppendBatch, Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, Snapshot, SnapshotStore,
+    StreamId,
 };
 use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
 use futures::StreamExt;
@@ -183,6 +184,91 @@ async fn concurrent_appends_commit_in_position_order_and_fail_alone() {
             .map(|event| event.unwrap().version)
             .collect();
         assert_eq!(versions, (1..=versions.len() as u64).collect::<Vec<_>>());
+    }
+}
+
+/// Atomic calls across streams share groups with single appends: a call
+/// that fails (on a version, or on an event id found only once its first
+/// batches are inserted) is undone alone, and its neighbours commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn atomic_calls_fail_alone_inside_a_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteEventStore::open(dir.path().join("events.db"))
+        .await
+        .unwrap();
+    let taken = event(0);
+    let holder = StreamId::new("Counter", "holder");
+    store
+        .append(&holder, ExpectedVersion::NoStream, vec![taken.clone()])
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for writer in 0..16 {
+        let (store, taken) = (store.clone(), taken.clone());
+        tasks.push(tokio::spawn(async move {
+            let streams = [0, 1].map(|n| StreamId::new("Counter", format!("{writer}-{n}")));
+            let mut committed = Vec::new();
+            for round in 0..24 {
+                let mut second = vec![event(2)];
+                let mut expected = ExpectedVersion::Any;
+                match round % 4 {
+                    1 => expected = ExpectedVersion::Exact(10_000),
+                    // An id stored elsewhere with other content, after an event
+                    // of the same call the insert has already written.
+                    3 => second.push(NewEvent {
+                        payload: event(9).payload,
+                        ..taken.clone()
+                    }),
+                    _ => {}
+                }
+                let call = vec![
+                    AppendBatch::new(streams[0].clone(), ExpectedVersion::Any, vec![event(1)]),
+                    AppendBatch::new(streams[1].clone(), expected, second),
+                ];
+                match store.append_many(call).await {
+                    Ok(results) => committed.push(results),
+                    Err(Error::Conflict { .. } | Error::DuplicateEventId { .. }) => {}
+                    Err(other) => panic!("{other}"),
+                }
+                if round % 2 == 0 {
+                    let single = StreamId::new("Counter", format!("{writer}-single"));
+                    store
+                        .append(&single, ExpectedVersion::Any, vec![event(3)])
+                        .await
+                        .unwrap();
+                }
+            }
+            committed
+        }));
+    }
+    let mut calls = Vec::new();
+    for task in tasks {
+        calls.extend(task.await.unwrap());
+    }
+    assert_eq!(
+        calls.len(),
+        16 * 12,
+        "every good call committed, every bad one failed"
+    );
+    let all = store.read_all(0, 100_000).await.unwrap();
+    assert_eq!(
+        all.len(),
+        1 + 16 * 12 * 2 + 16 * 12,
+        "failed calls left events behind"
+    );
+    for (index, event) in all.iter().enumerate() {
+        assert_eq!(event.position, index as u64 + 1, "positions have no holes");
+    }
+    for results in calls {
+        let positions: Vec<u64> = results
+            .iter()
+            .flat_map(|result| result.positions.clone())
+            .collect();
+        assert_eq!(
+            positions,
+            [positions[0], positions[0] + 1],
+            "a call's positions are contiguous"
+        );
     }
 }
 

@@ -6,12 +6,14 @@
 //! a stable API, and hidden from the documentation for that reason.
 
 mod append;
+mod atomic;
 mod dead_letter;
 mod read;
 mod stored;
 
 pub use crate::subscription::{PollingSubscription, SubscriptionOptions};
 pub use append::{check_distinct_ids, first_repeated_id, original_append, repeated_event_id};
+pub use atomic::{check_batches, first_conflict, original_append_many};
 pub use dead_letter::{DeadLetterRow, Failure, dead_letter_from_row};
 pub use read::{EventTypes, check_next_version, check_version};
 pub use stored::{

@@ -16,6 +16,7 @@ use crate::{
 };
 
 mod append;
+mod atomic;
 mod concurrency;
 mod idempotency;
 mod read;
@@ -23,6 +24,13 @@ mod snapshots;
 mod subscriptions;
 
 pub use append::*;
+pub use atomic::{
+    append_many_batch_without_events_checks_its_version,
+    append_many_checks_each_stream_against_its_own_version, append_many_is_all_or_nothing,
+    append_many_positions_match_read_all, append_many_refuses_bad_input,
+    append_many_retry_returns_the_original_positions, atomic_appends_are_contiguous,
+    readers_never_see_half_of_an_atomic_append,
+};
 pub use concurrency::*;
 pub use idempotency::{
     mixed_batch_of_stored_and_new_events_is_invalid, stored_id_with_other_content_is_a_duplicate,

@@ -127,6 +127,40 @@ macro_rules! conformance_suite {
             subscribe_from_the_end_hands_out_only_later_events,
             subscribe_after_a_position_equals_subscribe_all,
         );
+        $crate::__conformance_tests!(
+            $factory;
+            append_many_is_all_or_nothing,
+            append_many_checks_each_stream_against_its_own_version,
+            append_many_batch_without_events_checks_its_version,
+            append_many_positions_match_read_all,
+            append_many_retry_returns_the_original_positions,
+            append_many_refuses_bad_input,
+            readers_never_see_half_of_an_atomic_append,
+        );
+    };
+}
+
+/// Expands to the checks of what only some stores promise about atomic
+/// appends across streams: that the positions of one
+/// [`append_many`](crate::EventStore::append_many) call are contiguous in
+/// `$all`. The in-memory and SQLite stores run it beside
+/// [`conformance_suite!`]; a store that keeps only the global order
+/// (PostgreSQL, whose concurrent calls may interleave) does not.
+///
+/// ```
+/// use factum_core::InMemoryEventStore;
+///
+/// async fn fresh_store() -> Option<InMemoryEventStore> {
+///     Some(InMemoryEventStore::new())
+/// }
+///
+/// factum_core::contiguous_append_suite!(fresh_store);
+/// # fn main() {}
+/// ```
+#[macro_export]
+macro_rules! contiguous_append_suite {
+    ($factory:path) => {
+        $crate::__conformance_tests!($factory; atomic_appends_are_contiguous);
     };
 }
 

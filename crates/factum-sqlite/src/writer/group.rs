@@ -1,12 +1,13 @@
 //! One group commit: every write the writer took in a turn, each in its own
 //! savepoint, committed in one transaction, then answered.
 
-use factum_core::{AppendResult, Error};
+use factum_core::{AppendResult, Error, NewEvent};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::{Command, Write, Writer, execute};
 use crate::append::{Head, append};
+use crate::atomic;
 use crate::error::SqliteError;
 use crate::snapshot;
 
@@ -15,6 +16,10 @@ enum Outcome {
     Append(
         oneshot::Sender<Result<AppendResult, Error>>,
         Result<AppendResult, Error>,
+    ),
+    AppendMany(
+        oneshot::Sender<Result<Vec<AppendResult>, Error>>,
+        Result<Vec<AppendResult>, Error>,
     ),
     Snapshot(oneshot::Sender<Result<(), Error>>, Result<(), Error>),
     Write(Box<dyn FnOnce(Result<(), SqliteError>) + Send>),
@@ -61,6 +66,10 @@ impl Writer {
             .iter()
             .filter_map(|outcome| match outcome {
                 Outcome::Append(_, Ok(result)) => result.positions.last().copied(),
+                Outcome::AppendMany(_, Ok(results)) => results
+                    .iter()
+                    .filter_map(|result| result.positions.last().copied())
+                    .max(),
                 _ => None,
             })
             .max();
@@ -95,13 +104,25 @@ fn run(
                 Err(error) => Err(not_begun(error)),
             };
             let bytes = match &result {
-                Ok(result) if !result.positions.is_empty() => events
-                    .iter()
-                    .map(|event| event.payload.as_str().len() as u64 + 64)
-                    .sum(),
+                Ok(result) if !result.positions.is_empty() => events.iter().map(appended_bytes).sum(),
                 _ => 0,
             };
             (Some(Outcome::Append(reply, result)), bytes)
+        }
+        Command::AppendMany { batches, reply } => {
+            let result = match begun {
+                Ok(()) => atomic::append_many(connection, head, &batches),
+                Err(error) => Err(not_begun(error)),
+            };
+            let bytes = match &result {
+                Ok(results) if results.iter().any(|result| !result.positions.is_empty()) => batches
+                    .iter()
+                    .flat_map(|batch| &batch.events)
+                    .map(appended_bytes)
+                    .sum(),
+                _ => 0,
+            };
+            (Some(Outcome::AppendMany(reply, result)), bytes)
         }
         Command::SaveSnapshot { snapshot, reply } => {
             let result = match begun {
@@ -121,6 +142,11 @@ fn run(
     }
 }
 
+/// A rough figure for what an event adds to the write-ahead log.
+fn appended_bytes(event: &NewEvent) -> u64 {
+    event.payload.as_str().len() as u64 + 64
+}
+
 impl Outcome {
     /// A write that succeeded in a group that failed to commit failed too.
     fn after_commit(self, committed: &Result<(), SqliteError>) -> Self {
@@ -129,6 +155,7 @@ impl Outcome {
         };
         match self {
             Self::Append(reply, Ok(_)) => Self::Append(reply, Err(error.clone().into())),
+            Self::AppendMany(reply, Ok(_)) => Self::AppendMany(reply, Err(error.clone().into())),
             Self::Snapshot(reply, Ok(())) => Self::Snapshot(reply, Err(error.clone().into())),
             other => other,
         }
@@ -137,6 +164,9 @@ impl Outcome {
     fn answer(self, committed: &Result<(), SqliteError>) {
         match self {
             Self::Append(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Self::AppendMany(reply, result) => {
                 let _ = reply.send(result);
             }
             Self::Snapshot(reply, result) => {

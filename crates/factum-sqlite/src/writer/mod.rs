@@ -5,7 +5,8 @@
 //! wakes and commits them together in one transaction (group commit): one
 //! fsync for many appends. Each append runs inside its own savepoint, so one
 //! that fails (a conflict, a reused id) is rolled back alone and the others
-//! still commit; every append stays all-or-nothing. The SQL of an append is
+//! still commit; every append stays all-or-nothing. An atomic append
+//! across streams is one such unit: one savepoint around all its batches. The SQL of an append is
 //! in [`crate::append`], of a snapshot in [`crate::snapshot`]; the
 //! write-ahead log's checkpoints in [`crate::checkpoint`].
 
@@ -14,7 +15,7 @@ mod group;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, Snapshot, StreamId};
+use factum_core::{AppendBatch, AppendResult, Error, ExpectedVersion, NewEvent, Snapshot, StreamId};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
@@ -33,6 +34,11 @@ pub(crate) enum Command {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
         reply: oneshot::Sender<Result<AppendResult, Error>>,
+    },
+    /// An atomic append across streams: one unit of its group.
+    AppendMany {
+        batches: Vec<AppendBatch>,
+        reply: oneshot::Sender<Result<Vec<AppendResult>, Error>>,
     },
     SaveSnapshot {
         snapshot: Snapshot,
@@ -143,6 +149,10 @@ impl Turn {
                     events: ref batch, ..
                 } => {
                     events += batch.len();
+                    turn.group.push(command);
+                }
+                Command::AppendMany { ref batches, .. } => {
+                    events += batches.iter().map(|batch| batch.events.len()).sum::<usize>();
                     turn.group.push(command);
                 }
                 Command::SaveSnapshot { .. } | Command::Write(_) => turn.group.push(command),

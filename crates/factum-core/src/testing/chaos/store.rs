@@ -8,8 +8,8 @@ use futures::{StreamExt, stream};
 
 use super::{Chaos, ChaosStore, Fault, InjectedFault, Operation};
 use crate::{
-    AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
-    Snapshot, SnapshotStore, StreamId,
+    AppendBatch, AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId,
 };
 
 const BACKEND: &str = "chaos";
@@ -110,6 +110,27 @@ impl<S: EventStore> EventStore for ChaosStore<S> {
         }
     }
 
+    async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
+        match self.chaos.draw(Operation::Append) {
+            Some(Fault::Conflict) => match self.conflict_of(&batches).await? {
+                Some(conflict) => {
+                    self.chaos.count(Fault::Conflict);
+                    Err(conflict)
+                }
+                None => self.inner.append_many(batches).await,
+            },
+            Some(Fault::LostAnswer) => {
+                self.inner.append_many(batches).await?;
+                self.chaos.count(Fault::LostAnswer);
+                Err(injected(Operation::Append, true))
+            }
+            fault => {
+                self.chaos.suffer(Operation::Append, fault).await?;
+                self.inner.append_many(batches).await
+            }
+        }
+    }
+
     fn read_stream(&self, stream: &StreamId, from_version: u64) -> EventStream<'_> {
         let inner = self.inner.read_stream(stream, from_version);
         guarded(Arc::clone(&self.chaos), Operation::ReadStream, inner)
@@ -147,6 +168,29 @@ impl<S: EventStore> EventStore for ChaosStore<S> {
         let fault = self.chaos.draw(Operation::HeadPosition);
         self.chaos.suffer(Operation::HeadPosition, fault).await?;
         self.inner.head_position().await
+    }
+}
+
+impl<S: EventStore> ChaosStore<S> {
+    /// The conflict to inject into a call of `batches`, naming its first
+    /// checked stream; `None` when the store would not accept the call as a
+    /// fresh write (see the rule for single appends).
+    async fn conflict_of(&self, batches: &[AppendBatch]) -> Result<Option<Error>, Error> {
+        let mut conflict = None;
+        for batch in batches {
+            let actual = self.inner.stream_version(&batch.stream).await?;
+            if !batch.expected.admits(actual) {
+                return Ok(None);
+            }
+            if conflict.is_none() && batch.expected != ExpectedVersion::Any {
+                conflict = Some(Error::Conflict {
+                    stream: batch.stream.clone(),
+                    expected: batch.expected,
+                    actual,
+                });
+            }
+        }
+        Ok(conflict)
     }
 }
 
