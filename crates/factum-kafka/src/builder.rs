@@ -17,6 +17,12 @@ pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// broker is down. Settable with [`KafkaNotifierBuilder::set`].
 const DEFAULT_DELIVERY_TIMEOUT_MS: &str = "30000";
 
+/// librdkafka's producer asks brokers to create a missing topic; one
+/// created that way gets the broker's default partition count, which
+/// decides how far one topic's aggregates spread. A missing topic is an
+/// [`Error::TopicNotFound`] instead, on every broker. Settable.
+const DEFAULT_ALLOW_AUTO_CREATE_TOPICS: &str = "false";
+
 /// Settings that the ordering and no-duplicate guarantees rest on: the
 /// builder sets them and refuses other values.
 const REQUIRED: [(&str, &[&str]); 3] = [
@@ -68,7 +74,11 @@ impl KafkaNotifierBuilder {
     /// Sets a librdkafka producer property (`linger.ms`,
     /// `compression.type`, `security.protocol`, `delivery.timeout.ms`...;
     /// see librdkafka's `CONFIGURATION.md`). A later call for the same key
-    /// wins. `enable.idempotence` and `acks` are fixed to `true` and `all`:
+    /// wins. factum-kafka's own defaults: `delivery.timeout.ms=30000` (a
+    /// notifying save waits at most that long for a broker) and
+    /// `allow.auto.create.topics=false` (a missing topic is an error, not a
+    /// topic with the broker's default partitions). `enable.idempotence` and
+    /// `acks` are fixed to `true` and `all`:
     /// another value is an [`Error::Config`] at [`build`](Self::build).
     pub fn set(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((key.into(), value.into()));
@@ -114,7 +124,8 @@ impl KafkaNotifierBuilder {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
-            .set("delivery.timeout.ms", DEFAULT_DELIVERY_TIMEOUT_MS);
+            .set("delivery.timeout.ms", DEFAULT_DELIVERY_TIMEOUT_MS)
+            .set("allow.auto.create.topics", DEFAULT_ALLOW_AUTO_CREATE_TOPICS);
         for (key, value) in &self.settings {
             check_required(key, value)?;
             config.set(key, value);
