@@ -151,3 +151,72 @@ fn publish_error(event: &RecordedEvent, source: PublishError) -> Error {
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use factum_core::{NewEvent, Payload};
+    use rdkafka::ClientConfig;
+
+    use super::*;
+
+    fn event(account: &str, version: u64, payload: &str) -> RecordedEvent {
+        NewEvent::new("deposited", Payload::from_stored(payload)).recorded(
+            StreamId::new("Account", account),
+            version,
+            version,
+        )
+    }
+
+    /// A producer whose broker never answers: nothing can be delivered.
+    fn producer_without_broker() -> FutureProducer {
+        ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("message.max.bytes", "2000")
+            .set("delivery.timeout.ms", "300")
+            .create()
+            .expect("a producer with valid settings can be created")
+    }
+
+    fn retriable(answer: &Result<(), Error>) -> bool {
+        matches!(answer, Err(Error::Publish { source, .. }) if source.retriable)
+    }
+
+    #[tokio::test]
+    async fn a_failed_event_holds_back_its_aggregate_and_a_dead_broker_is_retriable() {
+        let big = format!(r#"{{"blob":"{}"}}"#, "x".repeat(4_000));
+        let events = [
+            event("broken", 1, "{"),
+            event("broken", 2, "{}"),
+            event("large", 1, &big),
+            event("large", 2, "{}"),
+            event("fine", 1, "{}"),
+        ];
+        let answers = send_all(
+            &producer_without_broker(),
+            "events",
+            &events,
+            OffsetDateTime::now_utc(),
+        )
+        .await;
+
+        assert!(
+            matches!(answers[0], Err(Error::Serialize { version: 1, .. })),
+            "{:?}",
+            answers[0]
+        );
+        assert!(retriable(&answers[1]), "{:?}", answers[1]);
+        assert!(
+            matches!(&answers[2], Err(Error::Publish { source, .. }) if !source.retriable),
+            "too large is rejected: {:?}",
+            answers[2]
+        );
+        assert!(retriable(&answers[3]), "{:?}", answers[3]);
+        // Queued, then given up on after `delivery.timeout.ms` without a broker.
+        assert!(retriable(&answers[4]), "{:?}", answers[4]);
+        assert!(
+            answers[4].as_ref().unwrap_err().to_string().contains("timed out"),
+            "{:?}",
+            answers[4]
+        );
+    }
+}
