@@ -257,7 +257,7 @@ pub mod sqlite {
 #[doc(no_inline)]
 pub use factum_kafka::{KafkaNotifier, KafkaNotifierBuilder};
 
-/// Publishing to Kafka (`factum-kafka`): [`KafkaNotifier`](kafka::KafkaNotifier),
+/// Publishing to Kafka (`factum-kafka`): [`KafkaNotifier`],
 /// a notifier and outbox publisher on rdkafka with a bundled librdkafka.
 /// Its main types are also re-exported at the crate root.
 #[cfg(feature = "kafka")]
