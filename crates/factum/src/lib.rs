@@ -253,6 +253,20 @@ pub mod sqlite {
     pub use factum_sqlite::*;
 }
 
+#[cfg(feature = "kafka")]
+#[doc(no_inline)]
+pub use factum_kafka::{KafkaNotifier, KafkaNotifierBuilder};
+
+/// Publishing to Kafka (`factum-kafka`): [`KafkaNotifier`],
+/// a notifier and outbox publisher on rdkafka with a bundled librdkafka.
+/// Its main types are also re-exported at the crate root.
+#[cfg(feature = "kafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "kafka")))]
+pub mod kafka {
+    #[doc(inline)]
+    pub use factum_kafka::*;
+}
+
 #[cfg(feature = "postgres")]
 #[doc(no_inline)]
 pub use factum_postgres::{
