@@ -2,9 +2,10 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::notify::SharedNotifier;
 use crate::{
-    Aggregate, AppendResult, DefaultAggregate, Error, EventStore, Metadata, Payload, Repository, Snapshot,
-    SnapshotPolicy, SnapshotStore, StreamId, Upcasters,
+    Aggregate, AppendResult, DefaultAggregate, Error, EventStore, Metadata, Notifier, Payload, Repository,
+    Snapshot, SnapshotPolicy, SnapshotStore, StreamId, Upcasters,
 };
 
 /// The entry point of an event-sourced application for one aggregate type:
@@ -20,6 +21,7 @@ use crate::{
 pub struct Application<A, S> {
     repository: Repository<A, S>,
     snapshots: Option<Snapshots<A, S>>,
+    notifier: Option<SharedNotifier>,
 }
 
 /// How to take and restore snapshots, fixed when they were enabled (where
@@ -58,6 +60,7 @@ impl<A, S: Clone> Clone for Application<A, S> {
         Self {
             repository: self.repository.clone(),
             snapshots: self.snapshots,
+            notifier: self.notifier.clone(),
         }
     }
 }
@@ -67,6 +70,7 @@ impl<A, S: std::fmt::Debug> std::fmt::Debug for Application<A, S> {
         f.debug_struct("Application")
             .field("repository", &self.repository)
             .field("snapshots", &self.snapshots.map(|snapshots| snapshots.policy))
+            .field("notifier", &self.notifier.is_some())
             .finish()
     }
 }
@@ -77,7 +81,36 @@ impl<A, S> Application<A, S> {
         Self {
             repository: Repository::new(store),
             snapshots: None,
+            notifier: None,
         }
+    }
+
+    /// Tells `notifier` about the events of each successful save, after
+    /// they are committed: [`save`](Self::save), [`save_all`](Self::save_all)
+    /// and a [`UnitOfWork`](crate::UnitOfWork) commit.
+    ///
+    /// The notifier runs in the saving task. When it fails, the save
+    /// returns [`Error::Notify`]: the events are stored, do not save them
+    /// again. A notification lost that way (or by a crash right after the
+    /// commit) is gone; for at-least-once delivery use a store's outbox and
+    /// an [`OutboxRelay`](crate::OutboxRelay) instead. The two modes are
+    /// compared in the README.
+    ///
+    /// ```
+    /// # use factum_core::{Application, BroadcastNotifier, InMemoryEventStore};
+    /// # fn demo<A: factum_core::Aggregate>() {
+    /// let notifier = BroadcastNotifier::new(1024);
+    /// let mut saved = notifier.subscribe();
+    /// let app = Application::<A, _>::new(InMemoryEventStore::new()).with_notifier(notifier);
+    /// # }
+    /// ```
+    pub fn with_notifier(mut self, notifier: impl Notifier) -> Self {
+        self.notifier = Some(SharedNotifier::new(notifier));
+        self
+    }
+
+    pub(crate) fn notifier(&self) -> Option<&SharedNotifier> {
+        self.notifier.as_ref()
     }
 
     /// Lifts old payloads with `upcasters` while reading; see [`Upcasters`].
@@ -187,8 +220,13 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
     /// Saves the aggregate's pending events with `metadata`.
     pub async fn save_with(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
         let before = aggregate.state().persisted_version();
-        let result = self.repository.save_with(aggregate, metadata).await?;
+        let batch = self.repository.pending_batch(aggregate, &metadata)?;
+        let told = self.notifier.as_ref().zip(batch.clone());
+        let result = self.repository.save_batch(aggregate, batch).await?;
         self.snapshot_if_due(aggregate, before, &result).await;
+        if let Some((notifier, batch)) = told {
+            notifier.saved(batch, &result).await?;
+        }
         Ok(result)
     }
 
@@ -225,7 +263,11 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
         metadata: Metadata,
     ) -> Result<Vec<AppendResult>, Error> {
         let mut aggregates: Vec<&'a mut A> = aggregates.into_iter().collect();
-        let results = self.repository.save_each(&mut aggregates, &metadata).await?;
+        let mut told = self.notifier.as_ref().map(|_| Vec::new());
+        let results = self
+            .repository
+            .save_each(&mut aggregates, &metadata, told.as_mut())
+            .await?;
         for (aggregate, result) in aggregates.iter().zip(&results) {
             // The version each was saved from: a retry's original result
             // counts from the same version.
@@ -233,6 +275,14 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
                 .stream_version
                 .saturating_sub(result.positions.len() as u64);
             self.snapshot_if_due(aggregate, before, result).await;
+        }
+        if let (Some(notifier), Some(told)) = (&self.notifier, told) {
+            // Each stored batch with its result: aggregates with nothing
+            // pending had no batch and gave no positions.
+            let stored = results.iter().filter(|result| !result.positions.is_empty());
+            for (batch, result) in told.into_iter().zip(stored) {
+                notifier.saved(batch, result).await?;
+            }
         }
         Ok(results)
     }

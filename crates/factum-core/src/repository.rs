@@ -136,7 +136,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// [`save`](Self::save), storing `metadata` with every event.
     pub async fn save_with(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
-        let Some(batch) = self.pending_batch(aggregate, &metadata)? else {
+        let batch = self.pending_batch(aggregate, &metadata)?;
+        self.save_batch(aggregate, batch).await
+    }
+
+    /// Stores `batch`, the aggregate's [`pending_batch`](Self::pending_batch),
+    /// and brings the aggregate up to date.
+    pub(crate) async fn save_batch(
+        &self,
+        aggregate: &mut A,
+        batch: Option<AppendBatch>,
+    ) -> Result<AppendResult, Error> {
+        let Some(batch) = batch else {
             return Ok(unchanged(aggregate));
         };
         let result = self
@@ -175,18 +186,24 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         metadata: Metadata,
     ) -> Result<Vec<AppendResult>, Error> {
         let mut aggregates: Vec<&'a mut A> = aggregates.into_iter().collect();
-        self.save_each(&mut aggregates, &metadata).await
+        self.save_each(&mut aggregates, &metadata, None).await
     }
 
     /// Saves `aggregates` atomically: what [`save_all`](Self::save_all) does.
+    /// A copy of each batch appended goes to `kept`, when given (for a
+    /// notifier).
     pub(crate) async fn save_each(
         &self,
         aggregates: &mut [&mut A],
         metadata: &Metadata,
+        kept: Option<&mut Vec<AppendBatch>>,
     ) -> Result<Vec<AppendResult>, Error> {
         let mut batches = Vec::with_capacity(aggregates.len());
         for aggregate in aggregates.iter() {
             batches.extend(self.pending_batch(aggregate, metadata)?);
+        }
+        if let Some(kept) = kept {
+            kept.clone_from(&batches);
         }
         let every_one = batches.len() == aggregates.len();
         let appended = crate::unit_of_work::append_batches(&self.store, batches).await?;

@@ -77,13 +77,18 @@ pub struct UnitOfWork<'a, S> {
     entries: Vec<Entry<'a>>,
 }
 
+/// Brings an aggregate up to date once its events are stored; its
+/// notification's outcome comes back beside its result.
+type Finisher<'a> =
+    Box<dyn FnOnce(AppendResult) -> BoxFuture<'a, (AppendResult, Result<(), Error>)> + Send + 'a>;
+
 /// One aggregate of a unit of work.
 struct Entry<'a> {
     /// Its batch (`None`: nothing pending) and what saving nothing returns.
     unchanged: AppendResult,
     batch: Option<AppendBatch>,
     /// Brings the aggregate up to date once its events are stored.
-    saved: Box<dyn FnOnce(AppendResult) -> BoxFuture<'a, AppendResult> + Send + 'a>,
+    saved: Finisher<'a>,
 }
 
 impl<S> Default for UnitOfWork<'_, S> {
@@ -147,6 +152,7 @@ impl<'a, S: EventStore> UnitOfWork<'a, S> {
         }
         self.store.get_or_insert(app.store());
         let before = aggregate.state().persisted_version();
+        let told = app.notifier().zip(batch.clone());
         self.entries.push(Entry {
             unchanged: unchanged(aggregate),
             batch,
@@ -154,7 +160,11 @@ impl<'a, S: EventStore> UnitOfWork<'a, S> {
                 Box::pin(async move {
                     aggregate.state_mut().loaded_at(result.stream_version);
                     app.snapshot_if_due(aggregate, before, &result).await;
-                    result
+                    let notified = match told {
+                        Some((notifier, batch)) => notifier.saved(batch, &result).await,
+                        None => Ok(()),
+                    };
+                    (result, notified)
                 })
             }),
         });
@@ -178,6 +188,8 @@ impl<'a, S: EventStore> UnitOfWork<'a, S> {
     /// On [`Error::Conflict`] (naming the stream that moved) nothing is
     /// written and the aggregates keep their pending events: reload them
     /// and run the commands again. Work with nothing pending writes nothing.
+    /// When an application's notifier fails, every aggregate is still
+    /// brought up to date and the first [`Error::Notify`] is returned.
     pub async fn commit(self) -> Result<Vec<AppendResult>, Error> {
         let Some(store) = self.store else {
             return Ok(Vec::new());
@@ -192,9 +204,19 @@ impl<'a, S: EventStore> UnitOfWork<'a, S> {
         }
         let stored = place_results(idle, append_batches(store, batches).await?)?;
         let mut results = Vec::with_capacity(stored.len());
+        let mut failed_notification = None;
+        // Every aggregate is brought up to date, even after a failed
+        // notification: its events are stored either way.
         for (saved, result) in finishers.into_iter().zip(stored) {
-            results.push(saved(result).await);
+            let (result, notified) = saved(result).await;
+            results.push(result);
+            if let Err(error) = notified {
+                failed_notification.get_or_insert(error);
+            }
         }
-        Ok(results)
+        match failed_notification {
+            Some(error) => Err(error),
+            None => Ok(results),
+        }
     }
 }

@@ -11,10 +11,12 @@
 //! | delivery | at most once | at least once, in order per aggregate |
 
 mod broadcast;
+mod saved;
 
 use std::future::Future;
 
 pub use broadcast::{BroadcastNotifier, Notifications, Received};
+pub(crate) use saved::SharedNotifier;
 
 use crate::RecordedEvent;
 
