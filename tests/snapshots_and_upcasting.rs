@@ -142,7 +142,9 @@ async fn old_payloads_are_upcast_while_reading() {
         Err(Error::Serialization { version: 2, .. })
     ));
 
-    let app = Application::<Counter, _>::new(store.clone()).with_upcasters(renamed_field());
+    let app = Application::<Counter, _>::new(store.clone())
+        .with_upcasters(renamed_field())
+        .expect("the registry fits the counter");
     let mut counter = app.get(id).await.unwrap();
     assert_eq!(counter.value, 5);
 
@@ -162,7 +164,9 @@ async fn a_failing_upcaster_is_a_typed_error() {
     let store = InMemoryEventStore::new();
     let id = CounterId::generate();
     old_history(&store, id, &[json!({ "amount_was_never_by": 2 })]).await;
-    let app = Application::<Counter, _>::new(store).with_upcasters(renamed_field());
+    let app = Application::<Counter, _>::new(store)
+        .with_upcasters(renamed_field())
+        .expect("the registry fits the counter");
     match app.get(id).await {
         Err(Error::Upcast {
             version,

@@ -11,6 +11,7 @@ mod application;
 pub mod backend;
 mod error;
 mod event;
+mod evolution;
 mod id;
 mod memory;
 mod notify;
@@ -28,6 +29,7 @@ pub use aggregate::{Aggregate, AggregateId, ApplyError, DecodeError, DefaultAggr
 pub use application::Application;
 pub use error::{Error, Result};
 pub use event::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
+pub use evolution::{EventUpcaster, EventVersion, Evolution, SnapshotUpcaster, UpcastError, UpcastFn};
 pub use memory::InMemoryEventStore;
 pub use notify::{
     BroadcastNotifier, Notifications, Notifier, NotifyError, PublishError, Publisher, Received,
@@ -54,7 +56,7 @@ pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore, HandlerError,
         InMemoryEventStore, Metadata, Projection, ProjectionRunner, ProjectionStore, RecordedEvent,
-        Repository, SnapshotPolicy, StreamId, TransactionalProjection, Upcasters,
+        Repository, SnapshotPolicy, StreamId, TransactionalProjection, UpcastError, Upcasters,
     };
 }
 

@@ -219,12 +219,62 @@ pub use factum_macros::aggregate;
 /// says to put `#[aggregate]` on the impl block.
 pub use factum_macros::event;
 
+/// Marks a function of an `#[aggregate]` impl block as an upcaster: it
+/// lifts stored payloads of one event type from schema version `N` to
+/// `N + 1` while reading (stored events are never rewritten).
+///
+/// `#[upcast("name", from = N)]` lifts the event `name`, which declares its
+/// current version with `#[event("name", version = M)]`; every step from 1
+/// to `M - 1` must be there (a missing one is a compile error naming the
+/// event and version). `#[upcast("created", from = N)]` lifts `created`,
+/// whose version is one above its last upcaster.
+/// `#[upcast(snapshot, from = N)]` lifts snapshots taken at shape version
+/// `N` (with `#[aggregate(snapshot_version = M)]` on the struct); without
+/// one, a snapshot of an older shape is rebuilt from the events.
+///
+/// The function takes the payload as a `serde_json::Value` and returns
+/// `Result<Value, UpcastError>`; an `Err` is [`Error::Upcast`] naming the
+/// stream, version, event type and both schema versions.
+///
+/// ```
+/// use factum::prelude::*;
+/// use serde_json::Value;
+///
+/// #[aggregate]
+/// #[derive(Debug, Clone, Default)]
+/// pub struct Counter {
+///     pub id: String,
+///     pub value: i64,
+/// }
+///
+/// #[aggregate]
+/// impl Counter {
+///     // Version 1 called the amount `by`.
+///     #[event("incremented", version = 2)]
+///     pub fn add(&mut self, amount: i64) {
+///         self.value += amount;
+///     }
+///
+///     #[upcast("incremented", from = 1)]
+///     fn incremented_v1(mut payload: Value) -> Result<Value, UpcastError> {
+///         let by = payload.get("by").cloned().ok_or("`by` is missing")?;
+///         payload["amount"] = by;
+///         Ok(payload)
+///     }
+/// }
+///
+/// assert_eq!(Counter::EVOLUTION.event("incremented").map(|event| event.version()), Some(2));
+/// ```
+///
+/// Outside an `#[aggregate]` impl block, `#[upcast]` is a compile error.
+pub use factum_macros::upcast;
+
 /// The names most programs need: `use factum::prelude::*;` brings the
 /// traits, the application and store types, and the `#[aggregate]` and
 /// `#[event]` macros.
 pub mod prelude {
     #[doc(no_inline)]
-    pub use crate::{aggregate, event};
+    pub use crate::{aggregate, event, upcast};
     #[doc(no_inline)]
     pub use factum_core::prelude::*;
     #[cfg(feature = "postgres")]

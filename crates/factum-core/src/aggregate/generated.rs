@@ -23,8 +23,13 @@ pub trait AggregateFields: Sized {
     type Id: AggregateId;
     /// The generated `<Name>Created` event.
     type Created;
-    /// The struct's name.
+    /// The stored aggregate type: `name = "..."`, else the struct's name.
     const TYPE: &'static str;
+    /// The version of the struct's shape its snapshots record.
+    const SNAPSHOT_VERSION: u32;
+    /// True when `snapshot_version = N` declares it (rather than it being
+    /// derived from the fields): snapshot upcasters need a declared one.
+    const SNAPSHOT_VERSION_DECLARED: bool;
     /// Builds the aggregate from its `created` event.
     fn from_created(created: Self::Created) -> Self;
     /// The `id` field.

@@ -17,12 +17,14 @@ use crate::{
 
 mod append;
 mod concurrency;
+mod evolution;
 mod idempotency;
 mod read;
 mod snapshots;
 
 pub use append::*;
 pub use concurrency::*;
+pub use evolution::*;
 pub use idempotency::{
     mixed_batch_of_stored_and_new_events_is_invalid, stored_id_with_other_content_is_a_duplicate,
 };

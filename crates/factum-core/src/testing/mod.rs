@@ -118,6 +118,13 @@ macro_rules! conformance_suite {
             snapshot_ahead_of_its_stream_is_never_loaded,
             undeserializable_snapshot_means_a_full_replay,
         );
+        $crate::__conformance_tests!(
+            $factory;
+            snapshot_shape_versions_round_trip,
+            snapshot_of_another_shape_is_rebuilt_and_replaced,
+            event_of_a_newer_schema_is_refused,
+            old_schema_versions_are_lifted_while_reading,
+        );
     };
 }
 

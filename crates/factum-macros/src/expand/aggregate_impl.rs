@@ -27,6 +27,7 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
         self_path,
         self_ident,
         events,
+        evolution,
     } = checked;
     let names = Names {
         // Spanned at the impl's type, so that every mention of a missing
@@ -66,7 +67,8 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
     let stored = checks::stored_bounds(types());
     let aggregate_stored = checks::stored_bounds(types().filter(|ty| !checks::has_projection(ty)));
     let domain_event = domain_event::expand(&names, &events, &stored);
-    let aggregate = aggregate_trait::expand(&names, &events, &aggregate_stored);
+    let aggregate = aggregate_trait::expand(&names, &events, &evolution, &aggregate_stored);
+    let snapshot_checks = checks::snapshot_upcasters(&names, &evolution);
     quote! {
         // First, so that an argument type that cannot be stored is reported
         // before anything else.
@@ -77,6 +79,7 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
             #domain_event
             #aggregate
         };
+        #snapshot_checks
     }
 }
 

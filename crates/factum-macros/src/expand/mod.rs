@@ -95,3 +95,13 @@ pub(crate) fn stray_event(item: TokenStream) -> TokenStream {
     .to_compile_error();
     quote!(#error #item)
 }
+
+/// `#[upcast]` outside an `#[aggregate]` impl block.
+pub(crate) fn stray_upcast(item: TokenStream) -> TokenStream {
+    let error = syn::Error::new(
+        Span::call_site(),
+        "`#[upcast]` only works on a function of an `#[aggregate]` impl block: move this function into the `#[aggregate] impl` block of its aggregate, or register it at run time with `Upcasters::register`",
+    )
+    .to_compile_error();
+    quote!(#error #item)
+}
