@@ -14,7 +14,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use errors::{ApplyError, DecodeError};
-pub use generated::{AggregateEvents, AggregateFields, EventField, record, replay_error, start};
+pub use generated::{
+    AggregateEvents, AggregateFields, EventField, from_value, record, replay_error, start, upcaster,
+};
 pub use state::AggregateState;
 
 use crate::{Evolution, Payload};

@@ -64,8 +64,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::aggregate::{
-        AggregateEvents, AggregateFields, AggregateState, EventField, derive_order, record, replay_error,
-        start,
+        AggregateEvents, AggregateFields, AggregateState, EventField, derive_order, from_value, record,
+        replay_error, start, upcaster,
     };
     pub use serde;
     pub use serde_json;

@@ -67,8 +67,8 @@ pub(crate) struct EventMethod {
 pub(crate) struct UpcastMethod {
     /// Position of the function in `Impl::item.items`.
     pub(crate) index: usize,
-    /// The `#[upcast(...)]` attribute, for errors about the whole function.
-    pub(crate) attr_span: Span,
+    /// The `#[upcast(...)]` attribute, for errors about the whole of it.
+    pub(crate) attr_tokens: proc_macro2::TokenStream,
     /// What the attribute says.
     pub(crate) attr: UpcastAttr,
 }
@@ -161,7 +161,7 @@ impl Impl {
             } else if let Some(upcast) = first_of(cx, upcast_attrs, is_fn, &UPCAST_MISUSE) {
                 upcasts.push(UpcastMethod {
                     index,
-                    attr_span: upcast.span(),
+                    attr_tokens: quote::ToTokens::to_token_stream(&upcast),
                     attr: attr::upcast_attr(cx, &upcast),
                 });
             }

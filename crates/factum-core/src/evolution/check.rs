@@ -19,7 +19,7 @@ pub(crate) fn check<A: Aggregate>(upcasters: &Upcasters) -> Result<(), Error> {
     };
     let mut chains: Vec<_> = upcasters.chains().collect();
     // Reported in a stable order, whatever the registry's hashing.
-    chains.sort_by(|(left, _), (right, _)| left.cmp(right));
+    chains.sort_by_key(|(event_type, _)| *event_type);
     for (event_type, present) in chains {
         if let Some(first) = present.iter().position(|present| !present) {
             let from = first as u32 + 1;

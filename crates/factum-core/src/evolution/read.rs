@@ -46,7 +46,9 @@ pub(crate) fn decode<A: Aggregate>(
         return Err(unknown_event_type(recorded));
     }
     let name = declared.map_or(stored_type, |event| event.name());
-    let current = current_version::<A>(name, upcasters);
+    let current = declared
+        .map_or(1, |event| event.version())
+        .max(upcasters.current_version(name));
     // Schema versions start at 1; a 0 from a hand-made event reads as 1.
     let stored = recorded.schema_version.max(1);
     match stored.cmp(&current) {

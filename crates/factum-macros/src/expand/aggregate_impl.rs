@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::{Ident, Path};
 
-use super::{aggregate_trait, checks, domain_event, event_enum, methods};
+use super::{aggregate_trait, checks, domain_event, event_enum, methods, upcasters};
 use crate::ast::Impl;
 use crate::valid::CheckedImpl;
 
@@ -69,6 +69,7 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
     let domain_event = domain_event::expand(&names, &events, &stored);
     let aggregate = aggregate_trait::expand(&names, &events, &evolution, &aggregate_stored);
     let snapshot_checks = checks::snapshot_upcasters(&names, &evolution);
+    let shims = upcasters::shims(&names.self_path, &evolution);
     quote! {
         // First, so that an argument type that cannot be stored is reported
         // before anything else.
@@ -78,6 +79,7 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
         const _: () = {
             #domain_event
             #aggregate
+            #shims
         };
         #snapshot_checks
     }

@@ -6,6 +6,7 @@ use quote::{quote, quote_spanned};
 
 use super::aggregate_impl::Names;
 use super::methods::body_ident;
+use super::upcasters;
 use crate::attr::Version;
 use crate::valid::{Event, Evolution, Returns};
 
@@ -149,19 +150,20 @@ fn evolution_const(events: &[Event], evolution: &Evolution) -> TokenStream {
         quote!(::factum::EventVersion::new(#name, #version, #declared, &[#(#aliases),*]))
     });
     let retired = &evolution.retired;
-    let upcasters = evolution.upcasters.iter().map(|upcaster| {
+    let upcasters = evolution.upcasters.iter().enumerate().map(|(index, upcaster)| {
         let (event, from) = (&upcaster.event, upcaster.from);
-        let function = &upcaster.function;
-        // Spanned at the function: one with another signature is reported there.
-        let step = quote_spanned!(function.span()=> Self::#function);
-        quote!(::factum::EventUpcaster::new(#event, #from, #step))
+        let shim = upcasters::event_shim(index);
+        quote!(::factum::EventUpcaster::new(#event, #from, #shim))
     });
-    let snapshot_upcasters = evolution.snapshot_upcasters.iter().map(|upcaster| {
-        let from = upcaster.from;
-        let function = &upcaster.function;
-        let step = quote_spanned!(function.span()=> Self::#function);
-        quote!(::factum::SnapshotUpcaster::new(#from, #step))
-    });
+    let snapshot_upcasters = evolution
+        .snapshot_upcasters
+        .iter()
+        .enumerate()
+        .map(|(index, upcaster)| {
+            let from = upcaster.from;
+            let shim = upcasters::snapshot_shim(index);
+            quote!(::factum::SnapshotUpcaster::new(#from, #shim))
+        });
     quote! {
         const EVOLUTION: ::factum::Evolution = ::factum::Evolution::new(
             &[

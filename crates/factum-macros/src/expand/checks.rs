@@ -121,11 +121,11 @@ pub(super) fn snapshot_upcasters(names: &Names, evolution: &Evolution) -> TokenS
         let from = upcaster.from;
         let message = format!(
             "`#[upcast(snapshot, from = {from})]` on `fn {}` lifts snapshots from shape version {from} to {}: declare `#[aggregate(snapshot_version = {})]` (or higher) on the struct, or remove the upcaster",
-            upcaster.function,
+            upcaster.function.ident,
             from + 1,
             from + 1
         );
-        quote_spanned! {upcaster.span=>
+        quote_spanned! {upcaster.function.ident.span()=>
             const _: () = {
                 if !<#self_path as ::factum::__private::AggregateFields>::SNAPSHOT_VERSION_DECLARED
                     || #from >= <#self_path as ::factum::__private::AggregateFields>::SNAPSHOT_VERSION

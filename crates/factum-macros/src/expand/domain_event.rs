@@ -143,15 +143,16 @@ fn from_payload_arm(event: &Event) -> TokenStream {
     }
 }
 
-/// Decodes a payload already parsed (and lifted): from the `Value`, without
-/// writing it back to text.
+/// Decodes a payload already parsed (and lifted): from the `Value`, field
+/// by field, without writing it back to text.
 fn from_value_arm(event: &Event) -> TokenStream {
     let variant = &event.variant;
     let name = stored_names(event);
     if event.args.is_empty() {
         return quote! {
+            // Like `from_payload`: any payload will do.
             #name => {
-                ::factum::__private::serde_json::from_value::<::factum::__private::serde::de::IgnoredAny>(payload)?;
+                ::core::mem::drop(payload);
                 ::core::result::Result::Ok(Self::#variant)
             }
         };
@@ -160,7 +161,7 @@ fn from_value_arm(event: &Event) -> TokenStream {
     let idents: Vec<&Ident> = event.args.iter().map(|arg| &arg.ident).collect();
     quote! {
         #name => {
-            let #owned { #(#idents),* } = ::factum::__private::serde_json::from_value(payload)?;
+            let #owned { #(#idents),* } = ::factum::__private::serde::Deserialize::deserialize(&payload)?;
             ::core::result::Result::Ok(Self::#variant { #(#idents),* })
         }
     }

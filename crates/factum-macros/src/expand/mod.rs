@@ -23,6 +23,7 @@ mod domain_event;
 mod event_enum;
 mod fields;
 mod methods;
+mod upcasters;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;

@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ImplItemFn, LitStr, ReturnType};
 
 use super::{Event, generics_tokens};
@@ -30,15 +31,40 @@ pub(crate) struct Evolution {
 pub(crate) struct Upcaster {
     pub(crate) event: String,
     pub(crate) from: u32,
-    pub(crate) function: Ident,
+    pub(crate) function: Function,
 }
 
 /// `#[upcast(snapshot, from = N)] fn function(...)`.
 pub(crate) struct SnapshotUpcaster {
     pub(crate) from: u32,
-    pub(crate) function: Ident,
-    /// The attribute, where a misfit with `snapshot_version` is reported.
-    pub(crate) span: Span,
+    pub(crate) function: Function,
+}
+
+/// An upcaster function, with where to report a wrong argument or
+/// return type.
+pub(crate) struct Function {
+    pub(crate) ident: Ident,
+    pub(crate) input: Span,
+    pub(crate) output: Span,
+}
+
+impl Function {
+    fn of(function: &ImplItemFn) -> Self {
+        let sig = &function.sig;
+        let input = match sig.inputs.first() {
+            Some(FnArg::Typed(typed)) => typed.ty.span(),
+            _ => sig.ident.span(),
+        };
+        let output = match &sig.output {
+            ReturnType::Type(_, ty) => ty.span(),
+            ReturnType::Default => sig.ident.span(),
+        };
+        Function {
+            ident: sig.ident.clone(),
+            input,
+            output,
+        }
+    }
 }
 
 /// Checks retired types, aliases and upcasters; fills each event's valid
@@ -149,8 +175,11 @@ struct Upcasts {
     /// Every step declared, generated or not: (event, from).
     links: HashSet<(String, u32)>,
     /// Where the last step of `created` was declared.
-    created_top: Option<(u32, Span)>,
+    created_top: Option<(u32, TokenStream)>,
     broken: HashSet<String>,
+    /// The steps of upcasters whose event is unknown (reported): probably
+    /// a misspelt step of a chain, which is not reported missing again.
+    misspelt: HashSet<u32>,
 }
 
 impl Upcasts {
@@ -168,6 +197,7 @@ impl Upcasts {
             let function = input.function(upcast.index);
             let signature_ok = check_signature(cx, function);
             let ident = function.sig.ident.clone();
+            let attr = &upcast.attr_tokens;
             let (Some(target), Some((from, from_span))) = (&upcast.attr.target, upcast.attr.from) else {
                 if let Some(Target::Event(literal)) = &upcast.attr.target {
                     self.broken.insert(literal.value());
@@ -177,8 +207,8 @@ impl Upcasts {
             let literal = match target {
                 Target::Snapshot => {
                     if let Some(other) = first.get(&(None, from)) {
-                        cx.error_at(
-                            upcast.attr_span,
+                        cx.error_spanned_by(
+                            attr,
                             format_args!(
                                 "a second upcaster of snapshots from version {from}: `fn {other}` already lifts it; keep one"
                             ),
@@ -189,8 +219,7 @@ impl Upcasts {
                     if signature_ok {
                         self.snapshot_upcasters.push(SnapshotUpcaster {
                             from,
-                            function: ident,
-                            span: upcast.attr_span,
+                            function: Function::of(function),
                         });
                     }
                     continue;
@@ -201,7 +230,10 @@ impl Upcasts {
             let event = events.iter().find(|event| event.name == name);
             if name != "created" && event.is_none() {
                 if !asked.contains(&name) {
-                    unknown_target(cx, literal, events, retired);
+                    match unknown_target(cx, literal, events, retired) {
+                        Some(owner) => self.broken.insert(owner),
+                        None => self.misspelt.insert(from),
+                    };
                 }
                 continue;
             }
@@ -211,8 +243,8 @@ impl Upcasts {
                 continue;
             }
             if let Some(other) = first.get(&(Some(name.clone()), from)) {
-                cx.error_at(
-                    upcast.attr_span,
+                cx.error_spanned_by(
+                    attr,
                     format_args!(
                         "a second upcaster of `{name}` from version {from}: `fn {other}` already lifts it to version {}; keep one",
                         from + 1
@@ -223,14 +255,14 @@ impl Upcasts {
             }
             first.insert((Some(name.clone()), from), ident.clone());
             self.links.insert((name.clone(), from));
-            if name == "created" && self.created_top.is_none_or(|(top, _)| top < from) {
-                self.created_top = Some((from, upcast.attr_span));
+            if name == "created" && self.created_top.as_ref().is_none_or(|(top, _)| *top < from) {
+                self.created_top = Some((from, attr.clone()));
             }
             if signature_ok {
                 self.upcasters.push(Upcaster {
                     event: name,
                     from,
-                    function: ident,
+                    function: Function::of(function),
                 });
             }
         }
@@ -243,9 +275,8 @@ impl Upcasts {
             Version::Invalid => return false,
             Version::Declared(version, _) if from < version => return true,
             Version::Declared(version, _) => format!(
-                "`{name}` is at schema version {version} (`version = {version}` on `fn {}`), so its upcasters lift versions 1 to {}; this one lifts from {from}: raise the event's `version` to {}, or remove this upcaster",
+                "`{name}` is at schema version {version} (`version = {version}` on `fn {}`): its upcasters lift it from versions below {version}, and this one lifts from {from}; raise the event's `version` to {}, or remove this upcaster",
                 event.method,
-                version - 1,
                 from + 1
             ),
             Version::Default => format!(
@@ -265,7 +296,7 @@ impl Upcasts {
             return;
         }
         let missing: Vec<u32> = (1..version)
-            .filter(|from| !self.links.contains(&(name.to_owned(), *from)))
+            .filter(|from| !self.links.contains(&(name.to_owned(), *from)) && !self.misspelt.contains(from))
             .collect();
         if missing.is_empty() {
             return;
@@ -282,16 +313,17 @@ impl Upcasts {
 
     /// One above the last upcaster of `created`; its missing steps reported.
     fn created_version(&self, cx: &mut Ctxt) -> u32 {
-        let Some((top, span)) = self.created_top else {
+        let Some((top, attr)) = &self.created_top else {
             return 1;
         };
+        let top = *top;
         if !self.broken.contains("created") {
             let missing: Vec<u32> = (1..top)
                 .filter(|from| !self.links.contains(&("created".to_owned(), *from)))
                 .collect();
             if !missing.is_empty() {
-                cx.error_at(
-                    span,
+                cx.error_spanned_by(
+                    attr,
                     format_args!(
                         "the upcasters of `created` lift it up to schema version {}, but nothing lifts it from version {}: add {}",
                         top + 1,
@@ -305,10 +337,12 @@ impl Upcasts {
     }
 }
 
-/// An upcaster names an event this impl block does not record.
-fn unknown_target(cx: &mut Ctxt, literal: &LitStr, events: &[Event], retired: &[String]) {
+/// An upcaster names an event this impl block does not record. Returns
+/// the event it is an old name of, if it is one.
+fn unknown_target(cx: &mut Ctxt, literal: &LitStr, events: &[Event], retired: &[String]) -> Option<String> {
     let name = literal.value();
-    let message = if let Some(owner) = events.iter().find(|event| event.aliases.contains(&name)) {
+    let owner = events.iter().find(|event| event.aliases.contains(&name));
+    let message = if let Some(owner) = owner {
         format!(
             "`{name}` is an old name of `{}`: upcasters name the event by its current name; write `#[upcast(\"{}\", from = ...)]`",
             owner.name, owner.name
@@ -326,6 +360,7 @@ fn unknown_target(cx: &mut Ctxt, literal: &LitStr, events: &[Event], retired: &[
         )
     };
     cx.error_spanned_by(literal, message);
+    owner.map(|owner| owner.name.clone())
 }
 
 /// `1`, `1 and 2`, `1, 2 and 3`.

@@ -17,7 +17,7 @@ use crate::attr::{Options, Version};
 use crate::case;
 use crate::ctxt::Ctxt;
 
-mod evolution;
+pub(crate) mod evolution;
 mod signature;
 
 pub(crate) use evolution::Evolution;
