@@ -1,5 +1,6 @@
 //! Snapshots (loads start from the latest one) and upcasting (old payloads
-//! lifted to the current schema while reading).
+//! lifted to the current schema while reading), with the run-time registry
+//! and with upcasters declared in the code.
 
 #![allow(missing_docs)]
 
@@ -60,6 +61,7 @@ async fn loads_start_from_the_snapshot() {
         .save_snapshot(Snapshot {
             stream: stream_of(id),
             version: 4,
+            schema_version: Counter::EVOLUTION.snapshot_version(),
             state: Payload::encode(&json!({ "id": id, "value": 1000 })).unwrap(),
             taken_at: time::OffsetDateTime::now_utc(),
         })
@@ -94,6 +96,7 @@ async fn a_snapshot_that_no_longer_deserializes_is_ignored() {
         .save_snapshot(Snapshot {
             stream: stream_of(id),
             version: 2,
+            schema_version: Counter::EVOLUTION.snapshot_version(),
             state: Payload::encode(&json!({ "old_shape": true })).unwrap(),
             taken_at: time::OffsetDateTime::now_utc(),
         })
@@ -142,7 +145,9 @@ async fn old_payloads_are_upcast_while_reading() {
         Err(Error::Serialization { version: 2, .. })
     ));
 
-    let app = Application::<Counter, _>::new(store.clone()).with_upcasters(renamed_field());
+    let app = Application::<Counter, _>::new(store.clone())
+        .with_upcasters(renamed_field())
+        .expect("the registry fits the counter");
     let mut counter = app.get(id).await.unwrap();
     assert_eq!(counter.value, 5);
 
@@ -162,7 +167,9 @@ async fn a_failing_upcaster_is_a_typed_error() {
     let store = InMemoryEventStore::new();
     let id = CounterId::generate();
     old_history(&store, id, &[json!({ "amount_was_never_by": 2 })]).await;
-    let app = Application::<Counter, _>::new(store).with_upcasters(renamed_field());
+    let app = Application::<Counter, _>::new(store)
+        .with_upcasters(renamed_field())
+        .expect("the registry fits the counter");
     match app.get(id).await {
         Err(Error::Upcast {
             version,
@@ -178,5 +185,96 @@ async fn a_failing_upcaster_is_a_typed_error() {
             assert!(reason.contains("`by` is missing"), "{reason}");
         }
         other => panic!("expected an upcast error, got {other:?}"),
+    }
+}
+
+/// The same counter, with its versions declared in the code.
+pub mod declared {
+    use factum::prelude::*;
+    use serde_json::Value;
+
+    #[aggregate(name = "Counter")]
+    #[derive(Debug, Clone, Default)]
+    pub struct Counter {
+        pub id: super::CounterId,
+        pub value: i64,
+    }
+
+    #[aggregate]
+    impl Counter {
+        #[event("added", version = 2, aliases = ["incremented"])]
+        pub fn add(&mut self, amount: i64) {
+            self.value += amount;
+        }
+
+        #[upcast("added", from = 1)]
+        fn added_v1(mut payload: Value) -> Result<Value, UpcastError> {
+            let by = payload
+                .as_object_mut()
+                .and_then(|fields| fields.remove("by"))
+                .ok_or("`by` is missing")?;
+            payload["amount"] = by;
+            Ok(payload)
+        }
+    }
+}
+
+#[tokio::test]
+async fn declared_upcasters_and_old_names_apply_to_projections_too() {
+    let store = InMemoryEventStore::new();
+    let id = CounterId::generate();
+    old_history(&store, id, &[json!({ "by": 2 })]).await;
+    let stored = store.read_all(0, 10).await.unwrap();
+    assert_eq!(
+        stored[1].decode::<declared::Counter>().unwrap(),
+        Some(declared::CounterEvent::Added { amount: 2 }),
+        "`incremented` at schema version 1 reads as `added` at version 2"
+    );
+    let app = Application::<declared::Counter, _>::new(store.clone());
+    let mut counter = app.get(id).await.unwrap();
+    assert_eq!(counter.value, 2);
+    counter.add(1);
+    app.save(&mut counter).await.unwrap();
+    let last = store.read_all(2, 10).await.unwrap();
+    assert_eq!(
+        (&*last[0].event_type, last[0].schema_version),
+        ("added", 2),
+        "new events under the current name and version"
+    );
+}
+
+#[test]
+fn the_registry_is_checked_when_the_application_is_built() {
+    let store = InMemoryEventStore::new();
+    // The code declares `added` and its upcaster: the registry may not lift it too.
+    match Application::<declared::Counter, _>::new(store.clone())
+        .with_upcasters(Upcasters::new().register("added", 1, Ok))
+    {
+        Err(Error::Evolution {
+            aggregate_type,
+            event_type,
+            schema_version,
+            reason,
+        }) => {
+            assert_eq!(
+                (aggregate_type, event_type.as_str(), schema_version),
+                ("Counter", "added", 2)
+            );
+            assert!(reason.contains("keep the chain in one place"), "{reason}");
+        }
+        other => panic!("expected an evolution error, got {:?}", other.map(|_| ())),
+    }
+    // A gap in a chain of the registry names the missing version.
+    match Application::<Counter, _>::new(store).with_upcasters(Upcasters::new().register(
+        "incremented",
+        2,
+        Ok,
+    )) {
+        Err(Error::Evolution {
+            event_type,
+            schema_version,
+            ..
+        }) => assert_eq!((event_type.as_str(), schema_version), ("incremented", 1)),
+        other => panic!("expected an evolution error, got {:?}", other.map(|_| ())),
     }
 }

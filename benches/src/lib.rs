@@ -31,6 +31,63 @@ impl Counter {
     }
 }
 
+/// A counter whose `incremented` event changed shape twice: schema version
+/// 1 was `{"by": n}`, version 2 renamed it `{"amount": n}`, version 3 added
+/// a `note`. Replaying version 1 events takes two upcaster steps each.
+#[aggregate(name = "EvolvedCounter")]
+#[derive(Debug, Clone, Default)]
+pub struct EvolvedCounter {
+    /// The id.
+    pub id: CounterId,
+    /// The running value.
+    pub value: i64,
+}
+
+#[aggregate]
+impl EvolvedCounter {
+    /// Adds `amount`.
+    #[event("incremented", version = 3)]
+    pub fn add(&mut self, amount: i64, note: Option<String>) {
+        self.value += amount;
+        drop(note);
+    }
+
+    #[upcast("incremented", from = 1)]
+    fn incremented_v1(mut payload: serde_json::Value) -> Result<serde_json::Value, factum::UpcastError> {
+        let by = payload
+            .as_object_mut()
+            .and_then(|fields| fields.remove("by"))
+            .ok_or("`by` is missing")?;
+        payload["amount"] = by;
+        Ok(payload)
+    }
+
+    #[upcast("incremented", from = 2)]
+    fn incremented_v2(mut payload: serde_json::Value) -> Result<serde_json::Value, factum::UpcastError> {
+        payload["note"] = serde_json::Value::Null;
+        Ok(payload)
+    }
+}
+
+/// `count` `incremented` events of [`EvolvedCounter`] at schema version 1
+/// (`{"by":1}`), each needing two upcaster steps.
+pub fn events_at_version_1(count: usize) -> Vec<NewEvent> {
+    (0..count)
+        .map(|_| NewEvent::new("incremented", Payload::from_stored(r#"{"by":1}"#)).with_schema_version(1))
+        .collect()
+}
+
+/// The same events as [`events_at_version_1`], stored at the current schema
+/// version 3 (`{"amount":1,"note":null}`).
+pub fn events_at_version_3(count: usize) -> Vec<NewEvent> {
+    (0..count)
+        .map(|_| {
+            NewEvent::new("incremented", Payload::from_stored(r#"{"amount":1,"note":null}"#))
+                .with_schema_version(3)
+        })
+        .collect()
+}
+
 /// The same counter written by hand, the way one would without macros.
 #[derive(Debug, Default)]
 pub struct HandCounter {

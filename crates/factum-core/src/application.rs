@@ -32,6 +32,19 @@ struct Snapshots<A, S> {
     save: fn(&S, Snapshot) -> BoxFuture<'_, Result<(), Error>>,
     encode: fn(&A) -> Result<Payload, serde_json::Error>,
     decode: fn(&Payload) -> Result<A, serde_json::Error>,
+    decode_value: fn(serde_json::Value) -> Result<A, serde_json::Error>,
+}
+
+/// What a load found among the snapshots.
+enum Restored<A> {
+    /// A usable snapshot: the aggregate at its version.
+    Usable(A, u64),
+    /// A snapshot of another shape (or that no longer deserializes): the
+    /// load replays the events, then writes a fresh snapshot unless the
+    /// stale one (at this version) is ahead of the stream and would stay.
+    Stale(u64),
+    /// No snapshot, or none at or below the version asked for.
+    Missing,
 }
 
 type LoadSnapshot<S> = for<'a> fn(&'a S, &'a StreamId) -> BoxFuture<'a, Result<Option<Snapshot>, Error>>;
@@ -113,12 +126,6 @@ impl<A, S> Application<A, S> {
         self.notifier.as_ref()
     }
 
-    /// Lifts old payloads with `upcasters` while reading; see [`Upcasters`].
-    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
-        self.repository = self.repository.with_upcasters(upcasters);
-        self
-    }
-
     /// The repository underneath.
     pub fn repository(&self) -> &Repository<A, S> {
         &self.repository
@@ -127,6 +134,29 @@ impl<A, S> Application<A, S> {
     /// The event store.
     pub fn store(&self) -> &S {
         self.repository.store()
+    }
+
+    /// How many stored events of retired types the loads of this
+    /// application (and its clones) have skipped; see
+    /// [`Repository::retired_skipped`].
+    pub fn retired_skipped(&self) -> u64 {
+        self.repository.retired_skipped()
+    }
+}
+
+impl<A: Aggregate, S> Application<A, S> {
+    /// Lifts old payloads with `upcasters`, the run-time registry, besides
+    /// the upcasters `A` declares; see [`Upcasters`].
+    ///
+    /// The registry is checked against `A`'s declared evolution when the
+    /// application is built, here: a gap in a chain, or an event whose
+    /// version the code declares also lifted by the registry, is
+    /// [`Error::Evolution`] naming the event type and schema version, never
+    /// a failed read later. (A chain declared in the code is checked at
+    /// compile time.)
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Result<Self, Error> {
+        self.repository = self.repository.with_upcasters(upcasters)?;
+        Ok(self)
     }
 }
 
@@ -139,11 +169,16 @@ where
     /// the latest one, replaying only the events after it.
     ///
     /// The aggregate serializes with serde (the hidden bookkeeping field is
-    /// skipped). A snapshot that no longer deserializes after a change of the
-    /// struct is ignored: the load replays the whole stream instead. So is a
-    /// snapshot whose version the stream does not hold (one ahead of its
-    /// stream): a load never yields an aggregate at a version its stream
-    /// never reached.
+    /// skipped). Each snapshot records the version of the aggregate's shape
+    /// ([`Evolution::snapshot_version`](crate::Evolution::snapshot_version):
+    /// `#[aggregate(snapshot_version = N)]`, or derived from the fields). A
+    /// snapshot of another version is lifted by the upcasters the aggregate
+    /// declares (`#[upcast(snapshot, from = N)]`) when they lead to the
+    /// current one, and otherwise ignored: the load replays the whole stream,
+    /// then writes a fresh snapshot. The same goes for a snapshot that no
+    /// longer deserializes. A snapshot whose version the stream does not
+    /// hold (one ahead of its stream) is ignored too: a load never yields an
+    /// aggregate at a version its stream never reached.
     pub fn with_snapshots(mut self, policy: SnapshotPolicy) -> Self {
         self.snapshots = Some(Snapshots {
             policy,
@@ -151,6 +186,7 @@ where
             save: save_snapshot::<S>,
             encode: |aggregate| Payload::encode(aggregate),
             decode: |state| state.decode(),
+            decode_value: serde_json::from_value,
         });
         self
     }
@@ -300,12 +336,21 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
         if !snapshots.policy.due(before, result.stream_version) {
             return;
         }
+        self.take_snapshot(snapshots, aggregate, result.stream_version)
+            .await;
+    }
+
+    /// Stores a snapshot of `aggregate` at `version`. A snapshot is a
+    /// cache: failing to take one is a warning through `tracing`, not an
+    /// error of the save or load that asked for it.
+    async fn take_snapshot(&self, snapshots: &Snapshots<A, S>, aggregate: &A, version: u64) {
         let stream = StreamId::for_aggregate::<A>(&aggregate.id());
         let taken = match (snapshots.encode)(aggregate) {
             Ok(state) => {
                 let snapshot = Snapshot {
                     stream: stream.clone(),
-                    version: result.stream_version,
+                    version,
+                    schema_version: A::EVOLUTION.snapshot_version(),
                     state,
                     taken_at: time::OffsetDateTime::now_utc(),
                 };
@@ -313,13 +358,13 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
             }
             Err(source) => Err(Error::Serialization {
                 stream: stream.clone(),
-                version: result.stream_version,
+                version,
                 event_type: "snapshot".to_owned(),
                 source,
             }),
         };
         if let Err(error) = taken {
-            tracing::warn!(%stream, version = result.stream_version, %error, "snapshot not taken");
+            tracing::warn!(%stream, version, %error, "snapshot not taken");
         }
     }
 
@@ -330,22 +375,38 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
     /// older backup, or written by hand) would give an aggregate at a
     /// version the stream never reached, whose next save could only
     /// conflict. Such a snapshot is ignored, like one that no longer
-    /// deserializes.
+    /// deserializes. After a full load past a snapshot of another shape, a
+    /// fresh one is written, so the next load starts from it.
     async fn load(&self, id: &A::Id, up_to: u64) -> Result<Option<A>, Error> {
-        if let Some(snapshots) = &self.snapshots
-            && let Some((aggregate, version)) = self.restore(snapshots, id, up_to).await?
-        {
-            let loaded = self
-                .repository
-                .load_from_snapshot(id, aggregate, version, up_to)
-                .await?;
-            if loaded.is_some() {
-                return Ok(loaded);
+        let Some(snapshots) = &self.snapshots else {
+            return self.repository.load_from(id, None, up_to).await;
+        };
+        match self.restore(snapshots, id, up_to).await? {
+            Restored::Usable(aggregate, version) => {
+                let loaded = self
+                    .repository
+                    .load_from_snapshot(id, aggregate, version, up_to)
+                    .await?;
+                if loaded.is_some() {
+                    return Ok(loaded);
+                }
+                let stream = StreamId::for_aggregate::<A>(id);
+                tracing::warn!(%stream, version, "snapshot ignored: it is ahead of its stream");
+                self.repository.load_from(id, None, up_to).await
             }
-            let stream = StreamId::for_aggregate::<A>(id);
-            tracing::warn!(%stream, version, "snapshot ignored: it is ahead of its stream");
+            Restored::Stale(stale_version) => {
+                let loaded = self.repository.load_from(id, None, up_to).await?;
+                if let Some(aggregate) = &loaded
+                    && up_to == u64::MAX
+                    && aggregate.version() >= stale_version
+                {
+                    self.take_snapshot(snapshots, aggregate, aggregate.version())
+                        .await;
+                }
+                Ok(loaded)
+            }
+            Restored::Missing => self.repository.load_from(id, None, up_to).await,
         }
-        self.repository.load_from(id, None, up_to).await
     }
 
     /// The aggregate from its latest snapshot at or below `up_to`, if usable.
@@ -354,21 +415,40 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
         snapshots: &Snapshots<A, S>,
         id: &A::Id,
         up_to: u64,
-    ) -> Result<Option<(A, u64)>, Error> {
+    ) -> Result<Restored<A>, Error> {
         let stream = StreamId::for_aggregate::<A>(id);
         let Some(snapshot) = (snapshots.load)(self.store(), &stream).await? else {
-            return Ok(None);
+            return Ok(Restored::Missing);
         };
         if snapshot.version > up_to {
-            return Ok(None);
+            return Ok(Restored::Missing);
         }
-        match (snapshots.decode)(&snapshot.state) {
-            Ok(aggregate) => Ok(Some((aggregate, snapshot.version))),
+        let current = A::EVOLUTION.snapshot_version();
+        let decoded = if snapshot.schema_version == current {
+            (snapshots.decode)(&snapshot.state).map_err(|error| error.to_string())
+        } else {
+            match crate::evolution::lift_snapshot::<A>(snapshot.schema_version, &snapshot.state) {
+                Some(lifted) => lifted
+                    .and_then(|state| (snapshots.decode_value)(state).map_err(|error| error.to_string())),
+                None => {
+                    tracing::info!(
+                        %stream,
+                        version = snapshot.version,
+                        schema_version = snapshot.schema_version,
+                        current_schema_version = current,
+                        "snapshot ignored: it has another shape version; replaying the events"
+                    );
+                    return Ok(Restored::Stale(snapshot.version));
+                }
+            }
+        };
+        match decoded {
+            Ok(aggregate) => Ok(Restored::Usable(aggregate, snapshot.version)),
             Err(error) => {
                 // A snapshot is a cache: one from before a change of the struct
                 // costs a full replay, not a failed load.
                 tracing::warn!(%stream, version = snapshot.version, %error, "snapshot ignored: it no longer deserializes");
-                Ok(None)
+                Ok(Restored::Stale(snapshot.version))
             }
         }
     }

@@ -86,20 +86,59 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
 
-    /// An old payload could not be lifted to the current schema version.
+    /// An old payload could not be lifted to the current schema version:
+    /// an upcaster returned an error (its message is in `reason`).
     #[error(
-        "upcasting `{event_type}` (schema version {schema_version}) at version {version} of stream {stream} failed: {reason}"
+        "upcasting `{event_type}` at version {version} of stream {stream} from schema version {schema_version} to {current_version} failed: {reason}"
     )]
     Upcast {
         /// The stream holding the event.
         stream: StreamId,
         /// The event's version in its stream.
         version: u64,
-        /// The event type.
+        /// The event type, as stored.
         event_type: String,
         /// The schema version the payload was stored with.
         schema_version: u32,
-        /// What the upcaster reported.
+        /// The schema version the code reads it at.
+        current_version: u32,
+        /// Which step failed and what the upcaster reported.
+        reason: String,
+    },
+
+    /// A stored event has a schema version above the one the code knows for
+    /// its type: it was written by newer code. It is never decoded as if it
+    /// were current.
+    #[error(
+        "event `{event_type}` at version {version} of stream {stream} has schema version {schema_version}, but this code knows `{event_type}` only up to schema version {current_version}: it was written by newer code; read it with that code (or declare `version = {schema_version}` and its upcaster here)"
+    )]
+    SchemaTooNew {
+        /// The stream holding the event.
+        stream: StreamId,
+        /// The event's version in its stream.
+        version: u64,
+        /// The event type, as stored.
+        event_type: String,
+        /// The schema version the event was stored with.
+        schema_version: u32,
+        /// The newest schema version of this type the code knows.
+        current_version: u32,
+    },
+
+    /// The upcasters registered at run time do not fit the evolution the
+    /// aggregate's code declares: found when the application (or
+    /// repository) is built, before anything is read.
+    #[error(
+        "evolution of `{aggregate_type}`, event `{event_type}` at schema version {schema_version}: {reason}"
+    )]
+    Evolution {
+        /// The aggregate type.
+        aggregate_type: &'static str,
+        /// The event type concerned.
+        event_type: String,
+        /// The schema version where the chain is broken.
+        schema_version: u32,
+        /// What is wrong, and what to do.
         reason: String,
     },
 

@@ -302,7 +302,12 @@ impl RecordedEvent {
     }
 
     /// Decodes this event into the event enum of aggregate `A`, or `None`
-    /// when it belongs to another aggregate type.
+    /// when it belongs to another aggregate type or is of a type `A`
+    /// retired (`#[aggregate(retired = [...])]`).
+    ///
+    /// `A`'s declared evolution applies: old names are read as the current
+    /// ones, and payloads of older schema versions are lifted by the
+    /// upcasters `A` declares.
     ///
     /// The typed way to match on events inside a projection: the stream's
     /// aggregate type is compared with [`Aggregate::TYPE`](crate::Aggregate::TYPE),
@@ -322,8 +327,8 @@ impl RecordedEvent {
     /// }
     /// ```
     ///
-    /// Events stored at an older schema version need
-    /// [`decode_with`](Self::decode_with) and the application's upcasters.
+    /// Events whose upcasters are registered at run time need
+    /// [`decode_with`](Self::decode_with) and the application's registry.
     pub fn decode<A: crate::Aggregate>(&self) -> Result<Option<A::Event>, crate::Error> {
         self.decode_with::<A>(&crate::Upcasters::new())
     }
@@ -344,7 +349,10 @@ impl RecordedEvent {
         if self.aggregate_type() != A::TYPE {
             return Ok(None);
         }
-        crate::repository::decode::<A>(self, upcasters).map(Some)
+        match crate::evolution::decode::<A>(self, upcasters)? {
+            crate::evolution::Decoded::Event(event) => Ok(Some(event)),
+            crate::evolution::Decoded::Retired => Ok(None),
+        }
     }
 
     /// True when `new` is the same event as this one (id, type, schema,

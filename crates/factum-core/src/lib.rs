@@ -11,6 +11,7 @@ mod application;
 pub mod backend;
 mod error;
 mod event;
+mod evolution;
 mod id;
 mod memory;
 mod notify;
@@ -30,6 +31,7 @@ pub use aggregate::{Aggregate, AggregateId, ApplyError, DecodeError, DefaultAggr
 pub use application::Application;
 pub use error::{Error, Result};
 pub use event::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
+pub use evolution::{EventUpcaster, EventVersion, Evolution, SnapshotUpcaster, UpcastError, UpcastFn};
 pub use memory::InMemoryEventStore;
 pub use notify::{
     BroadcastNotifier, Notifications, Notifier, NotifyError, PublishError, Publisher, Received,
@@ -58,7 +60,7 @@ pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore, HandlerError,
         InMemoryEventStore, Metadata, Projection, ProjectionRunner, ProjectionStore, RecordedEvent,
-        Repository, SnapshotPolicy, StreamId, TransactionalProjection, UnitOfWork, Upcasters,
+        Repository, SnapshotPolicy, StreamId, TransactionalProjection, UnitOfWork, UpcastError, Upcasters,
     };
 }
 
@@ -66,8 +68,8 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::aggregate::{
-        AggregateEvents, AggregateFields, AggregateState, EventField, derive_order, record, replay_error,
-        start,
+        AggregateEvents, AggregateFields, AggregateState, EventField, derive_order, from_value, record,
+        replay_error, start, upcaster,
     };
     pub use serde;
     pub use serde_json;

@@ -1,9 +1,10 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 
-use crate::aggregate::DecodeError;
+use crate::evolution::{self, Decoded};
 use crate::{
     Aggregate, AppendBatch, AppendResult, DomainEvent, Error, EventPages, EventStore, ExpectedVersion,
     Metadata, NewEvent, Payload, RecordedEvent, StreamId, Upcasters,
@@ -17,6 +18,8 @@ use crate::{
 pub struct Repository<A, S> {
     store: S,
     upcasters: Arc<Upcasters>,
+    /// Stored events of retired types skipped by replays, shared by clones.
+    retired_skipped: Arc<AtomicU64>,
     aggregate: PhantomData<fn() -> A>,
 }
 
@@ -25,6 +28,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
         Self {
             store: self.store.clone(),
             upcasters: self.upcasters.clone(),
+            retired_skipped: self.retired_skipped.clone(),
             aggregate: PhantomData,
         }
     }
@@ -42,15 +46,9 @@ impl<A, S> Repository<A, S> {
         Self {
             store,
             upcasters: Arc::new(Upcasters::new()),
+            retired_skipped: Arc::new(AtomicU64::new(0)),
             aggregate: PhantomData,
         }
-    }
-
-    /// Lifts old payloads with `upcasters` while reading, and writes new
-    /// events at their current schema versions.
-    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
-        self.upcasters = Arc::new(upcasters);
-        self
     }
 
     /// The upcasters applied while reading.
@@ -61,6 +59,31 @@ impl<A, S> Repository<A, S> {
     /// The underlying store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// How many stored events of retired types (`#[aggregate(retired = [...])]`)
+    /// the replays of this repository and its clones have skipped.
+    ///
+    /// Each skip is also a `tracing` event at debug level naming the
+    /// stream, version and event type.
+    pub fn retired_skipped(&self) -> u64 {
+        self.retired_skipped.load(Ordering::Relaxed)
+    }
+}
+
+impl<A: Aggregate, S> Repository<A, S> {
+    /// Lifts old payloads with `upcasters` (the run-time registry) as well
+    /// as the upcasters `A` declares, and writes new events at their
+    /// current schema versions.
+    ///
+    /// The registry is checked against `A`'s declared evolution here, once:
+    /// a gap in one of its chains, or an event whose version the code
+    /// declares also lifted by the registry, is [`Error::Evolution`] naming
+    /// the event type and schema version.
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Result<Self, Error> {
+        evolution::check::<A>(&upcasters)?;
+        self.upcasters = Arc::new(upcasters);
+        Ok(self)
     }
 }
 
@@ -87,7 +110,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let stream = StreamId::for_aggregate::<A>(id);
         let mut replay = Replay::new(stream, base, up_to);
         let mut pages = self.store.read_stream_pages(&replay.stream, replay.replayed + 1);
-        replay.drain(&mut pages, &self.upcasters).await?;
+        replay.drain(&mut pages, &self.reading()).await?;
         Ok(replay.finish())
     }
 
@@ -118,8 +141,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             return Ok(None);
         }
         let mut replay = Replay::new(stream.clone(), Some((aggregate, version)), up_to);
-        replay.page(following, &self.upcasters)?;
-        replay.drain(&mut pages, &self.upcasters).await?;
+        let reading = self.reading();
+        replay.page(following, &reading)?;
+        replay.drain(&mut pages, &reading).await?;
         Ok(replay.finish())
     }
 
@@ -261,7 +285,7 @@ impl<A: Aggregate, S> Repository<A, S> {
                 Ok(NewEvent {
                     event_id,
                     event_type: event_type.into(),
-                    schema_version: self.upcasters.current_version(event_type),
+                    schema_version: evolution::current_version::<A>(event_type, &self.upcasters),
                     payload,
                     metadata: metadata.clone(),
                     occurred_at,
@@ -283,6 +307,21 @@ pub(crate) fn unchanged<A: Aggregate>(aggregate: &A) -> AppendResult {
         stream_version: aggregate.state().persisted_version(),
         positions: Vec::new(),
     }
+}
+
+impl<A, S> Repository<A, S> {
+    fn reading(&self) -> Reading<'_> {
+        Reading {
+            upcasters: &self.upcasters,
+            retired_skipped: &self.retired_skipped,
+        }
+    }
+}
+
+/// What a replay reads stored events with.
+struct Reading<'a> {
+    upcasters: &'a Upcasters,
+    retired_skipped: &'a AtomicU64,
 }
 
 /// A replay in progress: the aggregate so far and how many events it holds.
@@ -308,18 +347,18 @@ impl<A: Aggregate> Replay<A> {
     }
 
     /// Replays the pages until `up_to` or the end of the stream.
-    async fn drain(&mut self, pages: &mut EventPages<'_>, upcasters: &Upcasters) -> Result<(), Error> {
+    async fn drain(&mut self, pages: &mut EventPages<'_>, reading: &Reading<'_>) -> Result<(), Error> {
         while self.replayed < self.up_to {
             let Some(page) = pages.next().await else {
                 break;
             };
-            self.page(&page?, upcasters)?;
+            self.page(&page?, reading)?;
         }
         Ok(())
     }
 
     /// Replays the events of one page, up to `up_to`.
-    fn page(&mut self, events: &[RecordedEvent], upcasters: &Upcasters) -> Result<(), Error> {
+    fn page(&mut self, events: &[RecordedEvent], reading: &Reading<'_>) -> Result<(), Error> {
         for recorded in events {
             if self.replayed >= self.up_to {
                 break;
@@ -331,7 +370,7 @@ impl<A: Aggregate> Replay<A> {
             if !self.stream.shares_allocation(&recorded.stream) {
                 self.stream = recorded.stream.clone();
             }
-            replay(&mut self.aggregate, recorded, upcasters)?;
+            replay(&mut self.aggregate, recorded, reading)?;
             self.replayed += 1;
         }
         Ok(())
@@ -347,13 +386,26 @@ impl<A: Aggregate> Replay<A> {
 
 /// Applies one stored event, already checked to be the next of its stream
 /// ([`check_next_version`](crate::backend::check_next_version)): the first
-/// builds the aggregate, the rest replay their method bodies.
-pub(crate) fn replay<A: Aggregate>(
+/// builds the aggregate, the rest replay their method bodies; an event of a
+/// retired type is skipped and counted.
+fn replay<A: Aggregate>(
     aggregate: &mut Option<A>,
     recorded: &RecordedEvent,
-    upcasters: &Upcasters,
+    reading: &Reading<'_>,
 ) -> Result<(), Error> {
-    let event = decode::<A>(recorded, upcasters)?;
+    let event = match evolution::decode::<A>(recorded, reading.upcasters)? {
+        Decoded::Event(event) => event,
+        Decoded::Retired => {
+            reading.retired_skipped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                stream = %recorded.stream,
+                version = recorded.version,
+                event_type = %recorded.event_type,
+                "skipped an event of a retired type"
+            );
+            return Ok(());
+        }
+    };
     let replay_error = |error: crate::ApplyError| Error::Replay {
         stream: recorded.stream.clone(),
         version: recorded.version,
@@ -366,43 +418,4 @@ pub(crate) fn replay<A: Aggregate>(
         Some(aggregate) => aggregate.apply(event).map_err(replay_error)?,
     }
     Ok(())
-}
-
-/// Turns a stored event into the aggregate's event enum, lifting an old
-/// payload to the current schema first.
-pub(crate) fn decode<A: Aggregate>(
-    recorded: &RecordedEvent,
-    upcasters: &Upcasters,
-) -> Result<A::Event, Error> {
-    let serialization = |source| Error::Serialization {
-        stream: recorded.stream.clone(),
-        version: recorded.version,
-        event_type: recorded.event_type.to_string(),
-        source,
-    };
-    let lifted;
-    let payload = if upcasters.needs_upcast(&recorded.event_type, recorded.schema_version) {
-        let value = recorded.payload.to_value().map_err(serialization)?;
-        let value = upcasters
-            .upcast(&recorded.event_type, recorded.schema_version, value)
-            .map_err(|reason| Error::Upcast {
-                stream: recorded.stream.clone(),
-                version: recorded.version,
-                event_type: recorded.event_type.to_string(),
-                schema_version: recorded.schema_version,
-                reason,
-            })?;
-        lifted = Payload::from(&value);
-        &lifted
-    } else {
-        &recorded.payload
-    };
-    A::Event::from_payload(&recorded.event_type, payload).map_err(|error| match error {
-        DecodeError::UnknownEventType => Error::UnknownEventType {
-            stream: recorded.stream.clone(),
-            version: recorded.version,
-            event_type: recorded.event_type.to_string(),
-        },
-        DecodeError::Payload(source) => serialization(source),
-    })
 }

@@ -12,6 +12,10 @@ pub struct Snapshot {
     pub stream: StreamId,
     /// The version of the last event the state includes.
     pub version: u64,
+    /// The version of the aggregate's shape the state was written in
+    /// ([`Evolution::snapshot_version`](crate::Evolution::snapshot_version)):
+    /// a snapshot of another shape version is not restored as is.
+    pub schema_version: u32,
     /// The serialized aggregate.
     pub state: Payload,
     /// When it was taken.
@@ -24,8 +28,8 @@ pub struct Snapshot {
 /// version than the stored one keeps the stored one, and one at the same
 /// version replaces it.
 ///
-/// A store keeps what it is given and does not compare a snapshot with its
-/// stream. An [`Application`](crate::Application) uses a snapshot only when
+/// A store keeps what it is given, the shape version included, and does
+/// not compare a snapshot with its stream. An [`Application`](crate::Application) uses a snapshot only when
 /// the stream holds the snapshot's version (it reads from that event on), so
 /// a snapshot ahead of its stream is ignored and the aggregate is replayed.
 /// The conformance suite checks both on every backend.

@@ -13,6 +13,15 @@ type Step = Arc<dyn Fn(Value) -> Result<Value, String> + Send + Sync>;
 /// current version of a type is one above its highest step (1 without
 /// steps), and new events are saved with it.
 ///
+/// This is the run-time registry, for events whose versions the code does
+/// not declare (events of other producers, or aggregates written by hand).
+/// An `#[aggregate]` declares its own with `#[event("name", version = N)]`
+/// and `#[upcast]` functions; [`Application::with_upcasters`](crate::Application::with_upcasters)
+/// checks the two against each other when the application is built: a
+/// registry with a gap in a chain, or lifting an event whose version the
+/// code declares, is an [`Error::Evolution`](crate::Error::Evolution) then,
+/// never a failed read later.
+///
 /// ```
 /// use factum_core::Upcasters;
 /// use serde_json::{json, Value};
@@ -88,6 +97,20 @@ impl Upcasters {
     #[inline]
     pub fn needs_upcast(&self, event_type: &str, schema_version: u32) -> bool {
         !self.steps.is_empty() && schema_version < self.current_version(event_type)
+    }
+
+    /// The step lifting `event_type` from schema version `from`.
+    pub(crate) fn step(&self, event_type: &str, from: u32) -> Option<&Step> {
+        let index = usize::try_from(from.checked_sub(1)?).ok()?;
+        self.steps.get(event_type)?.get(index)?.as_ref()
+    }
+
+    /// Each event type with, per schema version from 1 up, whether a step
+    /// lifts it from there.
+    pub(crate) fn chains(&self) -> impl Iterator<Item = (&str, Vec<bool>)> {
+        self.steps
+            .iter()
+            .map(|(event_type, steps)| (event_type.as_str(), steps.iter().map(Option::is_some).collect()))
     }
 
     /// Lifts `payload` from `schema_version` to the current version.

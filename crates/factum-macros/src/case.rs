@@ -3,20 +3,35 @@
 /// The rule every event name follows, quoted in error messages.
 pub(crate) const NAME_RULE: &str = "an event name starts with an ASCII letter, followed by ASCII letters, digits, `_`, `-` or `.` (e.g. `incremented`, `money_deposited`, `order.shipped`)";
 
+/// The rule every stored aggregate name follows, quoted in error messages.
+/// No `-`: a stream id displays as `Type-id`.
+pub(crate) const AGGREGATE_NAME_RULE: &str = "an aggregate name starts with an ASCII letter, followed by ASCII letters, digits, `_` or `.` (e.g. `Counter`, `bank_account`, `billing.Invoice`)";
+
 /// Checks `name` against [`NAME_RULE`]; on failure says what is wrong.
 pub(crate) fn check_event_name(name: &str) -> Result<(), String> {
+    check_name("the event name", name, NAME_RULE, |c| {
+        matches!(c, '_' | '-' | '.')
+    })
+}
+
+/// Checks `name` against [`AGGREGATE_NAME_RULE`]; on failure says what is wrong.
+pub(crate) fn check_aggregate_name(name: &str) -> Result<(), String> {
+    check_name("the aggregate name", name, AGGREGATE_NAME_RULE, |c| {
+        matches!(c, '_' | '.')
+    })
+}
+
+fn check_name(what: &str, name: &str, rule: &str, punctuation: fn(char) -> bool) -> Result<(), String> {
     let mut chars = name.chars();
     let Some(first) = chars.next() else {
-        return Err(format!("the event name is empty: {NAME_RULE}"));
+        return Err(format!("{what} is empty: {rule}"));
     };
     if !first.is_ascii_alphabetic() {
-        return Err(format!(
-            "the event name `{name}` starts with `{first}`: {NAME_RULE}"
-        ));
+        return Err(format!("{what} `{name}` starts with `{first}`: {rule}"));
     }
-    if let Some(bad) = chars.find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))) {
+    if let Some(bad) = chars.find(|&c| !(c.is_ascii_alphanumeric() || punctuation(c))) {
         return Err(format!(
-            "the event name `{name}` contains `{}`: {NAME_RULE}",
+            "{what} `{name}` contains `{}`: {rule}",
             bad.escape_default()
         ));
     }
@@ -84,5 +99,9 @@ mod tests {
         assert!(check_event_name("_x").is_err());
         assert!(check_event_name("money deposited").is_err());
         assert!(check_event_name("café").is_err());
+        assert!(check_aggregate_name("billing.Invoice_2").is_ok());
+        assert!(check_aggregate_name("bank-account").is_err());
+        assert!(check_aggregate_name("$all").is_err());
+        assert!(check_aggregate_name("").is_err());
     }
 }

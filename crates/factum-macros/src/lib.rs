@@ -52,3 +52,14 @@ pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
 pub fn event(_args: TokenStream, item: TokenStream) -> TokenStream {
     expand::stray_event(item.into()).into()
 }
+
+/// Marks a function of an `#[aggregate]` impl block as an upcaster:
+/// `#[upcast("name", from = N)]` lifts stored `name` payloads from schema
+/// version `N` to `N + 1`; `#[upcast(snapshot, from = N)]` lifts snapshots.
+///
+/// `#[aggregate]` consumes this attribute; expanded on its own it is a
+/// compile error saying so. See `factum::upcast` for the full documentation.
+#[proc_macro_attribute]
+pub fn upcast(_args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::stray_upcast(item.into()).into()
+}

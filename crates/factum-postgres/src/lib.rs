@@ -67,8 +67,9 @@
 //!   for clients in SQL;
 //! - `factum_checkpoints`, `factum_dead_letters`, `factum_leases`: the
 //!   state of projections (version 3), kept by [`PostgresProjectionStore`];
-//! - `factum_snapshots`: the latest snapshot of each stream (version 4):
-//!   the store implements [`factum_core::SnapshotStore`], so
+//! - `factum_snapshots`: the latest snapshot of each stream (version 4;
+//!   its `schema_version` column, the aggregate's shape version, since
+//!   version 5): the store implements [`factum_core::SnapshotStore`], so
 //!   `Application::with_snapshots` works on it;
 //! - `factum_schema_version`: the versions applied. A newer crate migrates
 //!   an older schema in place, in one transaction.

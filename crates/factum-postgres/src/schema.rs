@@ -3,7 +3,7 @@
 use crate::options::Names;
 
 /// The schema version this crate writes and reads.
-pub(crate) const CURRENT_VERSION: u32 = 4;
+pub(crate) const CURRENT_VERSION: u32 = 5;
 
 /// Positions stay below 2^48: the high 16 bits of a position lock's key
 /// carry the store's tag.
@@ -22,6 +22,7 @@ pub(crate) fn migrations(names: &Names) -> [String; CURRENT_VERSION as usize] {
         version_2(names),
         version_3(names),
         version_4(names),
+        snapshot_shape_version(names),
     ]
 }
 
@@ -115,6 +116,23 @@ fn version_4(names: &Names) -> String {
              );"
     )
 }
+
+// ---- Migration: snapshot shape versions (issue 11) -------------------------
+// One self-contained step; at a merge with other new steps, only its place
+// in `migrations` (and so its number) changes.
+
+/// Version 5: each snapshot records the version of the aggregate's shape it
+/// was written in (`Snapshot::schema_version`, a `u32`). Snapshots taken
+/// before it read as shape version 1; adding a column with a constant
+/// default does not rewrite the table.
+fn snapshot_shape_version(names: &Names) -> String {
+    let Names { snapshots, .. } = names;
+    format!(
+        "ALTER TABLE {snapshots} ADD COLUMN schema_version bigint NOT NULL DEFAULT 1
+             CHECK (schema_version BETWEEN 0 AND 4294967295);"
+    )
+}
+// ---- end of migration: snapshot shape versions ----------------------------
 
 /// The functions of the current version, replaced on every `ensure_schema`.
 pub(crate) fn functions(names: &Names) -> String {

@@ -1,5 +1,6 @@
 //! Snapshots: the latest saved state of each aggregate, one row per stream
-//! in the `snapshots` table (schema version 4).
+//! in the `snapshots` table (schema version 4; the shape version column
+//! since schema version 5).
 
 use factum_core::backend::{corrupt, from_stored, to_stored};
 use factum_core::{Error, Payload, Snapshot, SnapshotStore, StreamId};
@@ -13,10 +14,11 @@ use crate::options::Names;
 /// the higher version whatever their order.
 pub(crate) fn save_sql(names: &Names) -> String {
     format!(
-        "INSERT INTO {snapshots} AS stored (stream_type, stream_id, version, state, taken_at)
-         VALUES ($1, $2, $3, $4::text::json, $5)
+        "INSERT INTO {snapshots} AS stored (stream_type, stream_id, version, state, taken_at, schema_version)
+         VALUES ($1, $2, $3, $4::text::json, $5, $6)
          ON CONFLICT (stream_type, stream_id) DO UPDATE
-            SET version = excluded.version, state = excluded.state, taken_at = excluded.taken_at
+            SET version = excluded.version, state = excluded.state, taken_at = excluded.taken_at,
+                schema_version = excluded.schema_version
           WHERE excluded.version >= stored.version",
         snapshots = names.snapshots
     )
@@ -25,7 +27,7 @@ pub(crate) fn save_sql(names: &Names) -> String {
 /// The statement that reads the snapshot of a stream.
 pub(crate) fn load_sql(names: &Names) -> String {
     format!(
-        "SELECT version, state::text, taken_at FROM {} WHERE stream_type = $1 AND stream_id = $2",
+        "SELECT version, state::text, taken_at, schema_version FROM {} WHERE stream_type = $1 AND stream_id = $2",
         names.snapshots
     )
 }
@@ -45,7 +47,8 @@ pub(crate) fn load_sql(names: &Names) -> String {
 /// let stream = StreamId::new("Counter", "42");
 /// let state = Payload::parse(r#"{"value":5}"#)?;
 /// let taken_at = time::OffsetDateTime::now_utc();
-/// store.save_snapshot(Snapshot { stream: stream.clone(), version: 1, state, taken_at }).await?;
+/// let snapshot = Snapshot { stream: stream.clone(), version: 1, schema_version: 1, state, taken_at };
+/// store.save_snapshot(snapshot).await?;
 /// let snapshot = store.load_snapshot(&stream).await?;
 /// assert_eq!(snapshot.map(|snapshot| snapshot.version), Some(1));
 /// # Ok(()) }
@@ -68,6 +71,7 @@ impl SnapshotStore for PostgresEventStore {
                     &version,
                     &snapshot.state.as_str(),
                     &snapshot.taken_at,
+                    &i64::from(snapshot.schema_version),
                 ],
             )
             .await
@@ -100,9 +104,16 @@ impl SnapshotStore for PostgresEventStore {
         )?;
         let state: String = row.try_get(1).map_err(damaged)?;
         let taken_at: OffsetDateTime = row.try_get(2).map_err(damaged)?;
+        let schema_version = from_stored(
+            row.try_get::<_, i64>(3).map_err(damaged)?,
+            "snapshot schema version",
+            stream,
+            0,
+        )?;
         Ok(Some(Snapshot {
             stream: stream.clone(),
             version,
+            schema_version,
             state: Payload::from_stored(state),
             taken_at,
         }))

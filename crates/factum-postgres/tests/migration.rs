@@ -66,7 +66,7 @@ async fn a_version_1_schema_is_migrated_with_its_events_intact() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
     let stream = StreamId::new("Counter", "old");
     let events: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
     assert_eq!(events.iter().map(|event| event.event_id).collect::<Vec<_>>(), ids);
@@ -216,6 +216,7 @@ async fn a_version_3_schema_gains_the_snapshot_table_with_its_data_intact() {
     let snapshot = Snapshot {
         stream: stream.clone(),
         version: 2,
+        schema_version: 1,
         state: Payload::parse(r#"{"value": 3}"#).unwrap(),
         taken_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap(),
     };
@@ -233,4 +234,34 @@ async fn tables(raw: &tokio_postgres::Client, schema: &str) -> Vec<String> {
     .iter()
     .map(|row| row.get(0))
     .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_snapshot_gains_shape_version_1() {
+    use factum_core::SnapshotStore;
+
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(4).await.unwrap();
+    raw.execute(
+        &format!(
+            "INSERT INTO \"{schema}\".factum_snapshots (stream_type, stream_id, version, state, taken_at) \
+             VALUES ('Counter', 'old', 2, '{{\"value\": 3}}', now())"
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+    store.ensure_schema().await.unwrap();
+    let snapshot = store
+        .load_snapshot(&StreamId::new("Counter", "old"))
+        .await
+        .unwrap()
+        .expect("the version 4 snapshot");
+    assert_eq!(
+        (snapshot.version, snapshot.schema_version),
+        (2, 1),
+        "a snapshot from before shape versions reads as shape version 1"
+    );
 }

@@ -160,6 +160,7 @@ fn factum_replay_child(path: &Path, durability: Durability) {
         let snapshot = Snapshot {
             stream: stream.clone(),
             version: replayed,
+            schema_version: 1,
             state: snapshot,
             taken_at: time::OffsetDateTime::now_utc(),
         };

@@ -113,8 +113,9 @@
 //! Tables: `streams` (stream key → aggregate type and id), `events`
 //! (`position` is the rowid; `occurred_at` is nanoseconds since the Unix
 //! epoch; `metadata` is NULL when empty) and `snapshots` (schema version
-//! 1); `factum_checkpoints`, `factum_dead_letters` and `factum_leases`
-//! (version 2). Opening a file of an older version migrates it in one
+//! 1; its `schema_version` column, the aggregate's shape version, since
+//! version 3); `factum_checkpoints`, `factum_dead_letters` and
+//! `factum_leases` (version 2). Opening a file of an older version migrates it in one
 //! transaction, keeping its events.
 
 mod append;

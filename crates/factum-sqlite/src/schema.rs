@@ -18,7 +18,7 @@ pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// schema version `i` to `i + 1`. A new file runs them all; an older file
 /// runs the ones it lacks, in one transaction, keeping its events. Never
 /// edit a published migration: add one.
-const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_SNAPSHOT_SHAPE];
 
 /// Schema version 1.
 ///
@@ -99,6 +99,18 @@ CREATE TABLE factum_leases (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 ";
+
+// ---- Migration: snapshot shape versions (issue 11) -------------------------
+// One self-contained step; at a merge with other new steps, only its place
+// in `MIGRATIONS` (and so its number) changes.
+
+/// Schema version 3: each snapshot records the version of the aggregate's
+/// shape it was written in (`Snapshot::schema_version`). Snapshots taken
+/// before it read as shape version 1.
+const SCHEMA_SNAPSHOT_SHAPE: &str = "
+ALTER TABLE snapshots ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;
+";
+// ---- end of migration: snapshot shape versions ----------------------------
 
 /// Where the store lives.
 #[derive(Clone, Debug)]

@@ -11,14 +11,15 @@ use crate::encode::nanos;
 use crate::error::sqlite;
 use crate::writer::Command;
 
-const SAVE_SQL: &str = "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, taken_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5) \
+const SAVE_SQL: &str = "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, taken_at, schema_version) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
      ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
-     SET version = excluded.version, state = excluded.state, taken_at = excluded.taken_at \
+     SET version = excluded.version, state = excluded.state, taken_at = excluded.taken_at, \
+         schema_version = excluded.schema_version \
      WHERE excluded.version >= snapshots.version";
 
-const LOAD_SQL: &str =
-    "SELECT version, state, taken_at FROM snapshots WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+const LOAD_SQL: &str = "SELECT version, state, taken_at, schema_version FROM snapshots \
+     WHERE aggregate_type = ?1 AND aggregate_id = ?2";
 
 /// Stores `snapshot` unless one of a higher version is stored; run by the
 /// writer with its group.
@@ -37,6 +38,7 @@ pub(crate) fn save(connection: &Connection, snapshot: &Snapshot) -> Result<(), E
             version,
             snapshot.state.as_str(),
             taken_at,
+            snapshot.schema_version,
         ))
         .map_err(sqlite)?;
     Ok(())
@@ -60,9 +62,16 @@ fn load(connection: &Connection, stream: &StreamId) -> Result<Option<Snapshot>, 
     )?;
     let state = at.text(row, 1, "snapshot state")?;
     let taken_at = at.time(row, 2, "snapshot time")?;
+    let schema_version = from_stored(
+        at.integer(row, 3, "snapshot schema version")?,
+        "snapshot schema version",
+        stream,
+        0,
+    )?;
     Ok(Some(Snapshot {
         stream: stream.clone(),
         version,
+        schema_version,
         state: Payload::from_stored(state),
         taken_at,
     }))
@@ -81,7 +90,8 @@ fn load(connection: &Connection, stream: &StreamId) -> Result<Option<Snapshot>, 
 ///
 /// let state = Payload::parse(r#"{"value":5}"#)?;
 /// let taken_at = time::OffsetDateTime::now_utc();
-/// store.save_snapshot(Snapshot { stream: stream.clone(), version: 1, state, taken_at }).await?;
+/// let snapshot = Snapshot { stream: stream.clone(), version: 1, schema_version: 1, state, taken_at };
+/// store.save_snapshot(snapshot).await?;
 /// let snapshot = store.load_snapshot(&stream).await?.expect("saved above");
 /// assert_eq!((snapshot.version, snapshot.state.as_str()), (1, r#"{"value":5}"#));
 /// # Ok::<(), Box<dyn std::error::Error>>(())

@@ -71,6 +71,7 @@ async fn every_call_on_a_closed_store_says_it_is_closed() {
     let snapshot = Snapshot {
         stream: stream.clone(),
         version: 1,
+        schema_version: 1,
         state: Payload::parse("{}").unwrap(),
         taken_at: time::OffsetDateTime::now_utc(),
     };
@@ -106,24 +107,30 @@ async fn ensure_schema_confirms_the_schema_and_notices_a_change_under_it() {
     let store = SqliteEventStore::open(&path).await.unwrap();
     store.ensure_schema().await.unwrap();
     store.ensure_schema().await.unwrap();
-    assert_eq!(SqliteEventStore::schema_version(), 2);
+    assert_eq!(SqliteEventStore::schema_version(), 3);
 
     let other = rusqlite::Connection::open(&path).unwrap();
     other.pragma_update(None, "user_version", 1).unwrap();
     let error = store.ensure_schema().await.unwrap_err();
     match sqlite_error(&error) {
-        Some(SqliteError::SchemaChanged { found, expected, .. }) => assert_eq!((*found, *expected), (1, 2)),
+        Some(SqliteError::SchemaChanged { found, expected, .. }) => {
+            assert_eq!((*found, *expected), (1, SqliteEventStore::schema_version()))
+        }
         _ => panic!("expected SchemaChanged, got {error}"),
     }
 
     other.pragma_update(None, "user_version", 7).unwrap();
     let error = store.ensure_schema().await.unwrap_err();
     match sqlite_error(&error) {
-        Some(SqliteError::SchemaTooNew { found, supported, .. }) => assert_eq!((*found, *supported), (7, 2)),
+        Some(SqliteError::SchemaTooNew { found, supported, .. }) => {
+            assert_eq!((*found, *supported), (7, SqliteEventStore::schema_version()))
+        }
         _ => panic!("expected SchemaTooNew, got {error}"),
     }
 
-    other.pragma_update(None, "user_version", 2).unwrap();
+    other
+        .pragma_update(None, "user_version", SqliteEventStore::schema_version())
+        .unwrap();
     store.ensure_schema().await.unwrap();
     store.close().await.unwrap();
 }

@@ -1,7 +1,8 @@
 //! A file written by factum-sqlite 0.1 (schema version 1) opens with this
-//! version: it gains the projection tables, and keeps its events.
+//! version: it gains the projection tables and the snapshots' shape
+//! version, and keeps its events and snapshots.
 
-use factum_core::{EventStore, ProjectionStore, StreamId};
+use factum_core::{EventStore, ProjectionStore, SnapshotStore, StreamId};
 use factum_sqlite::{SqliteEventStore, SqliteProjectionStore};
 use futures::TryStreamExt;
 
@@ -55,6 +56,10 @@ fn write_v1_file(path: &std::path::Path) -> rusqlite::Result<()> {
             ),
         )?;
     }
+    connection.execute(
+        "INSERT INTO snapshots VALUES ('Counter', 'c-1', 2, '{\"value\":3}', 1700000000000000000)",
+        [],
+    )?;
     Ok(())
 }
 
@@ -87,6 +92,15 @@ async fn a_version_1_file_gains_the_projection_tables_and_keeps_its_events()
         [r#"{"amount":1}"#, r#"{"amount":2}"#, r#"{"amount":3}"#]
     );
     assert_eq!(events.head_position().await?, 3);
+    let snapshot = events
+        .load_snapshot(&stream)
+        .await?
+        .expect("the version 1 snapshot");
+    assert_eq!(
+        (snapshot.version, snapshot.schema_version, snapshot.state.as_str()),
+        (2, 1, r#"{"value":3}"#),
+        "a snapshot from before shape versions reads as shape version 1"
+    );
 
     let projections = SqliteProjectionStore::new(&events);
     let mut transaction = projections.begin("p").await?;
@@ -96,7 +110,8 @@ async fn a_version_1_file_gains_the_projection_tables_and_keeps_its_events()
     events.close().await?;
 
     let tables = ["factum_checkpoints", "factum_dead_letters", "factum_leases"].map(String::from);
-    assert_eq!(schema_of(&path)?, (2, tables.to_vec()));
+    let current = i64::from(SqliteEventStore::schema_version());
+    assert_eq!(schema_of(&path)?, (current, tables.to_vec()));
 
     // Opening it again migrates nothing and keeps the checkpoint.
     let events = SqliteEventStore::open(&path).await?;

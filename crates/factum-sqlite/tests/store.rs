@@ -391,6 +391,7 @@ fn snapshot(stream: &StreamId, version: u64, state: &str) -> Snapshot {
     Snapshot {
         stream: stream.clone(),
         version,
+        schema_version: 1,
         state: Payload::parse(state).unwrap(),
         taken_at: time::OffsetDateTime::now_utc(),
     }
@@ -490,7 +491,9 @@ async fn a_newer_schema_is_refused() {
     drop(connection);
     let error = SqliteEventStore::open(&path).await.unwrap_err();
     match sqlite_error(&error) {
-        Some(SqliteError::SchemaTooNew { found, supported, .. }) => assert_eq!((*found, *supported), (99, 2)),
+        Some(SqliteError::SchemaTooNew { found, supported, .. }) => {
+            assert_eq!((*found, *supported), (99, SqliteEventStore::schema_version()))
+        }
         _ => panic!("expected SchemaTooNew, got {error}"),
     }
     assert!(error.to_string().contains("upgrade factum-sqlite"), "{error}");

@@ -84,7 +84,16 @@ pub use factum_core::*;
 /// - when the struct derives `Default`, or says `#[aggregate(default)]`
 ///   beside a hand-written `impl Default`, an impl of [`DefaultAggregate`]
 ///   (the start [`Application::load_or_create`] uses: default fields, the
-///   given id, `created` recorded). `default` is the only option.
+///   given id, `created` recorded).
+///
+/// Options of the struct: `default` (above), `name = "counter"` (the stored
+/// aggregate type, [`Aggregate::TYPE`]; default: the struct's name; keep it
+/// when renaming the struct) and `snapshot_version = N` (the version of the
+/// shape its snapshots record; default: derived from the fields' names,
+/// types and serde attributes). Option of the impl block: `retired =
+/// ["name"]`, event types removed from the code whose stored events replay
+/// skips and counts. See the README's "Evolving your aggregates", and
+/// [`upcast`](macro@upcast) for upcasters.
 ///
 /// # On the impl block
 ///
@@ -144,7 +153,8 @@ pub use factum_core::*;
 ///
 /// # Checked at compile time
 ///
-/// A missing `id` field, a tuple, unit or generic struct, an unknown option,
+/// A missing `id` field, a tuple, unit or generic struct, an unknown option
+/// or one on the wrong item,
 /// `Copy`, `#[derive(...)]` written above `#[aggregate]`, a duplicate or
 /// reserved (`created`) event name, two names that become the same variant,
 /// a malformed event name, an `#[event]` method that is `async`, `const`,
@@ -153,7 +163,11 @@ pub use factum_core::*;
 /// error type `E` that is neither `std::error::Error` nor `Display`, a field
 /// or argument type that cannot be stored, an id type that cannot be an id,
 /// a struct without its `#[aggregate]` impl block, `load_or_create` on an
-/// aggregate without `Default`: each is one error, on the token at fault,
+/// aggregate without `Default`, and the rules of evolution (a version of 0
+/// or not a whole number, an upcaster of an unknown event, of an old name or
+/// from a version at or above the current one, two upcasters for one step, a
+/// missing step, an alias equal to another event's name, a retired event
+/// still in the code, a malformed aggregate name or alias): each is one error, on the token at fault,
 /// whose first line says what to write instead; all of an item's
 /// independent mistakes are reported together.
 ///
@@ -168,10 +182,14 @@ pub use factum_macros::aggregate;
 /// Marks a method of an `#[aggregate]` impl block as an event:
 /// `#[event("name")]`.
 ///
-/// The name is what the store keeps as the event type, so it must not change
-/// once events are stored: it starts with an ASCII letter, followed by ASCII
-/// letters, digits, `_`, `-` or `.`. `created` is reserved for the first
-/// event of every aggregate.
+/// The name is what the store keeps as the event type: it starts with an
+/// ASCII letter, followed by ASCII letters, digits, `_`, `-` or `.`.
+/// `created` is reserved for the first event of every aggregate. To rename
+/// an event, keep the old name readable: `#[event("added", aliases =
+/// ["incremented"])]`. When its payload changes shape, raise its schema
+/// version, `#[event("added", version = 2)]` (default 1; new events are
+/// written at it), and lift older payloads with [`upcast`](macro@upcast)
+/// functions.
 ///
 /// The method takes `&mut self` and named arguments of storable types, and
 /// returns `()` or `Result<(), E>` with `E: std::error::Error` or
@@ -219,12 +237,62 @@ pub use factum_macros::aggregate;
 /// says to put `#[aggregate]` on the impl block.
 pub use factum_macros::event;
 
+/// Marks a function of an `#[aggregate]` impl block as an upcaster: it
+/// lifts stored payloads of one event type from schema version `N` to
+/// `N + 1` while reading (stored events are never rewritten).
+///
+/// `#[upcast("name", from = N)]` lifts the event `name`, which declares its
+/// current version with `#[event("name", version = M)]`; every step from 1
+/// to `M - 1` must be there (a missing one is a compile error naming the
+/// event and version). `#[upcast("created", from = N)]` lifts `created`,
+/// whose version is one above its last upcaster.
+/// `#[upcast(snapshot, from = N)]` lifts snapshots taken at shape version
+/// `N` (with `#[aggregate(snapshot_version = M)]` on the struct); without
+/// one, a snapshot of an older shape is rebuilt from the events.
+///
+/// The function takes the payload as a `serde_json::Value` and returns
+/// `Result<Value, UpcastError>`; an `Err` is [`Error::Upcast`] naming the
+/// stream, version, event type and both schema versions.
+///
+/// ```
+/// use factum::prelude::*;
+/// use serde_json::Value;
+///
+/// #[aggregate]
+/// #[derive(Debug, Clone, Default)]
+/// pub struct Counter {
+///     pub id: String,
+///     pub value: i64,
+/// }
+///
+/// #[aggregate]
+/// impl Counter {
+///     // Version 1 called the amount `by`.
+///     #[event("incremented", version = 2)]
+///     pub fn add(&mut self, amount: i64) {
+///         self.value += amount;
+///     }
+///
+///     #[upcast("incremented", from = 1)]
+///     fn incremented_v1(mut payload: Value) -> Result<Value, UpcastError> {
+///         let by = payload.get("by").cloned().ok_or("`by` is missing")?;
+///         payload["amount"] = by;
+///         Ok(payload)
+///     }
+/// }
+///
+/// assert_eq!(Counter::EVOLUTION.event("incremented").map(|event| event.version()), Some(2));
+/// ```
+///
+/// Outside an `#[aggregate]` impl block, `#[upcast]` is a compile error.
+pub use factum_macros::upcast;
+
 /// The names most programs need: `use factum::prelude::*;` brings the
 /// traits, the application and store types, and the `#[aggregate]` and
 /// `#[event]` macros.
 pub mod prelude {
     #[doc(no_inline)]
-    pub use crate::{aggregate, event};
+    pub use crate::{aggregate, event, upcast};
     #[doc(no_inline)]
     pub use factum_core::prelude::*;
     #[cfg(feature = "postgres")]

@@ -23,8 +23,13 @@ pub trait AggregateFields: Sized {
     type Id: AggregateId;
     /// The generated `<Name>Created` event.
     type Created;
-    /// The struct's name.
+    /// The stored aggregate type: `name = "..."`, else the struct's name.
     const TYPE: &'static str;
+    /// The version of the struct's shape its snapshots record.
+    const SNAPSHOT_VERSION: u32;
+    /// True when `snapshot_version = N` declares it (rather than it being
+    /// derived from the fields): snapshot upcasters need a declared one.
+    const SNAPSHOT_VERSION_DECLARED: bool;
     /// Builds the aggregate from its `created` event.
     fn from_created(created: Self::Created) -> Self;
     /// The `id` field.
@@ -157,4 +162,109 @@ pub mod replay_error {
 
     #[diagnostic::do_not_recommend]
     impl<T: Display + ?Sized> ReplayErrorText for T {}
+}
+
+/// What the shim generated around an `#[upcast]` function calls: the
+/// payload handed in as the function's argument type, and its result
+/// turned into the one every upcaster step returns. A function of another
+/// shape fails one of the two bounds, with factum's message, at its
+/// argument or return type.
+#[doc(hidden)]
+pub mod upcaster {
+    use serde_json::Value;
+
+    use crate::UpcastError;
+
+    /// What an upcaster takes: the stored payload.
+    #[diagnostic::on_unimplemented(
+        message = "an upcaster takes the stored payload as a `serde_json::Value`, not `{Self}`",
+        label = "write `payload: Value` (`serde_json::Value`)",
+        note = "an upcaster is `fn name(payload: Value) -> Result<Value, UpcastError>`"
+    )]
+    pub trait UpcastInput {
+        /// The payload as the argument.
+        fn from_payload(payload: Value) -> Self;
+    }
+
+    impl UpcastInput for Value {
+        fn from_payload(payload: Value) -> Self {
+            payload
+        }
+    }
+
+    /// What an upcaster returns: the lifted payload, or why it cannot be.
+    #[diagnostic::on_unimplemented(
+        message = "an upcaster returns `Result<Value, UpcastError>`, not `{Self}`",
+        label = "write `-> Result<Value, UpcastError>` (an error of type `String` or `&str` converts too)",
+        note = "an upcaster is `fn name(payload: Value) -> Result<Value, UpcastError>`"
+    )]
+    pub trait UpcastOutput {
+        /// The result every upcaster step returns.
+        fn into_step_result(self) -> Result<Value, UpcastError>;
+    }
+
+    // Not recommended, so another type is reported with the message above.
+    #[diagnostic::do_not_recommend]
+    impl<E: Into<UpcastError>> UpcastOutput for Result<Value, E> {
+        fn into_step_result(self) -> Result<Value, UpcastError> {
+            self.map_err(Into::into)
+        }
+    }
+
+    /// The payload, as the upcaster's argument.
+    pub fn input<T: UpcastInput>(payload: Value) -> T {
+        T::from_payload(payload)
+    }
+
+    /// The upcaster's result, as a step's.
+    pub fn output<R: UpcastOutput>(result: R) -> Result<Value, UpcastError> {
+        result.into_step_result()
+    }
+}
+
+/// How generated code decodes an event from a payload already parsed into
+/// a `Value` (and lifted by upcasters): field by field, taking each out of
+/// the object, which costs a fraction of deserializing the whole map as a
+/// struct. The result is the derived `Deserialize`'s: unknown fields are
+/// ignored, a missing `Option` field is `None`, any other missing field is
+/// "missing field `name`".
+#[doc(hidden)]
+pub mod from_value {
+    use serde::de::{DeserializeOwned, Error as _, Unexpected};
+    use serde_json::{Map, Value};
+
+    /// The fields of an object payload.
+    pub fn object(payload: Value) -> Result<Map<String, Value>, serde_json::Error> {
+        match payload {
+            Value::Object(fields) => Ok(fields),
+            other => Err(serde_json::Error::invalid_type(
+                unexpected(&other),
+                &"an object of the event's fields",
+            )),
+        }
+    }
+
+    /// The field `name`, taken out of `fields`.
+    pub fn field<T: DeserializeOwned>(
+        fields: &mut Map<String, Value>,
+        name: &'static str,
+    ) -> Result<T, serde_json::Error> {
+        match fields.remove(name) {
+            Some(value) => serde_json::from_value(value),
+            // What the derived impl does for a missing field: `None` for an
+            // `Option`, an error for anything that does not take `null`.
+            None => serde_json::from_value(Value::Null).map_err(|_| serde_json::Error::missing_field(name)),
+        }
+    }
+
+    fn unexpected(value: &Value) -> Unexpected<'_> {
+        match value {
+            Value::Null => Unexpected::Unit,
+            Value::Bool(flag) => Unexpected::Bool(*flag),
+            Value::Number(_) => Unexpected::Other("a number"),
+            Value::String(text) => Unexpected::Str(text),
+            Value::Array(_) => Unexpected::Seq,
+            Value::Object(_) => Unexpected::Map,
+        }
+    }
 }

@@ -18,6 +18,7 @@ use crate::{
 mod append;
 mod atomic;
 mod concurrency;
+mod evolution;
 mod idempotency;
 mod read;
 mod snapshots;
@@ -32,6 +33,7 @@ pub use atomic::{
     readers_never_see_half_of_an_atomic_append,
 };
 pub use concurrency::*;
+pub use evolution::*;
 pub use idempotency::{
     mixed_batch_of_stored_and_new_events_is_invalid, stored_id_with_other_content_is_a_duplicate,
 };

@@ -137,6 +137,13 @@ macro_rules! conformance_suite {
             append_many_refuses_bad_input,
             readers_never_see_half_of_an_atomic_append,
         );
+        $crate::__conformance_tests!(
+            $factory;
+            snapshot_shape_versions_round_trip,
+            snapshot_of_another_shape_is_rebuilt_and_replaced,
+            event_of_a_newer_schema_is_refused,
+            old_schema_versions_are_lifted_while_reading,
+        );
     };
 }
 

@@ -5,7 +5,7 @@ use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::{Ident, Path};
 
-use super::{aggregate_trait, checks, domain_event, event_enum, methods};
+use super::{aggregate_trait, checks, domain_event, event_enum, methods, upcasters};
 use crate::ast::Impl;
 use crate::valid::CheckedImpl;
 
@@ -27,6 +27,7 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
         self_path,
         self_ident,
         events,
+        evolution,
     } = checked;
     let names = Names {
         // Spanned at the impl's type, so that every mention of a missing
@@ -66,7 +67,9 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
     let stored = checks::stored_bounds(types());
     let aggregate_stored = checks::stored_bounds(types().filter(|ty| !checks::has_projection(ty)));
     let domain_event = domain_event::expand(&names, &events, &stored);
-    let aggregate = aggregate_trait::expand(&names, &events, &aggregate_stored);
+    let aggregate = aggregate_trait::expand(&names, &events, &evolution, &aggregate_stored);
+    let snapshot_checks = checks::snapshot_upcasters(&names, &evolution);
+    let shims = upcasters::shims(&names.self_path, &evolution);
     quote! {
         // First, so that an argument type that cannot be stored is reported
         // before anything else.
@@ -76,7 +79,9 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
         const _: () = {
             #domain_event
             #aggregate
+            #shims
         };
+        #snapshot_checks
     }
 }
 

@@ -18,6 +18,10 @@ pub(super) struct Shape<'a> {
     /// The user's fields, in order (the hidden one excluded).
     pub(super) fields: &'a [Field],
     pub(super) id: Option<&'a Field>,
+    /// The stored aggregate type.
+    pub(super) stored_name: String,
+    /// The snapshot shape version, and whether `snapshot_version` declared it.
+    pub(super) snapshot_version: (u32, bool),
 }
 
 impl Shape<'_> {
@@ -58,11 +62,20 @@ pub(super) fn expand(input: Struct) -> TokenStream {
     if let Err(error) = add_state_field(&mut item, derives.serde) {
         return error.to_compile_error();
     }
+    let snapshot_version = match options.snapshot_version {
+        Some(declared) => (declared, true),
+        None => (fingerprint(&item, &fields), false),
+    };
     let shape = Shape {
         item: &item,
         created: format_ident!("{}Created", item.ident),
         fields: &fields,
         id: fields.iter().find(|field| field.ident == "id"),
+        stored_name: options
+            .name
+            .as_ref()
+            .map_or_else(|| item.ident.to_string(), syn::LitStr::value),
+        snapshot_version,
     };
     let checks = checks::struct_checks(shape.fields);
     let derive_order = checks::derive_order(shape.name(), &derives, options.default.is_some());
@@ -83,6 +96,27 @@ pub(super) fn expand(input: Struct) -> TokenStream {
         #create
         #default
     }
+}
+
+/// The snapshot shape version derived from the fields: a hash of their
+/// names, types and serde attributes (and the struct's serde attributes),
+/// with the top bit set so that it never equals a declared version
+/// (`snapshot_version` stays below 2^31). Writing a field differently
+/// changes it: one full replay per aggregate, then a fresh snapshot.
+fn fingerprint(item: &ItemStruct, fields: &[Field]) -> u32 {
+    let mut shape = String::new();
+    for attr in attr::serde_attrs(&item.attrs) {
+        shape.push_str(&quote!(#attr).to_string());
+    }
+    for field in fields {
+        let (ident, ty, serde) = (&field.ident, &field.ty, &field.serde);
+        shape.push_str(&quote!(#(#serde)* #ident: #ty;).to_string());
+    }
+    // FNV-1a: stable across builds and Rust versions, unlike `Hash`.
+    let hash = shape.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    hash | 0x8000_0000
 }
 
 /// Adds the hidden `__factum` field, which serde skips when the struct

@@ -6,14 +6,21 @@ use quote::{quote, quote_spanned};
 
 use super::aggregate_impl::Names;
 use super::methods::body_ident;
-use crate::valid::{Event, Returns};
+use super::upcasters;
+use crate::attr::Version;
+use crate::valid::{Event, Evolution, Returns};
 
 /// `impl Aggregate for <Name>`.
 ///
 /// It carries the `stored` bounds (it needs `DomainEvent`) and the struct's
 /// `AggregateFields`: when either is missing, that is reported once
 /// elsewhere, and this impl quietly does not apply.
-pub(super) fn expand(names: &Names, events: &[Event], stored: &[TokenStream]) -> TokenStream {
+pub(super) fn expand(
+    names: &Names,
+    events: &[Event],
+    evolution: &Evolution,
+    stored: &[TokenStream],
+) -> TokenStream {
     let Names {
         self_path,
         event_enum,
@@ -22,6 +29,7 @@ pub(super) fn expand(names: &Names, events: &[Event], stored: &[TokenStream]) ->
     } = names;
     let apply_arms = events.iter().map(|event| apply_arm(event_enum, event));
     let not_created = not_created_arm(event_enum, events);
+    let evolution = evolution_const(events, evolution);
     quote! {
         impl ::factum::Aggregate for #self_path
         where
@@ -31,6 +39,7 @@ pub(super) fn expand(names: &Names, events: &[Event], stored: &[TokenStream]) ->
             const TYPE: &'static str = <Self as ::factum::__private::AggregateFields>::TYPE;
             type Id = <Self as ::factum::__private::AggregateFields>::Id;
             type Event = #event_enum;
+            #evolution
 
             fn id(&self) -> Self::Id {
                 <Self as ::factum::__private::AggregateFields>::id(self)
@@ -124,4 +133,47 @@ fn not_created_arm(event_enum: &syn::Ident, events: &[Event]) -> Option<TokenStr
             },
         ))),
     })
+}
+
+/// `const EVOLUTION`: every event with its version and old names, the
+/// retired types, the upcasters and the snapshot shape version.
+fn evolution_const(events: &[Event], evolution: &Evolution) -> TokenStream {
+    let created_version = evolution.created_version;
+    let created_declared = created_version > 1;
+    let versions = events.iter().map(|event| {
+        let name = &event.name;
+        let aliases = &event.aliases;
+        let (version, declared) = match event.version {
+            Version::Declared(version, _) => (version, true),
+            Version::Default | Version::Invalid => (1, false),
+        };
+        quote!(::factum::EventVersion::new(#name, #version, #declared, &[#(#aliases),*]))
+    });
+    let retired = &evolution.retired;
+    let upcasters = evolution.upcasters.iter().enumerate().map(|(index, upcaster)| {
+        let (event, from) = (&upcaster.event, upcaster.from);
+        let shim = upcasters::event_shim(index);
+        quote!(::factum::EventUpcaster::new(#event, #from, #shim))
+    });
+    let snapshot_upcasters = evolution
+        .snapshot_upcasters
+        .iter()
+        .enumerate()
+        .map(|(index, upcaster)| {
+            let from = upcaster.from;
+            let shim = upcasters::snapshot_shim(index);
+            quote!(::factum::SnapshotUpcaster::new(#from, #shim))
+        });
+    quote! {
+        const EVOLUTION: ::factum::Evolution = ::factum::Evolution::new(
+            &[
+                ::factum::EventVersion::new("created", #created_version, #created_declared, &[]),
+                #(#versions,)*
+            ],
+            &[#(#retired),*],
+            &[#(#upcasters),*],
+            <Self as ::factum::__private::AggregateFields>::SNAPSHOT_VERSION,
+            &[#(#snapshot_upcasters),*],
+        );
+    }
 }

@@ -11,9 +11,10 @@ use syn::spanned::Spanned;
 
 use syn::Ident;
 
+use super::aggregate_impl::Names;
 use crate::ast::Field;
 use crate::attr::Derives;
-use crate::valid::Event;
+use crate::valid::{Event, Evolution};
 
 /// Checks of the struct: every field can be stored. (The id's bounds are
 /// checked by `AggregateFields::Id`, at the id's type.)
@@ -110,4 +111,29 @@ pub(super) fn has_projection(ty: &syn::Type) -> bool {
     let mut finder = Finder(false);
     syn::visit::Visit::visit_type(&mut finder, ty);
     finder.0
+}
+
+/// Checks, while compiling, that each snapshot upcaster lifts from below
+/// the struct's declared `snapshot_version` (the impl block cannot see it).
+pub(super) fn snapshot_upcasters(names: &Names, evolution: &Evolution) -> TokenStream {
+    let self_path = &names.self_path;
+    let checks = evolution.snapshot_upcasters.iter().map(|upcaster| {
+        let from = upcaster.from;
+        let message = format!(
+            "`#[upcast(snapshot, from = {from})]` on `fn {}` lifts snapshots from shape version {from} to {}: declare `#[aggregate(snapshot_version = {})]` (or higher) on the struct, or remove the upcaster",
+            upcaster.function.ident,
+            from + 1,
+            from + 1
+        );
+        quote_spanned! {upcaster.function.ident.span()=>
+            const _: () = {
+                if !<#self_path as ::factum::__private::AggregateFields>::SNAPSHOT_VERSION_DECLARED
+                    || #from >= <#self_path as ::factum::__private::AggregateFields>::SNAPSHOT_VERSION
+                {
+                    ::core::panic!(#message);
+                }
+            };
+        }
+    });
+    quote!(#(#checks)*)
 }

@@ -24,6 +24,7 @@ pub(super) fn expand(names: &Names, events: &[Event], stored: &[TokenStream]) ->
     });
     let to_payload_arms = events.iter().map(to_payload_arm);
     let from_payload_arms = events.iter().map(from_payload_arm);
+    let from_value_arms = events.iter().map(from_value_arm);
     quote! {
         #(#payload_types)*
 
@@ -54,6 +55,19 @@ pub(super) fn expand(names: &Names, events: &[Event], stored: &[TokenStream]) ->
                 match event_type {
                     "created" => ::core::result::Result::Ok(Self::Created(::factum::Payload::decode(payload)?)),
                     #(#from_payload_arms)*
+                    _ => ::core::result::Result::Err(::factum::DecodeError::UnknownEventType),
+                }
+            }
+
+            fn from_value(
+                event_type: &str,
+                payload: ::factum::__private::serde_json::Value,
+            ) -> ::core::result::Result<Self, ::factum::DecodeError> {
+                match event_type {
+                    "created" => ::core::result::Result::Ok(Self::Created(
+                        ::factum::__private::serde_json::from_value(payload)?,
+                    )),
+                    #(#from_value_arms)*
                     _ => ::core::result::Result::Err(::factum::DecodeError::UnknownEventType),
                 }
             }
@@ -100,9 +114,17 @@ fn to_payload_arm(event: &Event) -> TokenStream {
     }
 }
 
+/// The pattern of the stored types an event is read from: its name and
+/// its old names.
+fn stored_names(event: &Event) -> TokenStream {
+    let name = &event.name;
+    let aliases = &event.aliases;
+    quote!(#name #(| #aliases)*)
+}
+
 fn from_payload_arm(event: &Event) -> TokenStream {
     let variant = &event.variant;
-    let name = &event.name;
+    let name = stored_names(event);
     if event.args.is_empty() {
         return quote! {
             #name => {
@@ -116,6 +138,30 @@ fn from_payload_arm(event: &Event) -> TokenStream {
     quote! {
         #name => {
             let #owned { #(#idents),* } = ::factum::Payload::decode(payload)?;
+            ::core::result::Result::Ok(Self::#variant { #(#idents),* })
+        }
+    }
+}
+
+/// Decodes a payload already parsed (and lifted): from the `Value`, field
+/// by field, without writing it back to text.
+fn from_value_arm(event: &Event) -> TokenStream {
+    let variant = &event.variant;
+    let name = stored_names(event);
+    if event.args.is_empty() {
+        return quote! {
+            // Like `from_payload`: any payload will do.
+            #name => {
+                ::core::mem::drop(payload);
+                ::core::result::Result::Ok(Self::#variant)
+            }
+        };
+    }
+    let owned = owned_payload(event);
+    let idents: Vec<&Ident> = event.args.iter().map(|arg| &arg.ident).collect();
+    quote! {
+        #name => {
+            let #owned { #(#idents),* } = ::factum::__private::serde::Deserialize::deserialize(&payload)?;
             ::core::result::Result::Ok(Self::#variant { #(#idents),* })
         }
     }

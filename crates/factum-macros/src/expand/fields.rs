@@ -10,7 +10,8 @@ use super::aggregate_struct::Shape;
 /// `impl AggregateFields for <Name>`.
 pub(super) fn expand(shape: &Shape<'_>) -> TokenStream {
     let name = shape.name();
-    let type_name = shape.type_name();
+    let stored_name = &shape.stored_name;
+    let (snapshot_version, declared) = shape.snapshot_version;
     let created = &shape.created;
     let id_ty = shape.id_ty();
     let idents: Vec<_> = shape.fields.iter().map(|field| &field.ident).collect();
@@ -28,7 +29,9 @@ pub(super) fn expand(shape: &Shape<'_>) -> TokenStream {
         impl ::factum::__private::AggregateFields for #name {
             #id_ty
             type Created = #created;
-            const TYPE: &'static str = #type_name;
+            const TYPE: &'static str = #stored_name;
+            const SNAPSHOT_VERSION: u32 = #snapshot_version;
+            const SNAPSHOT_VERSION_DECLARED: bool = #declared;
 
             fn from_created(created: Self::Created) -> Self {
                 Self {

@@ -23,6 +23,7 @@ mod domain_event;
 mod event_enum;
 mod fields;
 mod methods;
+mod upcasters;
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -91,6 +92,16 @@ pub(crate) fn stray_event(item: TokenStream) -> TokenStream {
     let error = syn::Error::new(
         Span::call_site(),
         "`#[event]` only works on a method of an `#[aggregate]` impl block: put `#[aggregate]` on the `impl` block that holds this method",
+    )
+    .to_compile_error();
+    quote!(#error #item)
+}
+
+/// `#[upcast]` outside an `#[aggregate]` impl block.
+pub(crate) fn stray_upcast(item: TokenStream) -> TokenStream {
+    let error = syn::Error::new(
+        Span::call_site(),
+        "`#[upcast]` only works on a function of an `#[aggregate]` impl block: move this function into the `#[aggregate] impl` block of its aggregate, or register it at run time with `Upcasters::register`",
     )
     .to_compile_error();
     quote!(#error #item)

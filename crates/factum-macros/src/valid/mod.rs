@@ -2,7 +2,8 @@
 //! on the token at fault; what passes is handed to `expand` as checked data.
 //!
 //! Here the rules of the struct, the impl block and the event names;
-//! `signature` holds those of an event method's signature.
+//! `signature` holds those of an event method's signature, `evolution`
+//! those of versions, aliases, retired events and upcasters.
 
 use std::collections::HashMap;
 
@@ -12,10 +13,14 @@ use syn::visit_mut::VisitMut;
 use syn::{Ident, LitStr, Path, Type};
 
 use crate::ast::{Impl, Struct};
+use crate::attr::{Options, Version};
 use crate::case;
 use crate::ctxt::Ctxt;
 
+pub(crate) mod evolution;
 mod signature;
+
+pub(crate) use evolution::Evolution;
 
 use signature::check_signature;
 
@@ -28,6 +33,12 @@ pub(crate) fn check_struct(cx: &mut Ctxt, input: &Struct) -> bool {
     let item = &input.item;
     let name = &item.ident;
     let mut expandable = true;
+    check_placement(cx, &input.options, true);
+    if let Some(stored) = &input.options.name
+        && let Err(message) = case::check_aggregate_name(&stored.value())
+    {
+        cx.error_spanned_by(stored, message);
+    }
     match &item.fields {
         syn::Fields::Named(_) => {}
         syn::Fields::Unnamed(fields) => {
@@ -82,6 +93,25 @@ pub(crate) fn check_struct(cx: &mut Ctxt, input: &Struct) -> bool {
     expandable
 }
 
+/// Reports the options given on the wrong item: the struct takes `default`,
+/// `name` and `snapshot_version`, the impl block `retired`.
+fn check_placement(cx: &mut Ctxt, options: &Options, on_struct: bool) {
+    for (kind, span) in &options.given {
+        if kind.on_struct() == on_struct {
+            continue;
+        }
+        let example = kind.example();
+        let message = if on_struct {
+            format!(
+                "`{example}` goes on the `#[aggregate]` impl block, beside the event methods, not on the struct"
+            )
+        } else {
+            format!("`{example}` goes on the struct, not on the impl block")
+        };
+        cx.error_at(*span, message);
+    }
+}
+
 /// An impl block that passed the checks that concern the whole block.
 pub(crate) struct CheckedImpl {
     /// The type the block implements, e.g. `Counter`.
@@ -90,6 +120,8 @@ pub(crate) struct CheckedImpl {
     pub(crate) self_ident: Ident,
     /// The event methods that follow every rule.
     pub(crate) events: Vec<Event>,
+    /// Retired events and upcasters.
+    pub(crate) evolution: Evolution,
 }
 
 /// A checked event method.
@@ -100,6 +132,10 @@ pub(crate) struct Event {
     pub(crate) name: String,
     /// The enum variant, e.g. `Incremented`.
     pub(crate) variant: Ident,
+    /// The schema version declared, if any.
+    pub(crate) version: Version,
+    /// Old names it is read under (the valid ones).
+    pub(crate) aliases: Vec<String>,
     /// The method, e.g. `add`.
     pub(crate) method: Ident,
     /// The method's doc comments, repeated on its variant.
@@ -128,12 +164,7 @@ pub(crate) enum Returns {
 
 /// Checks the impl block and each event method in it.
 pub(crate) fn check_impl(cx: &mut Ctxt, input: &Impl) -> Option<CheckedImpl> {
-    if let Some(first) = input.options.first {
-        cx.error_at(
-            first,
-            "`#[aggregate]` on an impl block takes no options: `#[aggregate(default)]` goes on the struct",
-        );
-    }
+    check_placement(cx, &input.options, false);
     let item = &input.item;
     let mut usable = true;
     if let Some((_, trait_path, _)) = &item.trait_ {
@@ -173,10 +204,10 @@ pub(crate) fn check_impl(cx: &mut Ctxt, input: &Impl) -> Option<CheckedImpl> {
             None
         }
     };
-    let events = check_events(cx, input);
+    let mut events = check_events(cx, input);
+    let evolution = evolution::check(cx, input, &mut events);
     let self_path = self_path.filter(|_| usable)?;
     let self_ident = self_path.segments.last()?.ident.clone();
-    let mut events = events;
     for event in &mut events {
         for arg in &mut event.args {
             ReplaceSelf(&self_path).visit_type_mut(&mut arg.field_ty);
@@ -186,6 +217,7 @@ pub(crate) fn check_impl(cx: &mut Ctxt, input: &Impl) -> Option<CheckedImpl> {
         self_path,
         self_ident,
         events,
+        evolution,
     })
 }
 
@@ -198,12 +230,13 @@ fn check_events(cx: &mut Ctxt, input: &Impl) -> Vec<Event> {
     for event in &input.events {
         let method = input.method(event);
         let signature_ok = check_signature(cx, method, event.attr_span);
-        let named = event.name.as_ref().and_then(|name| check_name(cx, name));
+        let named = event.attr.name.as_ref().and_then(|name| check_name(cx, name));
         let (Some((name, variant)), Some((args, returns))) = (named, signature_ok) else {
             continue;
         };
         let method_ident = &method.sig.ident;
         let name_lit = event
+            .attr
             .name
             .as_ref()
             .map_or_else(|| method_ident.span(), LitStr::span);
@@ -231,6 +264,9 @@ fn check_events(cx: &mut Ctxt, input: &Impl) -> Vec<Event> {
             index: event.index,
             name,
             variant,
+            version: event.attr.version,
+            // Checked with the other names, in `evolution::check`.
+            aliases: Vec::new(),
             method: method_ident.clone(),
             docs: crate::attr::docs(&method.attrs),
             args,

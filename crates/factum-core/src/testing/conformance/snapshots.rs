@@ -16,6 +16,7 @@ fn snapshot(stream: &StreamId, version: u64, state: serde_json::Value) -> Snapsh
     Snapshot {
         stream: stream.clone(),
         version,
+        schema_version: Tally::EVOLUTION.snapshot_version(),
         state: Payload::from(state),
         taken_at,
     }

@@ -1,0 +1,18 @@
+use factum::prelude::*;
+
+#[aggregate]
+#[derive(Debug, Clone, Default)]
+pub struct Counter {
+    pub id: String,
+    pub value: i64,
+}
+
+#[aggregate]
+impl Counter {
+    #[event("added", aliases = ["value incremented"])]
+    pub fn add(&mut self, amount: i64) {
+        self.value += amount;
+    }
+}
+
+fn main() {}
