@@ -18,6 +18,7 @@ mod repository;
 mod snapshot;
 mod store;
 mod subscription;
+mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod upcast;
@@ -36,6 +37,7 @@ pub use projection::{
 pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
 pub use store::{AppendResult, EventPages, EventStore, EventStream, ExpectedVersion};
+pub use tenant::{Tenancy, Tenant};
 pub use upcast::Upcasters;
 
 /// The names an application author uses daily: `use factum::prelude::*;`.
@@ -48,7 +50,7 @@ pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore, HandlerError,
         InMemoryEventStore, Metadata, Projection, ProjectionRunner, ProjectionStore, RecordedEvent,
-        Repository, SnapshotPolicy, StreamId, TransactionalProjection, Upcasters,
+        Repository, SnapshotPolicy, StreamId, Tenancy, Tenant, TransactionalProjection, Upcasters,
     };
 }
 

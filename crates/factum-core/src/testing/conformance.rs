@@ -20,6 +20,7 @@ mod concurrency;
 mod idempotency;
 mod read;
 mod snapshots;
+mod tenants;
 
 pub use append::*;
 pub use concurrency::*;
@@ -31,6 +32,7 @@ pub use snapshots::{
     application_loads_from_its_snapshots, latest_snapshot_wins, snapshot_ahead_of_its_stream_is_never_loaded,
     undeserializable_snapshot_means_a_full_replay,
 };
+pub use tenants::*;
 
 fn stream(name: &str) -> StreamId {
     StreamId::new("Tally", format!("{name}-{}", Uuid::now_v7()))
