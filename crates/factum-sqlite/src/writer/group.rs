@@ -85,13 +85,14 @@ fn run(
     let not_begun = |error: &SqliteError| Error::from(error.clone());
     match command {
         Command::Append {
+            tenant,
             stream,
             expected,
             events,
             reply,
         } => {
             let result = match begun {
-                Ok(()) => append(connection, head, &stream, expected, &events),
+                Ok(()) => append(connection, head, &tenant, &stream, expected, &events),
                 Err(error) => Err(not_begun(error)),
             };
             let bytes = match &result {
@@ -103,9 +104,13 @@ fn run(
             };
             (Some(Outcome::Append(reply, result)), bytes)
         }
-        Command::SaveSnapshot { snapshot, reply } => {
+        Command::SaveSnapshot {
+            tenant,
+            snapshot,
+            reply,
+        } => {
             let result = match begun {
-                Ok(()) => snapshot::save(connection, &snapshot),
+                Ok(()) => snapshot::save(connection, &tenant, &snapshot),
                 Err(error) => Err(not_begun(error)),
             };
             (Some(Outcome::Snapshot(reply, result)), 0)

@@ -14,7 +14,7 @@ mod group;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, Snapshot, StreamId};
+use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, Snapshot, StreamId, Tenant};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
@@ -29,12 +29,15 @@ use crate::transaction::{self, Begin};
 /// A request to the writer thread.
 pub(crate) enum Command {
     Append {
+        /// The tenant the stream lives in.
+        tenant: Tenant,
         stream: StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
         reply: oneshot::Sender<Result<AppendResult, Error>>,
     },
     SaveSnapshot {
+        tenant: Tenant,
         snapshot: Snapshot,
         reply: oneshot::Sender<Result<(), Error>>,
     },
