@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use factum_core::backend::{first_repeated_id, from_stored, original_append, repeated_event_id, to_stored};
+use factum_core::backend::{
+    check_events, first_repeated_id, from_stored, original_append, repeated_event_id, taken_elsewhere,
+    to_stored,
+};
 use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
@@ -38,6 +41,7 @@ impl PostgresEventStore {
         events: &[NewEvent],
     ) -> Result<AppendResult, Error> {
         let expected_version = expected_version(stream, expected)?;
+        check_events(self.home(), stream, events)?;
         for attempt in 1..=MAX_ATTEMPTS {
             let last = attempt == MAX_ATTEMPTS;
             let failure = match self
@@ -122,6 +126,9 @@ impl PostgresEventStore {
         failure: tokio_postgres::Error,
         last: bool,
     ) -> Result<AfterFailure, Error> {
+        if self.role_failure(&failure) {
+            return Err(self.query_error(failure).into());
+        }
         let code = failure.code().map(SqlState::code).unwrap_or_default();
         // Should the server's check and this one ever disagree, the
         // server's error is reported as it is.
@@ -181,24 +188,55 @@ impl PostgresEventStore {
 
     /// The original result when `events` is a retry of an earlier append
     /// (`None` when none of their ids is stored).
+    ///
+    /// The unscoped store sees every tenant's events, and the shared rule
+    /// tells another tenant's apart. A tenant's view sees only its own:
+    /// ids it cannot see are asked of `taken_event_ids`, which says whether
+    /// they are stored elsewhere and nothing more.
     async fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
         let ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
         let client = self.client().await?;
+        let sql = &self.shared.sql;
         let statement = client
-            .prepare_cached(&self.shared.sql.by_event_ids)
+            .prepare_cached(&sql.by_event_ids)
             .await
             .map_err(|e| self.fail(&client, e))?;
-        let rows = client
-            .query(&statement, &[&ids])
+        let rows = self
+            .scoped(&client, client.query(&statement, &[&ids]))
             .await
             .map_err(|e| self.fail(&client, e))?;
-        drop(client);
         let mut decoder = Decoder::default();
         let mut stored = rows
             .iter()
             .map(|row| decoder.decode(row).map(|event| (event.event_id, event)))
             .collect::<Result<HashMap<Uuid, RecordedEvent>, Error>>()?;
-        original_append(stream, events, |event| Ok(stored.remove(&event.event_id)))
+        if self.view.is_some() && stored.len() < ids.len() {
+            let unseen: Vec<Uuid> = ids
+                .iter()
+                .copied()
+                .filter(|id| !stored.contains_key(id))
+                .collect();
+            let statement = client
+                .prepare_cached(&sql.taken_ids)
+                .await
+                .map_err(|e| self.fail(&client, e))?;
+            let taken = self
+                .scoped(&client, client.query(&statement, &[&unseen]))
+                .await
+                .map_err(|e| self.fail(&client, e))?;
+            let taken: Vec<Uuid> = taken
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.fail(&client, e))?;
+            if let Some(event) = events.iter().find(|event| taken.contains(&event.event_id)) {
+                return Err(taken_elsewhere(stream, event.event_id));
+            }
+        }
+        drop(client);
+        original_append(self.home(), stream, events, |event| {
+            Ok(stored.remove(&event.event_id))
+        })
     }
 }
 

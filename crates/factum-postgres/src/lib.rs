@@ -211,9 +211,11 @@ mod projection;
 mod read;
 mod rows;
 mod schema;
+mod scope;
 mod snapshot;
 mod statements;
 mod store;
+mod tenant_role;
 mod transaction;
 
 pub use error::PostgresError;
