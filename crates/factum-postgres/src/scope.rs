@@ -62,7 +62,8 @@ impl PostgresEventStore {
     /// statement's `query`, `execute` or `batch_execute`, or a join of
     /// them), so that they go out between `BEGIN` and `COMMIT`, and must
     /// read its rows whole (not `query_raw`): the `COMMIT`'s answer comes
-    /// after them.
+    /// after them. A future dropped once polled leaves nothing open: the
+    /// three requests are on their way, `COMMIT` included.
     pub(crate) async fn scoped<T>(
         &self,
         client: &Conn,
@@ -72,13 +73,18 @@ impl PostgresEventStore {
             return work.await;
         };
         // A failed statement leaves the transaction aborted; the `COMMIT`
-        // sent behind it then rolls back, and the error is the statement's
-        // (or the `BEGIN` batch's, when the role cannot be taken).
-        let (_, value, _) = futures::try_join!(
+        // sent behind it then rolls back. All three answers are awaited (they
+        // come in one round trip) and judged in order, so the error is the
+        // `BEGIN` batch's when the role cannot be taken, not the statement's
+        // "transaction is aborted" that follows from it.
+        let (begun, value, committed) = futures::join!(
             client.batch_execute(&view.begin),
             work,
             client.batch_execute("COMMIT")
-        )?;
+        );
+        begun?;
+        let value = value?;
+        committed?;
         Ok(value)
     }
 }

@@ -383,10 +383,11 @@ async fn a_view_whose_role_is_missing_fails_typed_and_writes_nothing() {
         "{error}"
     );
     assert!(error.to_string().contains("ensure_tenant_role"), "{error}");
-    assert!(matches!(
-        postgres_error(&acme.read_all(0, 10).await.unwrap_err()),
-        Some(PostgresError::TenantRole { .. })
-    ));
+    let error = acme.read_all(0, 10).await.unwrap_err();
+    assert!(
+        matches!(postgres_error(&error), Some(PostgresError::TenantRole { .. })),
+        "{error}"
+    );
     assert!(
         store.read_all(0, 10).await.unwrap().is_empty(),
         "something was written"
