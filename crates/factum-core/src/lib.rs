@@ -21,6 +21,7 @@ mod snapshot;
 mod start;
 mod store;
 mod subscription;
+mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod unit_of_work;
@@ -45,6 +46,7 @@ pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
 pub use start::Start;
 pub use store::{AppendBatch, AppendResult, EventPages, EventStore, EventStream, ExpectedVersion};
+pub use tenant::{Tenancy, Tenant};
 pub use unit_of_work::UnitOfWork;
 pub use upcast::Upcasters;
 
@@ -58,7 +60,8 @@ pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore, HandlerError,
         InMemoryEventStore, Metadata, Projection, ProjectionRunner, ProjectionStore, RecordedEvent,
-        Repository, SnapshotPolicy, StreamId, TransactionalProjection, UnitOfWork, Upcasters,
+        Repository, SnapshotPolicy, StreamId, Tenancy, Tenant, TransactionalProjection, UnitOfWork,
+        Upcasters,
     };
 }
 

@@ -15,7 +15,7 @@ factum_core::contiguous_append_suite!(fresh_store);
 mod provided_methods {
     use factum_core::{
         AppendBatch, AppendResult, Error, EventStore, EventStream, ExpectedVersion, InMemoryEventStore,
-        NewEvent, RecordedEvent, Snapshot, SnapshotStore, StreamId,
+        NewEvent, RecordedEvent, Snapshot, SnapshotStore, StreamId, Tenancy, Tenant,
     };
 
     /// The in-memory store behind the trait's required methods only.
@@ -64,6 +64,16 @@ mod provided_methods {
 
         async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
             self.0.load_snapshot(stream).await
+        }
+    }
+
+    impl Tenancy for RequiredOnly {
+        fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+            self.0.for_tenant(tenant).map(Self)
+        }
+
+        fn tenant(&self) -> Option<&Tenant> {
+            self.0.tenant()
         }
     }
 

@@ -4,6 +4,7 @@
 use factum_core::backend::{corrupt, from_stored, to_stored};
 use factum_core::{Error, Payload, Snapshot, SnapshotStore, StreamId};
 use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
 
 use crate::PostgresEventStore;
 use crate::options::Names;
@@ -13,9 +14,9 @@ use crate::options::Names;
 /// the higher version whatever their order.
 pub(crate) fn save_sql(names: &Names) -> String {
     format!(
-        "INSERT INTO {snapshots} AS stored (stream_type, stream_id, version, state, taken_at)
-         VALUES ($1, $2, $3, $4::text::json, $5)
-         ON CONFLICT (stream_type, stream_id) DO UPDATE
+        "INSERT INTO {snapshots} AS stored (stream_type, stream_id, version, state, taken_at, tenant)
+         VALUES ($1, $2, $3, $4::text::json, $5, $6)
+         ON CONFLICT (tenant, stream_type, stream_id) DO UPDATE
             SET version = excluded.version, state = excluded.state, taken_at = excluded.taken_at
           WHERE excluded.version >= stored.version",
         snapshots = names.snapshots
@@ -25,7 +26,7 @@ pub(crate) fn save_sql(names: &Names) -> String {
 /// The statement that reads the snapshot of a stream.
 pub(crate) fn load_sql(names: &Names) -> String {
     format!(
-        "SELECT version, state::text, taken_at FROM {} WHERE stream_type = $1 AND stream_id = $2",
+        "SELECT version, state::text, taken_at FROM {} WHERE tenant = $3 AND stream_type = $1 AND stream_id = $2",
         names.snapshots
     )
 }
@@ -59,17 +60,16 @@ impl SnapshotStore for PostgresEventStore {
             .prepare_cached(&self.shared.sql.save_snapshot)
             .await
             .map_err(|e| self.fail(&client, e))?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &stream.aggregate_type(),
-                    &stream.aggregate_id(),
-                    &version,
-                    &snapshot.state.as_str(),
-                    &snapshot.taken_at,
-                ],
-            )
+        let tenant = self.home().as_str();
+        let params: [&(dyn ToSql + Sync); 6] = [
+            &stream.aggregate_type(),
+            &stream.aggregate_id(),
+            &version,
+            &snapshot.state.as_str(),
+            &snapshot.taken_at,
+            &tenant,
+        ];
+        self.scoped(&client, client.execute(&statement, &params))
             .await
             .map_err(|e| self.fail(&client, e))?;
         Ok(())
@@ -83,8 +83,10 @@ impl SnapshotStore for PostgresEventStore {
             .prepare_cached(&self.shared.sql.load_snapshot)
             .await
             .map_err(|e| self.fail(&client, e))?;
-        let row = client
-            .query_opt(&statement, &[&stream.aggregate_type(), &stream.aggregate_id()])
+        let tenant = self.home().as_str();
+        let params: [&(dyn ToSql + Sync); 3] = [&stream.aggregate_type(), &stream.aggregate_id(), &tenant];
+        let row = self
+            .scoped(&client, client.query_opt(&statement, &params))
             .await
             .map_err(|e| self.fail(&client, e))?;
         let Some(row) = row else {

@@ -66,7 +66,7 @@ async fn a_version_1_schema_is_migrated_with_its_events_intact() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4]);
+    assert_eq!(versions, [1, 2, 3, 4, 5]);
     let stream = StreamId::new("Counter", "old");
     let events: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
     assert_eq!(events.iter().map(|event| event.event_id).collect::<Vec<_>>(), ids);
@@ -233,4 +233,111 @@ async fn tables(raw: &tokio_postgres::Client, schema: &str) -> Vec<String> {
     .iter()
     .map(|row| row.get(0))
     .collect()
+}
+
+/// A version 4 schema with events, a snapshot and projection state gains
+/// tenants: its events and snapshot land in the default tenant (seen by the
+/// unscoped store and the default tenant's view, not by another tenant),
+/// its projection state stays with the unscoped store, every table gets
+/// row-level security, and a stream id can then exist in two tenants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_schema_puts_its_data_in_the_default_tenant() {
+    use factum_core::{CheckpointStore, DeadLetterStore, Lease, SnapshotStore, Tenancy, Tenant};
+    use factum_postgres::PostgresProjectionStore;
+
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(4).await.unwrap();
+    // Data as the version 4 store wrote it.
+    for version in 1..=2_i64 {
+        raw.execute(
+            &format!(
+                "INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id, event_type, \
+                 schema_version, payload, metadata, occurred_at) \
+                 VALUES (nextval('\"{schema}\".factum_position'), 'Counter', 'v4', $1, $2, 'incremented', 1, \
+                 $3::text::json, '{{\"tenant\":\"Acme Corp\"}}', now())"
+            ),
+            &[&version, &Uuid::now_v7(), &format!(r#"{{"amount":{version}}}"#)],
+        )
+        .await
+        .unwrap();
+    }
+    raw.batch_execute(&format!(
+        "INSERT INTO \"{schema}\".factum_snapshots VALUES ('Counter', 'v4', 2, '{{\"value\":3}}', now());
+         INSERT INTO \"{schema}\".factum_checkpoints (projection, position) VALUES ('sales', 2);
+         INSERT INTO \"{schema}\".factum_dead_letters SELECT 'sales', position, stream_type, stream_id, version,
+             event_id, event_type, schema_version, payload, metadata, occurred_at, 'boom', 3, now()
+             FROM \"{schema}\".factum_events WHERE version = 2;
+         INSERT INTO \"{schema}\".factum_leases VALUES ('sales', 'host-a', now() + interval '1 hour');"
+    ))
+    .await
+    .unwrap();
+
+    store.ensure_schema().await.unwrap();
+    store.ensure_tenant_role().await.unwrap();
+
+    let stream = StreamId::new("Counter", "v4");
+    for view in [store.clone(), store.for_tenant("default").unwrap()] {
+        let events: Vec<_> = view.read_stream(&stream, 1).try_collect().await.unwrap();
+        assert_eq!(events.len(), 2, "the default tenant holds the old stream");
+        assert!(
+            events
+                .iter()
+                .all(|event| event.metadata.tenant == Some(Tenant::DEFAULT))
+        );
+        assert_eq!(view.read_all(0, 10).await.unwrap().len(), 2);
+        assert_eq!(view.head_position().await.unwrap(), events[1].position);
+        let snapshot = view.load_snapshot(&stream).await.unwrap();
+        assert_eq!(snapshot.map(|snapshot| snapshot.version), Some(2));
+    }
+    let acme = store.for_tenant("acme").unwrap();
+    assert_eq!(acme.stream_version(&stream).await.unwrap(), 0);
+    assert!(acme.read_all(0, 10).await.unwrap().is_empty());
+    assert_eq!(acme.head_position().await.unwrap(), 0);
+    assert_eq!(acme.load_snapshot(&stream).await.unwrap(), None);
+
+    let projections = PostgresProjectionStore::new(&store);
+    assert_eq!(CheckpointStore::load(&projections, "sales").await.unwrap(), 2);
+    let letters = projections.list("sales").await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event.metadata.tenant, Some(Tenant::DEFAULT));
+    assert!(
+        !projections
+            .acquire("sales", "host-b", std::time::Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    let default = projections.for_tenant("default").unwrap();
+    assert_eq!(CheckpointStore::load(&default, "sales").await.unwrap(), 0);
+    assert!(default.list("sales").await.unwrap().is_empty());
+
+    let secured: Vec<(String, bool)> = raw
+        .query(
+            "SELECT c.relname::text, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> 'factum_schema_version' ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(secured.len(), 5, "{secured:?}");
+    assert!(
+        secured.iter().all(|(_, on)| *on),
+        "row-level security on every table: {secured:?}"
+    );
+
+    // The stream id is free in another tenant; the default one goes on.
+    let event = || NewEvent::new("incremented", Payload::parse("{}").unwrap());
+    let in_acme = acme
+        .append(&stream, ExpectedVersion::NoStream, vec![event()])
+        .await
+        .unwrap();
+    let in_default = store
+        .append(&stream, ExpectedVersion::Exact(2), vec![event()])
+        .await
+        .unwrap();
+    assert_eq!((in_acme.stream_version, in_default.stream_version), (1, 3));
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use factum_core::{
     AppendBatch, AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
-    Snapshot, SnapshotStore, StreamId,
+    Snapshot, SnapshotStore, StreamId, Tenancy, Tenant,
 };
 use factum_sqlite::{Durability, SqliteEventStore, SqliteOptions};
 
@@ -75,6 +75,19 @@ impl SnapshotStore for FileStore {
 
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
         self.store.load_snapshot(stream).await
+    }
+}
+
+impl Tenancy for FileStore {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self {
+            store: self.store.for_tenant(tenant)?,
+            _dir: Arc::clone(&self._dir),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.store.tenant()
     }
 }
 

@@ -106,24 +106,24 @@ async fn ensure_schema_confirms_the_schema_and_notices_a_change_under_it() {
     let store = SqliteEventStore::open(&path).await.unwrap();
     store.ensure_schema().await.unwrap();
     store.ensure_schema().await.unwrap();
-    assert_eq!(SqliteEventStore::schema_version(), 2);
+    assert_eq!(SqliteEventStore::schema_version(), 3);
 
     let other = rusqlite::Connection::open(&path).unwrap();
     other.pragma_update(None, "user_version", 1).unwrap();
     let error = store.ensure_schema().await.unwrap_err();
     match sqlite_error(&error) {
-        Some(SqliteError::SchemaChanged { found, expected, .. }) => assert_eq!((*found, *expected), (1, 2)),
+        Some(SqliteError::SchemaChanged { found, expected, .. }) => assert_eq!((*found, *expected), (1, 3)),
         _ => panic!("expected SchemaChanged, got {error}"),
     }
 
     other.pragma_update(None, "user_version", 7).unwrap();
     let error = store.ensure_schema().await.unwrap_err();
     match sqlite_error(&error) {
-        Some(SqliteError::SchemaTooNew { found, supported, .. }) => assert_eq!((*found, *supported), (7, 2)),
+        Some(SqliteError::SchemaTooNew { found, supported, .. }) => assert_eq!((*found, *supported), (7, 3)),
         _ => panic!("expected SchemaTooNew, got {error}"),
     }
 
-    other.pragma_update(None, "user_version", 2).unwrap();
+    other.pragma_update(None, "user_version", 3).unwrap();
     store.ensure_schema().await.unwrap();
     store.close().await.unwrap();
 }

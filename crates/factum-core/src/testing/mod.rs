@@ -63,13 +63,13 @@ pub fn service_unavailable<T>(service: &str, reason: impl std::fmt::Display) -> 
     None
 }
 
-/// Expands to one `#[test]` per guarantee of the [`EventStore`](crate::EventStore)
-/// and [`SnapshotStore`](crate::SnapshotStore) contracts, each on a fresh
-/// store made by `$factory`.
+/// Expands to one `#[test]` per guarantee of the [`EventStore`](crate::EventStore),
+/// [`SnapshotStore`](crate::SnapshotStore) and [`Tenancy`](crate::Tenancy)
+/// contracts, each on a fresh store made by `$factory`.
 ///
-/// `$factory` is an `async fn() -> Option<S>` (`S: EventStore + SnapshotStore + Clone`) that
-/// returns a fresh, empty store, or `None` when its server is unreachable
-/// (see [`service_unavailable`]).
+/// `$factory` is an `async fn() -> Option<S>` (`S: EventStore + SnapshotStore
+/// + Tenancy + Clone`) that returns a fresh, empty store, or `None` when its
+/// server is unreachable (see [`service_unavailable`]).
 ///
 /// ```
 /// use factum_core::InMemoryEventStore;
@@ -136,6 +136,17 @@ macro_rules! conformance_suite {
             append_many_retry_returns_the_original_positions,
             append_many_refuses_bad_input,
             readers_never_see_half_of_an_atomic_append,
+        );
+        $crate::__conformance_tests!(
+            $factory;
+            tenant_names_are_checked_and_views_cannot_widen,
+            same_stream_id_under_two_tenants_is_two_streams,
+            metadata_cannot_name_another_tenant,
+            a_tenants_log_holds_only_its_events_in_global_order,
+            a_tenants_subscription_sees_only_its_events,
+            snapshots_cannot_reach_another_tenant,
+            retry_with_another_tenants_event_id_reveals_nothing,
+            applications_on_tenant_views_keep_aggregates_apart,
         );
     };
 }
