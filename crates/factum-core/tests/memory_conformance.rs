@@ -1,7 +1,9 @@
 //! The shared event-store conformance suite, run against the in-memory store,
-//! and against a wrapper of it that implements only the required methods, so
+//! against a wrapper of it that implements only the required methods, so
 //! the trait's provided methods (`read_stream_pages`, `subscribe`,
-//! `subscribe_stream`) are held to the same contract.
+//! `subscribe_stream`) are held to the same contract, and against a
+//! `ChaosStore` that injects nothing, so its delegation (tenant views
+//! included) is held to it too.
 
 use factum_core::InMemoryEventStore;
 
@@ -79,6 +81,17 @@ mod provided_methods {
 
     async fn fresh_store() -> Option<RequiredOnly> {
         Some(RequiredOnly(InMemoryEventStore::new()))
+    }
+
+    factum_core::conformance_suite!(fresh_store);
+}
+
+mod chaos_without_faults {
+    use factum_core::InMemoryEventStore;
+    use factum_core::testing::{ChaosSchedule, ChaosStore};
+
+    async fn fresh_store() -> Option<ChaosStore<InMemoryEventStore>> {
+        Some(ChaosStore::new(InMemoryEventStore::new(), ChaosSchedule::none()))
     }
 
     factum_core::conformance_suite!(fresh_store);
