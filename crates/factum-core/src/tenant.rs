@@ -199,8 +199,10 @@ impl<'de> Deserialize<'de> for Tenant {
 ///
 /// What a view of tenant `t` reaches:
 ///
-/// - **Streams** (`append`, `read_stream`, `stream_version`, snapshots):
-///   `t`'s only. The same aggregate id under two tenants is two streams.
+/// - **Streams** (`append`, `append_many`, `read_stream`,
+///   `subscribe_stream`, `stream_version`, snapshots): `t`'s only; every
+///   stream of an `append_many` call is `t`'s, and one event naming another
+///   tenant refuses the whole call. The same aggregate id under two tenants is two streams.
 ///   An event whose [`Metadata::tenant`](crate::Metadata::tenant) names
 ///   another tenant is refused with [`Error::InvalidTenant`]; events read
 ///   back carry `Some(t)` there.
@@ -208,7 +210,9 @@ impl<'de> Deserialize<'de> for Tenant {
 ///   global order, never skipping one. Positions stay global, so a tenant
 ///   sees gaps where other tenants' events are. `head_position` is the
 ///   position of `t`'s last event that can be read without a gap (0: none):
-///   the position a reader of `t`'s log reaches when it has caught up.
+///   the position a reader of `t`'s log reaches when it has caught up,
+///   and where [`Start::End`](crate::Start::End) starts a subscription or a
+///   projection of the view.
 /// - **Projections**: checkpoints, dead letters and leases are `t`'s.
 /// - **Other tenants**: none. `for_tenant` on a view of `t` answers a view
 ///   of `t` again for `t`, and [`Error::InvalidTenant`] for any other name,

@@ -13,6 +13,8 @@ async fn fresh_store() -> Option<InMemoryEventStore> {
 
 factum_core::conformance_suite!(fresh_store);
 factum_core::contiguous_append_suite!(fresh_store);
+// Stores that override `subscribe_stream` only (see the case's docs).
+factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 
 mod provided_methods {
     use factum_core::{
@@ -95,4 +97,5 @@ mod chaos_without_faults {
     }
 
     factum_core::conformance_suite!(fresh_store);
+    factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 }

@@ -341,3 +341,64 @@ async fn a_version_4_schema_puts_its_data_in_the_default_tenant() {
         .unwrap();
     assert_eq!((in_acme.stream_version, in_default.stream_version), (1, 3));
 }
+
+/// A version 4 schema set up by a release with atomic appends had
+/// `factum_append_batches` without a tenant: version 5 drops that
+/// signature (so nothing can still call a function that writes no tenant)
+/// and leaves only the one that takes the tenant, which the unscoped store
+/// and a tenant's view (as the tenant role) then call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_5_replaces_the_atomic_append_function_of_version_4() {
+    use factum_core::{AppendBatch, Tenancy};
+
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(4).await.unwrap();
+    // The version 4 function's signature; its body does not matter here.
+    raw.batch_execute(&format!(
+        "CREATE FUNCTION \"{schema}\".factum_append_batches(
+             p_stream_types text[], p_stream_ids text[], p_expected bigint[],
+             p_batches integer[], p_places integer[], p_event_ids uuid[], p_event_types text[],
+             p_schema_versions integer[], p_payloads text[], p_metadata text[], p_occurred_at timestamptz[],
+             OUT actual_versions bigint[], OUT positions bigint[])
+         LANGUAGE sql AS $$ SELECT NULL::bigint[], NULL::bigint[] $$;"
+    ))
+    .await
+    .unwrap();
+
+    store.ensure_schema().await.unwrap();
+    store.ensure_tenant_role().await.unwrap();
+
+    let signatures: Vec<String> = raw
+        .query(
+            "SELECT p.proname::text || '/' || p.pronargs FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = $1 AND p.proname IN ('factum_append', 'factum_append_batches') ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        signatures,
+        ["factum_append/11", "factum_append_batches/12"],
+        "one function each, taking the tenant"
+    );
+
+    let event = || NewEvent::new("incremented", Payload::parse("{}").unwrap());
+    let stream = StreamId::new("Counter", "atomic-v5");
+    let call = || {
+        vec![AppendBatch::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            vec![event()],
+        )]
+    };
+    let acme = store.for_tenant("acme").unwrap();
+    for target in [&store, &acme] {
+        let results = target.append_many(call()).await.unwrap();
+        assert_eq!(results[0].stream_version, 1);
+    }
+}

@@ -177,6 +177,19 @@ async fn raw_sql_run_the_way_a_view_runs_it_cannot_see_another_tenants_rows() {
         &format!("INSERT INTO \"{schema}\".factum_checkpoints (tenant, projection, position) VALUES ('acme', 'p', 1)"),
     )
     .await;
+    // Factum's own functions are held to it too: an atomic append across
+    // streams asked to write acme's streams from globex's transaction.
+    refused(
+        &raw,
+        "globex",
+        &format!(
+            "SELECT \"{schema}\".factum_append_batches(ARRAY['Counter', 'Counter'], ARRAY['shared', 'y'], \
+             ARRAY[NULL, NULL]::bigint[], ARRAY[1, 2], ARRAY[1, 1], ARRAY[gen_random_uuid(), gen_random_uuid()], \
+             ARRAY['e', 'e'], ARRAY[1, 1], ARRAY['{{}}', '{{}}'], ARRAY[NULL, NULL]::text[], ARRAY[now(), now()], \
+             'acme')"
+        ),
+    )
+    .await;
     refused(
         &raw,
         "globex",

@@ -100,6 +100,7 @@ mod file_full {
 
     factum_core::conformance_suite!(fresh_store);
     factum_core::contiguous_append_suite!(fresh_store);
+    factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 }
 
 mod file_normal {
@@ -111,6 +112,7 @@ mod file_normal {
 
     factum_core::conformance_suite!(fresh_store);
     factum_core::contiguous_append_suite!(fresh_store);
+    factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 }
 
 mod memory {
@@ -126,4 +128,5 @@ mod memory {
 
     factum_core::conformance_suite!(fresh_store);
     factum_core::contiguous_append_suite!(fresh_store);
+    factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 }

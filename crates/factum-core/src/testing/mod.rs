@@ -147,6 +147,10 @@ macro_rules! conformance_suite {
             snapshots_cannot_reach_another_tenant,
             retry_with_another_tenants_event_id_reveals_nothing,
             applications_on_tenant_views_keep_aggregates_apart,
+            append_many_on_a_view_writes_only_its_tenants_streams,
+            append_many_with_another_tenants_event_ids_reveals_nothing,
+            subscribe_stream_on_a_view_follows_only_its_tenant,
+            start_at_the_end_of_a_view_is_its_tenants_end,
         );
     };
 }

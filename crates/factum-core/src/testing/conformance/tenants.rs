@@ -1,6 +1,12 @@
 //! Tenant isolation: every check tries to cross from one tenant's view into
 //! another's (or into the default tenant's) and must fail, while the
-//! unscoped handle still sees every tenant's events in global order.
+//! unscoped handle still sees every tenant's events in global order. The
+//! cases of `crossing` do the same with atomic appends across streams,
+//! stream subscriptions and starting at a tenant's end.
+
+mod crossing;
+
+pub use crossing::*;
 
 use futures::{StreamExt, TryStreamExt};
 use uuid::Uuid;
@@ -9,8 +15,8 @@ use super::{added, append, events, read_everything, read_stream, stream};
 use crate::backend::hidden_stream;
 use crate::testing::Tally;
 use crate::{
-    AppendResult, Application, Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload,
-    RecordedEvent, Snapshot, SnapshotStore, StreamId, Tenancy, Tenant,
+    Application, Error, EventStore, ExpectedVersion, Metadata, NewEvent, Payload, RecordedEvent, Snapshot,
+    SnapshotStore, StreamId, Tenancy, Tenant,
 };
 
 /// A view of `tenant` (a unique name per check, so a shared database
@@ -464,7 +470,11 @@ where
 }
 
 #[track_caller]
-fn assert_hidden_duplicate(result: &Result<AppendResult, Error>, target: &StreamId, secret: &StreamId) {
+fn assert_hidden_duplicate<T: std::fmt::Debug>(
+    result: &Result<T, Error>,
+    target: &StreamId,
+    secret: &StreamId,
+) {
     match result {
         Err(
             error @ Error::DuplicateEventId {
