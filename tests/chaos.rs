@@ -297,3 +297,51 @@ async fn an_injected_conflict_on_an_atomic_save_writes_nothing() {
         .expect("the next try succeeds");
     assert_eq!(store.inner().len(), 2);
 }
+
+#[tokio::test]
+async fn a_tenant_view_shares_the_schedule_and_the_counts() {
+    let store = ChaosStore::new(InMemoryEventStore::new(), ChaosSchedule::none());
+    let acme = store.for_tenant("acme").unwrap();
+    assert_eq!(acme.tenant().map(Tenant::as_str), Some("acme"));
+    assert!(acme.for_tenant("globex").is_err(), "a view cannot be widened");
+    let app = Application::<Counter, _>::new(acme.clone());
+    let mut first = app.load_or_create(CounterId::generate()).await.unwrap();
+    let mut second = app.load_or_create(CounterId::generate()).await.unwrap();
+    first.add(1);
+    second.add(2);
+
+    // Queued on the unscoped store, suffered by the view's next call.
+    store.inject(Operation::Append, Fault::LostAnswer);
+    app.save_all([&mut first, &mut second])
+        .await
+        .expect_err("the answer is lost");
+    assert_eq!(
+        store.injected().lost_answers,
+        1,
+        "the view counts into the same totals"
+    );
+    assert_eq!(acme.injected(), store.injected());
+    let saved = app
+        .save_all([&mut first, &mut second])
+        .await
+        .expect("the retry is recognised");
+    assert_eq!(saved[1].positions, vec![3, 4], "the original positions");
+
+    let stored = acme.inner().read_all(0, 10).await.unwrap();
+    assert_eq!(stored.len(), 4);
+    assert!(
+        stored
+            .iter()
+            .all(|event| event.metadata.tenant.as_ref().map(Tenant::as_str) == Some("acme"))
+    );
+    assert_eq!(store.inner().len(), 4, "nothing but acme's four events is stored");
+    assert_eq!(
+        store.inner().stream_version(&saved_stream(&first)).await.unwrap(),
+        0,
+        "the unscoped store's default tenant has none of acme's streams"
+    );
+}
+
+fn saved_stream(counter: &Counter) -> factum::StreamId {
+    factum::StreamId::new("Counter", counter.id.to_string())
+}

@@ -109,6 +109,46 @@ async fn a_save_tells_the_notifier_the_events_as_stored() {
 }
 
 #[tokio::test]
+async fn on_a_tenant_view_the_notifier_is_told_the_tenant_as_stored() {
+    let store = InMemoryEventStore::new();
+    let acme = store.for_tenant("acme").unwrap();
+    let recorder = Recorder::default();
+    let counters = Application::<Counter, _>::new(acme.clone()).with_notifier(recorder.clone());
+    let ledgers = Application::<Ledger, _>::new(acme.clone()).with_notifier(recorder.clone());
+    let mut first = counters.load_or_create(CounterId::generate()).await.unwrap();
+    counters.save(&mut first).await.unwrap();
+    let mut second = counters.load_or_create(CounterId::generate()).await.unwrap();
+    first.add(1);
+    counters.save_all([&mut first, &mut second]).await.unwrap();
+    let mut ledger = ledgers.load_or_create(LedgerId::generate()).await.unwrap();
+    first.add(2);
+    let mut work = UnitOfWork::new();
+    work.add(&counters, &mut first).unwrap();
+    work.add(&ledgers, &mut ledger).unwrap();
+    work.commit().await.unwrap();
+
+    let told: Vec<RecordedEvent> = recorder.told.lock().unwrap().concat();
+    let mut stored = acme.read_all(0, 100).await.unwrap();
+    let mut told_sorted = told.clone();
+    told_sorted.sort_by_key(|event| event.position);
+    stored.sort_by_key(|event| event.position);
+    assert_eq!(told_sorted, stored, "every saved event, as acme's log holds it");
+    let acme_tenant = Tenant::new("acme").unwrap();
+    assert!(
+        told.iter()
+            .all(|event| event.metadata.tenant.as_ref() == Some(&acme_tenant)),
+        "notified events name acme"
+    );
+
+    let unscoped = Recorder::default();
+    let default = Application::<Counter, _>::new(store.clone()).with_notifier(unscoped.clone());
+    let mut counter = default.load_or_create(CounterId::generate()).await.unwrap();
+    default.save(&mut counter).await.unwrap();
+    let told = unscoped.told.lock().unwrap()[0].clone();
+    assert_eq!(told[0].metadata.tenant, Some(Tenant::DEFAULT));
+}
+
+#[tokio::test]
 async fn nothing_is_told_when_a_save_fails_or_has_nothing_to_save() {
     let recorder = Recorder::default();
     let app = Application::<Counter, _>::new(InMemoryEventStore::new()).with_notifier(recorder.clone());

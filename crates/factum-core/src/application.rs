@@ -2,10 +2,11 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::backend::home;
 use crate::notify::SharedNotifier;
 use crate::{
     Aggregate, AppendResult, DefaultAggregate, Error, EventStore, Metadata, Notifier, Payload, Repository,
-    Snapshot, SnapshotPolicy, SnapshotStore, StreamId, Upcasters,
+    Snapshot, SnapshotPolicy, SnapshotStore, StreamId, Tenancy, Upcasters,
 };
 
 /// The entry point of an event-sourced application for one aggregate type:
@@ -98,30 +99,6 @@ impl<A, S> Application<A, S> {
         }
     }
 
-    /// Tells `notifier` about the events of each successful save, after
-    /// they are committed: [`save`](Self::save), [`save_all`](Self::save_all)
-    /// and a [`UnitOfWork`](crate::UnitOfWork) commit.
-    ///
-    /// The notifier runs in the saving task. When it fails, the save
-    /// returns [`Error::Notify`]: the events are stored, do not save them
-    /// again. A notification lost that way (or by a crash right after the
-    /// commit) is gone; for at-least-once delivery use a store's outbox and
-    /// an [`OutboxRelay`](crate::OutboxRelay) instead. The two modes are
-    /// compared in the README.
-    ///
-    /// ```
-    /// # use factum_core::{Application, BroadcastNotifier, InMemoryEventStore};
-    /// # fn demo<A: factum_core::Aggregate>() {
-    /// let notifier = BroadcastNotifier::new(1024);
-    /// let mut saved = notifier.subscribe();
-    /// let app = Application::<A, _>::new(InMemoryEventStore::new()).with_notifier(notifier);
-    /// # }
-    /// ```
-    pub fn with_notifier(mut self, notifier: impl Notifier) -> Self {
-        self.notifier = Some(SharedNotifier::new(notifier));
-        self
-    }
-
     pub(crate) fn notifier(&self) -> Option<&SharedNotifier> {
         self.notifier.as_ref()
     }
@@ -157,6 +134,40 @@ impl<A: Aggregate, S> Application<A, S> {
     pub fn with_upcasters(mut self, upcasters: Upcasters) -> Result<Self, Error> {
         self.repository = self.repository.with_upcasters(upcasters)?;
         Ok(self)
+    }
+}
+
+impl<A, S: Tenancy> Application<A, S> {
+    /// Tells `notifier` about the events of each successful save, after
+    /// they are committed: [`save`](Self::save), [`save_all`](Self::save_all)
+    /// and a [`UnitOfWork`](crate::UnitOfWork) commit.
+    ///
+    /// The notifier runs in the saving task. When it fails, the save
+    /// returns [`Error::Notify`]: the events are stored, do not save them
+    /// again. A notification lost that way (or by a crash right after the
+    /// commit) is gone; for at-least-once delivery use a store's outbox and
+    /// an [`OutboxRelay`](crate::OutboxRelay) instead. The two modes are
+    /// compared in the README.
+    ///
+    /// The events it is told about are as a read would return them: their
+    /// versions and positions, and `metadata.tenant` naming the tenant
+    /// they live in (the store view's, or [`Tenant::DEFAULT`](crate::Tenant::DEFAULT)
+    /// for an unscoped store). That is why the store must implement
+    /// [`Tenancy`] (every factum store does, and so does a `testing::ChaosStore`
+    /// of one).
+    ///
+    /// ```
+    /// # use factum_core::{Application, BroadcastNotifier, InMemoryEventStore};
+    /// # fn demo<A: factum_core::Aggregate>() {
+    /// let notifier = BroadcastNotifier::new(1024);
+    /// let mut saved = notifier.subscribe();
+    /// let app = Application::<A, _>::new(InMemoryEventStore::new()).with_notifier(notifier);
+    /// # }
+    /// ```
+    pub fn with_notifier(mut self, notifier: impl Notifier) -> Self {
+        let tenant = home(self.store().tenant()).clone();
+        self.notifier = Some(SharedNotifier::new(notifier, tenant));
+        self
     }
 }
 

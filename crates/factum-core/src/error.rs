@@ -156,6 +156,10 @@ pub enum Error {
     /// An event id was appended before with different content. Retrying an
     /// append with the same ids and content is fine and returns the original
     /// positions; reusing an id for another event is this error.
+    ///
+    /// Event ids are unique across tenants. An id taken in another tenant
+    /// than the append's is this error too, and the error does not say
+    /// where: `existing_stream` is then `$other-tenant-hidden`.
     #[error(
         "event id {event_id} was already appended to stream {existing_stream} with different content (now appended to {stream})"
     )]
@@ -166,6 +170,18 @@ pub enum Error {
         existing_stream: StreamId,
         /// The reused event id.
         event_id: Uuid,
+    },
+
+    /// A tenant name that is not a valid [`Tenant`](crate::Tenant), or a
+    /// tenant the caller cannot reach: another tenant than its view's own,
+    /// or an event whose metadata names another tenant than the one it is
+    /// appended to. Nothing was written.
+    #[error("tenant `{tenant}`: {reason}")]
+    InvalidTenant {
+        /// The tenant name given (shortened when very long).
+        tenant: String,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// The caller passed something the store cannot accept.

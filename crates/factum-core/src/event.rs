@@ -151,6 +151,12 @@ impl<'de> Deserialize<'de> for Payload {
 
 /// Context stored beside each event: who caused it, in which tenant, and
 /// anything else the application wants to keep.
+///
+/// The tenant is not free text: it is where the event lives. Stores fill it
+/// in on every event they return (with [`Tenant::DEFAULT`](crate::Tenant::DEFAULT)
+/// for the unscoped handle's streams); on an event being appended it may be
+/// left `None` or name the tenant it is appended to, and anything else is
+/// refused with [`Error::InvalidTenant`](crate::Error::InvalidTenant).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metadata {
     /// The id shared by everything one request caused.
@@ -159,9 +165,9 @@ pub struct Metadata {
     /// The id of the message or event that caused this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
-    /// The tenant the event belongs to.
+    /// The tenant the event lives in (see above).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
+    pub tenant: Option<crate::Tenant>,
     /// Application-defined entries.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub user: BTreeMap<String, Value>,
@@ -188,10 +194,21 @@ impl Metadata {
         self
     }
 
-    /// Sets the tenant.
-    pub fn with_tenant(mut self, tenant: impl Into<String>) -> Self {
-        self.tenant = Some(tenant.into());
+    /// Sets the tenant: the one the event is appended to (any other is
+    /// refused by the store).
+    pub fn with_tenant(mut self, tenant: crate::Tenant) -> Self {
+        self.tenant = Some(tenant);
         self
+    }
+
+    /// True when `new`, the metadata of an event being appended, is what
+    /// this stored metadata holds: a tenant left unset on `new` stands for
+    /// wherever the event lives.
+    fn same_as_new(&self, new: &Metadata) -> bool {
+        self.correlation_id == new.correlation_id
+            && self.causation_id == new.causation_id
+            && self.user == new.user
+            && (new.tenant.is_none() || new.tenant == self.tenant)
     }
 
     /// Adds an application-defined entry.
@@ -356,12 +373,13 @@ impl RecordedEvent {
     }
 
     /// True when `new` is the same event as this one (id, type, schema,
-    /// payload and metadata): the test for an idempotent retry.
+    /// payload and metadata): the test for an idempotent retry. A tenant
+    /// left unset in `new`'s metadata matches the one this event lives in.
     pub fn same_content(&self, new: &NewEvent) -> bool {
         self.event_id == new.event_id
             && self.event_type == new.event_type
             && self.schema_version == new.schema_version
-            && self.metadata == new.metadata
+            && self.metadata.same_as_new(&new.metadata)
             && (self.payload == new.payload
                 || matches!((self.payload.to_value(), new.payload.to_value()), (Ok(a), Ok(b)) if a == b))
     }

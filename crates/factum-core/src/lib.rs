@@ -22,6 +22,7 @@ mod snapshot;
 mod start;
 mod store;
 mod subscription;
+mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod unit_of_work;
@@ -47,6 +48,7 @@ pub use repository::Repository;
 pub use snapshot::{Snapshot, SnapshotPolicy, SnapshotStore};
 pub use start::Start;
 pub use store::{AppendBatch, AppendResult, EventPages, EventStore, EventStream, ExpectedVersion};
+pub use tenant::{Tenancy, Tenant};
 pub use unit_of_work::UnitOfWork;
 pub use upcast::Upcasters;
 
@@ -60,7 +62,8 @@ pub mod prelude {
     pub use crate::{
         Aggregate, AggregateId, Application, DefaultAggregate, DomainEvent, Error, EventStore, HandlerError,
         InMemoryEventStore, Metadata, Projection, ProjectionRunner, ProjectionStore, RecordedEvent,
-        Repository, SnapshotPolicy, StreamId, TransactionalProjection, UnitOfWork, UpcastError, Upcasters,
+        Repository, SnapshotPolicy, StreamId, Tenancy, Tenant, TransactionalProjection, UnitOfWork,
+        UpcastError, Upcasters,
     };
 }
 

@@ -5,10 +5,12 @@ use futures::StreamExt;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::backend::{PollingSubscription, SubscriptionOptions, original_append, repeated_event_id};
+use crate::backend::{
+    PollingSubscription, SubscriptionOptions, check_events, home, narrow, original_append, repeated_event_id,
+};
 use crate::{
     AppendBatch, AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent,
-    RecordedEvent, Snapshot, SnapshotStore, StreamId,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId, Tenancy, Tenant,
 };
 
 mod atomic;
@@ -20,7 +22,8 @@ const PAGE: usize = 1024;
 ///
 /// Cheap to clone; clones share the same events. Safe to use from many
 /// tasks at once: appends are serialised by a lock, so commit order is
-/// position order.
+/// position order. [`for_tenant`](Tenancy::for_tenant) gives a view of one
+/// tenant over the same events (see [`Tenancy`]).
 ///
 /// ```
 /// # use factum_core::{InMemoryEventStore, EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
@@ -35,26 +38,30 @@ const PAGE: usize = 1024;
 #[derive(Clone)]
 pub struct InMemoryEventStore {
     shared: Arc<Shared>,
+    /// The tenant of this view; `None` for the unscoped handle.
+    tenant: Option<Tenant>,
 }
 
 struct Shared {
     log: RwLock<Log>,
     head: watch::Sender<u64>,
-    snapshots: Mutex<HashMap<StreamId, Snapshot>>,
+    snapshots: Mutex<HashMap<(Tenant, StreamId), Snapshot>>,
 }
 
 /// Events per chunk of the log: the log grows by whole chunks, so appends
 /// never copy what is already stored.
 const CHUNK: usize = 1 << 14;
 
-#[derive(Default)]
 struct Log {
     /// Position `p` is at index `p - 1`, in chunks of [`CHUNK`] events.
     chunks: Vec<Vec<Stored>>,
     len: usize,
-    /// Each stream's id and the log index of each version (version `v` at `v - 1`).
+    /// Each stream's id, tenant, and the log index of each version
+    /// (version `v` at `v - 1`).
     streams: Vec<StreamEntry>,
-    stream_numbers: HashMap<StreamId, u32>,
+    /// Each tenant's streams and events; the default tenant is number 0.
+    tenants: Vec<TenantEntry>,
+    tenant_numbers: HashMap<Tenant, u32>,
     // UUID v7 ids arrive nearly sorted, so a B-tree stays hot at its right
     // edge where a hash map would miss the cache on every insert; as `u128`
     // each comparison is one instruction pair instead of a 16-byte memcmp.
@@ -63,10 +70,43 @@ struct Log {
 
 struct StreamEntry {
     id: StreamId,
+    tenant: u32,
     indexes: Vec<usize>,
 }
 
-/// An event as kept in memory: half the size of a [`RecordedEvent`].
+/// A tenant's part of the log: its streams by id, and the log index of
+/// each of its events in order (its `$all`).
+struct TenantEntry {
+    tenant: Tenant,
+    streams: HashMap<StreamId, u32>,
+    indexes: Vec<usize>,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            chunks: Vec::new(),
+            len: 0,
+            streams: Vec::new(),
+            tenants: vec![TenantEntry::new(Tenant::DEFAULT)],
+            tenant_numbers: HashMap::from([(Tenant::DEFAULT, 0)]),
+            event_ids: BTreeMap::new(),
+        }
+    }
+}
+
+impl TenantEntry {
+    fn new(tenant: Tenant) -> Self {
+        Self {
+            tenant,
+            streams: HashMap::new(),
+            indexes: Vec::new(),
+        }
+    }
+}
+
+/// An event as kept in memory: half the size of a [`RecordedEvent`]. Its
+/// metadata is kept without the tenant, which is its stream's.
 struct Stored {
     event_id: Uuid,
     stream_number: u32,
@@ -88,6 +128,7 @@ impl std::fmt::Debug for InMemoryEventStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let log = self.shared.log.read().unwrap_or_else(PoisonError::into_inner);
         f.debug_struct("InMemoryEventStore")
+            .field("tenant", &self.tenant)
             .field("events", &log.len)
             .field("streams", &log.streams.len())
             .finish()
@@ -103,10 +144,11 @@ impl InMemoryEventStore {
                 head: watch::Sender::new(0),
                 snapshots: Mutex::new(HashMap::new()),
             }),
+            tenant: None,
         }
     }
 
-    /// The number of events stored.
+    /// The number of events stored, of every tenant.
     pub fn len(&self) -> usize {
         self.read_log().len
     }
@@ -126,9 +168,14 @@ impl InMemoryEventStore {
         self.shared.log.write().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The tenant whose streams and snapshots this view addresses.
+    fn home(&self) -> &Tenant {
+        home(self.tenant.as_ref())
+    }
+
     fn read_page(&self, stream: &StreamId, from_version: u64) -> Vec<RecordedEvent> {
         let log = self.read_log();
-        let Some(entry) = log.stream(stream) else {
+        let Some(entry) = log.stream(self.home(), stream) else {
             return Vec::new();
         };
         let start = usize::try_from(from_version.max(1) - 1).unwrap_or(usize::MAX);
@@ -144,13 +191,25 @@ impl InMemoryEventStore {
 }
 
 impl Log {
-    fn stream(&self, stream: &StreamId) -> Option<&StreamEntry> {
-        let number = *self.stream_numbers.get(stream)?;
+    fn tenant(&self, tenant: &Tenant) -> Option<&TenantEntry> {
+        // The default tenant is number 0 from the start: no lookup on the
+        // path every single-tenant append takes.
+        let number = if tenant.is_default() {
+            0
+        } else {
+            *self.tenant_numbers.get(tenant)?
+        };
+        self.tenants.get(number as usize)
+    }
+
+    fn stream(&self, tenant: &Tenant, stream: &StreamId) -> Option<&StreamEntry> {
+        let number = *self.tenant(tenant)?.streams.get(stream)?;
         self.streams.get(number as usize)
     }
 
-    fn stream_version(&self, stream: &StreamId) -> u64 {
-        self.stream(stream).map_or(0, |entry| entry.indexes.len() as u64)
+    fn stream_version(&self, tenant: &Tenant, stream: &StreamId) -> u64 {
+        self.stream(tenant, stream)
+            .map_or(0, |entry| entry.indexes.len() as u64)
     }
 
     fn get(&self, index: usize) -> &Stored {
@@ -159,15 +218,18 @@ impl Log {
 
     fn recorded(&self, index: usize) -> RecordedEvent {
         let stored = self.get(index);
+        let entry = &self.streams[stored.stream_number as usize];
+        let mut metadata = stored.metadata.as_deref().cloned().unwrap_or_default();
+        metadata.tenant = Some(self.tenants[entry.tenant as usize].tenant.clone());
         RecordedEvent {
             event_id: stored.event_id,
-            stream: self.streams[stored.stream_number as usize].id.clone(),
+            stream: entry.id.clone(),
             version: stored.version,
             position: index as u64 + 1,
             event_type: stored.event_type.clone(),
             schema_version: stored.schema_version,
             payload: stored.payload.clone(),
-            metadata: stored.metadata.as_deref().cloned().unwrap_or_default(),
+            metadata,
             occurred_at: stored.occurred_at,
         }
     }
@@ -182,12 +244,17 @@ impl Log {
         }
     }
 
-    /// Appends `event` as `version` of stream `stream_number`, its id
-    /// already claimed; returns its position.
+    /// Appends `event` as `version` of stream `stream_number` (and to its
+    /// tenant's log), its id already claimed; returns its position.
     #[inline]
     fn store(&mut self, stream_number: u32, version: u64, event: NewEvent) -> u64 {
         let index = self.len;
-        self.streams[stream_number as usize].indexes.push(index);
+        let entry = &mut self.streams[stream_number as usize];
+        entry.indexes.push(index);
+        self.tenants[entry.tenant as usize].indexes.push(index);
+        // The tenant is the stream's, filled in again on every read.
+        let mut metadata = event.metadata;
+        metadata.tenant = None;
         self.push(Stored {
             event_id: event.event_id,
             stream_number,
@@ -195,15 +262,20 @@ impl Log {
             event_type: event.event_type,
             schema_version: event.schema_version,
             payload: event.payload,
-            metadata: (!event.metadata.is_empty()).then(|| Box::new(event.metadata)),
+            metadata: (!metadata.is_empty()).then(|| Box::new(metadata)),
             occurred_at: event.occurred_at,
         });
         index as u64 + 1
     }
 
     /// The original result when `events` is a retry of an earlier append.
-    fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
-        original_append(stream, events, |event| {
+    fn retried(
+        &self,
+        tenant: &Tenant,
+        stream: &StreamId,
+        events: &[NewEvent],
+    ) -> Result<Option<AppendResult>, Error> {
+        original_append(tenant, stream, events, |event| {
             Ok(self
                 .event_ids
                 .get(&event.event_id.as_u128())
@@ -211,20 +283,39 @@ impl Log {
         })
     }
 
-    /// The number of `stream`, registering it when new.
-    fn stream_number(&mut self, stream: &StreamId) -> Result<u32, Error> {
-        if let Some(&number) = self.stream_numbers.get(stream) {
+    /// The number of `tenant`, registering it when new.
+    fn tenant_number(&mut self, tenant: &Tenant, stream: &StreamId) -> Result<u32, Error> {
+        if tenant.is_default() {
+            return Ok(0);
+        }
+        if let Some(&number) = self.tenant_numbers.get(tenant) {
+            return Ok(number);
+        }
+        let number = u32::try_from(self.tenants.len()).map_err(|_| Error::InvalidRequest {
+            stream: stream.clone(),
+            reason: "the in-memory store holds at most 2^32 tenants".to_owned(),
+        })?;
+        self.tenants.push(TenantEntry::new(tenant.clone()));
+        self.tenant_numbers.insert(tenant.clone(), number);
+        Ok(number)
+    }
+
+    /// The number of `stream` of tenant number `tenant`, registering it when new.
+    fn stream_number(&mut self, tenant: u32, stream: &StreamId) -> Result<u32, Error> {
+        let streams = &mut self.tenants[tenant as usize].streams;
+        if let Some(&number) = streams.get(stream) {
             return Ok(number);
         }
         let number = u32::try_from(self.streams.len()).map_err(|_| Error::InvalidRequest {
             stream: stream.clone(),
             reason: "the in-memory store holds at most 2^32 streams".to_owned(),
         })?;
+        streams.insert(stream.clone(), number);
         self.streams.push(StreamEntry {
             id: stream.clone(),
+            tenant,
             indexes: Vec::new(),
         });
-        self.stream_numbers.insert(stream.clone(), number);
         Ok(number)
     }
 
@@ -234,6 +325,7 @@ impl Log {
     /// the batch has its own error).
     fn claim_ids(
         &mut self,
+        tenant: &Tenant,
         stream: &StreamId,
         events: &[NewEvent],
         first_index: usize,
@@ -254,7 +346,7 @@ impl Log {
             }
             // An id stored before: the shared rule tells a retry from a reused
             // id or a mixed batch. It finds at least this id stored.
-            return self.retried(stream, events).and_then(|original| {
+            return self.retried(tenant, stream, events).and_then(|original| {
                 original
                     .map(Some)
                     .ok_or_else(|| repeated_event_id(stream, event.event_id))
@@ -302,15 +394,17 @@ impl EventStore for InMemoryEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
+        let tenant = self.home();
+        check_events(tenant, stream, &events)?;
         let mut guard = self.write_log();
         let log = &mut *guard;
-        let actual = log.stream_version(stream);
+        let actual = log.stream_version(tenant, stream);
         if !expected.admits(actual) {
             // A retry of a stored batch meets the version check first: it is
             // still a retry, and a batch with any stored id gets the shared
             // rule's answer, as on every backend. Stored ids of an admitted
             // append are caught when their insert below finds them.
-            if let Some(original) = log.retried(stream, &events)? {
+            if let Some(original) = log.retried(tenant, stream, &events)? {
                 return Ok(original);
             }
             return Err(Error::Conflict {
@@ -320,9 +414,10 @@ impl EventStore for InMemoryEventStore {
             });
         }
 
-        let stream_number = log.stream_number(stream)?;
+        let tenant_number = log.tenant_number(tenant, stream)?;
+        let stream_number = log.stream_number(tenant_number, stream)?;
         let first_index = log.len;
-        if let Some(original) = log.claim_ids(stream, &events, first_index)? {
+        if let Some(original) = log.claim_ids(tenant, stream, &events, first_index)? {
             return Ok(original);
         }
         let mut positions = Vec::with_capacity(events.len());
@@ -371,8 +466,21 @@ impl EventStore for InMemoryEventStore {
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
         let log = self.read_log();
         let start = usize::try_from(after).unwrap_or(usize::MAX).min(log.len);
-        let end = start.saturating_add(limit).min(log.len);
-        Ok((start..end).map(|index| log.recorded(index)).collect())
+        let Some(tenant) = &self.tenant else {
+            let end = start.saturating_add(limit).min(log.len);
+            return Ok((start..end).map(|index| log.recorded(index)).collect());
+        };
+        let Some(entry) = log.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        // Index `i` holds position `i + 1`: the first one after `after` is
+        // the first index at or above `after`.
+        let first = entry.indexes.partition_point(|&index| index < start);
+        Ok(entry.indexes[first..]
+            .iter()
+            .take(limit)
+            .map(|&index| log.recorded(index))
+            .collect())
     }
 
     fn subscribe_all(&self, after: u64) -> EventStream<'static> {
@@ -395,11 +503,33 @@ impl EventStore for InMemoryEventStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
-        Ok(self.read_log().stream_version(stream))
+        Ok(self.read_log().stream_version(self.home(), stream))
     }
 
+    /// The last position of the log; on a tenant view, of the tenant's
+    /// last event (0: none).
     async fn head_position(&self) -> Result<u64, Error> {
-        Ok(self.read_log().len as u64)
+        let log = self.read_log();
+        Ok(match &self.tenant {
+            None => log.len as u64,
+            Some(tenant) => log
+                .tenant(tenant)
+                .and_then(|entry| entry.indexes.last())
+                .map_or(0, |&index| index as u64 + 1),
+        })
+    }
+}
+
+impl Tenancy for InMemoryEventStore {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self {
+            shared: Arc::clone(&self.shared),
+            tenant: Some(narrow(self.tenant.as_ref(), tenant)?),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 }
 
@@ -410,11 +540,12 @@ impl SnapshotStore for InMemoryEventStore {
             .snapshots
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let key = (self.home().clone(), snapshot.stream.clone());
         let newer = snapshots
-            .get(&snapshot.stream)
+            .get(&key)
             .is_none_or(|stored| stored.version <= snapshot.version);
         if newer {
-            snapshots.insert(snapshot.stream.clone(), snapshot);
+            snapshots.insert(key, snapshot);
         }
         Ok(())
     }
@@ -425,7 +556,7 @@ impl SnapshotStore for InMemoryEventStore {
             .snapshots
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        Ok(snapshots.get(stream).cloned())
+        Ok(snapshots.get(&(self.home().clone(), stream.clone())).cloned())
     }
 }
 

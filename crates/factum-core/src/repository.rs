@@ -7,7 +7,7 @@ use futures::StreamExt;
 use crate::evolution::{self, Decoded};
 use crate::{
     Aggregate, AppendBatch, AppendResult, DomainEvent, Error, EventPages, EventStore, ExpectedVersion,
-    Metadata, NewEvent, Payload, RecordedEvent, StreamId, Upcasters,
+    Metadata, NewEvent, RecordedEvent, StreamId, Upcasters,
 };
 
 /// Loads aggregates by replaying their streams and saves their pending

@@ -215,6 +215,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// `PollingSubscription::stream_of`, which reads only the stream (in
     /// `factum_core::backend`, for backend authors).
     ///
+    /// A store with tenants ([`Tenancy`](crate::Tenancy)) must override it
+    /// too: a tenant view's log holds only its tenant's events, so the
+    /// default is right on a view, but an unscoped handle's log holds every
+    /// tenant's, and the default would follow each tenant's stream of that
+    /// id where the handle's stream operations address the default
+    /// tenant's only. Following the stream through
+    /// [`read_stream`](Self::read_stream), as `stream_of` does, is right
+    /// for both.
+    ///
     /// ```
     /// # use factum_core::{EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Payload, StreamId};
     /// # use futures::StreamExt;

@@ -1,7 +1,9 @@
 //! The shared event-store conformance suite, run against the in-memory store,
-//! and against a wrapper of it that implements only the required methods, so
+//! against a wrapper of it that implements only the required methods, so
 //! the trait's provided methods (`read_stream_pages`, `subscribe`,
-//! `subscribe_stream`) are held to the same contract.
+//! `subscribe_stream`) are held to the same contract, and against a
+//! `ChaosStore` that injects nothing, so its delegation (tenant views
+//! included) is held to it too.
 
 use factum_core::InMemoryEventStore;
 
@@ -11,11 +13,13 @@ async fn fresh_store() -> Option<InMemoryEventStore> {
 
 factum_core::conformance_suite!(fresh_store);
 factum_core::contiguous_append_suite!(fresh_store);
+// Stores that override `subscribe_stream` only (see the case's docs).
+factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 
 mod provided_methods {
     use factum_core::{
         AppendBatch, AppendResult, Error, EventStore, EventStream, ExpectedVersion, InMemoryEventStore,
-        NewEvent, RecordedEvent, Snapshot, SnapshotStore, StreamId,
+        NewEvent, RecordedEvent, Snapshot, SnapshotStore, StreamId, Tenancy, Tenant,
     };
 
     /// The in-memory store behind the trait's required methods only.
@@ -67,9 +71,31 @@ mod provided_methods {
         }
     }
 
+    impl Tenancy for RequiredOnly {
+        fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+            self.0.for_tenant(tenant).map(Self)
+        }
+
+        fn tenant(&self) -> Option<&Tenant> {
+            self.0.tenant()
+        }
+    }
+
     async fn fresh_store() -> Option<RequiredOnly> {
         Some(RequiredOnly(InMemoryEventStore::new()))
     }
 
     factum_core::conformance_suite!(fresh_store);
+}
+
+mod chaos_without_faults {
+    use factum_core::InMemoryEventStore;
+    use factum_core::testing::{ChaosSchedule, ChaosStore};
+
+    async fn fresh_store() -> Option<ChaosStore<InMemoryEventStore>> {
+        Some(ChaosStore::new(InMemoryEventStore::new(), ChaosSchedule::none()))
+    }
+
+    factum_core::conformance_suite!(fresh_store);
+    factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 }

@@ -35,3 +35,26 @@ fn in_memory_checkpoint_and_dead_letter_stores() {
         },
     );
 }
+
+#[test]
+fn in_memory_plain_stores_keep_tenants_apart() {
+    factum_core::testing::run(
+        || async {
+            Some((
+                factum_core::InMemoryCheckpointStore::new(),
+                factum_core::InMemoryDeadLetterStore::new(),
+            ))
+        },
+        |(checkpoints, letters)| {
+            factum_core::testing::projection::plain_stores_keep_tenants_apart(checkpoints, letters)
+        },
+    );
+}
+
+#[test]
+fn in_memory_leases_of_tenants_are_apart() {
+    factum_core::testing::run(
+        || async { Some(factum_core::InMemoryLease::new()) },
+        factum_core::testing::projection::leases_of_tenants_are_apart,
+    );
+}

@@ -168,7 +168,9 @@ mod tests {
 
     #[test]
     fn has_exactly_the_documented_fields_in_utc() {
-        let metadata = Metadata::default().with_tenant("acme").with("channel", "web");
+        let metadata = Metadata::default()
+            .with_tenant(factum_core::Tenant::new("acme").expect("a valid tenant"))
+            .with("channel", "web");
         let recorded = event(Payload::parse(r#"{"cents":5}"#).unwrap(), metadata);
         let bytes = encode_message(&recorded, datetime!(2025-03-01 10:31:00 UTC)).unwrap();
         let expected = json!({

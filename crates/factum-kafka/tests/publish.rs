@@ -29,7 +29,7 @@ async fn a_message_has_exactly_the_documented_fields_key_and_headers() {
     let metadata = Metadata::default()
         .with_correlation_id(correlation)
         .with_causation_id(causation)
-        .with_tenant("acme")
+        .with_tenant(factum_core::Tenant::new("acme").expect("a valid tenant"))
         .with("channel", "web");
     // Stored the way PostgreSQL's jsonb hands it back: blanks after `:` and `,`.
     let with_context = event(

@@ -6,8 +6,8 @@
 //! default `postgres://postgres@127.0.0.1:5432/postgres`). Each case runs
 //! raw and factum in turns (ten short rounds, four for the timed
 //! concurrent case) and sums the rounds. `BENCH_SCALE=0.2`
-//! shortens every case; `BENCH_ONLY=projection` (or `single`, `sixteen`,
-//! `batch`, `reload`, `global`) runs one case. The `projection` case is the
+//! shortens every case; `BENCH_ONLY=projection` (or `single`, `tenant`,
+//! `sixteen`, `batch`, `reload`, `global`) runs one case. The `projection` case is the
 //! runner's catch-up from PostgreSQL (counting events, checkpoints in
 //! `factum_checkpoints`), and the exactly-once variant.
 
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use factum_core::{
     CheckpointStore, EventStore, ExpectedVersion, HandlerError, NewEvent, Payload, Projection,
-    ProjectionRunner, RecordedEvent, StreamId, TransactionalProjection,
+    ProjectionRunner, RecordedEvent, StreamId, Tenancy, TransactionalProjection,
 };
 use factum_postgres::{PostgresEventStore, PostgresOptions, PostgresProjectionStore, PostgresTransaction};
 use futures::TryStreamExt;
@@ -187,6 +187,44 @@ impl Bench {
             total / raw_time.as_secs_f64(),
             total / factum_time.as_secs_f64(),
             "≥ 90%",
+        );
+        Ok(())
+    }
+
+    /// New aggregates × 1 event through a tenant's view (each statement in
+    /// a transaction that takes the tenant role: row-level security),
+    /// against the unscoped store, in turns. The "raw" column is the
+    /// unscoped store here.
+    async fn tenant_view_new_aggregates(&mut self) -> Result<(), BoxError> {
+        let count = scale(1_000);
+        self.store.ensure_tenant_role().await?;
+        let tenant = self.store.for_tenant("bench")?;
+        let (mut unscoped_time, mut tenant_time) = (Duration::ZERO, Duration::ZERO);
+        for round in 0..ROUNDS {
+            for (store, time, label) in [
+                (&self.store, &mut unscoped_time, "unscoped"),
+                (&tenant, &mut tenant_time, "tenant"),
+            ] {
+                let started = Instant::now();
+                for n in 0..count {
+                    let stream = StreamId::new("Counter", format!("{label}-{round}-{n}"));
+                    store
+                        .append(&stream, ExpectedVersion::NoStream, vec![event()])
+                        .await?;
+                }
+                *time += started.elapsed();
+            }
+        }
+        let total = (ROUNDS * count) as f64;
+        self.record(
+            &format!(
+                "{} new aggregates × 1 event, 1 client, tenant's view (raw column: unscoped store)",
+                ROUNDS * count
+            ),
+            "commits/s",
+            total / unscoped_time.as_secs_f64(),
+            total / tenant_time.as_secs_f64(),
+            "",
         );
         Ok(())
     }
@@ -713,6 +751,9 @@ async fn run() -> Result<(), BoxError> {
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only.contains("single") {
         bench.single_client_new_aggregates().await?;
+    }
+    if only.is_empty() || only.contains("tenant") {
+        bench.tenant_view_new_aggregates().await?;
     }
     if only.is_empty() || only.contains("sixteen") {
         bench.sixteen_writers().await?;

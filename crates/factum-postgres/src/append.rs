@@ -3,7 +3,10 @@
 
 use std::collections::HashMap;
 
-use factum_core::backend::{first_repeated_id, from_stored, original_append, repeated_event_id, to_stored};
+use factum_core::backend::{
+    check_events, first_repeated_id, from_stored, original_append, repeated_event_id, taken_elsewhere,
+    to_stored,
+};
 use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
 use tokio_postgres::error::SqlState;
 use uuid::Uuid;
@@ -38,6 +41,7 @@ impl PostgresEventStore {
         events: &[NewEvent],
     ) -> Result<AppendResult, Error> {
         let expected_version = expected_version(stream, expected)?;
+        check_events(self.home(), stream, events)?;
         for attempt in 1..=MAX_ATTEMPTS {
             let last = attempt == MAX_ATTEMPTS;
             let failure = match self
@@ -122,6 +126,9 @@ impl PostgresEventStore {
         failure: tokio_postgres::Error,
         last: bool,
     ) -> Result<AfterFailure, Error> {
+        if self.role_failure(&failure) {
+            return Err(self.query_error(failure).into());
+        }
         let code = failure.code().map(SqlState::code).unwrap_or_default();
         // Should the server's check and this one ever disagree, the
         // server's error is reported as it is.
@@ -182,31 +189,88 @@ impl PostgresEventStore {
     /// The original result when `events` is a retry of an earlier append
     /// (`None` when none of their ids is stored).
     async fn retried(&self, stream: &StreamId, events: &[NewEvent]) -> Result<Option<AppendResult>, Error> {
-        let mut stored = self.stored_events(events).await?;
-        original_append(stream, events, |event| Ok(stored.remove(&event.event_id)))
+        let StoredIds {
+            events: mut stored,
+            elsewhere,
+        } = self.stored_events(events).await?;
+        if let Some(id) = first_taken_elsewhere(events, &elsewhere) {
+            return Err(taken_elsewhere(stream, id));
+        }
+        original_append(self.home(), stream, events, |event| {
+            Ok(stored.remove(&event.event_id))
+        })
     }
 
-    /// The events stored under the ids of `events`, by id.
+    /// What is stored under the ids of `events`, as this store may know it.
+    ///
+    /// The unscoped store sees every tenant's events, and the shared rule
+    /// tells another tenant's apart. A tenant's view sees only its own:
+    /// ids it cannot see are asked of `taken_event_ids`, which says whether
+    /// they are stored elsewhere and nothing more.
     pub(crate) async fn stored_events<'a>(
         &self,
         events: impl IntoIterator<Item = &'a NewEvent>,
-    ) -> Result<HashMap<Uuid, RecordedEvent>, Error> {
+    ) -> Result<StoredIds, Error> {
         let ids: Vec<Uuid> = events.into_iter().map(|event| event.event_id).collect();
         let client = self.client().await?;
+        let sql = &self.shared.sql;
         let statement = client
-            .prepare_cached(&self.shared.sql.by_event_ids)
+            .prepare_cached(&sql.by_event_ids)
             .await
             .map_err(|e| self.fail(&client, e))?;
-        let rows = client
-            .query(&statement, &[&ids])
+        let rows = self
+            .scoped(&client, client.query(&statement, &[&ids]))
             .await
             .map_err(|e| self.fail(&client, e))?;
-        drop(client);
         let mut decoder = Decoder::default();
-        rows.iter()
+        let stored = rows
+            .iter()
             .map(|row| decoder.decode(row).map(|event| (event.event_id, event)))
-            .collect()
+            .collect::<Result<HashMap<Uuid, RecordedEvent>, Error>>()?;
+        let mut elsewhere = Vec::new();
+        if self.view.is_some() && stored.len() < ids.len() {
+            let unseen: Vec<Uuid> = ids
+                .iter()
+                .copied()
+                .filter(|id| !stored.contains_key(id))
+                .collect();
+            let statement = client
+                .prepare_cached(&sql.taken_ids)
+                .await
+                .map_err(|e| self.fail(&client, e))?;
+            let taken = self
+                .scoped(&client, client.query(&statement, &[&unseen]))
+                .await
+                .map_err(|e| self.fail(&client, e))?;
+            elsewhere = taken
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()
+                .map_err(|e| self.fail(&client, e))?;
+        }
+        Ok(StoredIds {
+            events: stored,
+            elsewhere,
+        })
     }
+}
+
+/// The events stored under some new events' ids, as a store value may know
+/// them.
+pub(crate) struct StoredIds {
+    /// The stored events this store value can see, by id.
+    pub(crate) events: HashMap<Uuid, RecordedEvent>,
+    /// The ids stored in a tenant a view cannot see (never filled for the
+    /// unscoped store, which sees every tenant).
+    pub(crate) elsewhere: Vec<Uuid>,
+}
+
+/// The first id of `events` stored in another tenant, if any.
+pub(crate) fn first_taken_elsewhere(events: &[NewEvent], elsewhere: &[Uuid]) -> Option<Uuid> {
+    events
+        .iter()
+        .map(|event| event.event_id)
+        .find(|id| elsewhere.contains(id))
 }
 
 /// The expected version as the statements take it (NULL: any).

@@ -1,16 +1,18 @@
 //! Atomic appends across streams: one call of `factum_append_batches`, a
 //! single statement, so one transaction and one round trip (see the crate
-//! docs, "Atomic appends across streams").
+//! docs, "Atomic appends across streams"). Every stream of a call is the
+//! store value's tenant's, and a tenant's view runs the call as it runs a
+//! single append: as the tenant role, in the same round trip.
 
 use std::collections::HashMap;
 
-use factum_core::backend::{check_batches, from_stored, original_append_many, to_stored};
+use factum_core::backend::{check_batches, from_stored, original_append_many, taken_elsewhere, to_stored};
 use factum_core::{AppendBatch, AppendResult, Error};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::PostgresEventStore;
-use crate::append::{MAX_ATTEMPTS, expected_version, refused_value};
+use crate::append::{MAX_ATTEMPTS, StoredIds, expected_version, first_taken_elsewhere, refused_value};
 use crate::attempt::AppendFailure;
 use crate::batch::Batch;
 
@@ -70,7 +72,7 @@ impl PostgresEventStore {
     /// [`EventStore::append_many`](factum_core::EventStore::append_many):
     /// attempts until the call is stored, conflicts or fails.
     pub(crate) async fn append_batches(&self, batches: &[AppendBatch]) -> Result<Vec<AppendResult>, Error> {
-        check_batches(batches)?;
+        check_batches(self.home(), batches)?;
         let call = Call::new(batches)?;
         let mut attempt = 1;
         loop {
@@ -97,7 +99,8 @@ impl PostgresEventStore {
     async fn try_call(&self, call: &Call<'_>) -> Result<Attempt, AppendFailure> {
         let client = self.client().await.map_err(AppendFailure::Pool)?;
         let events = &call.events;
-        let params: [&(dyn ToSql + Sync); 11] = [
+        let tenant = self.home().as_str();
+        let params: [&(dyn ToSql + Sync); 12] = [
             &call.stream_types,
             &call.stream_ids,
             &call.expected,
@@ -109,9 +112,10 @@ impl PostgresEventStore {
             &events.payloads,
             &events.metadata,
             &events.occurred_at,
+            &tenant,
         ];
         let answer = match client.prepare_cached(&self.shared.sql.append_batches).await {
-            Ok(statement) => client.query_one(&statement, &params).await,
+            Ok(statement) => self.scoped(&client, client.query_one(&statement, &params)).await,
             Err(error) => Err(error),
         };
         let error = match answer.and_then(|row| Ok(Attempt::Done(row.try_get(0)?, row.try_get(1)?))) {
@@ -204,6 +208,9 @@ impl PostgresEventStore {
         failure: tokio_postgres::Error,
         last: bool,
     ) -> Result<Option<Vec<AppendResult>>, Error> {
+        if self.role_failure(&failure) {
+            return Err(self.query_error(failure).into());
+        }
         // The transaction may have held a position lock: readers capped by
         // it can move on now that it is gone.
         self.announce(None);
@@ -232,11 +239,20 @@ impl PostgresEventStore {
 
     /// The original results when `batches` is a retry of an earlier call
     /// (`None` when none of its ids is stored), by the rule every store
-    /// shares.
+    /// shares; an id stored in a tenant a view cannot see is the hidden
+    /// [`Error::DuplicateEventId`], naming the batch that carries it.
     async fn retried_call(&self, batches: &[AppendBatch]) -> Result<Option<Vec<AppendResult>>, Error> {
-        let mut stored = self
+        let StoredIds {
+            events: mut stored,
+            elsewhere,
+        } = self
             .stored_events(batches.iter().flat_map(|batch| &batch.events))
             .await?;
+        for batch in batches {
+            if let Some(id) = first_taken_elsewhere(&batch.events, &elsewhere) {
+                return Err(taken_elsewhere(&batch.stream, id));
+            }
+        }
         let mut versions = HashMap::new();
         if !stored.is_empty() {
             for batch in batches.iter().filter(|batch| batch.events.is_empty()) {
@@ -244,6 +260,7 @@ impl PostgresEventStore {
             }
         }
         original_append_many(
+            self.home(),
             batches,
             |event| Ok(stored.remove(&event.event_id)),
             |stream| Ok(versions.get(stream).copied().unwrap_or_default()),

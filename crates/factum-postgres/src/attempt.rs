@@ -85,7 +85,8 @@ impl PostgresEventStore {
         let schema_version = schema_version(stream, event).map_err(AppendFailure::Invalid)?;
         let metadata = metadata(stream, event).map_err(AppendFailure::Invalid)?;
         let event_type: &str = &event.event_type;
-        let params: [&(dyn ToSql + Sync); 8] = [
+        let tenant = self.home().as_str();
+        let params: [&(dyn ToSql + Sync); 9] = [
             &stream.aggregate_type(),
             &stream.aggregate_id(),
             &event.event_id,
@@ -94,8 +95,9 @@ impl PostgresEventStore {
             &event.payload.as_str(),
             &metadata,
             &event.occurred_at,
+            &tenant,
         ];
-        let row = client.query_opt(&statement, &params).await?;
+        let row = self.scoped(client, client.query_opt(&statement, &params)).await?;
         Ok(match row {
             Some(row) => Appended::Done(1, vec![row.try_get(0)?]),
             None => Appended::Retry,
@@ -114,7 +116,8 @@ impl PostgresEventStore {
         let schema_version = schema_version(stream, event).map_err(AppendFailure::Invalid)?;
         let metadata = metadata(stream, event).map_err(AppendFailure::Invalid)?;
         let event_type: &str = &event.event_type;
-        let params: [&(dyn ToSql + Sync); 9] = [
+        let tenant = self.home().as_str();
+        let params: [&(dyn ToSql + Sync); 10] = [
             &stream.aggregate_type(),
             &stream.aggregate_id(),
             &expected,
@@ -124,8 +127,9 @@ impl PostgresEventStore {
             &event.payload.as_str(),
             &metadata,
             &event.occurred_at,
+            &tenant,
         ];
-        let row = client.query_one(&statement, &params).await?;
+        let row = self.scoped(client, client.query_one(&statement, &params)).await?;
         let actual: i64 = row.try_get(0)?;
         if !row.try_get::<_, bool>(2)? {
             return Ok(Appended::Retry);
@@ -145,7 +149,8 @@ impl PostgresEventStore {
         batch: &Batch<'_>,
     ) -> Result<Appended, AppendFailure> {
         let statement = client.prepare_cached(&self.shared.sql.append_many).await?;
-        let params: [&(dyn ToSql + Sync); 9] = [
+        let tenant = self.home().as_str();
+        let params: [&(dyn ToSql + Sync); 10] = [
             &stream.aggregate_type(),
             &stream.aggregate_id(),
             &expected,
@@ -155,8 +160,9 @@ impl PostgresEventStore {
             &batch.payloads,
             &batch.metadata,
             &batch.occurred_at,
+            &tenant,
         ];
-        let row = client.query_one(&statement, &params).await?;
+        let row = self.scoped(client, client.query_one(&statement, &params)).await?;
         let actual: i64 = row.try_get(0)?;
         if !row.try_get::<_, bool>(2)? {
             return Ok(Appended::Retry);
@@ -182,7 +188,8 @@ impl PostgresEventStore {
         batch: &Batch<'_>,
     ) -> Result<Appended, AppendFailure> {
         let statement = client.prepare_cached(&self.shared.sql.append).await?;
-        let params: [&(dyn ToSql + Sync); 10] = [
+        let tenant = self.home().as_str();
+        let params: [&(dyn ToSql + Sync); 11] = [
             &stream.aggregate_type(),
             &stream.aggregate_id(),
             &expected,
@@ -193,8 +200,9 @@ impl PostgresEventStore {
             &batch.payloads,
             &batch.metadata,
             &batch.occurred_at,
+            &tenant,
         ];
-        match client.query_one(&statement, &params).await {
+        match self.scoped(client, client.query_one(&statement, &params)).await {
             Ok(row) => Ok(Appended::Done(row.try_get(0)?, row.try_get(1)?)),
             Err(error) if error.code().map(SqlState::code) == Some(CONFLICT) => {
                 let reported = error

@@ -2,9 +2,8 @@
 //! whole envelope of the event that failed, so it can be replayed from its
 //! row.
 
-use deadpool_postgres::ClientWrapper;
 use factum_core::backend::{DeadLetterRow, Failure, dead_letter_from_row};
-use factum_core::{DeadLetter, DeadLetterStore, Error, ProjectionStore};
+use factum_core::{DeadLetter, DeadLetterStore, Error, ProjectionStore, Tenancy};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -12,20 +11,27 @@ use tokio_postgres::types::ToSql;
 use crate::PostgresProjectionStore;
 use crate::rows::Decoder;
 
+/// The columns a listing of dead letters reads: the event's, as the
+/// [`Decoder`] expects them (its tenant last), then the failure.
+pub(crate) const LETTER_COLUMNS: &str = "position, stream_type, stream_id, version, event_id, event_type, \
+     schema_version, payload, metadata, occurred_at, event_tenant, error, attempts, failed_at";
+
 /// The parameters of a dead letter's row, checked.
 pub(crate) struct LetterRow<'a> {
     row: DeadLetterRow<'a>,
+    scope: &'a str,
     aggregate_type: &'a str,
     aggregate_id: &'a str,
     event_type: &'a str,
     payload: &'a str,
     schema_version: i32,
     attempts: i32,
+    event_tenant: String,
 }
 
 impl<'a> LetterRow<'a> {
     /// The parameters of the dead-letter insert, in column order.
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 14] {
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 16] {
         let (letter, event) = (self.row.letter, &self.row.letter.event);
         [
             &letter.projection,
@@ -42,13 +48,19 @@ impl<'a> LetterRow<'a> {
             &letter.error,
             &self.attempts,
             &letter.failed_at,
+            &self.event_tenant,
+            &self.scope,
         ]
     }
 
-    pub(crate) fn new(letter: &'a DeadLetter) -> Result<Self, Error> {
-        let row = DeadLetterRow::new(letter)?;
+    /// The row of `letter` kept by `store` (a tenant's view keeps letters of
+    /// its own tenant's events only).
+    pub(crate) fn new(letter: &'a DeadLetter, store: &'a PostgresProjectionStore) -> Result<Self, Error> {
+        let row = DeadLetterRow::new(letter, store.tenant())?;
         let event = &letter.event;
         Ok(Self {
+            scope: &store.scope,
+            event_tenant: row.event_tenant.to_string(),
             aggregate_type: event.stream.aggregate_type(),
             aggregate_id: event.stream.aggregate_id(),
             event_type: &event.event_type,
@@ -58,16 +70,6 @@ impl<'a> LetterRow<'a> {
             row,
         })
     }
-}
-
-async fn put_letter(
-    client: &ClientWrapper,
-    sql: &str,
-    row: &LetterRow<'_>,
-) -> Result<(), tokio_postgres::Error> {
-    let statement = client.prepare_cached(sql).await?;
-    client.execute(&statement, &row.params()).await?;
-    Ok(())
 }
 
 /// Dead letters from the rows of a listing.
@@ -80,10 +82,10 @@ pub(crate) fn letters_of(projection: &str, rows: &[Row]) -> Result<Vec<DeadLette
 
 /// The failure columns of a dead letter's row, or what is wrong with them.
 fn failure(row: &Row) -> Result<Failure, String> {
-    let error: String = row.try_get(10).map_err(|error| format!("error: {error}"))?;
-    let attempts: i32 = row.try_get(11).map_err(|error| format!("attempts: {error}"))?;
+    let error: String = row.try_get(11).map_err(|error| format!("error: {error}"))?;
+    let attempts: i32 = row.try_get(12).map_err(|error| format!("attempts: {error}"))?;
     let attempts = u32::try_from(attempts).map_err(|_| format!("attempt count {attempts} is negative"))?;
-    let failed_at: OffsetDateTime = row.try_get(12).map_err(|error| format!("failed_at: {error}"))?;
+    let failed_at: OffsetDateTime = row.try_get(13).map_err(|error| format!("failed_at: {error}"))?;
     Ok(Failure {
         error,
         attempts,
@@ -94,9 +96,12 @@ fn failure(row: &Row) -> Result<Failure, String> {
 /// Each change is its own autocommitted statement.
 impl DeadLetterStore for PostgresProjectionStore {
     async fn put(&self, letter: DeadLetter) -> Result<(), Error> {
-        let row = LetterRow::new(&letter)?;
-        self.autocommit(async |client| put_letter(client, &self.sql.put_letter, &row).await)
-            .await
+        let row = LetterRow::new(&letter, self)?;
+        self.autocommit(&self.sql.put_letter, async |client, statement| {
+            client.execute(statement, &row.params()).await
+        })
+        .await?;
+        Ok(())
     }
 
     async fn list(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
@@ -108,18 +113,18 @@ impl DeadLetterStore for PostgresProjectionStore {
             return Ok(false);
         };
         let removed = self
-            .autocommit(async |client| {
-                let statement = client.prepare_cached(&self.sql.remove_letter).await?;
-                client.execute(&statement, &[&projection, &position]).await
+            .autocommit(&self.sql.remove_letter, async |client, statement| {
+                client
+                    .execute(statement, &[&projection, &position, &self.scope])
+                    .await
             })
             .await?;
         Ok(removed > 0)
     }
 
     async fn clear(&self, projection: &str) -> Result<(), Error> {
-        self.autocommit(async |client| {
-            let statement = client.prepare_cached(&self.sql.clear_letters).await?;
-            client.execute(&statement, &[&projection]).await
+        self.autocommit(&self.sql.clear_letters, async |client, statement| {
+            client.execute(statement, &[&projection, &self.scope]).await
         })
         .await?;
         Ok(())

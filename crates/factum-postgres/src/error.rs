@@ -142,6 +142,40 @@ pub enum PostgresError {
         attempts: usize,
     },
 
+    /// A tenant's view could not run as the tenant role
+    /// ([`PostgresOptions::tenant_role`](crate::PostgresOptions::tenant_role)),
+    /// or the role lacks a privilege the statement needs: the role is
+    /// missing, the connecting user may not take it, or the role was not
+    /// granted the table (a read model's own tables need grants of their
+    /// own). Nothing was written.
+    #[error(
+        "a tenant's view at {address} runs as role `{role}`, which failed: {}; run \
+         PostgresEventStore::ensure_tenant_role() or the set-up in the factum-postgres documentation",
+        describe(.source)
+    )]
+    TenantRole {
+        /// The server, as `host:port`.
+        address: String,
+        /// The tenant role.
+        role: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    /// The tenant role exists, but row-level security would not bind it, so
+    /// tenants' views would not be confined: it is a superuser, has
+    /// `BYPASSRLS`, or owns (or inherits from the owner of) the tables.
+    #[error("the tenant role `{role}` at {address} cannot confine tenants: {reason}")]
+    TenantRoleUnsafe {
+        /// The server, as `host:port`.
+        address: String,
+        /// The tenant role.
+        role: String,
+        /// What makes it unsafe.
+        reason: String,
+    },
+
     /// A statement failed.
     #[error("query on PostgreSQL at {address} failed: {}", describe(.source))]
     Query {
@@ -205,6 +239,12 @@ impl PostgresEventStore {
         let code = source.code().map(SqlState::code).unwrap_or_default();
         if connection_lost(&source) {
             PostgresError::ConnectionLost { address, source }
+        } else if self.role_failure(&source) {
+            PostgresError::TenantRole {
+                address,
+                role: self.shared.options.tenant_role.clone(),
+                source,
+            }
         } else if code == SqlState::UNDEFINED_TABLE.code()
             || code == SqlState::UNDEFINED_FUNCTION.code()
             || code == SqlState::INVALID_SCHEMA_NAME.code()
@@ -217,6 +257,27 @@ impl PostgresEventStore {
         } else {
             PostgresError::Query { address, source }
         }
+    }
+}
+
+impl PostgresEventStore {
+    /// True when `error`, met by a tenant's view, says its role cannot be
+    /// taken (missing, or not the connecting user's to take) or lacks a
+    /// privilege: set-up, not the statement's data.
+    pub(crate) fn role_failure(&self, error: &tokio_postgres::Error) -> bool {
+        if self.view.is_none() {
+            return false;
+        }
+        let code = error.code().map(SqlState::code).unwrap_or_default();
+        let about_a_role = || {
+            error
+                .as_db_error()
+                .is_some_and(|db| db.message().contains("role"))
+        };
+        code == SqlState::INSUFFICIENT_PRIVILEGE.code()
+            || ((code == SqlState::UNDEFINED_OBJECT.code()
+                || code == SqlState::INVALID_PARAMETER_VALUE.code())
+                && about_a_role())
     }
 }
 

@@ -41,18 +41,20 @@ impl Lease for PostgresProjectionStore {
     async fn acquire(&self, projection: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
         let micros = i64::try_from(ttl.min(MAX_TTL).as_micros()).unwrap_or(i64::MAX);
         let taken = self
-            .autocommit(async |client| {
-                let statement = client.prepare_cached(&self.sql.acquire).await?;
-                client.execute(&statement, &[&projection, &holder, &micros]).await
+            .autocommit(&self.sql.acquire, async |client, statement| {
+                client
+                    .execute(statement, &[&projection, &holder, &micros, &self.scope])
+                    .await
             })
             .await?;
         Ok(taken > 0)
     }
 
     async fn release(&self, projection: &str, holder: &str) -> Result<(), Error> {
-        self.autocommit(async |client| {
-            let statement = client.prepare_cached(&self.sql.release).await?;
-            client.execute(&statement, &[&projection, &holder]).await
+        self.autocommit(&self.sql.release, async |client, statement| {
+            client
+                .execute(statement, &[&projection, &holder, &self.scope])
+                .await
         })
         .await?;
         Ok(())

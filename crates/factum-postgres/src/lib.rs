@@ -69,8 +69,11 @@
 //!   state of projections (version 3), kept by [`PostgresProjectionStore`];
 //! - `factum_snapshots`: the latest snapshot of each stream (version 4;
 //!   its `schema_version` column, the aggregate's shape version, since
-//!   version 5): the store implements [`factum_core::SnapshotStore`], so
+//!   version 6): the store implements [`factum_core::SnapshotStore`], so
 //!   `Application::with_snapshots` works on it;
+//! - a `tenant` column in every table and every key, with row-level
+//!   security (version 5: see [Tenants](#tenants)), and
+//!   `factum_taken_event_ids`;
 //! - `factum_schema_version`: the versions applied. A newer crate migrates
 //!   an older schema in place, in one transaction.
 //!
@@ -126,6 +129,16 @@
 //! Concurrent calls may interleave their positions (each takes its own from
 //! the sequence); a call's own positions increase in call order, and the
 //! global order below holds for the call as a whole.
+//!
+//! With tenants (see [Tenants](#tenants)) every stream of a call is the
+//! store value's tenant's: the function takes the tenant, reads each
+//! stream's version within it and writes it into every row, and a tenant's
+//! view runs the call as the tenant role with `factum.tenant` set, in the
+//! same round trip, so row-level security holds it to that tenant too. The
+//! turn keys leave the tenant out, as a single append's do: every factum
+//! append of a stream id takes the same key whatever its tenant, so the keys
+//! keep one total order and the argument above holds unchanged; streams of
+//! the same id in two tenants share a turn, which costs only a wait.
 //!
 //! # The global order
 //!
@@ -223,6 +236,83 @@
 //! exactly once. A transaction dropped without commit closes its connection
 //! (the server rolls back) rather than return it to the pool mid-transaction.
 //!
+//! # Tenants
+//!
+//! [`for_tenant(name)`](factum_core::Tenancy::for_tenant) gives a view of
+//! one tenant (the rules every store keeps are [`factum_core::Tenancy`]'s).
+//! Here the database enforces them too, so that a wrong query, in factum or
+//! in a read model's SQL, cannot cross tenants:
+//!
+//! - **Where the tenant lives.** Every table has a `tenant` column, part of
+//!   every key: `(tenant, stream_type, stream_id, version)` for events,
+//!   `(tenant, stream_type, stream_id)` for snapshots, `(tenant, projection)`
+//!   for checkpoints and leases. Projection state of the unscoped store is
+//!   kept under `$all`, which no tenant can be named. Migrating to version 5
+//!   puts existing events and snapshots in the `default` tenant, and leaves
+//!   existing projection state with the unscoped store.
+//! - **Row-level security.** Each table has row-level security enabled and
+//!   one policy: a row is visible and writable only when its `tenant` equals
+//!   the setting `factum.tenant` of the transaction (`USING` and `WITH
+//!   CHECK`; an unset or empty setting matches nothing).
+//! - **The tenant role.** Policies bind every role except superusers, roles
+//!   with `BYPASSRLS`, and the tables' owner (a table's owner is exempt
+//!   unless `FORCE ROW LEVEL SECURITY`). So a view does not rely on the
+//!   connecting user: each of its statements runs inside
+//!   `BEGIN ISOLATION LEVEL READ COMMITTED; SET LOCAL ROLE factum_tenant;
+//!   SELECT set_config('factum.tenant', '<tenant>', true); …; COMMIT`, sent
+//!   in the statement's own round trip. Once the role is taken, the checks
+//!   are the role's, whoever connected: even on a superuser's connection
+//!   the statement sees only its tenant's rows (`tests/tenants.rs` runs raw
+//!   SQL that way and shows it). Both settings are `LOCAL`, so they end with
+//!   the transaction. `FORCE ROW LEVEL SECURITY` is not used: it would bind
+//!   the unscoped store (the owner) without binding superusers, which no
+//!   setting can.
+//! - **What the role may do.** Read and append events (never update or
+//!   delete one), read and write snapshots and projection state, use the
+//!   position sequence and factum's functions. [`ensure_tenant_role`](PostgresEventStore::ensure_tenant_role)
+//!   creates the role (`NOLOGIN`) when missing, lets the connecting user
+//!   take it, and grants it all that; [`ensure_schema`](PostgresEventStore::ensure_schema)
+//!   renews the grants whenever the role exists. Both refuse a role that
+//!   row-level security would not bind ([`PostgresError::TenantRoleUnsafe`]).
+//!   Roles belong to the cluster: creating one is idempotent and retried
+//!   when another process creates it at the same moment. An operator
+//!   without `CREATEROLE` for the application runs, once:
+//!
+//!   ```sql
+//!   CREATE ROLE factum_tenant NOLOGIN NOSUPERUSER NOBYPASSRLS;
+//!   GRANT factum_tenant TO app; -- the user factum connects as
+//!   ```
+//!
+//!   and the application's `ensure_schema()` (run as the tables' owner)
+//!   grants the rest. The role's name is [`PostgresOptions::tenant_role`].
+//! - **The unscoped store** connects as the tables' owner (or a superuser,
+//!   or a `BYPASSRLS` role) and sees every tenant; connected as another
+//!   role, it would see nothing.
+//! - **Read models.** A [`PostgresProjectionStore`] made from a view runs
+//!   its transactions and queries as the tenant role too: grant the role
+//!   your read model's tables, and give them policies on
+//!   `current_setting('factum.tenant')` to confine them the same way.
+//! - **Idempotent retries.** Event ids are unique across tenants. A view
+//!   whose append meets another tenant's id cannot see that row (and
+//!   PostgreSQL hides the key in the error under row-level security);
+//!   `factum_taken_event_ids`, a `SECURITY DEFINER` function only the role
+//!   may call, says which ids are taken and nothing else, and the append is
+//!   [`Error::DuplicateEventId`](factum_core::Error::DuplicateEventId)
+//!   naming no stream of the other tenant.
+//! - **Costs.** The unscoped store's statements are unchanged but for the
+//!   tenant parameter. A view's reads and appends carry the `BEGIN … COMMIT`
+//!   in the same round trip; its stream pages arrive whole rather than row
+//!   by row. A tenant's log is read through a partial index on
+//!   `(tenant, position)` that leaves out the default tenant, so a
+//!   single-tenant store writes no more index entries than before.
+//! - **Global order.** A tenant's page is read up to the same horizon as
+//!   the whole log, so the no-skip argument above holds for it unchanged.
+//!
+//! What row-level security does not stop: code that runs `RESET ROLE` on a
+//! connection it was handed (a handler's [`PostgresTransaction::client`])
+//! leaves the role. The role guards against wrong queries, not against code
+//! that sets out to leave it.
+//!
 //! # Errors
 //!
 //! Failures of the server or the pool come back as
@@ -253,9 +343,11 @@ mod projection;
 mod read;
 mod rows;
 mod schema;
+mod scope;
 mod snapshot;
 mod statements;
 mod store;
+mod tenant_role;
 mod transaction;
 
 pub use error::PostgresError;

@@ -25,6 +25,11 @@ impl PostgresEventStore {
     ///
     /// Fails with [`PostgresError::SchemaTooNew`], changing nothing, when the
     /// database was set up by a newer factum-postgres.
+    ///
+    /// When the tenant role exists (see [`ensure_tenant_role`](Self::ensure_tenant_role)),
+    /// grants it its privileges on the store's objects, and fails with
+    /// [`PostgresError::TenantRoleUnsafe`] when row-level security would
+    /// not bind it.
     pub async fn ensure_schema(&self) -> Result<(), Error> {
         self.migrate_to(CURRENT_VERSION).await
     }
@@ -59,6 +64,12 @@ impl PostgresEventStore {
                 .map_err(|e| self.query_error(e))?;
         }
         transaction.commit().await.map_err(|e| self.query_error(e))?;
+        // Back to the pool first: a pool of one serves the grants too.
+        drop(client);
+        if target >= CURRENT_VERSION {
+            // New objects of a new version need the tenant role's grants too.
+            self.grant_tenant_role().await?;
+        }
         Ok(())
     }
 

@@ -27,6 +27,7 @@ pub struct PostgresOptions {
     pub(crate) page_size: usize,
     pub(crate) notify: bool,
     pub(crate) listen: Option<tokio_postgres::Config>,
+    pub(crate) tenant_role: String,
 }
 
 impl Default for PostgresOptions {
@@ -41,6 +42,7 @@ impl Default for PostgresOptions {
             page_size: 4096,
             notify: true,
             listen: None,
+            tenant_role: "factum_tenant".to_owned(),
         }
     }
 }
@@ -125,9 +127,25 @@ impl PostgresOptions {
         self
     }
 
+    /// The role a tenant's view runs its statements as (default
+    /// `factum_tenant`): every statement of a view of tenant `t` runs in a
+    /// transaction that takes this role (`SET LOCAL ROLE`) and sets
+    /// `factum.tenant` to `t`, so row-level security confines it to `t`'s
+    /// rows. The role must exist, must not be a superuser, have
+    /// `BYPASSRLS` or own the tables, and the connecting user must be able
+    /// to take it: [`ensure_tenant_role`](crate::PostgresEventStore::ensure_tenant_role)
+    /// sets it up, or see the crate documentation for the SQL.
+    ///
+    /// Letters, digits and `_`, at most 63 characters, not starting with a digit.
+    pub fn tenant_role(mut self, role: impl Into<String>) -> Self {
+        self.tenant_role = role.into();
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), PostgresError> {
         check_identifier("schema", &self.schema, 30, false)?;
         check_identifier("table prefix", &self.table_prefix, 20, true)?;
+        check_identifier("tenant role", &self.tenant_role, 63, false)?;
         if self.pool_size == 0 {
             return Err(invalid("the pool size must be at least 1"));
         }
@@ -180,6 +198,8 @@ pub(crate) struct Names {
     pub(crate) dead_letters: String,
     pub(crate) leases: String,
     pub(crate) snapshots: String,
+    /// `taken_event_ids(ids)`: which of `ids` are stored, in any tenant.
+    pub(crate) taken_ids: String,
     pub(crate) prefix: String,
     /// The unique constraint on event ids.
     pub(crate) event_id_constraint: String,
@@ -218,6 +238,7 @@ impl Names {
             dead_letters: qualified("dead_letters"),
             leases: qualified("leases"),
             snapshots: qualified("snapshots"),
+            taken_ids: qualified("taken_event_ids"),
             prefix: prefix.to_owned(),
             event_id_constraint: format!("{prefix}events_event_id"),
             stream_version_constraint: format!("{prefix}events_stream_version"),

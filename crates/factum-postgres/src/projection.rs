@@ -5,14 +5,14 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::ClientWrapper;
-use factum_core::backend::{checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored};
-use factum_core::{CheckpointStore, DeadLetter, Error, ProjectionStore};
+use factum_core::backend::{
+    checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored, projection_scope,
+};
+use factum_core::{CheckpointStore, DeadLetter, Error, ProjectionStore, Tenancy, Tenant};
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::dead_letters::{LetterRow, letters_of};
-use crate::rows::COLUMNS;
+use crate::dead_letters::{LETTER_COLUMNS, LetterRow, letters_of};
 use crate::{PostgresEventStore, PostgresTransaction};
 
 /// Read models, checkpoints, dead letters and leases of projections, kept in
@@ -37,6 +37,13 @@ use crate::{PostgresEventStore, PostgresTransaction};
 /// read model's own tables with [`execute_batch`](Self::execute_batch), and
 /// read them through [`query`](Self::query) or the event store's
 /// [`pool`](PostgresEventStore::pool).
+///
+/// Made from a tenant's view of the events (or with [`Tenancy::for_tenant`]),
+/// it keeps that tenant's checkpoints, dead letters and leases, and runs
+/// everything (transactions, [`query`](Self::query), [`execute_batch`](Self::execute_batch))
+/// as the tenant role with the tenant set: grant that role what your read
+/// model's tables need, and row-level security on them can use
+/// `current_setting('factum.tenant')` too.
 ///
 /// Cheap to clone; clones share the event store's pool.
 ///
@@ -83,6 +90,8 @@ use crate::{PostgresEventStore, PostgresTransaction};
 pub struct PostgresProjectionStore {
     events: PostgresEventStore,
     pub(crate) sql: Arc<Sql>,
+    /// The key of this store's projection state: its tenant, or `$all`.
+    pub(crate) scope: String,
 }
 
 /// The statements of the store, with its names filled in.
@@ -102,54 +111,63 @@ pub(crate) struct Sql {
 
 impl PostgresProjectionStore {
     /// The projection store in the database and schema of `events`, over its
-    /// connection pool.
+    /// connection pool; a tenant's when `events` is a tenant's view.
     ///
     /// The tables exist once [`PostgresEventStore::ensure_schema`] has run.
+    /// Every statement takes the scope (the tenant, or `$all`) as its last
+    /// parameter.
     pub fn new(events: &PostgresEventStore) -> Self {
         let names = &events.shared.names;
         let (checkpoints, letters, leases) = (&names.checkpoints, &names.dead_letters, &names.leases);
         let sql = Sql {
-            load: format!("SELECT position FROM {checkpoints} WHERE projection = $1"),
+            load: format!("SELECT position FROM {checkpoints} WHERE tenant = $2 AND projection = $1"),
             // No row counts as 0; a row at 0 (a rebuild) is moved too.
             move_from_zero: format!(
-                "INSERT INTO {checkpoints} AS c (projection, position) VALUES ($1, $2) \
-                 ON CONFLICT (projection) DO UPDATE SET position = EXCLUDED.position WHERE c.position = 0"
+                "INSERT INTO {checkpoints} AS c (projection, position, tenant) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, projection) DO UPDATE SET position = EXCLUDED.position WHERE c.position = 0"
             ),
             move_from: format!(
-                "UPDATE {checkpoints} SET position = $3 WHERE projection = $1 AND position = $2"
+                "UPDATE {checkpoints} SET position = $3 WHERE tenant = $4 AND projection = $1 AND position = $2"
             ),
             save: format!(
-                "INSERT INTO {checkpoints} (projection, position) VALUES ($1, $2) \
-                 ON CONFLICT (projection) DO UPDATE SET position = EXCLUDED.position"
+                "INSERT INTO {checkpoints} (projection, position, tenant) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant, projection) DO UPDATE SET position = EXCLUDED.position"
             ),
             put_letter: format!(
                 "INSERT INTO {letters} (projection, position, stream_type, stream_id, version, event_id, \
-                 event_type, schema_version, payload, metadata, occurred_at, error, attempts, failed_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::json, $10::text::json, $11, $12, $13, $14) \
-                 ON CONFLICT (projection, position) DO UPDATE SET stream_type = EXCLUDED.stream_type, \
+                 event_type, schema_version, payload, metadata, occurred_at, error, attempts, failed_at, \
+                 event_tenant, tenant) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::json, $10::text::json, $11, $12, $13, $14, \
+                 $15, $16) \
+                 ON CONFLICT (tenant, projection, position) DO UPDATE SET stream_type = EXCLUDED.stream_type, \
                  stream_id = EXCLUDED.stream_id, version = EXCLUDED.version, event_id = EXCLUDED.event_id, \
                  event_type = EXCLUDED.event_type, schema_version = EXCLUDED.schema_version, \
                  payload = EXCLUDED.payload, metadata = EXCLUDED.metadata, occurred_at = EXCLUDED.occurred_at, \
-                 error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = EXCLUDED.failed_at"
+                 error = EXCLUDED.error, attempts = EXCLUDED.attempts, failed_at = EXCLUDED.failed_at, \
+                 event_tenant = EXCLUDED.event_tenant"
             ),
             list_letters: format!(
-                "SELECT {COLUMNS}, error, attempts, failed_at FROM {letters} WHERE projection = $1 ORDER BY position"
+                "SELECT {LETTER_COLUMNS} FROM {letters} WHERE tenant = $2 AND projection = $1 ORDER BY position"
             ),
-            remove_letter: format!("DELETE FROM {letters} WHERE projection = $1 AND position = $2"),
-            clear_letters: format!("DELETE FROM {letters} WHERE projection = $1"),
+            remove_letter: format!(
+                "DELETE FROM {letters} WHERE tenant = $3 AND projection = $1 AND position = $2"
+            ),
+            clear_letters: format!("DELETE FROM {letters} WHERE tenant = $2 AND projection = $1"),
             // The server's clock decides, for every instance: no skew
             // between the hosts of competing instances.
             acquire: format!(
-                "INSERT INTO {leases} AS l (projection, holder, expires_at) \
-                 VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 microsecond') \
-                 ON CONFLICT (projection) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at \
+                "INSERT INTO {leases} AS l (projection, holder, expires_at, tenant) \
+                 VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 microsecond', $4) \
+                 ON CONFLICT (tenant, projection) DO UPDATE SET holder = EXCLUDED.holder, \
+                 expires_at = EXCLUDED.expires_at \
                  WHERE l.holder = EXCLUDED.holder OR l.expires_at <= clock_timestamp()"
             ),
-            release: format!("DELETE FROM {leases} WHERE projection = $1 AND holder = $2"),
+            release: format!("DELETE FROM {leases} WHERE tenant = $3 AND projection = $1 AND holder = $2"),
         };
         Self {
             events: events.clone(),
             sql: Arc::new(sql),
+            scope: projection_scope(events.tenant()).to_owned(),
         }
     }
 
@@ -165,7 +183,8 @@ impl PostgresProjectionStore {
     /// transaction.
     pub async fn execute_batch(&self, sql: &str) -> Result<(), Error> {
         let conn = self.events.client().await?;
-        conn.batch_execute(sql)
+        self.events
+            .scoped(&conn, conn.batch_execute(sql))
             .await
             .map_err(|error| self.events.fail(&conn, error).into())
     }
@@ -174,24 +193,44 @@ impl PostgresProjectionStore {
     /// any projection transaction: for serving a read model. It sees
     /// committed data only.
     pub async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, Error> {
+        self.autocommit(sql, async |conn, statement| conn.query(statement, params).await)
+            .await
+    }
+
+    /// Prepares `sql` on a pooled connection, then runs `work` with it as
+    /// its own statement (in the tenant's transaction on a tenant's view:
+    /// `work` must send one statement when first polled), mapping the
+    /// driver's errors.
+    pub(crate) async fn autocommit<R>(
+        &self,
+        sql: &str,
+        work: impl AsyncFnOnce(
+            &tokio_postgres::Client,
+            &tokio_postgres::Statement,
+        ) -> Result<R, tokio_postgres::Error>,
+    ) -> Result<R, Error> {
         let conn = self.events.client().await?;
         let result = async {
+            // Prepared first, outside the tenant's transaction: the
+            // statement itself then goes out between its BEGIN and COMMIT.
             let statement = conn.prepare_cached(sql).await?;
-            conn.query(&statement, params).await
+            self.events.scoped(&conn, work(&conn, &statement)).await
         }
         .await;
         result.map_err(|error| self.events.fail(&conn, error).into())
     }
+}
 
-    /// Runs `work` on a pooled connection (outside any transaction), mapping
-    /// the driver's errors.
-    pub(crate) async fn autocommit<R>(
-        &self,
-        work: impl AsyncFnOnce(&ClientWrapper) -> Result<R, tokio_postgres::Error>,
-    ) -> Result<R, Error> {
-        let conn = self.events.client().await?;
-        let result = work(&conn).await;
-        result.map_err(|error| self.events.fail(&conn, error).into())
+/// The store of a tenant's view of the same events: its projections'
+/// checkpoints, dead letters and leases are that tenant's, and it runs as
+/// the tenant role.
+impl Tenancy for PostgresProjectionStore {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self::new(&self.events.for_tenant(tenant)?))
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.events.tenant()
     }
 }
 
@@ -212,9 +251,8 @@ impl ProjectionStore for PostgresProjectionStore {
 
     async fn checkpoint(&self, projection: &str) -> Result<u64, Error> {
         let row = self
-            .autocommit(async |client| {
-                let statement = client.prepare_cached(&self.sql.load).await?;
-                client.query_opt(&statement, &[&projection]).await
+            .autocommit(&self.sql.load, async |client, statement| {
+                client.query_opt(statement, &[&projection, &self.scope]).await
             })
             .await?;
         checkpoint_of(projection, row)
@@ -237,20 +275,25 @@ impl ProjectionStore for PostgresProjectionStore {
         );
         let moved = if expected == 0 {
             transaction
-                .execute(&self.sql.move_from_zero, &[&projection, &position_stored])
+                .execute(
+                    &self.sql.move_from_zero,
+                    &[&projection, &position_stored, &self.scope],
+                )
                 .await?
         } else {
             transaction
                 .execute(
                     &self.sql.move_from,
-                    &[&projection, &expected_stored, &position_stored],
+                    &[&projection, &expected_stored, &position_stored, &self.scope],
                 )
                 .await?
         };
         if moved == 0 {
             let found = checkpoint_of(
                 projection,
-                transaction.query_opt(&self.sql.load, &[&projection]).await?,
+                transaction
+                    .query_opt(&self.sql.load, &[&projection, &self.scope])
+                    .await?,
             )?;
             return Err(checkpoint_moved(projection, expected, found));
         }
@@ -262,7 +305,7 @@ impl ProjectionStore for PostgresProjectionStore {
         transaction: &mut PostgresTransaction,
         letter: DeadLetter,
     ) -> Result<(), Error> {
-        let row = LetterRow::new(&letter)?;
+        let row = LetterRow::new(&letter, self)?;
         transaction.execute(&self.sql.put_letter, &row.params()).await?;
         Ok(())
     }
@@ -277,7 +320,7 @@ impl ProjectionStore for PostgresProjectionStore {
             return Ok(false);
         };
         let removed = transaction
-            .execute(&self.sql.remove_letter, &[&projection, &position])
+            .execute(&self.sql.remove_letter, &[&projection, &position, &self.scope])
             .await?;
         Ok(removed > 0)
     }
@@ -288,7 +331,7 @@ impl ProjectionStore for PostgresProjectionStore {
         projection: &str,
     ) -> Result<(), Error> {
         transaction
-            .execute(&self.sql.clear_letters, &[&projection])
+            .execute(&self.sql.clear_letters, &[&projection, &self.scope])
             .await?;
         Ok(())
     }
@@ -303,9 +346,8 @@ impl ProjectionStore for PostgresProjectionStore {
 
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
         let rows = self
-            .autocommit(async |client| {
-                let statement = client.prepare_cached(&self.sql.list_letters).await?;
-                client.query(&statement, &[&projection]).await
+            .autocommit(&self.sql.list_letters, async |client, statement| {
+                client.query(statement, &[&projection, &self.scope]).await
             })
             .await?;
         letters_of(projection, &rows)
@@ -323,9 +365,10 @@ impl CheckpointStore for PostgresProjectionStore {
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), Error> {
         let position = checkpoint_to_stored(projection, position)?;
-        self.autocommit(async |client| {
-            let statement = client.prepare_cached(&self.sql.save).await?;
-            client.execute(&statement, &[&projection, &position]).await
+        self.autocommit(&self.sql.save, async |client, statement| {
+            client
+                .execute(statement, &[&projection, &position, &self.scope])
+                .await
         })
         .await?;
         Ok(())

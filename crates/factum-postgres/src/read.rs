@@ -1,13 +1,13 @@
 //! Reads: a stream in keyset pages (event by event, or page by page for
 //! replay), the global log up to its horizon, subscriptions, and versions.
 
+use factum_core::backend::{PollingSubscription, SubscriptionOptions, from_stored, query_bound};
 use std::pin::Pin;
 
-use factum_core::backend::{PollingSubscription, SubscriptionOptions, from_stored, query_bound};
-use factum_core::{Error, EventPages, EventStream, RecordedEvent, StreamId};
+use factum_core::{Error, EventPages, EventStream, RecordedEvent, StreamId, Tenancy, Tenant};
 use futures::{StreamExt, TryStreamExt};
-use tokio_postgres::RowStream;
 use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, RowStream};
 
 use crate::conn::Conn;
 use crate::rows::Decoder;
@@ -22,12 +22,14 @@ impl PostgresEventStore {
             |mut state| async move {
                 loop {
                     if let Some(page) = state.page.as_mut() {
-                        match page.rows.next().await {
+                        match page.rows.next().await.transpose() {
                             Some(Ok(row)) => {
-                                let event =
-                                    state
-                                        .decoder
-                                        .stream_event(&row, &state.stream, state.next_version)?;
+                                let event = state.decoder.stream_event(
+                                    &row,
+                                    &state.stream,
+                                    &state.tenant,
+                                    state.next_version,
+                                )?;
                                 state.read_in_page += 1;
                                 state.next_version = event.version.saturating_add(1);
                                 return Ok(Some((event, state)));
@@ -59,13 +61,14 @@ impl PostgresEventStore {
                 let mut events = Vec::with_capacity(state.store.shared.options.page_size.min(4096));
                 while let Some(row) = page
                     .rows
-                    .try_next()
+                    .next()
                     .await
                     .map_err(|e| state.store.fail(&page.client, e))?
                 {
-                    let event = state
-                        .decoder
-                        .stream_event(&row, &state.stream, state.next_version)?;
+                    let event =
+                        state
+                            .decoder
+                            .stream_event(&row, &state.stream, &state.tenant, state.next_version)?;
                     state.next_version = event.version.saturating_add(1);
                     events.push(event);
                 }
@@ -79,22 +82,52 @@ impl PostgresEventStore {
     }
 
     /// [`EventStore::read_all`](factum_core::EventStore::read_all): the
-    /// horizon and the page in one round trip.
+    /// horizon and the page in one round trip; on a tenant's view, a page
+    /// of the tenant's events up to the same horizon.
     pub(crate) async fn read_log(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
         if limit == 0 {
             return Ok(Vec::new());
         }
         let client = self.client().await?;
+        let sql = &self.shared.sql;
+        let page_sql = match self.tenant() {
+            None => &sql.read_page,
+            Some(tenant) if tenant.is_default() => &sql.read_default_page,
+            Some(_) => &sql.read_tenant_page,
+        };
         let set_horizon = client
-            .prepare_cached(&self.shared.sql.set_horizon)
+            .prepare_cached(&sql.set_horizon)
             .await
             .map_err(|e| self.fail(&client, e))?;
         let read_page = client
-            .prepare_cached(&self.shared.sql.read_page)
+            .prepare_cached(page_sql)
             .await
             .map_err(|e| self.fail(&client, e))?;
         let after = query_bound(after);
         let limit_param = query_bound(limit as u64);
+        let tenant = self.home().as_str();
+        let mut decoder = Decoder::default();
+        let mut events = Vec::with_capacity(limit.min(4096));
+        if self.view.is_some() {
+            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &limit_param];
+            if !self.home().is_default() {
+                params.push(&tenant);
+            }
+            let (_, rows) = self
+                .scoped(
+                    &client,
+                    futures::future::try_join(
+                        client.execute(&set_horizon, &[]),
+                        client.query(&read_page, &params),
+                    ),
+                )
+                .await
+                .map_err(|e| self.fail(&client, e))?;
+            for row in &rows {
+                events.push(decoder.decode(row)?);
+            }
+            return Ok(events);
+        }
         let params: [&(dyn ToSql + Sync); 2] = [&after, &limit_param];
         // Both statements go out in one round trip, in this order, on this
         // connection; the page is used only when the horizon was set.
@@ -104,8 +137,6 @@ impl PostgresEventStore {
         )
         .map_err(|e| self.fail(&client, e))?;
         let mut rows = std::pin::pin!(rows);
-        let mut decoder = Decoder::default();
-        let mut events = Vec::with_capacity(limit.min(4096));
         while let Some(row) = rows.try_next().await.map_err(|e| self.fail(&client, e))? {
             events.push(decoder.decode(&row)?);
         }
@@ -158,8 +189,10 @@ impl PostgresEventStore {
             .prepare_cached(&self.shared.sql.stream_version)
             .await
             .map_err(|e| self.fail(&client, e))?;
-        let row = client
-            .query_one(&statement, &[&stream.aggregate_type(), &stream.aggregate_id()])
+        let tenant = self.home().as_str();
+        let params: [&(dyn ToSql + Sync); 3] = [&stream.aggregate_type(), &stream.aggregate_id(), &tenant];
+        let row = self
+            .scoped(&client, client.query_one(&statement, &params))
             .await
             .map_err(|e| self.fail(&client, e))?;
         let version: i64 = row.try_get(0).map_err(|e| self.fail(&client, e))?;
@@ -182,6 +215,41 @@ impl PostgresEventStore {
             from_stored(horizon, "horizon", &StreamId::new("$all", ""), 0)
         })
     }
+
+    /// The position of `tenant`'s last event at or below the horizon (0:
+    /// none): the horizon and the lookup in one round trip, the lookup
+    /// with a snapshot taken after the horizon's scan, as for a page.
+    pub(crate) async fn tenant_head(&self, tenant: &Tenant) -> Result<u64, Error> {
+        let client = self.client().await?;
+        let sql = &self.shared.sql;
+        let set_horizon = client
+            .prepare_cached(&sql.set_horizon)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let name = tenant.as_str();
+        let head_sql = if tenant.is_default() {
+            &sql.default_head
+        } else {
+            &sql.tenant_head
+        };
+        let head = client
+            .prepare_cached(head_sql)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let params: Vec<&(dyn ToSql + Sync)> = if tenant.is_default() { vec![] } else { vec![&name] };
+        let (_, row) = self
+            .scoped(
+                &client,
+                futures::future::try_join(
+                    client.execute(&set_horizon, &[]),
+                    client.query_one(&head, &params),
+                ),
+            )
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        let head: i64 = row.try_get(0).map_err(|e| self.fail(&client, e))?;
+        from_stored(head, "head", &StreamId::new("$all", tenant.as_str()), 0)
+    }
 }
 
 /// Where a read of one stream is: the page being received and the next
@@ -189,6 +257,8 @@ impl PostgresEventStore {
 struct StreamRead {
     store: PostgresEventStore,
     stream: StreamId,
+    /// The tenant the stream lives in.
+    tenant: Tenant,
     decoder: Decoder,
     next_version: u64,
     page: Option<Page>,
@@ -200,7 +270,7 @@ struct StreamRead {
 /// One page of a stream read: rows are decoded as they arrive, so a page
 /// never sits in memory as rows.
 struct Page {
-    rows: Pin<Box<RowStream>>,
+    rows: PageRows,
     // Returned to the pool when the page is done.
     client: Conn,
 }
@@ -210,6 +280,7 @@ impl StreamRead {
         Self {
             store: store.clone(),
             stream: stream.clone(),
+            tenant: store.home().clone(),
             decoder: Decoder::default(),
             next_version: from_version.max(1),
             page: None,
@@ -237,14 +308,39 @@ impl StreamRead {
         let limit = query_bound(store.shared.options.page_size as u64);
         let aggregate_type = self.stream.aggregate_type();
         let aggregate_id = self.stream.aggregate_id();
-        let params: [&(dyn ToSql + Sync); 4] = [&aggregate_type, &aggregate_id, &from_version, &limit];
-        let rows = client
-            .query_raw(&statement, params)
-            .await
-            .map_err(|e| store.fail(&client, e))?;
-        Ok(Page {
-            rows: Box::pin(rows),
-            client,
-        })
+        let tenant = self.tenant.as_str();
+        let params: [&(dyn ToSql + Sync); 5] =
+            [&aggregate_type, &aggregate_id, &from_version, &limit, &tenant];
+        let rows = if store.view.is_some() {
+            // A view's page comes whole, inside its transaction.
+            let rows = store
+                .scoped(&client, client.query(&statement, &params))
+                .await
+                .map_err(|e| store.fail(&client, e))?;
+            PageRows::Whole(rows.into_iter())
+        } else {
+            let rows = client
+                .query_raw(&statement, params)
+                .await
+                .map_err(|e| store.fail(&client, e))?;
+            PageRows::Streamed(Box::pin(rows))
+        };
+        Ok(Page { rows, client })
+    }
+}
+
+/// The rows of a page: decoded as they arrive for the unscoped store; read
+/// whole by a tenant's view, whose page ends with its transaction.
+enum PageRows {
+    Streamed(Pin<Box<RowStream>>),
+    Whole(std::vec::IntoIter<Row>),
+}
+
+impl PageRows {
+    async fn next(&mut self) -> Result<Option<Row>, tokio_postgres::Error> {
+        match self {
+            Self::Streamed(rows) => rows.try_next().await,
+            Self::Whole(rows) => Ok(rows.next()),
+        }
     }
 }

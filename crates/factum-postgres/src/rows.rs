@@ -3,7 +3,7 @@
 use factum_core::backend::{
     EventTypes, check_version, corrupt, from_stored, metadata_from_json, positive_from_stored,
 };
-use factum_core::{Error, Payload, RecordedEvent, StreamId};
+use factum_core::{Error, Payload, RecordedEvent, StreamId, Tenant};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 use tokio_postgres::types::{FromSql, Type};
@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 /// The columns every read selects, in this order.
 pub(crate) const COLUMNS: &str = "position, stream_type, stream_id, version, event_id, event_type, \
-                                  schema_version, payload, metadata, occurred_at";
+                                  schema_version, payload, metadata, occurred_at, tenant";
 
 const POSITION: usize = 0;
 const STREAM_TYPE: usize = 1;
@@ -23,6 +23,7 @@ const SCHEMA_VERSION: usize = 6;
 const PAYLOAD: usize = 7;
 const METADATA: usize = 8;
 const OCCURRED_AT: usize = 9;
+const TENANT: usize = 10;
 
 /// The text of a `json` (or `jsonb`, or `text`) column, borrowed from the row.
 struct JsonText<'a>(&'a str);
@@ -45,40 +46,62 @@ impl<'a> FromSql<'a> for JsonText<'a> {
     }
 }
 
-/// Decodes rows, sharing the event type strings that repeat instead of
-/// allocating one per row.
+/// Decodes rows, sharing the event type strings and tenants that repeat
+/// instead of allocating one per row.
 #[derive(Default)]
 pub(crate) struct Decoder {
     event_types: EventTypes,
+    /// The tenant of the last row that named one.
+    tenant: Option<Tenant>,
 }
 
 impl Decoder {
-    /// Decodes a row of `stream` (its stream columns are not read), where
-    /// the next version should be `expected_version`: the version is
-    /// checked before the rest of the row is decoded.
+    /// Decodes a row of `stream` of `tenant` (its stream and tenant columns
+    /// are not read), where the next version should be `expected_version`:
+    /// the version is checked before the rest of the row is decoded.
     pub(crate) fn stream_event(
         &mut self,
         row: &Row,
         stream: &StreamId,
+        tenant: &Tenant,
         expected_version: u64,
     ) -> Result<RecordedEvent, Error> {
         let version = version(row, stream)?;
         check_version(stream, expected_version, version)?;
-        self.fields(row, stream.clone(), version)
+        self.fields(row, stream.clone(), tenant, version)
     }
 
-    /// Decodes a row of any stream, named by its stream columns.
+    /// Decodes a row of any stream and tenant, named by its columns.
     pub(crate) fn decode(&mut self, row: &Row) -> Result<RecordedEvent, Error> {
         let unknown = StreamId::new("?", "?");
         let stream_type: &str = column(row, STREAM_TYPE, &unknown, 0)?;
         let stream_id: &str = column(row, STREAM_ID, &unknown, 0)?;
         let stream = StreamId::new(stream_type, stream_id);
         let version = version(row, &stream)?;
-        self.fields(row, stream, version)
+        let tenant = self.tenant(row, &stream, version)?;
+        self.fields(row, stream, &tenant, version)
+    }
+
+    /// The row's tenant, shared with the last row's when they agree.
+    fn tenant(&mut self, row: &Row, stream: &StreamId, version: u64) -> Result<Tenant, Error> {
+        let name: &str = column(row, TENANT, stream, version)?;
+        if let Some(known) = self.tenant.as_ref().filter(|known| known.as_str() == name) {
+            return Ok(known.clone());
+        }
+        let tenant = Tenant::new(name)
+            .map_err(|error| corrupt(stream, version, format!("the stored tenant is damaged: {error}")))?;
+        self.tenant = Some(tenant.clone());
+        Ok(tenant)
     }
 
     /// The columns after the stream and the version.
-    fn fields(&mut self, row: &Row, stream: StreamId, version: u64) -> Result<RecordedEvent, Error> {
+    fn fields(
+        &mut self,
+        row: &Row,
+        stream: StreamId,
+        tenant: &Tenant,
+        version: u64,
+    ) -> Result<RecordedEvent, Error> {
         let raw_position: i64 = column(row, POSITION, &stream, version)?;
         let position = positive_from_stored(raw_position, "position", &stream, version)?;
         let event_id: Uuid = column(row, EVENT_ID, &stream, version)?;
@@ -89,7 +112,12 @@ impl Decoder {
         let schema_version = from_stored(raw_schema_version, "schema version", &stream, version)?;
         let JsonText(payload) = column(row, PAYLOAD, &stream, version)?;
         let metadata: Option<JsonText<'_>> = column(row, METADATA, &stream, version)?;
-        let metadata = metadata_from_json(&stream, version, metadata.map(|JsonText(text)| text.as_bytes()))?;
+        let metadata = metadata_from_json(
+            &stream,
+            version,
+            metadata.map(|JsonText(text)| text.as_bytes()),
+            tenant,
+        )?;
         let occurred_at: OffsetDateTime = column(row, OCCURRED_AT, &stream, version)?;
         Ok(RecordedEvent {
             event_id,

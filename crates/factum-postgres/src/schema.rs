@@ -3,7 +3,7 @@
 use crate::options::Names;
 
 /// The schema version this crate writes and reads.
-pub(crate) const CURRENT_VERSION: u32 = 5;
+pub(crate) const CURRENT_VERSION: u32 = 6;
 
 /// Positions stay below 2^48: the high 16 bits of a position lock's key
 /// carry the store's tag.
@@ -22,6 +22,7 @@ pub(crate) fn migrations(names: &Names) -> [String; CURRENT_VERSION as usize] {
         version_2(names),
         version_3(names),
         version_4(names),
+        version_5(names),
         snapshot_shape_version(names),
     ]
 }
@@ -117,14 +118,103 @@ fn version_4(names: &Names) -> String {
     )
 }
 
+/// Tenants: a tenant is part of where an event lives, and the database
+/// enforces it with row-level security.
+///
+/// - Every table gains `tenant`. Events and snapshots of older versions are
+///   the `default` tenant's; the projection state of older versions was
+///   written by the unscoped store, so it is `$all`'s (the scope of the
+///   unscoped store's projections, which no tenant can be named) and its
+///   projections go on from their checkpoints. A dead letter also keeps
+///   the tenant its event lives in (`event_tenant`). The defaults fill the
+///   existing rows without rewriting the tables, and are dropped at once:
+///   a row that does not say its tenant is refused.
+/// - The unique keys include the tenant (the constraint keeps its name: a
+///   lost race is still recognised by it), and a partial index on
+///   `(tenant, position)` reads a tenant's log by position. It leaves out
+///   the default tenant, so a store with one tenant writes no more than
+///   before; a view of the default tenant walks the primary key.
+/// - Row-level security on every table: a row is visible and writable only
+///   when its tenant is the transaction's `factum.tenant` setting. It binds
+///   every role but the tables' owner and superusers (and roles with
+///   `BYPASSRLS`): the unscoped store connects as the owner and sees every
+///   tenant; a tenant's view runs its statements as the tenant role, which
+///   sees only its tenant's rows whatever the SQL asks for. A transaction
+///   that sets no tenant (or an empty one, as a setting reads after the
+///   transaction that set it) sees nothing.
+/// - `factum_append` and `factum_append_batches` take the tenant (their
+///   old signatures are dropped, so that no caller reaches a function that
+///   writes no tenant), and `factum_read_all` returns it.
+fn version_5(names: &Names) -> String {
+    let Names {
+        events,
+        snapshots,
+        checkpoints,
+        dead_letters,
+        leases,
+        append,
+        append_batches,
+        read_all,
+        ..
+    } = names;
+    let prefix = &names.prefix;
+    let policies: String = [events, snapshots, checkpoints, dead_letters, leases]
+        .iter()
+        .map(|table| {
+            format!(
+                "ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+                 CREATE POLICY \"{prefix}tenant_isolation\" ON {table}
+                     USING (tenant = nullif(current_setting('factum.tenant', true), ''))
+                     WITH CHECK (tenant = nullif(current_setting('factum.tenant', true), ''));\n"
+            )
+        })
+        .collect();
+    format!(
+        "ALTER TABLE {events} ADD COLUMN tenant text NOT NULL DEFAULT 'default';
+         ALTER TABLE {events} ALTER COLUMN tenant DROP DEFAULT;
+         ALTER TABLE {events} DROP CONSTRAINT \"{prefix}events_stream_version\";
+         ALTER TABLE {events} ADD CONSTRAINT \"{prefix}events_stream_version\"
+             UNIQUE (tenant, stream_type, stream_id, version);
+         CREATE INDEX \"{prefix}events_tenant_position\" ON {events} (tenant, position)
+             WHERE tenant <> 'default';
+         ALTER TABLE {snapshots} ADD COLUMN tenant text NOT NULL DEFAULT 'default';
+         ALTER TABLE {snapshots} ALTER COLUMN tenant DROP DEFAULT;
+         ALTER TABLE {snapshots} DROP CONSTRAINT \"{prefix}snapshots_pkey\";
+         ALTER TABLE {snapshots} ADD CONSTRAINT \"{prefix}snapshots_pkey\"
+             PRIMARY KEY (tenant, stream_type, stream_id);
+         ALTER TABLE {checkpoints} ADD COLUMN tenant text NOT NULL DEFAULT '$all';
+         ALTER TABLE {checkpoints} ALTER COLUMN tenant DROP DEFAULT;
+         ALTER TABLE {checkpoints} DROP CONSTRAINT \"{prefix}checkpoints_pkey\";
+         ALTER TABLE {checkpoints} ADD CONSTRAINT \"{prefix}checkpoints_pkey\" PRIMARY KEY (tenant, projection);
+         ALTER TABLE {dead_letters} ADD COLUMN tenant text NOT NULL DEFAULT '$all';
+         ALTER TABLE {dead_letters} ADD COLUMN event_tenant text NOT NULL DEFAULT 'default';
+         ALTER TABLE {dead_letters} ALTER COLUMN tenant DROP DEFAULT;
+         ALTER TABLE {dead_letters} ALTER COLUMN event_tenant DROP DEFAULT;
+         ALTER TABLE {dead_letters} DROP CONSTRAINT \"{prefix}dead_letters_pkey\";
+         ALTER TABLE {dead_letters} ADD CONSTRAINT \"{prefix}dead_letters_pkey\"
+             PRIMARY KEY (tenant, projection, position);
+         ALTER TABLE {leases} ADD COLUMN tenant text NOT NULL DEFAULT '$all';
+         ALTER TABLE {leases} ALTER COLUMN tenant DROP DEFAULT;
+         ALTER TABLE {leases} DROP CONSTRAINT \"{prefix}leases_pkey\";
+         ALTER TABLE {leases} ADD CONSTRAINT \"{prefix}leases_pkey\" PRIMARY KEY (tenant, projection);
+         DROP FUNCTION IF EXISTS {append}(text, text, bigint, boolean, uuid[], text[], integer[], text[],
+                                          text[], timestamptz[]);
+         DROP FUNCTION IF EXISTS {append_batches}(text[], text[], bigint[], integer[], integer[], uuid[],
+                                                  text[], integer[], text[], text[], timestamptz[]);
+         DROP FUNCTION IF EXISTS {read_all}(bigint, integer);
+         {policies}"
+    )
+}
+
 // ---- Migration: snapshot shape versions (issue 11) -------------------------
 // One self-contained step; at a merge with other new steps, only its place
 // in `migrations` (and so its number) changes.
 
-/// Version 5: each snapshot records the version of the aggregate's shape it
+/// Version 6: each snapshot records the version of the aggregate's shape it
 /// was written in (`Snapshot::schema_version`, a `u32`). Snapshots taken
 /// before it read as shape version 1; adding a column with a constant
-/// default does not rewrite the table.
+/// default does not rewrite the table. It follows the tenants step, whose
+/// policies and grants are per row and per table, so they cover the column.
 fn snapshot_shape_version(names: &Names) -> String {
     let Names { snapshots, .. } = names;
     format!(
@@ -141,8 +231,66 @@ pub(crate) fn functions(names: &Names) -> String {
         read_all_function(names),
         append_function(names),
         append_batches_function(names),
+        taken_ids_function(names),
     ]
     .join("\n")
+}
+
+/// `taken_event_ids(ids)`: which of `ids` are stored, in any tenant.
+///
+/// A tenant's view whose append meets the unique key on `event_id` cannot
+/// see the row it met (another tenant's), and PostgreSQL hides the key in
+/// the error when row-level security is on; this tells which id it was,
+/// and nothing else about it. It runs as its owner (the tables' owner,
+/// whom row-level security does not bind), and only the tenant role may
+/// call it besides.
+fn taken_ids_function(names: &Names) -> String {
+    let Names {
+        events, taken_ids, ..
+    } = names;
+    format!(
+        r#"
+CREATE OR REPLACE FUNCTION {taken_ids}(p_ids uuid[]) RETURNS SETOF uuid
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $factum$
+    SELECT e.event_id FROM {events} e WHERE e.event_id = ANY (p_ids)
+$factum$;
+REVOKE ALL ON FUNCTION {taken_ids}(uuid[]) FROM PUBLIC;
+"#
+    )
+}
+
+/// The privileges the tenant role needs on the store's objects: reading and
+/// appending events (never changing or deleting one), snapshots and
+/// projection state, positions, and the functions. Row-level security
+/// confines all of it to the tenant of the transaction.
+pub(crate) fn tenant_grants(names: &Names, role: &str) -> String {
+    let Names {
+        schema,
+        events,
+        sequence,
+        snapshots,
+        checkpoints,
+        dead_letters,
+        leases,
+        horizon,
+        read_all,
+        append,
+        append_batches,
+        taken_ids,
+        ..
+    } = names;
+    format!(
+        "GRANT USAGE ON SCHEMA {schema} TO \"{role}\";
+         GRANT SELECT, INSERT ON {events} TO \"{role}\";
+         GRANT SELECT, INSERT, UPDATE, DELETE ON {snapshots}, {checkpoints}, {dead_letters}, {leases}
+             TO \"{role}\";
+         GRANT USAGE, SELECT ON SEQUENCE {sequence} TO \"{role}\";
+         GRANT EXECUTE ON FUNCTION {horizon}(), {read_all}(bigint, integer), {taken_ids}(uuid[]),
+             {append}(text, text, bigint, boolean, uuid[], text[], integer[], text[], text[], timestamptz[], text),
+             {append_batches}(text[], text[], bigint[], integer[], integer[], uuid[], text[], integer[], text[],
+                              text[], timestamptz[], text)
+             TO \"{role}\";"
+    )
 }
 
 /// The last position the sequence has handed out, as an SQL expression
@@ -224,7 +372,8 @@ fn read_all_function(names: &Names) -> String {
         r#"
 CREATE OR REPLACE FUNCTION {read_all}(p_after bigint, p_limit integer)
 RETURNS TABLE ("position" bigint, stream_type text, stream_id text, version bigint, event_id uuid,
-               event_type text, schema_version integer, payload json, metadata json, occurred_at timestamptz)
+               event_type text, schema_version integer, payload json, metadata json, occurred_at timestamptz,
+               tenant text)
 LANGUAGE plpgsql VOLATILE
 -- Plans fit for any table size from the first call: a custom plan made
 -- from stale statistics may sort a whole range instead of walking an index.
@@ -240,7 +389,7 @@ BEGIN
     RETURN QUERY
         SELECT page.* FROM (
             SELECT e.position, e.stream_type, e.stream_id, e.version, e.event_id, e.event_type,
-                   e.schema_version, e.payload, e.metadata, e.occurred_at
+                   e.schema_version, e.payload, e.metadata, e.occurred_at, e.tenant
               FROM {events} e
              WHERE e.position > p_after
              ORDER BY e.position
@@ -266,6 +415,8 @@ fn append_function(names: &Names) -> String {
     let last_handed_out = last_handed_out(names);
     let inserts = append_inserts(names);
     let take_turn = stream_turn(names, "pg_advisory_xact_lock", "p_stream_type", "p_stream_id");
+    // The stream's turn is keyed without its tenant: streams of the same id
+    // in two tenants share a turn, which only ever costs a wait.
     let share_turn = stream_turn(
         names,
         "pg_advisory_xact_lock_shared",
@@ -277,7 +428,7 @@ fn append_function(names: &Names) -> String {
 CREATE OR REPLACE FUNCTION {append}(
     p_stream_type text, p_stream_id text, p_expected bigint, p_take_turns boolean,
     p_event_ids uuid[], p_event_types text[], p_schema_versions integer[],
-    p_payloads text[], p_metadata text[], p_occurred_at timestamptz[],
+    p_payloads text[], p_metadata text[], p_occurred_at timestamptz[], p_tenant text,
     OUT stream_version bigint, OUT positions bigint[])
 LANGUAGE plpgsql VOLATILE
 -- Plans fit for any table size from the first call: a custom plan made
@@ -298,7 +449,7 @@ BEGIN
         PERFORM {share_turn};
     END IF;
     SELECT coalesce(max(e.version), 0) INTO v_actual
-      FROM {events} e WHERE e.stream_type = p_stream_type AND e.stream_id = p_stream_id;
+      FROM {events} e WHERE e.tenant = p_tenant AND e.stream_type = p_stream_type AND e.stream_id = p_stream_id;
     IF p_expected IS NOT NULL AND v_actual <> p_expected THEN
         RAISE EXCEPTION USING ERRCODE = 'FA001',
             MESSAGE = 'factum: the stream is not at the expected version', DETAIL = v_actual::text;
@@ -334,6 +485,14 @@ $factum$;
 /// (NULL: any); per event: its batch's number (from 1), its place in the
 /// batch (from 1), and the columns. Returns each stream's version before
 /// the call, and the positions.
+///
+/// Every stream of the call is `p_tenant`'s: the versions it reads and the
+/// rows it inserts. A tenant's view calls it as the tenant role with
+/// `factum.tenant` set (see `scope`), so row-level security also holds it
+/// to that tenant. The turns are keyed without the tenant, as
+/// `factum_append`'s are: every factum append of a stream of any tenant
+/// takes the same key, which keeps one total order of keys (the deadlock
+/// argument) and costs streams of the same id in two tenants only a wait.
 fn append_batches_function(names: &Names) -> String {
     let Names {
         events,
@@ -352,6 +511,7 @@ CREATE OR REPLACE FUNCTION {append_batches}(
     p_stream_types text[], p_stream_ids text[], p_expected bigint[],
     p_batches integer[], p_places integer[], p_event_ids uuid[], p_event_types text[],
     p_schema_versions integer[], p_payloads text[], p_metadata text[], p_occurred_at timestamptz[],
+    p_tenant text,
     OUT actual_versions bigint[], OUT positions bigint[])
 LANGUAGE plpgsql VOLATILE
 -- Plans fit for any table size from the first call: a custom plan made
@@ -375,7 +535,7 @@ BEGIN
     -- a turn before this call took it.
     actual_versions := ARRAY(
         SELECT (SELECT coalesce(max(e.version), 0) FROM {events} e
-                 WHERE e.stream_type = s.stream_type AND e.stream_id = s.stream_id)
+                 WHERE e.tenant = p_tenant AND e.stream_type = s.stream_type AND e.stream_id = s.stream_id)
           FROM unnest(p_stream_types, p_stream_ids) WITH ORDINALITY AS s(stream_type, stream_id, n)
          ORDER BY s.n);
     FOR b IN 1 .. coalesce(cardinality(p_stream_types), 0) LOOP
@@ -396,10 +556,10 @@ BEGIN
     positions := ARRAY(SELECT nextval('{sequence_literal}'::regclass)
                          FROM generate_series(1, cardinality(p_event_ids)) ORDER BY 1);
     INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
-                          schema_version, payload, metadata, occurred_at)
+                          schema_version, payload, metadata, occurred_at, tenant)
     SELECT positions[u.ord::integer], p_stream_types[u.batch], p_stream_ids[u.batch],
            actual_versions[u.batch] + u.place, u.event_id, u.event_type, u.schema_version, u.payload::json,
-           u.metadata::json, u.occurred_at
+           u.metadata::json, u.occurred_at, p_tenant
       FROM unnest(p_batches, p_places, p_event_ids, p_event_types, p_schema_versions, p_payloads,
                   p_metadata, p_occurred_at)
            WITH ORDINALITY AS u(batch, place, event_id, event_type, schema_version, payload, metadata,
@@ -422,17 +582,17 @@ fn append_inserts(names: &Names) -> String {
         -- The common case, without the cost of unnest.
         positions := ARRAY[nextval('{sequence_literal}'::regclass)];
         INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
-                              schema_version, payload, metadata, occurred_at)
+                              schema_version, payload, metadata, occurred_at, tenant)
         VALUES (positions[1], p_stream_type, p_stream_id, stream_version, p_event_ids[1], p_event_types[1],
-                p_schema_versions[1], p_payloads[1]::json, p_metadata[1]::json, p_occurred_at[1]);
+                p_schema_versions[1], p_payloads[1]::json, p_metadata[1]::json, p_occurred_at[1], p_tenant);
         RETURN;
     END IF;
     positions := ARRAY(SELECT nextval('{sequence_literal}'::regclass)
                          FROM generate_series(1, v_count) ORDER BY 1);
     INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
-                          schema_version, payload, metadata, occurred_at)
+                          schema_version, payload, metadata, occurred_at, tenant)
     SELECT positions[u.ord::integer], p_stream_type, p_stream_id, v_actual + u.ord, u.event_id,
-           u.event_type, u.schema_version, u.payload::json, u.metadata::json, u.occurred_at
+           u.event_type, u.schema_version, u.payload::json, u.metadata::json, u.occurred_at, p_tenant
       FROM unnest(p_event_ids, p_event_types, p_schema_versions, p_payloads, p_metadata, p_occurred_at)
            WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord);"#
     )

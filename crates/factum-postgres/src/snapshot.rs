@@ -1,10 +1,11 @@
 //! Snapshots: the latest saved state of each aggregate, one row per stream
-//! in the `snapshots` table (schema version 4; the shape version column
-//! since schema version 5).
+//! in the `snapshots` table (schema version 4; keyed by tenant since schema
+//! version 5, the shape version column since schema version 6).
 
 use factum_core::backend::{corrupt, from_stored, to_stored};
 use factum_core::{Error, Payload, Snapshot, SnapshotStore, StreamId};
 use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
 
 use crate::PostgresEventStore;
 use crate::options::Names;
@@ -14,9 +15,9 @@ use crate::options::Names;
 /// the higher version whatever their order.
 pub(crate) fn save_sql(names: &Names) -> String {
     format!(
-        "INSERT INTO {snapshots} AS stored (stream_type, stream_id, version, state, taken_at, schema_version)
-         VALUES ($1, $2, $3, $4::text::json, $5, $6)
-         ON CONFLICT (stream_type, stream_id) DO UPDATE
+        "INSERT INTO {snapshots} AS stored (stream_type, stream_id, version, state, taken_at, schema_version, tenant)
+         VALUES ($1, $2, $3, $4::text::json, $5, $6, $7)
+         ON CONFLICT (tenant, stream_type, stream_id) DO UPDATE
             SET version = excluded.version, state = excluded.state, taken_at = excluded.taken_at,
                 schema_version = excluded.schema_version
           WHERE excluded.version >= stored.version",
@@ -27,7 +28,8 @@ pub(crate) fn save_sql(names: &Names) -> String {
 /// The statement that reads the snapshot of a stream.
 pub(crate) fn load_sql(names: &Names) -> String {
     format!(
-        "SELECT version, state::text, taken_at, schema_version FROM {} WHERE stream_type = $1 AND stream_id = $2",
+        "SELECT version, state::text, taken_at, schema_version FROM {}
+         WHERE tenant = $3 AND stream_type = $1 AND stream_id = $2",
         names.snapshots
     )
 }
@@ -62,18 +64,18 @@ impl SnapshotStore for PostgresEventStore {
             .prepare_cached(&self.shared.sql.save_snapshot)
             .await
             .map_err(|e| self.fail(&client, e))?;
-        client
-            .execute(
-                &statement,
-                &[
-                    &stream.aggregate_type(),
-                    &stream.aggregate_id(),
-                    &version,
-                    &snapshot.state.as_str(),
-                    &snapshot.taken_at,
-                    &i64::from(snapshot.schema_version),
-                ],
-            )
+        let tenant = self.home().as_str();
+        let schema_version = i64::from(snapshot.schema_version);
+        let params: [&(dyn ToSql + Sync); 7] = [
+            &stream.aggregate_type(),
+            &stream.aggregate_id(),
+            &version,
+            &snapshot.state.as_str(),
+            &snapshot.taken_at,
+            &schema_version,
+            &tenant,
+        ];
+        self.scoped(&client, client.execute(&statement, &params))
             .await
             .map_err(|e| self.fail(&client, e))?;
         Ok(())
@@ -87,8 +89,10 @@ impl SnapshotStore for PostgresEventStore {
             .prepare_cached(&self.shared.sql.load_snapshot)
             .await
             .map_err(|e| self.fail(&client, e))?;
-        let row = client
-            .query_opt(&statement, &[&stream.aggregate_type(), &stream.aggregate_id()])
+        let tenant = self.home().as_str();
+        let params: [&(dyn ToSql + Sync); 3] = [&stream.aggregate_type(), &stream.aggregate_id(), &tenant];
+        let row = self
+            .scoped(&client, client.query_opt(&statement, &params))
             .await
             .map_err(|e| self.fail(&client, e))?;
         let Some(row) = row else {

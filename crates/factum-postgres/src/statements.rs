@@ -4,7 +4,9 @@ use crate::options::Names;
 use crate::rows::COLUMNS;
 use crate::schema::{POSITION_BITS, last_handed_out, stream_turn};
 
-/// The statements the store prepares, built once per store.
+/// The statements the store prepares, built once per store. Every statement
+/// that touches a stream takes its tenant as its last parameter; a tenant's
+/// view runs them as the tenant role too (see `scope`).
 pub(crate) struct Sql {
     pub(crate) append: String,
     pub(crate) append_batches: String,
@@ -13,10 +15,19 @@ pub(crate) struct Sql {
     pub(crate) append_new: String,
     pub(crate) set_horizon: String,
     pub(crate) read_page: String,
+    /// A page of the default tenant's log (no parameter for the tenant).
+    pub(crate) read_default_page: String,
+    /// A page of another tenant's log (`$3`: the tenant).
+    pub(crate) read_tenant_page: String,
     pub(crate) horizon: String,
+    /// The default tenant's last position up to the horizon just set.
+    pub(crate) default_head: String,
+    /// Another tenant's last position up to the horizon just set.
+    pub(crate) tenant_head: String,
     pub(crate) read_stream: String,
     pub(crate) stream_version: String,
     pub(crate) by_event_ids: String,
+    pub(crate) taken_ids: String,
     pub(crate) save_snapshot: String,
     pub(crate) load_snapshot: String,
 }
@@ -25,29 +36,36 @@ impl Sql {
     pub(crate) fn new(names: &Names) -> Self {
         Self {
             append: format!(
-                "SELECT stream_version, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                "SELECT stream_version, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                 names.append
             ),
             append_batches: format!(
-                "SELECT actual_versions, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "SELECT actual_versions, positions FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 names.append_batches
             ),
             append_one: append_one(names),
             append_many: append_many(names),
             append_new: append_new(names),
             set_horizon: set_horizon(names),
-            read_page: read_page(names),
+            read_page: read_page(names, ""),
+            read_default_page: read_page(names, "tenant = 'default' AND"),
+            // Naming the default tenant out lets the planner use the partial
+            // index on `(tenant, position)` with a generic plan.
+            read_tenant_page: read_page(names, "tenant = $3 AND tenant <> 'default' AND"),
             horizon: format!("SELECT {}()", names.horizon),
+            default_head: tenant_head(names, "tenant = 'default'"),
+            tenant_head: tenant_head(names, "tenant = $1 AND tenant <> 'default'"),
             read_stream: format!(
-                "SELECT {COLUMNS} FROM {} WHERE stream_type = $1 AND stream_id = $2 AND version >= $3 \
-                 ORDER BY version LIMIT $4",
+                "SELECT {COLUMNS} FROM {} WHERE tenant = $5 AND stream_type = $1 AND stream_id = $2 \
+                 AND version >= $3 ORDER BY version LIMIT $4",
                 names.events
             ),
             stream_version: format!(
-                "SELECT coalesce(max(version), 0) FROM {} WHERE stream_type = $1 AND stream_id = $2",
+                "SELECT coalesce(max(version), 0) FROM {} WHERE tenant = $3 AND stream_type = $1 AND stream_id = $2",
                 names.events
             ),
             by_event_ids: format!("SELECT {COLUMNS} FROM {} WHERE event_id = ANY ($1)", names.events),
+            taken_ids: format!("SELECT * FROM {}($1)", names.taken_ids),
             save_snapshot: crate::snapshot::save_sql(names),
             load_snapshot: crate::snapshot::load_sql(names),
         }
@@ -58,7 +76,8 @@ impl Sql {
 /// shared position lock keyed with the last position handed out and tries
 /// to share the stream's turn (`turn`: false while a retry holds it; the
 /// append then writes nothing and runs again, taking its turn), and
-/// `current_version` reads the stream's version (parameters `$1`, `$2`).
+/// `current_version` reads the stream's version (parameters `$1`, `$2`, and
+/// the tenant `$10`).
 fn locked_version(names: &Names) -> String {
     let Names { events, lock_tag, .. } = names;
     let shift = 1_i64 << POSITION_BITS;
@@ -70,7 +89,7 @@ fn locked_version(names: &Names) -> String {
                     {share_turn} AS turn
          ), current_version AS MATERIALIZED (
              SELECT coalesce(max(e.version), 0) AS actual
-               FROM {events} e WHERE e.stream_type = $1 AND e.stream_id = $2
+               FROM {events} e WHERE e.tenant = $10 AND e.stream_type = $1 AND e.stream_id = $2
          )"
     )
 }
@@ -93,9 +112,9 @@ fn append_one(names: &Names) -> String {
     format!(
         "{locked_version}, inserted AS (
              INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
-                                   schema_version, payload, metadata, occurred_at)
+                                   schema_version, payload, metadata, occurred_at, tenant)
              SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + 1, $4, $5, $6, $7::text::json,
-                    $8::text::json, $9
+                    $8::text::json, $9, $10
                FROM current_version c, position_lock l
               WHERE l.turn AND ($3::bigint IS NULL OR c.actual = $3::bigint)
              RETURNING position
@@ -122,9 +141,9 @@ fn append_many(names: &Names) -> String {
     format!(
         "{locked_version}, inserted AS (
              INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
-                                   schema_version, payload, metadata, occurred_at)
+                                   schema_version, payload, metadata, occurred_at, tenant)
              SELECT nextval('{sequence_literal}'::regclass), $1, $2, c.actual + u.ord, u.event_id, u.event_type,
-                    u.schema_version, u.payload::json, u.metadata::json, u.occurred_at
+                    u.schema_version, u.payload::json, u.metadata::json, u.occurred_at, $10
                FROM current_version c, position_lock l,
                     unnest($4::uuid[], $5::text[], $6::integer[], $7::text[], $8::text[], $9::timestamptz[])
                         WITH ORDINALITY AS u(event_id, event_type, schema_version, payload, metadata, occurred_at, ord)
@@ -161,8 +180,9 @@ fn append_new(names: &Names) -> String {
     let share_turn = stream_turn(names, "pg_try_advisory_xact_lock_shared", "$1", "$2");
     format!(
         "INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
-                               schema_version, payload, metadata, occurred_at)
-         SELECT nextval('{sequence_literal}'::regclass), $1, $2, 1, $3, $4, $5, $6::text::json, $7::text::json, $8
+                               schema_version, payload, metadata, occurred_at, tenant)
+         SELECT nextval('{sequence_literal}'::regclass), $1, $2, 1, $3, $4, $5, $6::text::json, $7::text::json, $8,
+                $9
           WHERE {share_turn}
             AND pg_try_advisory_xact_lock_shared({lock_tag} * {shift}
                     + coalesce(pg_sequence_last_value('{sequence_literal}'::regclass), 0))
@@ -180,21 +200,36 @@ fn set_horizon(names: &Names) -> String {
 }
 
 /// A page of the global log up to the horizon [`set_horizon`] just left in
-/// the session. A separate statement, so it reads with a snapshot taken
-/// after the horizon's scan of `pg_locks` (READ COMMITTED takes one per
-/// statement): the order the proof of exactness needs.
-fn read_page(names: &Names) -> String {
+/// the session, of the events that pass `only` (a condition ending in
+/// `AND`; empty: every tenant's). A separate statement, so it reads with a
+/// snapshot taken after the horizon's scan of `pg_locks` (READ COMMITTED
+/// takes one per statement): the order the proof of exactness needs.
+/// Leaving out other tenants' events keeps it: every event at or below the
+/// horizon is there to be read, whichever tenant's it is.
+fn read_page(names: &Names, only: &str) -> String {
     // The horizon filters the page after the LIMIT (the rows at or below it
     // are a prefix of the page): an open range bounded on both sides makes
     // the planner expect few rows and sort a whole range, while this form
     // always walks the primary key from `$1`.
     format!(
         "SELECT {columns} FROM (
-             SELECT {columns} FROM {events} WHERE position > $1 ORDER BY position LIMIT $2
+             SELECT {columns} FROM {events} WHERE {only} position > $1 ORDER BY position LIMIT $2
          ) page
          WHERE position <= current_setting('factum.horizon', true)::bigint
          ORDER BY position",
         columns = COLUMNS,
+        events = names.events,
+    )
+}
+
+/// The last position of a tenant (`only`) up to the horizon [`set_horizon`]
+/// just left in the session (0: none), read backwards by position: the head
+/// of the tenant's log.
+fn tenant_head(names: &Names, only: &str) -> String {
+    format!(
+        "SELECT coalesce((SELECT position FROM {events}
+                           WHERE {only} AND position <= current_setting('factum.horizon', true)::bigint
+                           ORDER BY position DESC LIMIT 1), 0)",
         events = names.events,
     )
 }

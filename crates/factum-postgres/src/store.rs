@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use deadpool_postgres::Pool;
+use factum_core::backend::{home, narrow};
 use factum_core::{
     AppendBatch, AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent,
-    RecordedEvent, StreamId,
+    RecordedEvent, StreamId, Tenancy, Tenant,
 };
 use tokio::sync::{mpsc, watch};
 
 use crate::options::Names;
+use crate::scope::View;
 use crate::statements::Sql;
 use crate::{PostgresError, PostgresOptions, conn, dsn, notify};
 
@@ -21,6 +23,10 @@ use crate::{PostgresError, PostgresOptions, conn, dsn, notify};
 /// Cheap to clone: clones share one connection pool. See the
 /// [crate documentation](crate) for the lifecycle, the tables, the global
 /// order and the wake-ups of subscriptions.
+///
+/// [`for_tenant`](Tenancy::for_tenant) gives a view of one tenant over the
+/// same pool, confined to it by row-level security (see the crate
+/// documentation, "Tenants").
 ///
 /// ```no_run
 /// # use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
@@ -37,6 +43,8 @@ use crate::{PostgresError, PostgresOptions, conn, dsn, notify};
 #[derive(Clone)]
 pub struct PostgresEventStore {
     pub(crate) shared: Arc<Shared>,
+    /// The tenant of this view; `None` for the unscoped store.
+    pub(crate) view: Option<Arc<View>>,
 }
 
 /// What the clones of one store share.
@@ -60,6 +68,7 @@ impl std::fmt::Debug for PostgresEventStore {
         f.debug_struct("PostgresEventStore")
             .field("address", &self.shared.address)
             .field("schema", &self.shared.names.display)
+            .field("tenant", &self.tenant())
             .field("pool", &self.shared.pool.status())
             .field("closed", &self.is_closed())
             .finish()
@@ -130,7 +139,13 @@ impl PostgresEventStore {
                 closed: AtomicBool::new(false),
                 sql,
             }),
+            view: None,
         }
+    }
+
+    /// The tenant whose streams and snapshots this view addresses.
+    pub(crate) fn home(&self) -> &Tenant {
+        home(self.tenant())
     }
 
     /// The connection pool, for the application's own queries (a projection
@@ -243,7 +258,26 @@ impl EventStore for PostgresEventStore {
         self.version_of(stream).await
     }
 
+    /// The horizon; on a tenant's view, the position of the tenant's last
+    /// event at or below it (0: none).
     async fn head_position(&self) -> Result<u64, Error> {
-        self.horizon().await
+        match &self.view {
+            None => self.horizon().await,
+            Some(view) => self.tenant_head(&view.tenant).await,
+        }
+    }
+}
+
+impl Tenancy for PostgresEventStore {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        let tenant = narrow(self.tenant(), tenant)?;
+        Ok(Self {
+            shared: Arc::clone(&self.shared),
+            view: Some(View::new(tenant, &self.shared.options.tenant_role)),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.view.as_ref().map(|view| &view.tenant)
     }
 }

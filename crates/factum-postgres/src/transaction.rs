@@ -74,12 +74,20 @@ impl std::fmt::Debug for PostgresTransaction {
 }
 
 impl PostgresTransaction {
-    /// Takes a connection from the store's pool and begins a transaction.
+    /// Takes a connection from the store's pool and begins a transaction;
+    /// on a tenant's view, one confined to the tenant (as the tenant role,
+    /// with `factum.tenant` set) for all of its statements.
     pub(crate) async fn begin(store: &PostgresEventStore) -> Result<Self, Error> {
         let conn = store.client().await?;
-        conn.batch_execute("BEGIN ISOLATION LEVEL READ COMMITTED")
-            .await
-            .map_err(|error| store.fail(&conn, error))?;
+        let begin = store
+            .view
+            .as_ref()
+            .map_or("BEGIN ISOLATION LEVEL READ COMMITTED", |view| view.begin.as_str());
+        if let Err(error) = conn.batch_execute(begin).await {
+            // A failed `SET LOCAL ROLE` leaves the transaction open and aborted.
+            conn.discard();
+            return Err(store.fail(&conn, error).into());
+        }
         Ok(Self {
             conn: Some(conn),
             store: store.clone(),

@@ -33,7 +33,7 @@ async fn open_call(raw: &Client, store: &PostgresEventStore) -> (Vec<Uuid>, Vec<
             &format!(
                 "SELECT positions FROM \"{}\".factum_append_batches(ARRAY['Counter', 'Counter'], ARRAY['A', 'B'], \
                  ARRAY[NULL, 0]::bigint[], ARRAY[1, 2], ARRAY[1, 1], $1, ARRAY['opened', 'opened'], ARRAY[1, 1], \
-                 ARRAY['{{}}', '{{}}'], ARRAY[NULL, NULL]::text[], ARRAY[now(), now()])",
+                 ARRAY['{{}}', '{{}}'], ARRAY[NULL, NULL]::text[], ARRAY[now(), now()], 'default')",
                 schema_of(store)
             ),
             &[&ids],

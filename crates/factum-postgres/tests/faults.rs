@@ -50,8 +50,8 @@ async fn a_connection_killed_mid_append_leaves_nothing_and_a_typed_error() {
         .execute(
             &format!(
                 "INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id, \
-                 event_type, schema_version, payload, occurred_at) \
-                 VALUES (200000000000, 'Counter', 'victim', 3, $1, 'blocker', 1, '{{}}', now())"
+                 event_type, schema_version, payload, occurred_at, tenant) \
+                 VALUES (200000000000, 'Counter', 'victim', 3, $1, 'blocker', 1, '{{}}', now(), 'default')"
             ),
             &[&Uuid::now_v7()],
         )

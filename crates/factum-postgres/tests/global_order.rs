@@ -33,7 +33,7 @@ async fn open_append(raw: &Client, store: &PostgresEventStore, stream_id: &str) 
         .query_one(
             &format!(
                 "SELECT positions[1] FROM \"{}\".factum_append('Counter', $1, NULL, false, ARRAY[$2::uuid], ARRAY['opened'], \
-                 ARRAY[1], ARRAY['{{}}'], ARRAY[NULL]::text[], ARRAY[now()])",
+                 ARRAY[1], ARRAY['{{}}'], ARRAY[NULL]::text[], ARRAY[now()], 'default')",
                 schema_of(store)
             ),
             &[&stream_id, &event_id],

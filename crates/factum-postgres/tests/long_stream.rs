@@ -29,9 +29,10 @@ async fn replaying_a_million_event_stream_keeps_memory_flat() {
     raw.execute(
         &format!(
             "INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id, event_type, \
-             schema_version, payload, metadata, occurred_at) \
+             schema_version, payload, metadata, occurred_at, tenant) \
              SELECT nextval('\"{schema}\".factum_position'), 'Counter', 'long', v, gen_random_uuid(), 'incremented', 1, \
-                    ('{{\"amount\":' || v || ',\"note\":\"a payload of a typical size for an event\"}}')::json, NULL, now() \
+                    ('{{\"amount\":' || v || ',\"note\":\"a payload of a typical size for an event\"}}')::json, NULL, now(), \
+                    'default' \
                FROM generate_series(1, $1::bigint) v"
         ),
         &[&EVENTS],

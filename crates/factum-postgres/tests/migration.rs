@@ -66,7 +66,7 @@ async fn a_version_1_schema_is_migrated_with_its_events_intact() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
     let stream = StreamId::new("Counter", "old");
     let events: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
     assert_eq!(events.iter().map(|event| event.event_id).collect::<Vec<_>>(), ids);
@@ -264,4 +264,223 @@ async fn a_version_4_snapshot_gains_shape_version_1() {
         (2, 1),
         "a snapshot from before shape versions reads as shape version 1"
     );
+}
+
+/// A version 4 schema with events, a snapshot and projection state gains
+/// tenants: its events and snapshot land in the default tenant (seen by the
+/// unscoped store and the default tenant's view, not by another tenant),
+/// its projection state stays with the unscoped store, every table gets
+/// row-level security, and a stream id can then exist in two tenants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_schema_puts_its_data_in_the_default_tenant() {
+    use factum_core::{CheckpointStore, DeadLetterStore, Lease, SnapshotStore, Tenancy, Tenant};
+    use factum_postgres::PostgresProjectionStore;
+
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(4).await.unwrap();
+    // Data as the version 4 store wrote it.
+    for version in 1..=2_i64 {
+        raw.execute(
+            &format!(
+                "INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id, event_type, \
+                 schema_version, payload, metadata, occurred_at) \
+                 VALUES (nextval('\"{schema}\".factum_position'), 'Counter', 'v4', $1, $2, 'incremented', 1, \
+                 $3::text::json, '{{\"tenant\":\"Acme Corp\"}}', now())"
+            ),
+            &[&version, &Uuid::now_v7(), &format!(r#"{{"amount":{version}}}"#)],
+        )
+        .await
+        .unwrap();
+    }
+    raw.batch_execute(&format!(
+        "INSERT INTO \"{schema}\".factum_snapshots VALUES ('Counter', 'v4', 2, '{{\"value\":3}}', now());
+         INSERT INTO \"{schema}\".factum_checkpoints (projection, position) VALUES ('sales', 2);
+         INSERT INTO \"{schema}\".factum_dead_letters SELECT 'sales', position, stream_type, stream_id, version,
+             event_id, event_type, schema_version, payload, metadata, occurred_at, 'boom', 3, now()
+             FROM \"{schema}\".factum_events WHERE version = 2;
+         INSERT INTO \"{schema}\".factum_leases VALUES ('sales', 'host-a', now() + interval '1 hour');"
+    ))
+    .await
+    .unwrap();
+
+    store.ensure_schema().await.unwrap();
+    store.ensure_tenant_role().await.unwrap();
+
+    let stream = StreamId::new("Counter", "v4");
+    for view in [store.clone(), store.for_tenant("default").unwrap()] {
+        let events: Vec<_> = view.read_stream(&stream, 1).try_collect().await.unwrap();
+        assert_eq!(events.len(), 2, "the default tenant holds the old stream");
+        assert!(
+            events
+                .iter()
+                .all(|event| event.metadata.tenant == Some(Tenant::DEFAULT))
+        );
+        assert_eq!(view.read_all(0, 10).await.unwrap().len(), 2);
+        assert_eq!(view.head_position().await.unwrap(), events[1].position);
+        let snapshot = view.load_snapshot(&stream).await.unwrap();
+        assert_eq!(
+            snapshot.map(|snapshot| (snapshot.version, snapshot.schema_version)),
+            Some((2, 1))
+        );
+    }
+    let acme = store.for_tenant("acme").unwrap();
+    assert_eq!(acme.stream_version(&stream).await.unwrap(), 0);
+    assert!(acme.read_all(0, 10).await.unwrap().is_empty());
+    assert_eq!(acme.head_position().await.unwrap(), 0);
+    assert_eq!(acme.load_snapshot(&stream).await.unwrap(), None);
+
+    let projections = PostgresProjectionStore::new(&store);
+    assert_eq!(CheckpointStore::load(&projections, "sales").await.unwrap(), 2);
+    let letters = projections.list("sales").await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event.metadata.tenant, Some(Tenant::DEFAULT));
+    assert!(
+        !projections
+            .acquire("sales", "host-b", std::time::Duration::from_secs(5))
+            .await
+            .unwrap()
+    );
+    let default = projections.for_tenant("default").unwrap();
+    assert_eq!(CheckpointStore::load(&default, "sales").await.unwrap(), 0);
+    assert!(default.list("sales").await.unwrap().is_empty());
+
+    let secured: Vec<(String, bool)> = raw
+        .query(
+            "SELECT c.relname::text, c.relrowsecurity FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind = 'r' AND c.relname <> 'factum_schema_version' ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(secured.len(), 5, "{secured:?}");
+    assert!(
+        secured.iter().all(|(_, on)| *on),
+        "row-level security on every table: {secured:?}"
+    );
+
+    // The stream id is free in another tenant; the default one goes on.
+    let event = || NewEvent::new("incremented", Payload::parse("{}").unwrap());
+    let in_acme = acme
+        .append(&stream, ExpectedVersion::NoStream, vec![event()])
+        .await
+        .unwrap();
+    let in_default = store
+        .append(&stream, ExpectedVersion::Exact(2), vec![event()])
+        .await
+        .unwrap();
+    assert_eq!((in_acme.stream_version, in_default.stream_version), (1, 3));
+}
+
+/// A version 4 schema set up by a release with atomic appends had
+/// `factum_append_batches` without a tenant: version 5 drops that
+/// signature (so nothing can still call a function that writes no tenant)
+/// and leaves only the one that takes the tenant, which the unscoped store
+/// and a tenant's view (as the tenant role) then call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_5_replaces_the_atomic_append_function_of_version_4() {
+    use factum_core::{AppendBatch, Tenancy};
+
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(4).await.unwrap();
+    // The version 4 function's signature; its body does not matter here.
+    raw.batch_execute(&format!(
+        "CREATE FUNCTION \"{schema}\".factum_append_batches(
+             p_stream_types text[], p_stream_ids text[], p_expected bigint[],
+             p_batches integer[], p_places integer[], p_event_ids uuid[], p_event_types text[],
+             p_schema_versions integer[], p_payloads text[], p_metadata text[], p_occurred_at timestamptz[],
+             OUT actual_versions bigint[], OUT positions bigint[])
+         LANGUAGE sql AS $$ SELECT NULL::bigint[], NULL::bigint[] $$;"
+    ))
+    .await
+    .unwrap();
+
+    store.ensure_schema().await.unwrap();
+    store.ensure_tenant_role().await.unwrap();
+
+    let signatures: Vec<String> = raw
+        .query(
+            "SELECT p.proname::text || '/' || p.pronargs FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+             WHERE n.nspname = $1 AND p.proname IN ('factum_append', 'factum_append_batches') ORDER BY 1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        signatures,
+        ["factum_append/11", "factum_append_batches/12"],
+        "one function each, taking the tenant"
+    );
+
+    let event = || NewEvent::new("incremented", Payload::parse("{}").unwrap());
+    let stream = StreamId::new("Counter", "atomic-v5");
+    let call = || {
+        vec![AppendBatch::new(
+            stream.clone(),
+            ExpectedVersion::NoStream,
+            vec![event()],
+        )]
+    };
+    let acme = store.for_tenant("acme").unwrap();
+    for target in [&store, &acme] {
+        let results = target.append_many(call()).await.unwrap();
+        assert_eq!(results[0].stream_version, 1);
+    }
+}
+
+/// A version 5 schema (tenants) gains snapshot shape versions: a tenant's
+/// snapshot stays its tenant's and reads as shape version 1 through its
+/// view (as the tenant role, so row-level security and the grants cover
+/// the new column), and a later save keeps the shape version it is given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_5_tenant_snapshot_gains_shape_version_1() {
+    use factum_core::{Snapshot, SnapshotStore, Tenancy};
+
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(5).await.unwrap();
+    raw.execute(
+        &format!(
+            "INSERT INTO \"{schema}\".factum_snapshots (stream_type, stream_id, version, state, taken_at, tenant) \
+             VALUES ('Counter', 'v5', 2, '{{\"value\": 3}}', now(), 'acme')"
+        ),
+        &[],
+    )
+    .await
+    .unwrap();
+
+    store.ensure_schema().await.unwrap();
+    store.ensure_tenant_role().await.unwrap();
+
+    let stream = StreamId::new("Counter", "v5");
+    let acme = store.for_tenant("acme").unwrap();
+    let snapshot = acme
+        .load_snapshot(&stream)
+        .await
+        .unwrap()
+        .expect("acme's snapshot");
+    assert_eq!((snapshot.version, snapshot.schema_version), (2, 1));
+    assert_eq!(
+        store.load_snapshot(&stream).await.unwrap(),
+        None,
+        "not the default tenant's"
+    );
+
+    let newer = Snapshot {
+        version: 3,
+        schema_version: 2,
+        ..snapshot
+    };
+    acme.save_snapshot(newer.clone()).await.unwrap();
+    assert_eq!(acme.load_snapshot(&stream).await.unwrap(), Some(newer));
 }

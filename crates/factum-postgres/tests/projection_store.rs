@@ -64,11 +64,18 @@ async fn fresh() -> Option<(PostgresProjectionStore, SqlLedger)> {
         .ensure_schema()
         .await
         .expect("ensure_schema on a reachable server");
+    events
+        .ensure_tenant_role()
+        .await
+        .expect("ensure_tenant_role on a reachable server");
     let store = PostgresProjectionStore::new(&events);
     let table = format!("\"{schema}\".ledger");
+    // Tenants' views write the ledger as the tenant role.
     store
         .execute_batch(&format!(
-            "CREATE TABLE {table} (seq bigserial PRIMARY KEY, projection text NOT NULL, position bigint NOT NULL)"
+            "CREATE TABLE {table} (seq bigserial PRIMARY KEY, projection text NOT NULL, position bigint NOT NULL);
+             GRANT SELECT, INSERT ON {table} TO factum_tenant;
+             GRANT USAGE ON SEQUENCE \"{schema}\".ledger_seq_seq TO factum_tenant;"
         ))
         .await
         .expect("the ledger table is created");
@@ -94,6 +101,18 @@ fn plain_stores_keep_checkpoints_and_dead_letters() {
                 store.clone(),
                 store,
             )
+        },
+    );
+}
+
+#[test]
+fn plain_stores_keep_tenants_apart() {
+    factum_core::testing::run(
+        || async { fresh().await.map(|(store, _)| store) },
+        |store| async move {
+            factum_core::testing::projection::plain_stores_keep_tenants_apart(store.clone(), store.clone())
+                .await;
+            factum_core::testing::projection::leases_of_tenants_are_apart(store).await;
         },
     );
 }

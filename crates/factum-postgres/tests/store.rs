@@ -19,7 +19,7 @@ async fn append_then_read_back_everything_stored() {
         return;
     };
     let stream = StreamId::new("Counter", "1");
-    let metadata = Metadata::default().with_tenant("acme").with("user", "ann");
+    let metadata = Metadata::default().with("user", "ann");
     let first = event(1).with_metadata(metadata.clone()).with_schema_version(3);
     let result = store
         .append(&stream, ExpectedVersion::NoStream, vec![first.clone(), event(2)])
@@ -32,7 +32,10 @@ async fn append_then_read_back_everything_stored() {
     let events: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].event_id, first.event_id);
-    assert_eq!(events[0].metadata, metadata);
+    assert_eq!(
+        events[0].metadata,
+        metadata.with_tenant(factum_core::Tenant::DEFAULT)
+    );
     assert_eq!(events[0].schema_version, 3);
     assert_eq!(events[0].payload, first.payload);
     assert_eq!(events[0].version, 1);

@@ -5,9 +5,9 @@
 use std::sync::OnceLock;
 
 use factum_core::backend::{
-    first_repeated_id, metadata_to_json, original_append, repeated_event_id, to_stored,
+    check_events, first_repeated_id, metadata_to_json, original_append, repeated_event_id, to_stored,
 };
-use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamId};
+use factum_core::{AppendResult, Error, ExpectedVersion, NewEvent, RecordedEvent, StreamId, Tenant};
 use rusqlite::{Connection, ErrorCode};
 
 use crate::decode::{Decoder, LOG_COLUMNS, optional_count};
@@ -18,14 +18,15 @@ use crate::writer::execute;
 /// Rows per multi-row INSERT statement.
 const CHUNK: usize = 64;
 /// Bound parameters per event row.
-const COLUMNS: usize = 9;
+const COLUMNS: usize = 10;
 
 const INSERT_COLUMNS: &str = "INSERT OR FAIL INTO events \
-    (position, stream_key, version, event_id, event_type, schema_version, payload, metadata, occurred_at) VALUES ";
+    (position, stream_key, version, event_id, event_type, schema_version, payload, metadata, occurred_at, tenant) \
+    VALUES ";
 
 const STREAM_SQL: &str = "SELECT s.stream_key, (SELECT max(version) FROM events WHERE stream_key = s.stream_key) \
-     FROM streams s WHERE s.aggregate_type = ?1 AND s.aggregate_id = ?2";
-const NEW_STREAM_SQL: &str = "INSERT INTO streams (aggregate_type, aggregate_id) VALUES (?1, ?2)";
+     FROM streams s WHERE s.tenant = ?1 AND s.aggregate_type = ?2 AND s.aggregate_id = ?3";
+const NEW_STREAM_SQL: &str = "INSERT INTO streams (tenant, aggregate_type, aggregate_id) VALUES (?1, ?2, ?3)";
 pub(crate) const HEAD_SQL: &str = "SELECT max(position) FROM events";
 
 /// The last position of the log, read once per transaction (another
@@ -50,22 +51,25 @@ impl Head {
     }
 }
 
-/// Appends `events` to `stream`, checking `expected` and event ids.
+/// Appends `events` to `stream` of `tenant`, checking `expected`, event
+/// ids, and that no event names another tenant.
 pub(crate) fn append(
     connection: &Connection,
     head: &mut Head,
+    tenant: &Tenant,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<AppendResult, Error> {
-    let (key, actual) = match stream_state(connection, stream)? {
+    check_events(tenant, stream, events)?;
+    let (key, actual) = match stream_state(connection, tenant, stream)? {
         Some((key, version)) => (Some(key), version),
         None => (None, 0),
     };
     if !expected.admits(actual) {
         // A retry of a stored batch meets the version check first: it is
         // still a retry.
-        return match retried(connection, stream, events)? {
+        return match retried(connection, tenant, stream, events)? {
             Some(original) => Ok(original),
             None => Err(Error::Conflict {
                 stream: stream.clone(),
@@ -80,7 +84,7 @@ pub(crate) fn append(
             positions: Vec::new(),
         });
     }
-    let rows = Rows::new(stream, events, head.get(connection)?, actual)?;
+    let rows = Rows::new(tenant, stream, events, head.get(connection)?, actual)?;
     execute(connection, "SAVEPOINT factum_insert")?;
     match insert(connection, stream, key, &rows) {
         Ok(()) => {
@@ -91,7 +95,7 @@ pub(crate) fn append(
         Err(error) => {
             execute(connection, "ROLLBACK TO factum_insert")?;
             execute(connection, "RELEASE factum_insert")?;
-            unique_violation(connection, stream, events, error)
+            unique_violation(connection, tenant, stream, events, error)
         }
     }
 }
@@ -101,6 +105,7 @@ pub(crate) fn append(
 /// other failure is SQLite's.
 fn unique_violation(
     connection: &Connection,
+    tenant: &Tenant,
     stream: &StreamId,
     events: &[NewEvent],
     error: rusqlite::Error,
@@ -108,7 +113,7 @@ fn unique_violation(
     if !is_unique_violation(&error) {
         return Err(sqlite(error));
     }
-    if let Some(original) = retried(connection, stream, events)? {
+    if let Some(original) = retried(connection, tenant, stream, events)? {
         return Ok(original);
     }
     match first_repeated_id(events) {
@@ -119,6 +124,9 @@ fn unique_violation(
 
 /// The rows of one append, converted and checked before anything is bound.
 pub(crate) struct Rows<'a> {
+    /// The events' tenant column: NULL for the default tenant.
+    tenant: Option<&'a str>,
+    stream_tenant: &'a str,
     events: &'a [NewEvent],
     encoded: Vec<EncodedRow>,
     first_position: u64,
@@ -134,8 +142,10 @@ struct EncodedRow {
 }
 
 impl<'a> Rows<'a> {
-    /// The rows of `events` after position `head` and version `actual`.
+    /// The rows of `events` of `tenant` after position `head` and version
+    /// `actual`.
     pub(crate) fn new(
+        tenant: &'a Tenant,
         stream: &StreamId,
         events: &'a [NewEvent],
         head: u64,
@@ -159,6 +169,8 @@ impl<'a> Rows<'a> {
             })
             .collect::<Result<_, Error>>()?;
         Ok(Self {
+            tenant: (!tenant.is_default()).then(|| tenant.as_str()),
+            stream_tenant: tenant.as_str(),
             events,
             encoded,
             first_position,
@@ -187,7 +199,7 @@ pub(crate) fn insert(
         Some(key) => key,
         None => {
             let mut statement = connection.prepare_cached(NEW_STREAM_SQL)?;
-            statement.execute((stream.aggregate_type(), stream.aggregate_id()))?;
+            statement.execute((rows.stream_tenant, stream.aggregate_type(), stream.aggregate_id()))?;
             connection.last_insert_rowid()
         }
     };
@@ -226,7 +238,8 @@ fn bind(
     statement.raw_bind_parameter(base + 6, i64::from(event.schema_version))?;
     statement.raw_bind_parameter(base + 7, event.payload.as_str())?;
     statement.raw_bind_parameter(base + 8, encoded.metadata.as_deref())?;
-    statement.raw_bind_parameter(base + 9, encoded.occurred_at)
+    statement.raw_bind_parameter(base + 9, encoded.occurred_at)?;
+    statement.raw_bind_parameter(base + 10, rows.tenant)
 }
 
 fn insert_sql(rows: usize) -> &'static str {
@@ -250,10 +263,14 @@ pub(crate) fn is_unique_violation(error: &rusqlite::Error) -> bool {
 }
 
 /// The stream's key and version, when it has been written to.
-pub(crate) fn stream_state(connection: &Connection, stream: &StreamId) -> Result<Option<(i64, u64)>, Error> {
+pub(crate) fn stream_state(
+    connection: &Connection,
+    tenant: &Tenant,
+    stream: &StreamId,
+) -> Result<Option<(i64, u64)>, Error> {
     let mut statement = connection.prepare_cached(STREAM_SQL).map_err(sqlite)?;
     let mut rows = statement
-        .query((stream.aggregate_type(), stream.aggregate_id()))
+        .query((tenant.as_str(), stream.aggregate_type(), stream.aggregate_id()))
         .map_err(sqlite)?;
     let Some(row) = rows.next().map_err(sqlite)? else {
         return Ok(None);
@@ -267,17 +284,19 @@ pub(crate) fn stream_state(connection: &Connection, stream: &StreamId) -> Result
 }
 
 /// The original result when `events` is a retry of an earlier append, by
-/// the rule every store shares.
+/// the rule every store shares (which tells an id of another tenant apart).
 fn retried(
     connection: &Connection,
+    tenant: &Tenant,
     stream: &StreamId,
     events: &[NewEvent],
 ) -> Result<Option<AppendResult>, Error> {
-    original_append(stream, events, stored_events(connection)?)
+    original_append(tenant, stream, events, stored_events(connection)?)
 }
 
-/// Looks up the event stored under a new event's id, if any: what the
-/// shared rules of retries ask.
+/// Looks up the event stored under a new event's id, if any, in any
+/// tenant (its tenant in its metadata): what the shared rules of retries
+/// ask, and they hide another tenant's event.
 pub(crate) fn stored_events(
     connection: &Connection,
 ) -> Result<impl FnMut(&NewEvent) -> Result<Option<RecordedEvent>, Error> + '_, Error> {

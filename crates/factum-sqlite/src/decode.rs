@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use factum_core::backend::{
     EventTypes, check_version, corrupt, from_stored, metadata_from_json, positive_from_stored,
 };
-use factum_core::{Error, Payload, RecordedEvent, StreamId};
+use factum_core::{Error, Payload, RecordedEvent, StreamId, Tenant};
 use rusqlite::Row;
 use rusqlite::types::ValueRef;
 use time::OffsetDateTime;
@@ -20,50 +20,51 @@ pub(crate) const STREAM_COLUMNS: &str =
 
 /// The columns of a global-log read (`events e JOIN streams s`), in the
 /// order [`Decoder::log_event`] expects.
-pub(crate) const LOG_COLUMNS: &str = "e.position, e.stream_key, s.aggregate_type, s.aggregate_id, e.version, \
-     e.event_id, e.event_type, e.schema_version, e.payload, e.metadata, e.occurred_at";
+pub(crate) const LOG_COLUMNS: &str = "e.position, e.stream_key, s.aggregate_type, s.aggregate_id, s.tenant, \
+     e.version, e.event_id, e.event_type, e.schema_version, e.payload, e.metadata, e.occurred_at";
 
-/// Decodes rows, sharing the event type strings and stream ids of
+/// Decodes rows, sharing the event type strings, stream ids and tenants of
 /// consecutive rows instead of allocating them per event.
 #[derive(Default)]
 pub(crate) struct Decoder {
     event_types: EventTypes,
-    streams: HashMap<i64, StreamId>,
+    streams: HashMap<i64, (StreamId, Tenant)>,
 }
 
 /// How many stream ids a decoder keeps to share.
 const STREAMS_KEPT: usize = 4096;
 
 impl Decoder {
-    /// Decodes a row of [`STREAM_COLUMNS`] of `stream`, where the next
-    /// version should be `expected_version`.
+    /// Decodes a row of [`STREAM_COLUMNS`] of `stream` of `tenant`, where
+    /// the next version should be `expected_version`.
     pub(crate) fn stream_event(
         &mut self,
         row: &Row<'_>,
         stream: &StreamId,
+        tenant: &Tenant,
         expected_version: u64,
     ) -> Result<RecordedEvent, Error> {
         let version = At::new(stream, expected_version).positive(row, 1, "version")?;
         // The stream is the one asked for by construction; its versions are
         // checked before the rest of the row is decoded.
         check_version(stream, expected_version, version)?;
-        self.fields(row, 0, 2, stream.clone(), version)
+        self.fields(row, 0, 2, stream.clone(), tenant, version)
     }
 
     /// Decodes a row of [`LOG_COLUMNS`].
     pub(crate) fn log_event(&mut self, row: &Row<'_>) -> Result<RecordedEvent, Error> {
-        let stream = self.stream(row)?;
-        let version = At::new(&stream, 0).positive(row, 4, "version")?;
-        self.fields(row, 0, 5, stream, version)
+        let (stream, tenant) = self.stream(row)?;
+        let version = At::new(&stream, 0).positive(row, 5, "version")?;
+        self.fields(row, 0, 6, stream, &tenant, version)
     }
 
-    fn stream(&mut self, row: &Row<'_>) -> Result<StreamId, Error> {
+    fn stream(&mut self, row: &Row<'_>) -> Result<(StreamId, Tenant), Error> {
         let key = match row.get_ref(1) {
             Ok(ValueRef::Integer(key)) => Some(key),
             _ => None,
         };
-        if let Some(stream) = key.and_then(|key| self.streams.get(&key)) {
-            return Ok(stream.clone());
+        if let Some(known) = key.and_then(|key| self.streams.get(&key)) {
+            return Ok(known.clone());
         }
         let position = row.get_ref(0).ok().and_then(|value| value.as_i64().ok());
         let unreadable = StreamId::new("<unreadable>", format!("at-position-{}", position.unwrap_or(0)));
@@ -72,13 +73,15 @@ impl Decoder {
             at.text(row, 2, "aggregate_type")?,
             at.text(row, 3, "aggregate_id")?,
         );
+        let tenant = Tenant::new(At::new(&stream, 0).text(row, 4, "tenant")?)
+            .map_err(|error| corrupt(&stream, 0, format!("the stream's tenant is damaged: {error}")))?;
         if let Some(key) = key {
             if self.streams.len() >= STREAMS_KEPT {
                 self.streams.clear();
             }
-            self.streams.insert(key, stream.clone());
+            self.streams.insert(key, (stream.clone(), tenant.clone()));
         }
-        Ok(stream)
+        Ok((stream, tenant))
     }
 
     /// Decodes position (at `position_column`) and the columns from
@@ -89,6 +92,7 @@ impl Decoder {
         position_column: usize,
         first: usize,
         stream: StreamId,
+        tenant: &Tenant,
         version: u64,
     ) -> Result<RecordedEvent, Error> {
         // Read with plain reasons, turned into one `Error` at the end: this
@@ -115,7 +119,7 @@ impl Decoder {
             event_type: raw.event_type,
             schema_version: from_stored(raw.schema_version, "schema version", &stream, version)?,
             payload: raw.payload,
-            metadata: metadata_from_json(&stream, version, raw.metadata)?,
+            metadata: metadata_from_json(&stream, version, raw.metadata, tenant)?,
             occurred_at: raw.occurred_at,
             stream,
             version,

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use factum_core::backend::projection_scope;
 use factum_core::{Error, Lease};
 
 use crate::SqliteProjectionStore;
@@ -11,6 +12,7 @@ use crate::error::sqlite;
 /// Leases in the `factum_leases` table: taken when free or expired (by the
 /// wall clock, in milliseconds, since the instances may be different
 /// processes), renewed by their holder, released by their holder only.
+/// Each tenant's store holds leases of its own.
 ///
 /// Each call is one durable write through the store's writer.
 ///
@@ -34,6 +36,7 @@ use crate::error::sqlite;
 impl Lease for SqliteProjectionStore {
     async fn acquire(&self, projection: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
         let (projection, holder) = (projection.to_owned(), holder.to_owned());
+        let scope = projection_scope(self.events().view_tenant()).to_owned();
         let ttl = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         self.events()
             .write(move |connection| {
@@ -42,13 +45,13 @@ impl Lease for SqliteProjectionStore {
                 let now = now_millis();
                 let taken = connection
                     .prepare_cached(
-                        "INSERT INTO factum_leases (projection, holder, expires_at) VALUES (?1, ?2, ?3) \
-                         ON CONFLICT (projection) DO UPDATE \
+                        "INSERT INTO factum_leases (projection, holder, expires_at, tenant) VALUES (?1, ?2, ?3, ?5) \
+                         ON CONFLICT (tenant, projection) DO UPDATE \
                          SET holder = excluded.holder, expires_at = excluded.expires_at \
                          WHERE factum_leases.holder = excluded.holder OR factum_leases.expires_at <= ?4",
                     )
                     .and_then(|mut statement| {
-                        statement.execute((projection, holder, now.saturating_add(ttl), now))
+                        statement.execute((projection, holder, now.saturating_add(ttl), now, scope))
                     })
                     .map_err(sqlite)?;
                 Ok(taken > 0)
@@ -58,11 +61,14 @@ impl Lease for SqliteProjectionStore {
 
     async fn release(&self, projection: &str, holder: &str) -> Result<(), Error> {
         let (projection, holder) = (projection.to_owned(), holder.to_owned());
+        let scope = projection_scope(self.events().view_tenant()).to_owned();
         self.events()
             .write(move |connection| {
                 connection
-                    .prepare_cached("DELETE FROM factum_leases WHERE projection = ?1 AND holder = ?2")
-                    .and_then(|mut statement| statement.execute((projection, holder)))
+                    .prepare_cached(
+                        "DELETE FROM factum_leases WHERE tenant = ?3 AND projection = ?1 AND holder = ?2",
+                    )
+                    .and_then(|mut statement| statement.execute((projection, holder, scope)))
                     .map_err(sqlite)?;
                 Ok(())
             })

@@ -110,13 +110,26 @@
 //! [`factum_core::Error::Corrupt`] naming its stream and version; the store
 //! never panics on file content.
 //!
-//! Tables: `streams` (stream key → aggregate type and id), `events`
+//! Tables: `streams` (stream key → tenant, aggregate type and id), `events`
 //! (`position` is the rowid; `occurred_at` is nanoseconds since the Unix
 //! epoch; `metadata` is NULL when empty) and `snapshots` (schema version
 //! 1; its `schema_version` column, the aggregate's shape version, since
-//! version 3); `factum_checkpoints`, `factum_dead_letters` and
-//! `factum_leases` (version 2). Opening a file of an older version migrates it in one
+//! version 4); `factum_checkpoints`, `factum_dead_letters` and
+//! `factum_leases` (version 2); tenants in every key (version 3: see
+//! below). Opening a file of an older version migrates it in one
 //! transaction, keeping its events.
+//!
+//! # Tenants
+//!
+//! [`for_tenant`](factum_core::Tenancy::for_tenant) gives a view of one
+//! tenant over the same file: its streams, snapshots, log and projection
+//! state are the tenant's only (the rules are
+//! [`factum_core::Tenancy`]'s). A stream's key includes its tenant, and
+//! `events.tenant` lets a tenant's log be read by position through a
+//! partial index that holds only the events of tenants other than the
+//! default one, so a single-tenant store writes what it wrote before.
+//! Events of files older than version 3 belong to the default tenant; their
+//! projection state stays with the unscoped store that wrote it.
 
 mod append;
 mod atomic;

@@ -2,8 +2,10 @@
 //! [`ProjectionStore`] (read model and checkpoint committed together), and
 //! the plain [`CheckpointStore`] and [`DeadLetterStore`].
 
-use factum_core::backend::{checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored};
-use factum_core::{CheckpointStore, DeadLetter, DeadLetterStore, Error, ProjectionStore};
+use factum_core::backend::{
+    checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored, projection_scope,
+};
+use factum_core::{CheckpointStore, DeadLetter, DeadLetterStore, Error, ProjectionStore, Tenancy, Tenant};
 use rusqlite::Connection;
 
 use crate::error::sqlite;
@@ -26,7 +28,12 @@ use crate::{SqliteEventStore, SqliteTransaction, dead_letter};
 /// the file.
 ///
 /// Tables: `factum_checkpoints`, `factum_dead_letters`, `factum_leases`
-/// (schema version 2; a version 1 file gains them when opened). Create the
+/// (schema version 2; a version 1 file gains them when opened), keyed by
+/// tenant since version 3: the store made from a tenant's view of the
+/// events ([`Tenancy::for_tenant`], on either store) keeps that tenant's
+/// checkpoints, dead letters and leases, apart from every other tenant's
+/// and from the unscoped store's. (The read model's own tables are yours:
+/// key them by `event.metadata.tenant` when several tenants share one.) Create the
 /// read model's own tables with [`execute_batch`](Self::execute_batch), and
 /// read them with [`query`](Self::query) or
 /// [`with_connection`](Self::with_connection).
@@ -94,9 +101,15 @@ impl SqliteProjectionStore {
         }
     }
 
-    /// The event store whose file this is.
+    /// The event store whose file this is (a tenant's view when this
+    /// store is one).
     pub fn events(&self) -> &SqliteEventStore {
         &self.events
+    }
+
+    /// The key of this store's projection state: its tenant, or `$all`.
+    fn scope(&self) -> String {
+        projection_scope(self.events.view_tenant()).to_owned()
     }
 
     /// Runs `sql` (several statements separated by semicolons) in one
@@ -166,12 +179,12 @@ impl SqliteProjectionStore {
     }
 }
 
-/// The committed checkpoint of `projection` (0: none).
-fn load(connection: &Connection, projection: &str) -> Result<u64, Error> {
+/// The committed checkpoint of `projection` in `scope` (0: none).
+fn load(connection: &Connection, scope: &str, projection: &str) -> Result<u64, Error> {
     let mut statement = connection
-        .prepare_cached("SELECT position FROM factum_checkpoints WHERE projection = ?1")
+        .prepare_cached("SELECT position FROM factum_checkpoints WHERE tenant = ?1 AND projection = ?2")
         .map_err(sqlite)?;
-    let mut rows = statement.query([projection]).map_err(sqlite)?;
+    let mut rows = statement.query([scope, projection]).map_err(sqlite)?;
     let Some(row) = rows.next().map_err(sqlite)? else {
         return checkpoint_from_stored(projection, None);
     };
@@ -184,10 +197,11 @@ fn load(connection: &Connection, projection: &str) -> Result<u64, Error> {
     }
 }
 
-/// Moves the checkpoint of `projection` from `expected` (no row counts as
-/// 0) to `position`; [`Error::Checkpoint`] when it is elsewhere.
+/// Moves the checkpoint of `projection` in `scope` from `expected` (no row
+/// counts as 0) to `position`; [`Error::Checkpoint`] when it is elsewhere.
 fn compare_and_set(
     connection: &Connection,
+    scope: &str,
     projection: &str,
     expected: u64,
     position: u64,
@@ -197,20 +211,22 @@ fn compare_and_set(
         checkpoint_to_stored(projection, position)?,
     );
     let mut moved = connection
-        .prepare_cached("UPDATE factum_checkpoints SET position = ?3 WHERE projection = ?1 AND position = ?2")
-        .and_then(|mut statement| statement.execute((projection, expected_stored, position_stored)))
+        .prepare_cached(
+            "UPDATE factum_checkpoints SET position = ?3 WHERE tenant = ?4 AND projection = ?1 AND position = ?2",
+        )
+        .and_then(|mut statement| statement.execute((projection, expected_stored, position_stored, scope)))
         .map_err(sqlite)?;
     if moved == 0 && expected == 0 {
         moved = connection
             .prepare_cached(
-                "INSERT INTO factum_checkpoints (projection, position) VALUES (?1, ?2) \
-                 ON CONFLICT (projection) DO NOTHING",
+                "INSERT INTO factum_checkpoints (tenant, projection, position) VALUES (?3, ?1, ?2) \
+                 ON CONFLICT (tenant, projection) DO NOTHING",
             )
-            .and_then(|mut statement| statement.execute((projection, position_stored)))
+            .and_then(|mut statement| statement.execute((projection, position_stored, scope)))
             .map_err(sqlite)?;
     }
     if moved == 0 {
-        let found = load(connection, projection)?;
+        let found = load(connection, scope, projection)?;
         return Err(checkpoint_moved(projection, expected, found));
     }
     Ok(())
@@ -220,9 +236,9 @@ impl ProjectionStore for SqliteProjectionStore {
     type Transaction = SqliteTransaction;
 
     async fn checkpoint(&self, projection: &str) -> Result<u64, Error> {
-        let projection = projection.to_owned();
+        let (scope, projection) = (self.scope(), projection.to_owned());
         self.events
-            .read(move |connection| load(connection, &projection))
+            .read(move |connection| load(connection, &scope, &projection))
             .await
     }
 
@@ -237,11 +253,19 @@ impl ProjectionStore for SqliteProjectionStore {
         expected: u64,
         position: u64,
     ) -> Result<(), Error> {
-        let projection = projection.to_owned();
+        let (scope, projection) = (self.scope(), projection.to_owned());
         // The work's own errors travel inside its result, so a refused
         // compare-and-set stays `Error::Checkpoint`.
         transaction
-            .call(move |transaction| Ok(compare_and_set(transaction, &projection, expected, position)))
+            .call(move |transaction| {
+                Ok(compare_and_set(
+                    transaction,
+                    &scope,
+                    &projection,
+                    expected,
+                    position,
+                ))
+            })
             .await?
     }
 
@@ -250,8 +274,10 @@ impl ProjectionStore for SqliteProjectionStore {
         transaction: &mut SqliteTransaction,
         letter: DeadLetter,
     ) -> Result<(), Error> {
+        let scope = self.scope();
+        let tenant = self.events.view_tenant().cloned();
         transaction
-            .call(move |transaction| Ok(dead_letter::put(transaction, &letter)))
+            .call(move |transaction| Ok(dead_letter::put(transaction, &scope, tenant.as_ref(), &letter)))
             .await?
     }
 
@@ -261,9 +287,9 @@ impl ProjectionStore for SqliteProjectionStore {
         projection: &str,
         position: u64,
     ) -> Result<bool, Error> {
-        let projection = projection.to_owned();
+        let (scope, projection) = (self.scope(), projection.to_owned());
         transaction
-            .call(move |transaction| Ok(dead_letter::remove(transaction, &projection, position)))
+            .call(move |transaction| Ok(dead_letter::remove(transaction, &scope, &projection, position)))
             .await?
     }
 
@@ -272,9 +298,9 @@ impl ProjectionStore for SqliteProjectionStore {
         transaction: &mut SqliteTransaction,
         projection: &str,
     ) -> Result<(), Error> {
-        let projection = projection.to_owned();
+        let (scope, projection) = (self.scope(), projection.to_owned());
         transaction
-            .call(move |transaction| Ok(dead_letter::clear(transaction, &projection)))
+            .call(move |transaction| Ok(dead_letter::clear(transaction, &scope, &projection)))
             .await?
     }
 
@@ -287,10 +313,22 @@ impl ProjectionStore for SqliteProjectionStore {
     }
 
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
-        let projection = projection.to_owned();
+        let (scope, projection) = (self.scope(), projection.to_owned());
         self.events
-            .read(move |connection| dead_letter::list(connection, &projection))
+            .read(move |connection| dead_letter::list(connection, &scope, &projection))
             .await
+    }
+}
+
+/// The store of a tenant's view of the same events: its projections'
+/// checkpoints, dead letters and leases are that tenant's.
+impl Tenancy for SqliteProjectionStore {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self::new(&self.events.for_tenant(tenant)?))
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.events.tenant()
     }
 }
 
@@ -304,16 +342,16 @@ impl CheckpointStore for SqliteProjectionStore {
     }
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), Error> {
-        let projection = projection.to_owned();
+        let (scope, projection) = (self.scope(), projection.to_owned());
         let position = checkpoint_to_stored(&projection, position)?;
         self.events
             .write(move |connection| {
                 connection
                     .prepare_cached(
-                        "INSERT INTO factum_checkpoints (projection, position) VALUES (?1, ?2) \
-                         ON CONFLICT (projection) DO UPDATE SET position = excluded.position",
+                        "INSERT INTO factum_checkpoints (tenant, projection, position) VALUES (?3, ?1, ?2) \
+                         ON CONFLICT (tenant, projection) DO UPDATE SET position = excluded.position",
                     )
-                    .and_then(|mut statement| statement.execute((projection, position)))
+                    .and_then(|mut statement| statement.execute((projection, position, scope)))
                     .map_err(sqlite)?;
                 Ok(())
             })
@@ -324,8 +362,10 @@ impl CheckpointStore for SqliteProjectionStore {
 /// Each change is its own durable write.
 impl DeadLetterStore for SqliteProjectionStore {
     async fn put(&self, letter: DeadLetter) -> Result<(), Error> {
+        let scope = self.scope();
+        let tenant = self.events.view_tenant().cloned();
         self.events
-            .write(move |connection| dead_letter::put(connection, &letter))
+            .write(move |connection| dead_letter::put(connection, &scope, tenant.as_ref(), &letter))
             .await
     }
 
@@ -334,16 +374,16 @@ impl DeadLetterStore for SqliteProjectionStore {
     }
 
     async fn remove(&self, projection: &str, position: u64) -> Result<bool, Error> {
-        let projection = projection.to_owned();
+        let (scope, projection) = (self.scope(), projection.to_owned());
         self.events
-            .write(move |connection| dead_letter::remove(connection, &projection, position))
+            .write(move |connection| dead_letter::remove(connection, &scope, &projection, position))
             .await
     }
 
     async fn clear(&self, projection: &str) -> Result<(), Error> {
-        let projection = projection.to_owned();
+        let (scope, projection) = (self.scope(), projection.to_owned());
         self.events
-            .write(move |connection| dead_letter::clear(connection, &projection))
+            .write(move |connection| dead_letter::clear(connection, &scope, &projection))
             .await
     }
 }

@@ -8,7 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use factum_core::backend::query_bound;
-use factum_core::{Error, RecordedEvent, StreamId};
+use factum_core::{Error, RecordedEvent, StreamId, Tenant};
 use futures::future::BoxFuture;
 use futures::{Stream, StreamExt};
 use rusqlite::Connection;
@@ -23,7 +23,7 @@ const PAGE: usize = 4096;
 const PAGES_IN_FLIGHT: usize = 3;
 
 pub(crate) const STREAM_KEY_OF: &str =
-    "(SELECT stream_key FROM streams WHERE aggregate_type = ?1 AND aggregate_id = ?2)";
+    "(SELECT stream_key FROM streams WHERE tenant = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3)";
 
 /// Idle read connections of a file store.
 pub(crate) struct ReadPool {
@@ -215,16 +215,23 @@ fn read_page(
     stream: StreamId,
     from_version: u64,
 ) -> BoxFuture<'static, Result<Page, Error>> {
+    let tenant: Tenant = store.home().clone();
     store.read(move |connection| {
         let sql = format!(
             "SELECT {STREAM_COLUMNS} FROM events WHERE stream_key = {STREAM_KEY_OF} \
-             AND version >= ?3 AND version < ?4 ORDER BY version"
+             AND version >= ?4 AND version < ?5 ORDER BY version"
         );
         let mut statement = connection.prepare_cached(&sql).map_err(sqlite)?;
         let from = query_bound(from_version);
         let until = from.saturating_add(PAGE as i64);
         let mut rows = statement
-            .query((stream.aggregate_type(), stream.aggregate_id(), from, until))
+            .query((
+                tenant.as_str(),
+                stream.aggregate_type(),
+                stream.aggregate_id(),
+                from,
+                until,
+            ))
             .map_err(sqlite)?;
         // Fresh strings for each page: the caller drops the events on
         // another thread, and sharing one reference count between the
@@ -239,7 +246,7 @@ fn read_page(
         let mut expected_version = from_version;
         loop {
             let decoded = match rows.next() {
-                Ok(Some(row)) => decoder.stream_event(row, &stream, expected_version),
+                Ok(Some(row)) => decoder.stream_event(row, &stream, &tenant, expected_version),
                 Ok(None) => break,
                 Err(error) => Err(sqlite(error)),
             };

@@ -18,7 +18,7 @@ pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// schema version `i` to `i + 1`. A new file runs them all; an older file
 /// runs the ones it lacks, in one transaction, keeping its events. Never
 /// edit a published migration: add one.
-const MIGRATIONS: [&str; 3] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_SNAPSHOT_SHAPE];
+const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_SNAPSHOT_SHAPE];
 
 /// Schema version 1.
 ///
@@ -100,13 +100,108 @@ CREATE TABLE factum_leases (
 ) WITHOUT ROWID;
 ";
 
+/// Schema version 3: tenants. A tenant is part of where an event lives.
+///
+/// - `streams` is keyed by tenant, aggregate type and id (rebuilt, keeping
+///   every stream key, so the events still point at their streams); the
+///   streams of older versions are the `default` tenant's.
+/// - `events.tenant` repeats the stream's tenant so that a tenant's log is
+///   read by position through `events_tenant_position`. The default
+///   tenant's events keep it NULL (no bytes in the row), and the index is
+///   partial (`tenant IS NOT NULL`), so a store with one tenant writes no
+///   more than before; a view of the default tenant walks the log by
+///   position.
+/// - `snapshots` is keyed by tenant too (existing ones are the `default`
+///   tenant's).
+/// - `factum_checkpoints`, `factum_dead_letters` and `factum_leases` are
+///   keyed by `tenant`, the scope of the projection's state: a tenant's
+///   name, or `$all` for the unscoped store's projections, which read every
+///   tenant's events. Existing rows were written by the unscoped store, so
+///   they are `$all`'s and its projections go on from their checkpoints. A
+///   dead letter also keeps the tenant its event lives in (`event_tenant`).
+const SCHEMA_V3: &str = "
+CREATE TABLE streams_v3 (
+    stream_key     INTEGER PRIMARY KEY,
+    tenant         TEXT NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    UNIQUE (tenant, aggregate_type, aggregate_id)
+);
+INSERT INTO streams_v3 (stream_key, tenant, aggregate_type, aggregate_id)
+    SELECT stream_key, 'default', aggregate_type, aggregate_id FROM streams;
+DROP TABLE streams;
+ALTER TABLE streams_v3 RENAME TO streams;
+ALTER TABLE events ADD COLUMN tenant TEXT;
+CREATE INDEX events_tenant_position ON events (tenant, position) WHERE tenant IS NOT NULL;
+
+CREATE TABLE snapshots_v3 (
+    tenant         TEXT NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    state          TEXT NOT NULL,
+    taken_at       INTEGER NOT NULL,
+    PRIMARY KEY (tenant, aggregate_type, aggregate_id)
+) WITHOUT ROWID;
+INSERT INTO snapshots_v3 SELECT 'default', aggregate_type, aggregate_id, version, state, taken_at FROM snapshots;
+DROP TABLE snapshots;
+ALTER TABLE snapshots_v3 RENAME TO snapshots;
+
+CREATE TABLE factum_checkpoints_v3 (
+    tenant     TEXT NOT NULL,
+    projection TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, projection)
+) WITHOUT ROWID;
+INSERT INTO factum_checkpoints_v3 SELECT '$all', projection, position FROM factum_checkpoints;
+DROP TABLE factum_checkpoints;
+ALTER TABLE factum_checkpoints_v3 RENAME TO factum_checkpoints;
+
+CREATE TABLE factum_dead_letters_v3 (
+    tenant         TEXT NOT NULL,
+    projection     TEXT NOT NULL,
+    position       INTEGER NOT NULL,
+    event_tenant   TEXT NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    event_id       BLOB NOT NULL,
+    event_type     TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    payload        TEXT NOT NULL,
+    metadata       TEXT,
+    occurred_at    INTEGER NOT NULL,
+    error          TEXT NOT NULL,
+    attempts       INTEGER NOT NULL,
+    failed_at      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, projection, position)
+) WITHOUT ROWID;
+INSERT INTO factum_dead_letters_v3 SELECT '$all', projection, position, 'default', aggregate_type, aggregate_id,
+    version, event_id, event_type, schema_version, payload, metadata, occurred_at, error, attempts, failed_at
+    FROM factum_dead_letters;
+DROP TABLE factum_dead_letters;
+ALTER TABLE factum_dead_letters_v3 RENAME TO factum_dead_letters;
+
+CREATE TABLE factum_leases_v3 (
+    tenant     TEXT NOT NULL,
+    projection TEXT NOT NULL,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, projection)
+) WITHOUT ROWID;
+INSERT INTO factum_leases_v3 SELECT '$all', projection, holder, expires_at FROM factum_leases;
+DROP TABLE factum_leases;
+ALTER TABLE factum_leases_v3 RENAME TO factum_leases;
+";
+
 // ---- Migration: snapshot shape versions (issue 11) -------------------------
 // One self-contained step; at a merge with other new steps, only its place
 // in `MIGRATIONS` (and so its number) changes.
 
-/// Schema version 3: each snapshot records the version of the aggregate's
+/// Schema version 4: each snapshot records the version of the aggregate's
 /// shape it was written in (`Snapshot::schema_version`). Snapshots taken
-/// before it read as shape version 1.
+/// before it read as shape version 1. It follows the tenants rebuild of
+/// `snapshots` (version 3), which would otherwise drop the column.
 const SCHEMA_SNAPSHOT_SHAPE: &str = "
 ALTER TABLE snapshots ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;
 ";

@@ -1,7 +1,7 @@
 //! Snapshots in the `snapshots` table, one row per stream: the latest.
 
 use factum_core::backend::{from_stored, to_stored};
-use factum_core::{Error, Payload, Snapshot, SnapshotStore, StreamId};
+use factum_core::{Error, Payload, Snapshot, SnapshotStore, StreamId, Tenant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
@@ -11,19 +11,19 @@ use crate::encode::nanos;
 use crate::error::sqlite;
 use crate::writer::Command;
 
-const SAVE_SQL: &str = "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, taken_at, schema_version) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-     ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE \
+const SAVE_SQL: &str = "INSERT INTO snapshots (aggregate_type, aggregate_id, version, state, taken_at, schema_version, \
+     tenant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+     ON CONFLICT (tenant, aggregate_type, aggregate_id) DO UPDATE \
      SET version = excluded.version, state = excluded.state, taken_at = excluded.taken_at, \
          schema_version = excluded.schema_version \
      WHERE excluded.version >= snapshots.version";
 
 const LOAD_SQL: &str = "SELECT version, state, taken_at, schema_version FROM snapshots \
-     WHERE aggregate_type = ?1 AND aggregate_id = ?2";
+     WHERE tenant = ?3 AND aggregate_type = ?1 AND aggregate_id = ?2";
 
-/// Stores `snapshot` unless one of a higher version is stored; run by the
-/// writer with its group.
-pub(crate) fn save(connection: &Connection, snapshot: &Snapshot) -> Result<(), Error> {
+/// Stores `snapshot` of a stream of `tenant` unless one of a higher version
+/// is stored; run by the writer with its group.
+pub(crate) fn save(connection: &Connection, tenant: &Tenant, snapshot: &Snapshot) -> Result<(), Error> {
     let stream = &snapshot.stream;
     let version: i64 = to_stored(snapshot.version, "snapshot version", stream)?;
     let taken_at = nanos(snapshot.taken_at).map_err(|reason| Error::InvalidRequest {
@@ -39,16 +39,18 @@ pub(crate) fn save(connection: &Connection, snapshot: &Snapshot) -> Result<(), E
             snapshot.state.as_str(),
             taken_at,
             snapshot.schema_version,
+            tenant.as_str(),
         ))
         .map_err(sqlite)?;
     Ok(())
 }
 
-/// The latest snapshot of `stream`; a damaged row is [`Error::Corrupt`].
-fn load(connection: &Connection, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
+/// The latest snapshot of `stream` of `tenant`; a damaged row is
+/// [`Error::Corrupt`].
+fn load(connection: &Connection, tenant: &Tenant, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
     let mut statement = connection.prepare_cached(LOAD_SQL).map_err(sqlite)?;
     let mut rows = statement
-        .query((stream.aggregate_type(), stream.aggregate_id()))
+        .query((stream.aggregate_type(), stream.aggregate_id(), tenant.as_str()))
         .map_err(sqlite)?;
     let Some(row) = rows.next().map_err(sqlite)? else {
         return Ok(None);
@@ -101,7 +103,11 @@ impl SnapshotStore for SqliteEventStore {
     /// Stores `snapshot` unless a snapshot of a higher version is stored.
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
-        self.send(Command::SaveSnapshot { snapshot, reply })?;
+        self.send(Command::SaveSnapshot {
+            tenant: self.home().clone(),
+            snapshot,
+            reply,
+        })?;
         answer.await.map_err(|_| self.gone())?
     }
 
@@ -109,6 +115,8 @@ impl SnapshotStore for SqliteEventStore {
     /// [`Error::Corrupt`].
     async fn load_snapshot(&self, stream: &StreamId) -> Result<Option<Snapshot>, Error> {
         let stream = stream.clone();
-        self.read(move |connection| load(connection, &stream)).await
+        let tenant = self.home().clone();
+        self.read(move |connection| load(connection, &tenant, &stream))
+            .await
     }
 }

@@ -3,10 +3,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-use factum_core::backend::{PollingSubscription, SubscriptionOptions, check_batches, query_bound};
+use factum_core::backend::{
+    PollingSubscription, SubscriptionOptions, check_batches, home, narrow, query_bound,
+};
 use factum_core::{
     AppendBatch, AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent,
-    RecordedEvent, StreamId,
+    RecordedEvent, StreamId, Tenancy, Tenant,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -35,6 +37,9 @@ const READ_ALL_CAPACITY: usize = 4096;
 /// serialises their writes, and one watcher per store wakes its live
 /// subscriptions for appends made elsewhere (see [`SqliteOptions::poll_interval`]).
 ///
+/// [`for_tenant`](Tenancy::for_tenant) gives a view of one tenant over the
+/// same file, writer and readers (see [`Tenancy`] for what it reaches).
+///
 /// ```
 /// # use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, StreamId};
 /// # use factum_sqlite::SqliteEventStore;
@@ -57,6 +62,8 @@ const READ_ALL_CAPACITY: usize = 4096;
 #[derive(Clone)]
 pub struct SqliteEventStore {
     pub(crate) inner: Arc<Inner>,
+    /// The tenant of this view; `None` for the unscoped handle.
+    tenant: Option<Tenant>,
 }
 
 pub(crate) struct Inner {
@@ -82,6 +89,7 @@ impl std::fmt::Debug for SqliteEventStore {
         };
         f.debug_struct("SqliteEventStore")
             .field("location", &location)
+            .field("tenant", &self.tenant)
             .field("durability", &self.inner.options.durability)
             .field("head", &*self.inner.head.borrow())
             .field("watcher_checks", &self.inner.watcher.checks())
@@ -138,11 +146,24 @@ impl SqliteEventStore {
                 #[cfg(test)]
                 reads: std::sync::atomic::AtomicU64::new(0),
             }),
+            tenant: None,
         })
     }
 
+    /// The unscoped handle of `inner`: what the watcher reads the whole
+    /// log's head through.
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
-        Self { inner }
+        Self { inner, tenant: None }
+    }
+
+    /// The tenant whose streams and snapshots this view addresses.
+    pub(crate) fn home(&self) -> &Tenant {
+        home(self.tenant.as_ref())
+    }
+
+    /// The tenant of this view; `None` for the unscoped handle.
+    pub(crate) fn view_tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 
     /// The schema version this factum-sqlite writes (`PRAGMA user_version`).
@@ -344,6 +365,7 @@ impl EventStore for SqliteEventStore {
     ) -> Result<AppendResult, Error> {
         let (reply, answer) = oneshot::channel();
         self.send(Command::Append {
+            tenant: self.home().clone(),
             stream: stream.clone(),
             expected,
             events,
@@ -353,11 +375,16 @@ impl EventStore for SqliteEventStore {
     }
 
     /// One unit of the writer's next group: one savepoint around every
-    /// batch, at contiguous positions.
+    /// batch, at contiguous positions; every stream is this view's tenant's.
     async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
-        check_batches(&batches)?;
+        let tenant = self.home().clone();
+        check_batches(&tenant, &batches)?;
         let (reply, answer) = oneshot::channel();
-        self.send(Command::AppendMany { batches, reply })?;
+        self.send(Command::AppendMany {
+            tenant,
+            batches,
+            reply,
+        })?;
         answer.await.map_err(|_| self.gone())?
     }
 
@@ -371,18 +398,31 @@ impl EventStore for SqliteEventStore {
         read::stream_pages(self, stream, from_version).boxed()
     }
 
+    /// On a tenant view, the tenant's events only: the default tenant's by
+    /// position (they are most of a single-tenant log), another tenant's
+    /// through the partial index `events_tenant_position`.
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let tenant = self.tenant.clone();
         self.read(move |connection| {
+            let only = match &tenant {
+                None => "",
+                Some(tenant) if tenant.is_default() => "e.tenant IS NULL AND",
+                Some(_) => "e.tenant = ?3 AND",
+            };
             let sql = format!(
                 "SELECT {LOG_COLUMNS} FROM events e CROSS JOIN streams s ON s.stream_key = e.stream_key \
-                 WHERE e.position > ?1 ORDER BY e.position LIMIT ?2"
+                 WHERE {only} e.position > ?1 ORDER BY e.position LIMIT ?2"
             );
             let mut statement = connection.prepare_cached(&sql).map_err(sqlite)?;
-            let bound = (query_bound(after), query_bound(limit as u64));
-            let mut rows = statement.query(bound).map_err(sqlite)?;
+            let (after, limit_bound) = (query_bound(after), query_bound(limit as u64));
+            let mut rows = match tenant.as_ref().filter(|tenant| !tenant.is_default()) {
+                Some(tenant) => statement.query((after, limit_bound, tenant.as_str())),
+                None => statement.query((after, limit_bound)),
+            }
+            .map_err(sqlite)?;
             let mut decoder = Decoder::default();
             let mut events = Vec::with_capacity(limit.min(READ_ALL_CAPACITY));
             while let Some(row) = rows.next().map_err(sqlite)? {
@@ -405,27 +445,55 @@ impl EventStore for SqliteEventStore {
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, Error> {
         let stream = stream.clone();
+        let tenant = self.home().clone();
         self.read(move |connection| {
             let sql = format!("SELECT max(version) FROM events WHERE stream_key = {STREAM_KEY_OF}");
             optional_count(
                 connection,
                 &sql,
-                (stream.aggregate_type(), stream.aggregate_id()),
+                (tenant.as_str(), stream.aggregate_type(), stream.aggregate_id()),
                 &stream,
             )
         })
         .await
     }
 
+    /// The last position of the log; on a tenant view, of the tenant's last
+    /// event (0: none).
     async fn head_position(&self) -> Result<u64, Error> {
-        self.read(|connection| {
-            optional_count(
-                connection,
-                "SELECT max(position) FROM events",
-                [],
-                &StreamId::new("$all", ""),
-            )
+        let tenant = self.tenant.clone();
+        self.read(move |connection| {
+            let log = StreamId::new("$all", "");
+            match &tenant {
+                None => optional_count(connection, "SELECT max(position) FROM events", [], &log),
+                // Walks back from the end of the log to the tenant's last event.
+                Some(tenant) if tenant.is_default() => optional_count(
+                    connection,
+                    "SELECT (SELECT position FROM events WHERE tenant IS NULL ORDER BY position DESC LIMIT 1)",
+                    [],
+                    &log,
+                ),
+                Some(tenant) => optional_count(
+                    connection,
+                    "SELECT max(position) FROM events WHERE tenant = ?1",
+                    [tenant.as_str()],
+                    &log,
+                ),
+            }
         })
         .await
+    }
+}
+
+impl Tenancy for SqliteEventStore {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self {
+            inner: Arc::clone(&self.inner),
+            tenant: Some(narrow(self.tenant.as_ref(), tenant)?),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use factum_core::{
     AppendBatch, AppendResult, Error, EventStore, EventStream, ExpectedVersion, NewEvent, RecordedEvent,
-    Snapshot, SnapshotStore, StreamId,
+    Snapshot, SnapshotStore, StreamId, Tenancy, Tenant,
 };
 use factum_sqlite::{Durability, SqliteEventStore, SqliteOptions};
 
@@ -78,6 +78,19 @@ impl SnapshotStore for FileStore {
     }
 }
 
+impl Tenancy for FileStore {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self {
+            store: self.store.for_tenant(tenant)?,
+            _dir: Arc::clone(&self._dir),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.store.tenant()
+    }
+}
+
 mod file_full {
     use super::*;
 
@@ -87,6 +100,7 @@ mod file_full {
 
     factum_core::conformance_suite!(fresh_store);
     factum_core::contiguous_append_suite!(fresh_store);
+    factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 }
 
 mod file_normal {
@@ -98,6 +112,7 @@ mod file_normal {
 
     factum_core::conformance_suite!(fresh_store);
     factum_core::contiguous_append_suite!(fresh_store);
+    factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 }
 
 mod memory {
@@ -113,4 +128,5 @@ mod memory {
 
     factum_core::conformance_suite!(fresh_store);
     factum_core::contiguous_append_suite!(fresh_store);
+    factum_core::__conformance_tests!(fresh_store; unscoped_stream_subscription_follows_the_default_tenant);
 }

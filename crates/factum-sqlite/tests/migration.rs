@@ -1,8 +1,16 @@
-//! A file written by factum-sqlite 0.1 (schema version 1) opens with this
-//! version: it gains the projection tables and the snapshots' shape
-//! version, and keeps its events and snapshots.
+//! Files of older schema versions open with this version and keep what
+//! they hold: version 1 gains the projection tables; version 2 gains
+//! tenants, its data landing in the default tenant (events, snapshots) and
+//! with the unscoped store (projection state); every version before 4
+//! gains the snapshots' shape version, its snapshots reading as shape
+//! version 1.
 
-use factum_core::{EventStore, ProjectionStore, SnapshotStore, StreamId};
+use std::time::Duration;
+
+use factum_core::{
+    CheckpointStore, DeadLetterStore, EventStore, Lease, ProjectionStore, Snapshot, SnapshotStore, StreamId,
+    Tenancy, Tenant,
+};
 use factum_sqlite::{SqliteEventStore, SqliteProjectionStore};
 use futures::TryStreamExt;
 
@@ -116,6 +124,254 @@ async fn a_version_1_file_gains_the_projection_tables_and_keeps_its_events()
     // Opening it again migrates nothing and keeps the checkpoint.
     let events = SqliteEventStore::open(&path).await?;
     assert_eq!(SqliteProjectionStore::new(&events).checkpoint("p").await?, 3);
+    events.close().await?;
+    Ok(())
+}
+
+/// Schema version 2 exactly as factum-sqlite wrote it before tenants
+/// (frozen, like [`SCHEMA_V1`]).
+const SCHEMA_V2: &str = "
+CREATE TABLE factum_checkpoints (
+    projection TEXT PRIMARY KEY,
+    position   INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE factum_dead_letters (
+    projection     TEXT NOT NULL,
+    position       INTEGER NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    event_id       BLOB NOT NULL,
+    event_type     TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    payload        TEXT NOT NULL,
+    metadata       TEXT,
+    occurred_at    INTEGER NOT NULL,
+    error          TEXT NOT NULL,
+    attempts       INTEGER NOT NULL,
+    failed_at      INTEGER NOT NULL,
+    PRIMARY KEY (projection, position)
+) WITHOUT ROWID;
+CREATE TABLE factum_leases (
+    projection TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+/// A version 2 file: the version 1 events and snapshot, a checkpoint, a
+/// dead letter of the second event and a lease held for a long time.
+fn write_v2_file(path: &std::path::Path) -> rusqlite::Result<()> {
+    write_v1_file(path)?;
+    let connection = rusqlite::Connection::open(path)?;
+    connection.execute_batch(SCHEMA_V2)?;
+    connection.pragma_update(None, "user_version", 2)?;
+    connection.execute("INSERT INTO factum_checkpoints VALUES ('sales', 3)", [])?;
+    connection.execute(
+        "INSERT INTO factum_dead_letters SELECT 'sales', e.position, 'Counter', 'c-1', e.version, e.event_id, \
+         e.event_type, e.schema_version, e.payload, '{\"tenant\":\"Acme Corp\"}', e.occurred_at, 'boom', 3, \
+         1700000000000000000 FROM events e WHERE e.position = 2",
+        [],
+    )?;
+    connection.execute(
+        "INSERT INTO factum_leases VALUES ('sales', 'host-a', 253402300799000)",
+        [],
+    )?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_2_file_puts_its_data_in_the_default_tenant() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("v2.db");
+    write_v2_file(&path)?;
+    assert_eq!(schema_of(&path)?.0, 2);
+
+    let events = SqliteEventStore::open(&path).await?;
+    assert_eq!(schema_of(&path)?.0, i64::from(SqliteEventStore::schema_version()));
+    let stream = StreamId::new("Counter", "c-1");
+    for view in [events.clone(), events.for_tenant("default")?] {
+        let stored: Vec<_> = view.read_stream(&stream, 1).try_collect().await?;
+        assert_eq!(stored.len(), 3, "the default tenant holds the old stream");
+        assert!(
+            stored
+                .iter()
+                .all(|event| event.metadata.tenant == Some(Tenant::DEFAULT))
+        );
+        assert_eq!(view.read_all(0, 10).await?.len(), 3);
+        assert_eq!(view.head_position().await?, 3);
+        assert_eq!(
+            view.load_snapshot(&stream)
+                .await?
+                .map(|snapshot| (snapshot.version, snapshot.schema_version)),
+            Some((2, 1))
+        );
+    }
+    let acme = events.for_tenant("acme")?;
+    assert_eq!(acme.stream_version(&stream).await?, 0);
+    assert!(acme.read_all(0, 10).await?.is_empty());
+    assert_eq!(acme.load_snapshot(&stream).await?, None);
+
+    // The projection state was the unscoped store's, and stays so.
+    let projections = SqliteProjectionStore::new(&events);
+    assert_eq!(projections.checkpoint("sales").await?, 3);
+    let letters = projections.list("sales").await?;
+    assert_eq!(
+        letters.iter().map(|letter| letter.position()).collect::<Vec<_>>(),
+        [2]
+    );
+    assert_eq!(
+        letters[0].event.metadata.tenant,
+        Some(Tenant::DEFAULT),
+        "the old tenant text is not where it lives"
+    );
+    assert!(
+        !projections
+            .acquire("sales", "host-b", Duration::from_secs(5))
+            .await?,
+        "the lease is still held"
+    );
+    let default = projections.for_tenant("default")?;
+    assert_eq!(CheckpointStore::load(&default, "sales").await?, 0);
+    assert!(default.list("sales").await?.is_empty());
+
+    // The log goes on: a new event of the default tenant follows the old ones.
+    let appended = events
+        .append(
+            &stream,
+            factum_core::ExpectedVersion::Exact(3),
+            vec![factum_core::NewEvent::new(
+                "incremented",
+                factum_core::Payload::parse("{}")?,
+            )],
+        )
+        .await?;
+    assert_eq!((appended.stream_version, appended.positions), (4, vec![4]));
+    events.close().await?;
+    Ok(())
+}
+
+/// Schema version 3 exactly as factum-sqlite wrote it with tenants, before
+/// snapshot shape versions (frozen, like [`SCHEMA_V1`]): the version 2 file
+/// after this migration.
+const SCHEMA_V3: &str = "
+CREATE TABLE streams_v3 (
+    stream_key     INTEGER PRIMARY KEY,
+    tenant         TEXT NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    UNIQUE (tenant, aggregate_type, aggregate_id)
+);
+INSERT INTO streams_v3 (stream_key, tenant, aggregate_type, aggregate_id)
+    SELECT stream_key, 'default', aggregate_type, aggregate_id FROM streams;
+DROP TABLE streams;
+ALTER TABLE streams_v3 RENAME TO streams;
+ALTER TABLE events ADD COLUMN tenant TEXT;
+CREATE INDEX events_tenant_position ON events (tenant, position) WHERE tenant IS NOT NULL;
+
+CREATE TABLE snapshots_v3 (
+    tenant         TEXT NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    state          TEXT NOT NULL,
+    taken_at       INTEGER NOT NULL,
+    PRIMARY KEY (tenant, aggregate_type, aggregate_id)
+) WITHOUT ROWID;
+INSERT INTO snapshots_v3 SELECT 'default', aggregate_type, aggregate_id, version, state, taken_at FROM snapshots;
+DROP TABLE snapshots;
+ALTER TABLE snapshots_v3 RENAME TO snapshots;
+
+CREATE TABLE factum_checkpoints_v3 (
+    tenant     TEXT NOT NULL,
+    projection TEXT NOT NULL,
+    position   INTEGER NOT NULL,
+    PRIMARY KEY (tenant, projection)
+) WITHOUT ROWID;
+INSERT INTO factum_checkpoints_v3 SELECT '$all', projection, position FROM factum_checkpoints;
+DROP TABLE factum_checkpoints;
+ALTER TABLE factum_checkpoints_v3 RENAME TO factum_checkpoints;
+
+CREATE TABLE factum_dead_letters_v3 (
+    tenant         TEXT NOT NULL,
+    projection     TEXT NOT NULL,
+    position       INTEGER NOT NULL,
+    event_tenant   TEXT NOT NULL,
+    aggregate_type TEXT NOT NULL,
+    aggregate_id   TEXT NOT NULL,
+    version        INTEGER NOT NULL,
+    event_id       BLOB NOT NULL,
+    event_type     TEXT NOT NULL,
+    schema_version INTEGER NOT NULL,
+    payload        TEXT NOT NULL,
+    metadata       TEXT,
+    occurred_at    INTEGER NOT NULL,
+    error          TEXT NOT NULL,
+    attempts       INTEGER NOT NULL,
+    failed_at      INTEGER NOT NULL,
+    PRIMARY KEY (tenant, projection, position)
+) WITHOUT ROWID;
+INSERT INTO factum_dead_letters_v3 SELECT '$all', projection, position, 'default', aggregate_type, aggregate_id,
+    version, event_id, event_type, schema_version, payload, metadata, occurred_at, error, attempts, failed_at
+    FROM factum_dead_letters;
+DROP TABLE factum_dead_letters;
+ALTER TABLE factum_dead_letters_v3 RENAME TO factum_dead_letters;
+
+CREATE TABLE factum_leases_v3 (
+    tenant     TEXT NOT NULL,
+    projection TEXT NOT NULL,
+    holder     TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, projection)
+) WITHOUT ROWID;
+INSERT INTO factum_leases_v3 SELECT '$all', projection, holder, expires_at FROM factum_leases;
+DROP TABLE factum_leases;
+ALTER TABLE factum_leases_v3 RENAME TO factum_leases;
+";
+
+/// A version 3 file: the version 2 data moved to the default tenant, and a
+/// snapshot of the same stream id in the `acme` tenant.
+fn write_v3_file(path: &std::path::Path) -> rusqlite::Result<()> {
+    write_v2_file(path)?;
+    let connection = rusqlite::Connection::open(path)?;
+    connection.execute_batch(SCHEMA_V3)?;
+    connection.pragma_update(None, "user_version", 3)?;
+    connection.execute(
+        "INSERT INTO snapshots VALUES ('acme', 'Counter', 'c-1', 7, '{\"value\":9}', 1700000000000000000)",
+        [],
+    )?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_3_file_keeps_each_tenants_snapshot_at_shape_version_1()
+-> Result<(), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("v3.db");
+    write_v3_file(&path)?;
+    assert_eq!(schema_of(&path)?.0, 3);
+
+    let events = SqliteEventStore::open(&path).await?;
+    assert_eq!(schema_of(&path)?.0, i64::from(SqliteEventStore::schema_version()));
+    let stream = StreamId::new("Counter", "c-1");
+    let acme = events.for_tenant("acme")?;
+    let shapes =
+        |snapshot: Option<Snapshot>| snapshot.map(|snapshot| (snapshot.version, snapshot.schema_version));
+    assert_eq!(shapes(events.load_snapshot(&stream).await?), Some((2, 1)));
+    assert_eq!(shapes(acme.load_snapshot(&stream).await?), Some((7, 1)));
+
+    // A later save of one tenant keeps its shape version and leaves the
+    // other tenant's snapshot alone.
+    let newer = Snapshot {
+        stream: stream.clone(),
+        version: 8,
+        schema_version: 2,
+        state: factum_core::Payload::parse(r#"{"total":9}"#)?,
+        taken_at: time::OffsetDateTime::from_unix_timestamp(1_700_000_000)?,
+    };
+    acme.save_snapshot(newer.clone()).await?;
+    assert_eq!(acme.load_snapshot(&stream).await?, Some(newer));
+    assert_eq!(shapes(events.load_snapshot(&stream).await?), Some((2, 1)));
     events.close().await?;
     Ok(())
 }

@@ -96,6 +96,21 @@ fn plain_stores_keep_checkpoints_and_dead_letters() {
 }
 
 #[test]
+fn plain_stores_keep_tenants_apart() {
+    factum_core::testing::run(
+        || async {
+            let dir = tempfile::tempdir().expect("a temporary directory");
+            Some((SqliteProjectionStore::new(&open(&dir).await), dir))
+        },
+        |(store, dir)| async move {
+            projection::plain_stores_keep_tenants_apart(store.clone(), store.clone()).await;
+            projection::leases_of_tenants_are_apart(store).await;
+            drop(dir);
+        },
+    );
+}
+
+#[test]
 fn plain_stores_work_in_memory_but_transactions_need_a_file() {
     factum_core::testing::run(
         || async {

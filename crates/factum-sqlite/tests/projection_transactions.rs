@@ -158,7 +158,7 @@ async fn damaged_dead_letters_and_checkpoints_are_errors_not_panics() -> Result<
 
     let connection = rusqlite::Connection::open(dir.path().join("app.db"))?;
     connection.execute("UPDATE factum_dead_letters SET attempts = 'many'", [])?;
-    connection.execute("INSERT INTO factum_checkpoints VALUES ('q', -4)", [])?;
+    connection.execute("INSERT INTO factum_checkpoints VALUES ('$all', 'q', -4)", [])?;
     let damaged = store.list("p").await.expect_err("a damaged row");
     assert!(
         matches!(&damaged, Error::Corrupt { stream, version: 2, .. } if *stream == StreamId::new("Order", "o-1")),

@@ -36,7 +36,6 @@ async fn appends_survive_reopening_the_file() {
     let stream = StreamId::new("Counter", "1");
     let metadata = Metadata::default()
         .with_correlation_id(Uuid::now_v7())
-        .with_tenant("acme")
         .with("user", "ada");
     let first = event(1).with_metadata(metadata.clone()).with_schema_version(3);
     {
@@ -59,7 +58,10 @@ async fn appends_survive_reopening_the_file() {
         .collect();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].event_id, first.event_id);
-    assert_eq!(events[0].metadata, metadata);
+    assert_eq!(
+        events[0].metadata,
+        metadata.with_tenant(factum_core::Tenant::DEFAULT)
+    );
     assert_eq!(events[0].schema_version, 3);
     assert_eq!(events[0].occurred_at, first.occurred_at);
     assert_eq!(events[0].payload, first.payload);
@@ -546,7 +548,7 @@ async fn damaged_rows_are_typed_errors_naming_stream_and_version() {
         "occurred_at = 'yesterday'",
         "occurred_at = 1.5",
         "metadata = '{not json'",
-        "metadata = '{\"tenant\": 5}'",
+        "metadata = '{\"user\": 5}'",
         "payload = x'ff00'",
         "event_type = x'00ff'",
         "schema_version = -1",

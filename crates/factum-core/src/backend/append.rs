@@ -4,18 +4,23 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use crate::{AppendResult, Error, NewEvent, RecordedEvent, StreamId};
+use super::tenant::taken_elsewhere;
+use crate::{AppendResult, Error, NewEvent, RecordedEvent, StreamId, Tenant};
 
 /// Decides whether an append of `events` is the retry of an earlier one: the
 /// rule every store shares for idempotency by event id.
 ///
-/// `stored` returns the event already stored under a new event's id, if any.
-/// The answer is `Ok(None)` when no id is stored (a fresh append), the
-/// original result when every id is stored with the same content in the same
-/// stream (a retry: write nothing), [`Error::DuplicateEventId`] when an id is
-/// stored with other content or in another stream, and
-/// [`Error::InvalidRequest`] when the batch mixes stored and new events.
+/// `stored` returns the event already stored under a new event's id, if any,
+/// with its tenant in its metadata (as every read fills it in); `tenant` is
+/// the one `stream` lives in. The answer is `Ok(None)` when no id is stored
+/// (a fresh append), the original result when every id is stored with the
+/// same content in the same stream of the same tenant (a retry: write
+/// nothing), [`Error::DuplicateEventId`] when an id is stored with other
+/// content or in another stream (naming no stream of another tenant: see
+/// [`taken_elsewhere`]), and [`Error::InvalidRequest`] when the batch mixes
+/// stored and new events.
 pub fn original_append(
+    tenant: &Tenant,
     stream: &StreamId,
     events: &[NewEvent],
     mut stored: impl FnMut(&NewEvent) -> Result<Option<RecordedEvent>, Error>,
@@ -30,6 +35,10 @@ pub fn original_append(
             fresh.get_or_insert(event.event_id);
             continue;
         };
+        // Another tenant's event is never returned, compared or named.
+        if recorded.metadata.tenant.as_ref() != Some(tenant) {
+            return Err(taken_elsewhere(stream, event.event_id));
+        }
         if recorded.stream != *stream || !recorded.same_content(event) {
             return Err(Error::DuplicateEventId {
                 stream: stream.clone(),

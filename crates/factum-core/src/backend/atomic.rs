@@ -7,17 +7,20 @@ use std::collections::HashSet;
 use uuid::Uuid;
 
 use super::append::{original_append, repeated_event_id};
-use crate::{AppendBatch, AppendResult, Error, NewEvent, RecordedEvent, StreamId};
+use super::tenant::check_events;
+use crate::{AppendBatch, AppendResult, Error, NewEvent, RecordedEvent, StreamId, Tenant};
 
 /// Up to this many items, repeats are found by comparing each with those
 /// before it: cheaper than hashing for the few streams of a typical call.
 const SCAN: usize = 16;
 
-/// Refuses a call no store may write, before anything is written: no
-/// batches ([`Error::EmptyBatchList`]), a stream in two batches
-/// ([`Error::DuplicateStream`]), an event id twice in the call
-/// ([`Error::InvalidRequest`] naming the stream of its second batch).
-pub fn check_batches(batches: &[AppendBatch]) -> Result<(), Error> {
+/// Refuses a call no store may write to `tenant`'s streams, before
+/// anything is written: no batches ([`Error::EmptyBatchList`]), a stream in
+/// two batches ([`Error::DuplicateStream`]), an event id twice in the call
+/// ([`Error::InvalidRequest`] naming the stream of its second batch), an
+/// event whose metadata names another tenant ([`Error::InvalidTenant`], as
+/// [`check_events`] refuses it for a single append).
+pub fn check_batches(tenant: &Tenant, batches: &[AppendBatch]) -> Result<(), Error> {
     if batches.is_empty() {
         return Err(Error::EmptyBatchList);
     }
@@ -26,10 +29,12 @@ pub fn check_batches(batches: &[AppendBatch]) -> Result<(), Error> {
             stream: stream.clone(),
         });
     }
-    match repeated_id(batches) {
-        Some((stream, event_id)) => Err(repeated_event_id(stream, event_id)),
-        None => Ok(()),
+    if let Some((stream, event_id)) = repeated_id(batches) {
+        return Err(repeated_event_id(stream, event_id));
     }
+    batches
+        .iter()
+        .try_for_each(|batch| check_events(tenant, &batch.stream, &batch.events))
 }
 
 /// The first stream that has a second batch, if any.
@@ -70,8 +75,10 @@ fn repeated_id(batches: &[AppendBatch]) -> Option<(&StreamId, Uuid)> {
     events().find(|(_, id)| !seen.insert(*id))
 }
 
-/// Decides whether an atomic append is the retry of an earlier call: the
-/// rule every store shares, built on [`original_append`] for each batch.
+/// Decides whether an atomic append to `tenant`'s streams is the retry of
+/// an earlier call: the rule every store shares, built on
+/// [`original_append`] for each batch (so an id stored in another tenant is
+/// the hidden [`Error::DuplicateEventId`], never a retry).
 ///
 /// `stored` returns the event already stored under a new event's id, if
 /// any; `stream_version` the current version of a stream (asked only for
@@ -81,6 +88,7 @@ fn repeated_id(batches: &[AppendBatch]) -> Option<(&StreamId, Uuid)> {
 /// first batch that [`original_append`] refuses, or [`Error::InvalidRequest`]
 /// for a call that mixes stored batches with new ones.
 pub fn original_append_many(
+    tenant: &Tenant,
     batches: &[AppendBatch],
     mut stored: impl FnMut(&NewEvent) -> Result<Option<RecordedEvent>, Error>,
     mut stream_version: impl FnMut(&StreamId) -> Result<u64, Error>,
@@ -92,7 +100,7 @@ pub fn original_append_many(
             originals.push(None);
             continue;
         }
-        let original = original_append(&batch.stream, &batch.events, &mut stored)?;
+        let original = original_append(tenant, &batch.stream, &batch.events, &mut stored)?;
         if original.is_none() {
             fresh.get_or_insert(&batch.stream);
         }
@@ -153,12 +161,15 @@ mod tests {
 
     #[test]
     fn bad_calls_are_refused_with_typed_errors() {
-        assert!(matches!(check_batches(&[]), Err(Error::EmptyBatchList)));
+        assert!(matches!(
+            check_batches(&Tenant::DEFAULT, &[]),
+            Err(Error::EmptyBatchList)
+        ));
         for count in [2, SCAN + 3] {
             let mut batches: Vec<_> = (0..count).map(|i| batch(&i.to_string(), vec![event()])).collect();
-            assert!(check_batches(&batches).is_ok());
+            assert!(check_batches(&Tenant::DEFAULT, &batches).is_ok());
             batches.push(batch("1", vec![]));
-            let error = check_batches(&batches).unwrap_err();
+            let error = check_batches(&Tenant::DEFAULT, &batches).unwrap_err();
             assert!(matches!(&error, Error::DuplicateStream { stream } if stream.aggregate_id() == "1"));
             assert!(error.to_string().contains("Tally-1"), "{error}");
         }
@@ -167,7 +178,7 @@ mod tests {
             let mut events: Vec<_> = (0..count).map(|_| event()).collect();
             events.push(repeated.clone());
             let batches = [batch("a", events), batch("b", vec![event(), repeated.clone()])];
-            let error = check_batches(&batches).unwrap_err();
+            let error = check_batches(&Tenant::DEFAULT, &batches).unwrap_err();
             assert!(
                 matches!(&error, Error::InvalidRequest { stream, reason }
                     if stream.aggregate_id() == "b" && reason.contains(&repeated.event_id.to_string())),
@@ -191,14 +202,17 @@ mod tests {
         .enumerate()
         {
             let version = if position == 2 { 1 } else { position as u64 + 1 };
-            let recorded = event
+            let mut recorded = event
                 .clone()
                 .recorded(stream.stream.clone(), version, position as u64 + 7);
+            recorded.metadata.tenant = Some(Tenant::DEFAULT);
             stored.insert(event.event_id, recorded);
         }
         let lookup = |event: &NewEvent| Ok(stored.get(&event.event_id).cloned());
         let call = [first.clone(), second.clone(), guard.clone()];
-        let originals = original_append_many(&call, lookup, |_| Ok(4)).unwrap().unwrap();
+        let originals = original_append_many(&Tenant::DEFAULT, &call, lookup, |_| Ok(4))
+            .unwrap()
+            .unwrap();
         assert_eq!(originals[0].positions, [7, 8]);
         assert_eq!(originals[1].positions, [9]);
         assert_eq!(
@@ -210,11 +224,40 @@ mod tests {
         );
 
         let fresh = [batch("d", vec![event()]), guard];
-        assert_eq!(original_append_many(&fresh, lookup, |_| Ok(0)).unwrap(), None);
+        assert_eq!(
+            original_append_many(&Tenant::DEFAULT, &fresh, lookup, |_| Ok(0)).unwrap(),
+            None
+        );
         let mixed = [first, batch("e", vec![event()])];
-        let error = original_append_many(&mixed, lookup, |_| Ok(0)).unwrap_err();
+        let error = original_append_many(&Tenant::DEFAULT, &mixed, lookup, |_| Ok(0)).unwrap_err();
         assert!(
             matches!(&error, Error::InvalidRequest { stream, reason } if stream.aggregate_id() == "e" && reason.contains("mixes")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn tenants_are_not_crossed() {
+        let acme = Tenant::new("acme").unwrap();
+        let globex = Tenant::new("globex").unwrap();
+        let foreign = NewEvent::new("added", Payload::parse("{}").unwrap())
+            .with_metadata(crate::Metadata::default().with_tenant(globex.clone()));
+        let call = [batch("a", vec![event()]), batch("b", vec![foreign])];
+        let error = check_batches(&acme, &call).unwrap_err();
+        assert!(
+            matches!(&error, Error::InvalidTenant { tenant, .. } if tenant == "globex"),
+            "{error}"
+        );
+        assert!(check_batches(&globex, &call).is_ok());
+
+        let theirs = batch("a", vec![event()]);
+        let mut recorded = theirs.events[0].clone().recorded(theirs.stream.clone(), 1, 1);
+        recorded.metadata.tenant = Some(globex);
+        let lookup = |_: &NewEvent| Ok(Some(recorded.clone()));
+        let error =
+            original_append_many(&acme, std::slice::from_ref(&theirs), lookup, |_| Ok(1)).unwrap_err();
+        assert!(
+            matches!(&error, Error::DuplicateEventId { existing_stream, .. } if *existing_stream == crate::backend::hidden_stream()),
             "{error}"
         );
     }

@@ -4,8 +4,8 @@ use std::fmt::Display;
 
 use time::OffsetDateTime;
 
-use super::{corrupt, metadata_to_json};
-use crate::{DeadLetter, Error, RecordedEvent};
+use super::{corrupt, home, metadata_to_json};
+use crate::{DeadLetter, Error, RecordedEvent, Tenant};
 
 /// The columns of a dead letter's row that need checking before they are
 /// stored; the rest are the letter's own fields.
@@ -17,20 +17,29 @@ pub struct DeadLetterRow<'a> {
     pub position: i64,
     /// The event's version in its stream.
     pub version: i64,
-    /// The event's metadata as JSON text (`None`: empty).
+    /// The event's metadata as JSON text, without its tenant (`None`: empty).
     pub metadata: Option<String>,
+    /// The tenant the event lives in: kept in a column of its own.
+    pub event_tenant: Tenant,
 }
 
 impl<'a> DeadLetterRow<'a> {
-    /// Checks and converts `letter` for storage.
-    pub fn new(letter: &'a DeadLetter) -> Result<Self, Error> {
+    /// Checks and converts `letter` for storage by a view of `tenant`
+    /// (`None`: the unscoped handle).
+    ///
+    /// The event's tenant is its metadata's (the default tenant when unset,
+    /// or for a view, the view's); a view refuses a letter whose event
+    /// names another tenant with [`Error::InvalidTenant`].
+    pub fn new(letter: &'a DeadLetter, tenant: Option<&Tenant>) -> Result<Self, Error> {
+        let event = &letter.event;
+        let event_tenant = letter_tenant(letter, tenant)?;
         let row = Self {
             letter,
             position: 0,
             version: 0,
             metadata: None,
+            event_tenant,
         };
-        let event = &letter.event;
         Ok(Self {
             position: row.convert(event.position, "position")?,
             version: row.convert(event.version, "version")?,
@@ -59,6 +68,23 @@ impl<'a> DeadLetterRow<'a> {
                 self.letter.projection, event.position
             ),
         }
+    }
+}
+
+/// The tenant of the event of `letter`, stored by a view of `tenant`: a
+/// view keeps dead letters of its own tenant's events only.
+pub fn letter_tenant(letter: &DeadLetter, tenant: Option<&Tenant>) -> Result<Tenant, Error> {
+    let named = letter.event.metadata.tenant.as_ref();
+    match (tenant, named) {
+        (Some(own), Some(named)) if named != own => Err(Error::InvalidTenant {
+            tenant: named.to_string(),
+            reason: format!(
+                "a view of tenant `{own}` cannot keep a dead letter of `{}` for an event of another tenant",
+                letter.projection
+            ),
+        }),
+        (_, Some(named)) => Ok(named.clone()),
+        (own, None) => Ok(home(own).clone()),
     }
 }
 

@@ -10,16 +10,18 @@ mod atomic;
 mod dead_letter;
 mod read;
 mod stored;
+mod tenant;
 
 pub use crate::subscription::{PollingSubscription, SubscriptionOptions};
 pub use append::{check_distinct_ids, first_repeated_id, original_append, repeated_event_id};
 pub use atomic::{check_batches, first_conflict, original_append_many};
-pub use dead_letter::{DeadLetterRow, Failure, dead_letter_from_row};
+pub use dead_letter::{DeadLetterRow, Failure, dead_letter_from_row, letter_tenant};
 pub use read::{EventTypes, check_next_version, check_version};
 pub use stored::{
     checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored, corrupt, from_stored, metadata_from_json,
     metadata_to_json, positive_from_stored, query_bound, to_stored,
 };
+pub use tenant::{ADMIN_SCOPE, check_events, hidden_stream, home, narrow, projection_scope, taken_elsewhere};
 
 #[cfg(test)]
 mod tests {
@@ -76,20 +78,38 @@ mod tests {
 
     #[test]
     fn metadata_round_trips_and_empty_is_null() {
+        let acme = crate::Tenant::new("acme").unwrap();
         let empty = Metadata::default();
         assert_eq!(metadata_to_json(&stream(), Uuid::nil(), &empty).unwrap(), None);
-        let metadata = Metadata {
-            tenant: Some("acme".to_owned()),
-            ..Metadata::default()
-        };
+        let only_tenant = Metadata::default().with_tenant(acme.clone());
+        assert_eq!(
+            metadata_to_json(&stream(), Uuid::nil(), &only_tenant).unwrap(),
+            None,
+            "the tenant is stored apart"
+        );
+        let metadata = Metadata::default()
+            .with_correlation_id(Uuid::now_v7())
+            .with("user", "ada");
         let json = metadata_to_json(&stream(), Uuid::nil(), &metadata)
             .unwrap()
             .unwrap();
+        assert!(!json.contains("tenant"), "{json}");
         assert_eq!(
-            metadata_from_json(&stream(), 1, Some(json.as_bytes())).unwrap(),
-            metadata
+            metadata_from_json(&stream(), 1, Some(json.as_bytes()), &acme).unwrap(),
+            metadata.with_tenant(acme.clone())
         );
-        assert!(metadata_from_json(&stream(), 1, Some(b"{")).is_err());
+        assert!(metadata_from_json(&stream(), 1, Some(b"{"), &acme).is_err());
+    }
+
+    #[test]
+    fn a_stored_tenant_key_is_where_the_event_lives_not_what_it_says() {
+        let acme = crate::Tenant::new("acme").unwrap();
+        let old = br#"{"tenant":"Acme Corp","user":{"a":1}}"#;
+        let read = metadata_from_json(&stream(), 1, Some(old), &acme).unwrap();
+        assert_eq!(read.tenant, Some(acme));
+        assert_eq!(read.user.get("a"), Some(&serde_json::json!(1)));
+        let none = metadata_from_json(&stream(), 1, None, &crate::Tenant::DEFAULT).unwrap();
+        assert_eq!(none.tenant, Some(crate::Tenant::DEFAULT));
     }
 
     #[test]

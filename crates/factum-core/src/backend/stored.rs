@@ -5,19 +5,61 @@ use std::fmt::Display;
 
 use uuid::Uuid;
 
-use crate::{Error, Metadata, StreamId};
+use std::collections::BTreeMap;
 
-/// The metadata of event `event_id` as JSON text to store; `None` (SQL
-/// NULL) when it is empty.
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Error, Metadata, StreamId, Tenant};
+
+/// Metadata as a store keeps it: everything but the tenant, which is where
+/// the event lives (a column of its own), never text a caller wrote.
+#[derive(Serialize)]
+struct StoredMetadata<'a> {
+    #[serde(skip_serializing_if = "no_id")]
+    correlation_id: &'a Option<Uuid>,
+    #[serde(skip_serializing_if = "no_id")]
+    causation_id: &'a Option<Uuid>,
+    #[serde(skip_serializing_if = "no_entries")]
+    user: &'a BTreeMap<String, Value>,
+}
+
+fn no_id(id: &&Option<Uuid>) -> bool {
+    id.is_none()
+}
+
+fn no_entries(user: &&BTreeMap<String, Value>) -> bool {
+    user.is_empty()
+}
+
+/// Stored metadata read back. A `tenant` key (written before factum kept
+/// tenants apart) is ignored: the event's tenant is where it lives.
+#[derive(Deserialize)]
+struct ReadMetadata {
+    #[serde(default)]
+    correlation_id: Option<Uuid>,
+    #[serde(default)]
+    causation_id: Option<Uuid>,
+    #[serde(default)]
+    user: BTreeMap<String, Value>,
+}
+
+/// The metadata of event `event_id` as JSON text to store, without its
+/// tenant (stored apart); `None` (SQL NULL) when nothing else is set.
 pub fn metadata_to_json(
     stream: &StreamId,
     event_id: Uuid,
     metadata: &Metadata,
 ) -> Result<Option<String>, Error> {
-    if metadata.is_empty() {
+    if metadata.correlation_id.is_none() && metadata.causation_id.is_none() && metadata.user.is_empty() {
         return Ok(None);
     }
-    serde_json::to_string(metadata)
+    let stored = StoredMetadata {
+        correlation_id: &metadata.correlation_id,
+        causation_id: &metadata.causation_id,
+        user: &metadata.user,
+    };
+    serde_json::to_string(&stored)
         .map(Some)
         .map_err(|error| Error::InvalidRequest {
             stream: stream.clone(),
@@ -25,18 +67,34 @@ pub fn metadata_to_json(
         })
 }
 
-/// Stored metadata back from its JSON text (`None`: SQL NULL, no metadata);
-/// text that does not parse is [`Error::Corrupt`].
-pub fn metadata_from_json(stream: &StreamId, version: u64, json: Option<&[u8]>) -> Result<Metadata, Error> {
+/// Stored metadata back from its JSON text (`None`: SQL NULL, no metadata),
+/// with `tenant`, the one the event lives in; text that does not parse is
+/// [`Error::Corrupt`].
+pub fn metadata_from_json(
+    stream: &StreamId,
+    version: u64,
+    json: Option<&[u8]>,
+    tenant: &Tenant,
+) -> Result<Metadata, Error> {
+    let tenant = Some(tenant.clone());
     let Some(json) = json else {
-        return Ok(Metadata::default());
+        return Ok(Metadata {
+            tenant,
+            ..Metadata::default()
+        });
     };
-    serde_json::from_slice(json).map_err(|error| {
+    let read: ReadMetadata = serde_json::from_slice(json).map_err(|error| {
         corrupt(
             stream,
             version,
             format!("the metadata does not deserialize: {error}"),
         )
+    })?;
+    Ok(Metadata {
+        correlation_id: read.correlation_id,
+        causation_id: read.causation_id,
+        tenant,
+        user: read.user,
     })
 }
 

@@ -1,36 +1,42 @@
 //! Atomic appends across streams in memory: every check runs under the
 //! log's write lock before anything is stored, so a call is stored whole,
-//! at contiguous positions, or not at all.
+//! at contiguous positions, or not at all. Every stream of a call is the
+//! view's tenant's, as for a single append.
 
 use super::{InMemoryEventStore, Log};
 use crate::backend::{check_batches, first_conflict, original_append_many, repeated_event_id};
-use crate::{AppendBatch, AppendResult, Error};
+use crate::{AppendBatch, AppendResult, Error, Tenant};
 
 impl InMemoryEventStore {
     /// [`EventStore::append_many`](crate::EventStore::append_many).
     pub(super) fn append_batches(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
-        check_batches(&batches)?;
+        let tenant = self.home();
+        check_batches(tenant, &batches)?;
         let mut guard = self.write_log();
         let log = &mut *guard;
         // Each stream's number, if known, and version: one lookup each.
+        let known = log.tenant(tenant).map(|entry| &entry.streams);
         let mut streams: Vec<(Option<u32>, u64)> = batches
             .iter()
             .map(|batch| {
-                let number = log.stream_numbers.get(&batch.stream).copied();
+                let number = known.and_then(|streams| streams.get(&batch.stream)).copied();
                 let version = number.map_or(0, |number| log.streams[number as usize].indexes.len() as u64);
                 (number, version)
             })
             .collect();
         if let Some(conflict) = first_conflict(&batches, streams.iter().map(|&(_, version)| version)) {
             // A retry meets the version check first: it is still a retry.
-            return log.retried_many(&batches)?.ok_or(conflict);
+            return log.retried_many(tenant, &batches)?.ok_or(conflict);
         }
-        for (batch, (number, _)) in batches.iter().zip(&mut streams) {
-            if number.is_none() && !batch.events.is_empty() {
-                *number = Some(log.stream_number(&batch.stream)?);
+        if batches.iter().any(|batch| !batch.events.is_empty()) {
+            let tenant_number = log.tenant_number(tenant, &batches[0].stream)?;
+            for (batch, (number, _)) in batches.iter().zip(&mut streams) {
+                if number.is_none() && !batch.events.is_empty() {
+                    *number = Some(log.stream_number(tenant_number, &batch.stream)?);
+                }
             }
         }
-        if let Some(originals) = log.claim_call_ids(&batches)? {
+        if let Some(originals) = log.claim_call_ids(tenant, &batches)? {
             return Ok(originals);
         }
         let mut results = Vec::with_capacity(batches.len());
@@ -56,8 +62,13 @@ impl InMemoryEventStore {
 
 impl Log {
     /// The original results when `batches` is a retry of an earlier call.
-    fn retried_many(&self, batches: &[AppendBatch]) -> Result<Option<Vec<AppendResult>>, Error> {
+    fn retried_many(
+        &self,
+        tenant: &Tenant,
+        batches: &[AppendBatch],
+    ) -> Result<Option<Vec<AppendResult>>, Error> {
         original_append_many(
+            tenant,
             batches,
             |event| {
                 Ok(self
@@ -65,7 +76,7 @@ impl Log {
                     .get(&event.event_id.as_u128())
                     .map(|&index| self.recorded(index)))
             },
-            |stream| Ok(self.stream_version(stream)),
+            |stream| Ok(self.stream_version(tenant, stream)),
         )
     }
 
@@ -73,7 +84,11 @@ impl Log {
     /// the end of the log on, in call order. When one is stored already,
     /// releases those claimed and answers as [`original_append_many`] does
     /// (the call was checked to carry no id twice).
-    fn claim_call_ids(&mut self, batches: &[AppendBatch]) -> Result<Option<Vec<AppendResult>>, Error> {
+    fn claim_call_ids(
+        &mut self,
+        tenant: &Tenant,
+        batches: &[AppendBatch],
+    ) -> Result<Option<Vec<AppendResult>>, Error> {
         let first_index = self.len;
         let mut claimed = 0;
         for batch in batches {
@@ -89,7 +104,7 @@ impl Log {
                 }
                 // This id is stored, so the rule answers with a retry or an
                 // error; `None` would contradict the lookup just made.
-                let original = self.retried_many(batches)?;
+                let original = self.retried_many(tenant, batches)?;
                 return original
                     .map(Some)
                     .ok_or_else(|| repeated_event_id(&batch.stream, event.event_id));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 
 use super::{Notifier, NotifyError};
-use crate::{AppendBatch, AppendResult, Error, RecordedEvent};
+use crate::{AppendBatch, AppendResult, Error, RecordedEvent, Tenant};
 
 /// A notifier behind a pointer, so `Application` keeps its two type
 /// parameters whatever notifier it is given.
@@ -20,24 +20,33 @@ impl<N: Notifier> BoxedNotifier for N {
     }
 }
 
-/// The notifier of an application, shared by its clones.
+/// The notifier of an application, shared by its clones, with the tenant
+/// the application's store writes to.
 #[derive(Clone)]
-pub(crate) struct SharedNotifier(Arc<dyn BoxedNotifier>);
+pub(crate) struct SharedNotifier {
+    notifier: Arc<dyn BoxedNotifier>,
+    /// Where the saved events live: what a read of them would say in
+    /// `metadata.tenant`.
+    tenant: Tenant,
+}
 
 impl SharedNotifier {
-    pub(crate) fn new(notifier: impl Notifier) -> Self {
-        Self(Arc::new(notifier))
+    pub(crate) fn new(notifier: impl Notifier, tenant: Tenant) -> Self {
+        Self {
+            notifier: Arc::new(notifier),
+            tenant,
+        }
     }
 
     /// Tells the notifier about the events `batch` stored, as `result`
     /// placed them.
     pub(crate) async fn saved(&self, batch: AppendBatch, result: &AppendResult) -> Result<(), Error> {
         let stream = batch.stream.clone();
-        let events = recorded(batch, result);
+        let events = recorded(batch, result, &self.tenant);
         if events.is_empty() {
             return Ok(());
         }
-        self.0
+        self.notifier
             .notify_boxed(&events)
             .await
             .map_err(|source| Error::Notify {
@@ -54,10 +63,10 @@ impl std::fmt::Debug for SharedNotifier {
     }
 }
 
-/// The events of `batch` as stored: the versions end at the result's
-/// stream version, the positions are the result's (the original ones for a
-/// retry).
-fn recorded(batch: AppendBatch, result: &AppendResult) -> Vec<RecordedEvent> {
+/// The events of `batch` as stored in `tenant`: the versions end at the
+/// result's stream version, the positions are the result's (the original
+/// ones for a retry), and the metadata names the tenant, as a read would.
+fn recorded(batch: AppendBatch, result: &AppendResult, tenant: &Tenant) -> Vec<RecordedEvent> {
     let first_version = result.stream_version + 1 - batch.events.len() as u64;
     batch
         .events
@@ -65,7 +74,9 @@ fn recorded(batch: AppendBatch, result: &AppendResult) -> Vec<RecordedEvent> {
         .zip(&result.positions)
         .enumerate()
         .map(|(offset, (event, &position))| {
-            event.recorded(batch.stream.clone(), first_version + offset as u64, position)
+            let mut event = event.recorded(batch.stream.clone(), first_version + offset as u64, position);
+            event.metadata.tenant = Some(tenant.clone());
+            event
         })
         .collect()
 }
@@ -84,12 +95,18 @@ mod tests {
             stream_version: 5,
             positions: vec![40, 42],
         };
-        let events = recorded(batch, &result);
+        let acme = Tenant::new("acme").unwrap();
+        let events = recorded(batch, &result, &acme);
         let placed: Vec<(u64, u64)> = events
             .iter()
             .map(|event| (event.version, event.position))
             .collect();
         assert_eq!(placed, [(4, 40), (5, 42)]);
         assert!(events.iter().all(|event| event.stream == stream));
+        assert!(
+            events
+                .iter()
+                .all(|event| event.metadata.tenant.as_ref() == Some(&acme))
+        );
     }
 }

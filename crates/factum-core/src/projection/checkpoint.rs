@@ -4,7 +4,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::Error;
+use crate::backend::{narrow, projection_scope};
+use crate::{Error, Tenancy, Tenant};
 
 /// Keeps each projection's checkpoint: the position in the global log up to
 /// which its events have been handled.
@@ -34,7 +35,8 @@ pub trait CheckpointStore: Send + Sync + 'static {
 }
 
 /// Checkpoints in memory: for tests and for projections rebuilt at every
-/// start. Clones share the same checkpoints.
+/// start. Clones share the same checkpoints; a view of a tenant
+/// ([`Tenancy::for_tenant`]) reaches only that tenant's.
 ///
 /// ```
 /// # use factum_core::InMemoryCheckpointStore;
@@ -43,7 +45,9 @@ pub trait CheckpointStore: Send + Sync + 'static {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryCheckpointStore {
-    checkpoints: Arc<Mutex<HashMap<String, u64>>>,
+    /// By scope (see [`projection_scope`]) and projection.
+    checkpoints: Arc<Mutex<HashMap<(String, String), u64>>>,
+    tenant: Option<Tenant>,
 }
 
 impl InMemoryCheckpointStore {
@@ -54,12 +58,32 @@ impl InMemoryCheckpointStore {
 
     /// The checkpoint of `projection` (0: none), without awaiting.
     pub fn get(&self, projection: &str) -> u64 {
-        self.lock().get(projection).copied().unwrap_or(0)
+        self.lock().get(&self.key(projection)).copied().unwrap_or(0)
+    }
+
+    fn key(&self, projection: &str) -> (String, String) {
+        (
+            projection_scope(self.tenant.as_ref()).to_owned(),
+            projection.to_owned(),
+        )
     }
 
     // A panic while the lock is held cannot leave a half-written map entry.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u64>> {
         self.checkpoints.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Tenancy for InMemoryCheckpointStore {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self {
+            checkpoints: Arc::clone(&self.checkpoints),
+            tenant: Some(narrow(self.tenant.as_ref(), tenant)?),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 }
 
@@ -69,7 +93,8 @@ impl CheckpointStore for InMemoryCheckpointStore {
     }
 
     async fn save(&self, projection: &str, position: u64) -> Result<(), Error> {
-        self.lock().insert(projection.to_owned(), position);
+        let key = self.key(projection);
+        self.lock().insert(key, position);
         Ok(())
     }
 }

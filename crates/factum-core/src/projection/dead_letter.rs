@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use time::OffsetDateTime;
 
-use crate::{Error, RecordedEvent};
+use crate::backend::{letter_tenant, narrow, projection_scope};
+use crate::{Error, RecordedEvent, Tenancy, Tenant};
 
 /// An event a projection's handler failed on, on every attempt.
 ///
@@ -94,7 +95,8 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     fn clear(&self, projection: &str) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
-/// Dead letters in memory. Clones share the same letters.
+/// Dead letters in memory. Clones share the same letters; a view of a
+/// tenant ([`Tenancy::for_tenant`]) reaches only that tenant's.
 ///
 /// ```
 /// # use factum_core::InMemoryDeadLetterStore;
@@ -104,11 +106,12 @@ pub trait DeadLetterStore: Send + Sync + 'static {
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryDeadLetterStore {
     letters: Arc<Mutex<DeadLetters>>,
+    tenant: Option<Tenant>,
 }
 
-/// Dead letters keyed by projection and position: the map both in-memory
-/// stores keep.
-pub(crate) type DeadLetters = BTreeMap<(String, u64), DeadLetter>;
+/// Dead letters keyed by scope (see [`projection_scope`]), projection and
+/// position: the map both in-memory stores keep.
+pub(crate) type DeadLetters = BTreeMap<(String, String, u64), DeadLetter>;
 
 impl InMemoryDeadLetterStore {
     /// An empty store.
@@ -116,9 +119,23 @@ impl InMemoryDeadLetterStore {
         Self::default()
     }
 
-    /// Every dead letter of every projection, by projection then position.
+    /// Every dead letter of every projection of this view, by projection
+    /// then position.
     pub fn all(&self) -> Vec<DeadLetter> {
-        self.lock().values().cloned().collect()
+        let scope = self.scope();
+        self.lock()
+            .iter()
+            .filter(|((letter_scope, _, _), _)| letter_scope == scope)
+            .map(|(_, letter)| letter.clone())
+            .collect()
+    }
+
+    fn scope(&self) -> &str {
+        projection_scope(self.tenant.as_ref())
+    }
+
+    fn key(&self, projection: &str, position: u64) -> (String, String, u64) {
+        (self.scope().to_owned(), projection.to_owned(), position)
     }
 
     // A panic while the lock is held cannot leave a half-written entry.
@@ -127,30 +144,47 @@ impl InMemoryDeadLetterStore {
     }
 }
 
-pub(crate) fn of_projection(letters: &DeadLetters, projection: &str) -> Vec<DeadLetter> {
+pub(crate) fn of_projection(letters: &DeadLetters, scope: &str, projection: &str) -> Vec<DeadLetter> {
+    let key = |position| (scope.to_owned(), projection.to_owned(), position);
     letters
-        .range((projection.to_owned(), 0)..=(projection.to_owned(), u64::MAX))
+        .range(key(0)..=key(u64::MAX))
         .map(|(_, letter)| letter.clone())
         .collect()
 }
 
 impl DeadLetterStore for InMemoryDeadLetterStore {
     async fn put(&self, letter: DeadLetter) -> Result<(), Error> {
-        self.lock()
-            .insert((letter.projection.clone(), letter.position()), letter);
+        letter_tenant(&letter, self.tenant.as_ref())?;
+        let key = self.key(&letter.projection, letter.position());
+        self.lock().insert(key, letter);
         Ok(())
     }
 
     async fn list(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
-        Ok(of_projection(&self.lock(), projection))
+        Ok(of_projection(&self.lock(), self.scope(), projection))
     }
 
     async fn remove(&self, projection: &str, position: u64) -> Result<bool, Error> {
-        Ok(self.lock().remove(&(projection.to_owned(), position)).is_some())
+        Ok(self.lock().remove(&self.key(projection, position)).is_some())
     }
 
     async fn clear(&self, projection: &str) -> Result<(), Error> {
-        self.lock().retain(|(name, _), _| name != projection);
+        let scope = self.scope();
+        self.lock()
+            .retain(|(letter_scope, name, _), _| letter_scope != scope || name != projection);
         Ok(())
+    }
+}
+
+impl Tenancy for InMemoryDeadLetterStore {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self {
+            letters: Arc::clone(&self.letters),
+            tenant: Some(narrow(self.tenant.as_ref(), tenant)?),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 }

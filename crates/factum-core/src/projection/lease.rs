@@ -13,7 +13,8 @@ use tokio::time::Instant;
 use super::RunnerStatus;
 use super::handle::Control;
 use super::metrics::MetricsCell;
-use crate::Error;
+use crate::backend::{narrow, projection_scope};
+use crate::{Error, Tenancy, Tenant};
 
 /// A lease that lets one instance of a projection run while the others wait.
 ///
@@ -55,7 +56,8 @@ pub trait Lease: Send + Sync + 'static {
 }
 
 /// Leases in memory, for instances in one process (and for tests). Clones
-/// share the same leases.
+/// share the same leases; a view of a tenant ([`Tenancy::for_tenant`])
+/// holds leases apart from every other tenant's.
 ///
 /// ```
 /// # use factum_core::InMemoryLease;
@@ -64,7 +66,9 @@ pub trait Lease: Send + Sync + 'static {
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct InMemoryLease {
-    leases: Arc<Mutex<HashMap<String, Held>>>,
+    /// By scope (see [`projection_scope`]) and projection.
+    leases: Arc<Mutex<HashMap<(String, String), Held>>>,
+    tenant: Option<Tenant>,
 }
 
 #[derive(Debug)]
@@ -82,26 +86,47 @@ impl InMemoryLease {
     /// Who holds the lease on `projection` now, if anyone.
     pub fn holder(&self, projection: &str) -> Option<String> {
         let leases = self.lock();
-        let held = leases.get(projection)?;
+        let held = leases.get(&self.key(projection))?;
         (held.expires_at > Instant::now()).then(|| held.holder.clone())
     }
 
+    fn key(&self, projection: &str) -> (String, String) {
+        (
+            projection_scope(self.tenant.as_ref()).to_owned(),
+            projection.to_owned(),
+        )
+    }
+
     // A panic while the lock is held cannot leave a half-written entry.
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Held>> {
         self.leases.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Tenancy for InMemoryLease {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self {
+            leases: Arc::clone(&self.leases),
+            tenant: Some(narrow(self.tenant.as_ref(), tenant)?),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 }
 
 impl Lease for InMemoryLease {
     async fn acquire(&self, projection: &str, holder: &str, ttl: Duration) -> Result<bool, Error> {
         let now = Instant::now();
+        let key = self.key(projection);
         let mut leases = self.lock();
         let free = leases
-            .get(projection)
+            .get(&key)
             .is_none_or(|held| held.holder == holder || held.expires_at <= now);
         if free {
             leases.insert(
-                projection.to_owned(),
+                key,
                 Held {
                     holder: holder.to_owned(),
                     expires_at: now + ttl,
@@ -112,9 +137,10 @@ impl Lease for InMemoryLease {
     }
 
     async fn release(&self, projection: &str, holder: &str) -> Result<(), Error> {
+        let key = self.key(projection);
         let mut leases = self.lock();
-        if leases.get(projection).is_some_and(|held| held.holder == holder) {
-            leases.remove(projection);
+        if leases.get(&key).is_some_and(|held| held.holder == holder) {
+            leases.remove(&key);
         }
         Ok(())
     }

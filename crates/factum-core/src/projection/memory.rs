@@ -8,8 +8,8 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::dead_letter::{self, DeadLetters};
 use super::{DeadLetter, ProjectionStore};
-use crate::Error;
-use crate::backend::checkpoint_moved;
+use crate::backend::{checkpoint_moved, letter_tenant, narrow, projection_scope};
+use crate::{Error, Tenancy, Tenant};
 
 /// A read model of type `M` kept in memory with the checkpoints and dead
 /// letters of the projections that write it, all committed together.
@@ -21,7 +21,11 @@ use crate::backend::checkpoint_moved;
 /// the reference for what a database backend must do, and what the
 /// exactly-once tests run on.
 ///
-/// Cheap to clone; clones share the same state.
+/// Cheap to clone; clones share the same state. A view of a tenant
+/// ([`Tenancy::for_tenant`]) keeps checkpoints and dead letters of its own,
+/// apart from every other tenant's and from the unscoped store's; the read
+/// model and the order of transactions are shared (a handler that serves
+/// several tenants keys its model by `event.metadata.tenant`).
 ///
 /// ```
 /// # use std::collections::BTreeMap;
@@ -31,6 +35,7 @@ use crate::backend::checkpoint_moved;
 /// ```
 pub struct InMemoryProjectionStore<M> {
     shared: Arc<Shared<M>>,
+    tenant: Option<Tenant>,
 }
 
 struct Shared<M> {
@@ -45,7 +50,8 @@ type CommitHook = Arc<dyn Fn(Option<u64>) -> bool + Send + Sync>;
 
 struct Committed<M> {
     model: M,
-    checkpoints: HashMap<String, u64>,
+    /// By scope (see [`projection_scope`]) and projection.
+    checkpoints: HashMap<(String, String), u64>,
     letters: DeadLetters,
 }
 
@@ -65,6 +71,8 @@ struct Committed<M> {
 /// ```
 pub struct InMemoryTransaction<M> {
     _writer: OwnedMutexGuard<()>,
+    /// The scope of the store view that began it: its changes go there.
+    scope: String,
     model: M,
     checkpoints: HashMap<String, u64>,
     letters: Vec<LetterChange>,
@@ -101,7 +109,21 @@ impl<M> Clone for InMemoryProjectionStore<M> {
     fn clone(&self) -> Self {
         Self {
             shared: Arc::clone(&self.shared),
+            tenant: self.tenant.clone(),
         }
+    }
+}
+
+impl<M> Tenancy for InMemoryProjectionStore<M> {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self {
+            shared: Arc::clone(&self.shared),
+            tenant: Some(narrow(self.tenant.as_ref(), tenant)?),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.tenant.as_ref()
     }
 }
 
@@ -115,6 +137,7 @@ impl<M> std::fmt::Debug for InMemoryProjectionStore<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let committed = self.committed();
         f.debug_struct("InMemoryProjectionStore")
+            .field("tenant", &self.tenant)
             .field("checkpoints", &committed.checkpoints)
             .field("dead_letters", &committed.letters.len())
             .finish_non_exhaustive()
@@ -135,7 +158,12 @@ impl<M> InMemoryProjectionStore<M> {
                 #[cfg(any(test, feature = "testing"))]
                 commit_hook: Mutex::new(None),
             }),
+            tenant: None,
         }
+    }
+
+    fn scope(&self) -> &str {
+        projection_scope(self.tenant.as_ref())
     }
 
     /// Reads the committed read model without copying it.
@@ -145,7 +173,8 @@ impl<M> InMemoryProjectionStore<M> {
 
     /// The committed checkpoint of `projection` (0: none), without awaiting.
     pub fn checkpoint_of(&self, projection: &str) -> u64 {
-        self.committed().checkpoints.get(projection).copied().unwrap_or(0)
+        let key = (self.scope().to_owned(), projection.to_owned());
+        self.committed().checkpoints.get(&key).copied().unwrap_or(0)
     }
 
     /// Test hook: a commit for which `hold` returns true (given the
@@ -199,6 +228,7 @@ impl<M: Clone + Send + 'static> ProjectionStore for InMemoryProjectionStore<M> {
         let model = self.committed().model.clone();
         Ok(InMemoryTransaction {
             _writer: writer,
+            scope: self.scope().to_owned(),
             model,
             checkpoints: HashMap::new(),
             letters: Vec::new(),
@@ -230,6 +260,7 @@ impl<M: Clone + Send + 'static> ProjectionStore for InMemoryProjectionStore<M> {
         transaction: &mut InMemoryTransaction<M>,
         letter: DeadLetter,
     ) -> Result<(), Error> {
+        letter_tenant(&letter, self.tenant.as_ref())?;
         transaction.letters.push(LetterChange::Put(Box::new(letter)));
         Ok(())
     }
@@ -240,7 +271,7 @@ impl<M: Clone + Send + 'static> ProjectionStore for InMemoryProjectionStore<M> {
         projection: &str,
         position: u64,
     ) -> Result<bool, Error> {
-        let key = (projection.to_owned(), position);
+        let key = (transaction.scope.clone(), projection.to_owned(), position);
         let mut present = self.committed().letters.contains_key(&key);
         for change in &transaction.letters {
             match change {
@@ -287,26 +318,30 @@ impl<M: Clone + Send + 'static> ProjectionStore for InMemoryProjectionStore<M> {
         }
         let InMemoryTransaction {
             _writer,
+            scope,
             model,
             checkpoints,
             letters,
         } = transaction;
         let mut committed = self.committed();
         committed.model = model;
-        committed.checkpoints.extend(checkpoints);
+        committed.checkpoints.extend(
+            checkpoints
+                .into_iter()
+                .map(|(projection, position)| ((scope.clone(), projection), position)),
+        );
         for change in letters {
             match change {
                 LetterChange::Put(letter) => {
-                    committed
-                        .letters
-                        .insert((letter.projection.clone(), letter.position()), *letter);
+                    let key = (scope.clone(), letter.projection.clone(), letter.position());
+                    committed.letters.insert(key, *letter);
                 }
                 LetterChange::Remove(projection, position) => {
-                    committed.letters.remove(&(projection, position));
+                    committed.letters.remove(&(scope.clone(), projection, position));
                 }
-                LetterChange::Clear(projection) => {
-                    committed.letters.retain(|(name, _), _| *name != projection)
-                }
+                LetterChange::Clear(projection) => committed
+                    .letters
+                    .retain(|(letter_scope, name, _), _| *letter_scope != scope || *name != projection),
             }
         }
         Ok(())
@@ -318,7 +353,11 @@ impl<M: Clone + Send + 'static> ProjectionStore for InMemoryProjectionStore<M> {
     }
 
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
-        Ok(dead_letter::of_projection(&self.committed().letters, projection))
+        Ok(dead_letter::of_projection(
+            &self.committed().letters,
+            self.scope(),
+            projection,
+        ))
     }
 }
 

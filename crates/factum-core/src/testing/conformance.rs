@@ -23,6 +23,7 @@ mod idempotency;
 mod read;
 mod snapshots;
 mod subscriptions;
+mod tenants;
 
 pub use append::*;
 pub use atomic::{
@@ -43,6 +44,7 @@ pub use snapshots::{
     undeserializable_snapshot_means_a_full_replay,
 };
 pub use subscriptions::*;
+pub use tenants::*;
 
 fn stream(name: &str) -> StreamId {
     StreamId::new("Tally", format!("{name}-{}", Uuid::now_v7()))

@@ -63,13 +63,13 @@ pub fn service_unavailable<T>(service: &str, reason: impl std::fmt::Display) -> 
     None
 }
 
-/// Expands to one `#[test]` per guarantee of the [`EventStore`](crate::EventStore)
-/// and [`SnapshotStore`](crate::SnapshotStore) contracts, each on a fresh
-/// store made by `$factory`.
+/// Expands to one `#[test]` per guarantee of the [`EventStore`](crate::EventStore),
+/// [`SnapshotStore`](crate::SnapshotStore) and [`Tenancy`](crate::Tenancy)
+/// contracts, each on a fresh store made by `$factory`.
 ///
-/// `$factory` is an `async fn() -> Option<S>` (`S: EventStore + SnapshotStore + Clone`) that
-/// returns a fresh, empty store, or `None` when its server is unreachable
-/// (see [`service_unavailable`]).
+/// `$factory` is an `async fn() -> Option<S>` (`S: EventStore + SnapshotStore
+/// + Tenancy + Clone`) that returns a fresh, empty store, or `None` when its
+/// server is unreachable (see [`service_unavailable`]).
 ///
 /// ```
 /// use factum_core::InMemoryEventStore;
@@ -143,6 +143,21 @@ macro_rules! conformance_suite {
             snapshot_of_another_shape_is_rebuilt_and_replaced,
             event_of_a_newer_schema_is_refused,
             old_schema_versions_are_lifted_while_reading,
+        );
+        $crate::__conformance_tests!(
+            $factory;
+            tenant_names_are_checked_and_views_cannot_widen,
+            same_stream_id_under_two_tenants_is_two_streams,
+            metadata_cannot_name_another_tenant,
+            a_tenants_log_holds_only_its_events_in_global_order,
+            a_tenants_subscription_sees_only_its_events,
+            snapshots_cannot_reach_another_tenant,
+            retry_with_another_tenants_event_id_reveals_nothing,
+            applications_on_tenant_views_keep_aggregates_apart,
+            append_many_on_a_view_writes_only_its_tenants_streams,
+            append_many_with_another_tenants_event_ids_reveals_nothing,
+            subscribe_stream_on_a_view_follows_only_its_tenant,
+            start_at_the_end_of_a_view_is_its_tenants_end,
         );
     };
 }

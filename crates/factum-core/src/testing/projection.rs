@@ -19,6 +19,13 @@ use serde_json::json;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+mod tenants;
+
+pub use tenants::{
+    a_projection_on_a_tenant_view_counts_only_its_events, leases_of_tenants_are_apart,
+    plain_stores_keep_tenants_apart, tenant_checkpoints_and_dead_letters_are_apart,
+};
+
 use crate::{
     CheckpointStore, DeadLetter, DeadLetterStore, Error, EventStore, ExpectedVersion, HandlerError,
     InMemoryEventStore, InMemoryProjectionStore, InMemoryTransaction, Lease, NewEvent, Payload,
@@ -628,8 +635,8 @@ pub async fn plain_stores_keep_checkpoints_and_dead_letters<C: CheckpointStore, 
 /// contract, each on a fresh store and ledger made by `$factory`.
 ///
 /// `$factory` is an `async fn() -> Option<(S, L)>` (`S: ProjectionStore +
-/// Clone`, `L: Ledger<S>`), returning `None` when the backend's server is
-/// unreachable (see [`service_unavailable`](crate::testing::service_unavailable)).
+/// Tenancy + Clone`, `L: Ledger<S>`), returning `None` when the backend's
+/// server is unreachable (see [`service_unavailable`](crate::testing::service_unavailable)).
 ///
 /// ```
 /// use factum_core::InMemoryProjectionStore;
@@ -655,6 +662,11 @@ macro_rules! projection_store_suite {
             killed_at_every_step_then_restarted_equals_a_clean_run,
         );
         $crate::__projection_store_tests!($factory; a_new_projection_can_start_at_the_end);
+        $crate::__projection_store_tests!(
+            $factory;
+            tenant_checkpoints_and_dead_letters_are_apart,
+            a_projection_on_a_tenant_view_counts_only_its_events,
+        );
     };
 }
 

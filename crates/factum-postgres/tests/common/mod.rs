@@ -118,5 +118,10 @@ pub async fn fresh_store_with(
     if let Err(error) = store.ensure_schema().await {
         panic!("ensure_schema failed on a reachable server: {error}");
     }
+    // The role is the cluster's, shared by every test: creating it is
+    // idempotent and safe when tests race to do it.
+    if let Err(error) = store.ensure_tenant_role().await {
+        panic!("ensure_tenant_role failed on a reachable server: {error}");
+    }
     Some(store)
 }

@@ -94,13 +94,14 @@ fn run(
     let not_begun = |error: &SqliteError| Error::from(error.clone());
     match command {
         Command::Append {
+            tenant,
             stream,
             expected,
             events,
             reply,
         } => {
             let result = match begun {
-                Ok(()) => append(connection, head, &stream, expected, &events),
+                Ok(()) => append(connection, head, &tenant, &stream, expected, &events),
                 Err(error) => Err(not_begun(error)),
             };
             let bytes = match &result {
@@ -109,9 +110,13 @@ fn run(
             };
             (Some(Outcome::Append(reply, result)), bytes)
         }
-        Command::AppendMany { batches, reply } => {
+        Command::AppendMany {
+            tenant,
+            batches,
+            reply,
+        } => {
             let result = match begun {
-                Ok(()) => atomic::append_many(connection, head, &batches),
+                Ok(()) => atomic::append_many(connection, head, &tenant, &batches),
                 Err(error) => Err(not_begun(error)),
             };
             let bytes = match &result {
@@ -124,9 +129,13 @@ fn run(
             };
             (Some(Outcome::AppendMany(reply, result)), bytes)
         }
-        Command::SaveSnapshot { snapshot, reply } => {
+        Command::SaveSnapshot {
+            tenant,
+            snapshot,
+            reply,
+        } => {
             let result = match begun {
-                Ok(()) => snapshot::save(connection, &snapshot),
+                Ok(()) => snapshot::save(connection, &tenant, &snapshot),
                 Err(error) => Err(not_begun(error)),
             };
             (Some(Outcome::Snapshot(reply, result)), 0)

@@ -15,7 +15,7 @@ mod group;
 use std::sync::Arc;
 use std::sync::mpsc;
 
-use factum_core::{AppendBatch, AppendResult, Error, ExpectedVersion, NewEvent, Snapshot, StreamId};
+use factum_core::{AppendBatch, AppendResult, Error, ExpectedVersion, NewEvent, Snapshot, StreamId, Tenant};
 use rusqlite::Connection;
 use tokio::sync::{oneshot, watch};
 
@@ -30,6 +30,8 @@ use crate::transaction::{self, Begin};
 /// A request to the writer thread.
 pub(crate) enum Command {
     Append {
+        /// The tenant the stream lives in.
+        tenant: Tenant,
         stream: StreamId,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
@@ -37,10 +39,13 @@ pub(crate) enum Command {
     },
     /// An atomic append across streams: one unit of its group.
     AppendMany {
+        /// The tenant every batch's stream lives in.
+        tenant: Tenant,
         batches: Vec<AppendBatch>,
         reply: oneshot::Sender<Result<Vec<AppendResult>, Error>>,
     },
     SaveSnapshot {
+        tenant: Tenant,
         snapshot: Snapshot,
         reply: oneshot::Sender<Result<(), Error>>,
     },

@@ -18,7 +18,9 @@ use schedule::Plan;
 ///
 /// Faults come from a seeded [`ChaosSchedule`] (rates per call) and from
 /// faults queued for the next calls of an operation with
-/// [`inject`](Self::inject). Clones share the schedule and the counts.
+/// [`inject`](Self::inject). Clones share the schedule and the counts, and
+/// so does a tenant view ([`Tenancy::for_tenant`](crate::Tenancy::for_tenant)
+/// when the inner store has tenants), which wraps the inner store's view.
 ///
 /// What each fault does, so a test knows what it proves:
 ///

@@ -9,7 +9,7 @@ use futures::{StreamExt, stream};
 use super::{Chaos, ChaosStore, Fault, InjectedFault, Operation};
 use crate::{
     AppendBatch, AppendResult, Error, EventPages, EventStore, EventStream, ExpectedVersion, NewEvent,
-    RecordedEvent, Snapshot, SnapshotStore, StreamId,
+    RecordedEvent, Snapshot, SnapshotStore, StreamId, Tenancy, Tenant,
 };
 
 const BACKEND: &str = "chaos";
@@ -213,5 +213,21 @@ impl<S: SnapshotStore> SnapshotStore for ChaosStore<S> {
         let fault = self.chaos.draw(Operation::LoadSnapshot);
         self.chaos.suffer(Operation::LoadSnapshot, fault).await?;
         self.inner.load_snapshot(stream).await
+    }
+}
+
+/// A view of the inner store's tenant that draws from the same schedule and
+/// counts into the same totals: faults keep coming whichever tenant a call
+/// is for, as they would from one shared database.
+impl<S: Tenancy> Tenancy for ChaosStore<S> {
+    fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
+        Ok(Self {
+            inner: self.inner.for_tenant(tenant)?,
+            chaos: Arc::clone(&self.chaos),
+        })
+    }
+
+    fn tenant(&self) -> Option<&Tenant> {
+        self.inner.tenant()
     }
 }

@@ -74,7 +74,7 @@ pub async fn stored_id_with_other_content_is_a_duplicate<S: EventStore>(store: S
     event_type.event_type = "removed".into();
     let metadata = original
         .clone()
-        .with_metadata(Metadata::default().with_tenant("acme"));
+        .with_metadata(Metadata::default().with("note", "changed"));
     for changed in [payload, event_type, metadata] {
         for expected in EXPECTATIONS {
             for batch in [
