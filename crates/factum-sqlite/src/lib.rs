@@ -126,6 +126,7 @@ mod encode;
 mod error;
 mod lease;
 mod options;
+mod outbox;
 mod projection;
 mod read;
 mod schema;
@@ -137,6 +138,7 @@ mod writer;
 
 pub use error::SqliteError;
 pub use options::{Durability, SqliteOptions};
+pub use outbox::{SqliteOutbox, SqliteOutboxClaim};
 pub use projection::SqliteProjectionStore;
 pub use store::SqliteEventStore;
 pub use transaction::SqliteTransaction;

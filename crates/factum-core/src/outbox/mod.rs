@@ -23,7 +23,8 @@ use crate::{Error, RecordedEvent};
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct OutboxEntry {
-    /// The outbox row's id: increasing in commit order.
+    /// The entry's id: the global position of its event, which keys the
+    /// outbox row (one row per event, so no sequence of its own).
     pub id: u64,
     /// The event to publish, as stored.
     pub event: RecordedEvent,
