@@ -248,6 +248,7 @@ mod lease;
 mod migrate;
 mod notify;
 mod options;
+mod outbox;
 mod projection;
 mod read;
 mod rows;
@@ -259,6 +260,7 @@ mod transaction;
 
 pub use error::PostgresError;
 pub use options::PostgresOptions;
+pub use outbox::{PostgresOutbox, PostgresOutboxClaim};
 pub use projection::PostgresProjectionStore;
 pub use store::PostgresEventStore;
 pub use transaction::PostgresTransaction;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use factum_core::testing::outbox as checks;
 use factum_core::{EventStore, ExpectedVersion, NewEvent, Outbox, OutboxClaim, Outcome, Payload, StreamId};
-use factum_sqlite::{Durability, SqliteEventStore, SqliteOptions};
+use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
 use tempfile::TempDir;
 
 /// Two handles on one fresh file with the outbox enabled: like two
@@ -189,4 +189,15 @@ async fn every_writer_of_the_file_writes_rows() {
     claim.finish(vec![Outcome::Sent; 3]).await.unwrap();
     early.close().await.unwrap();
     enabling.close().await.unwrap();
+}
+
+/// A file whose outbox was never enabled says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_outbox_is_a_clear_error() {
+    let store = SqliteEventStore::open_in_memory().await.unwrap();
+    assert!(!store.outbox_enabled().await.unwrap());
+    let error = store.outbox().claim(10).await.unwrap_err();
+    let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<SqliteError>());
+    assert!(matches!(source, Some(SqliteError::OutboxMissing)), "{error}");
+    assert!(error.to_string().contains("enable_outbox"), "{error}");
 }

@@ -81,7 +81,9 @@ fn lease_entries(
     let now = now_millis();
     let mut candidates = Vec::with_capacity(limit.min(4096));
     {
-        let mut statement = connection.prepare_cached(sql::CANDIDATES).map_err(sqlite)?;
+        let mut statement = connection
+            .prepare_cached(sql::CANDIDATES)
+            .map_err(super::outbox_error)?;
         let mut rows = statement
             .query((query_bound(limit as u64), now))
             .map_err(sqlite)?;

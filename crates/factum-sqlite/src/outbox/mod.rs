@@ -34,7 +34,16 @@ pub use claim::SqliteOutboxClaim;
 use crate::SqliteEventStore;
 use crate::decode::Decoder;
 use crate::encode::nanos;
-use crate::error::sqlite;
+use crate::error::{SqliteError, sqlite};
+
+/// A failed statement on the outbox: [`SqliteError::OutboxMissing`] when
+/// the table is not there.
+pub(crate) fn outbox_error(error: rusqlite::Error) -> Error {
+    if error.to_string().contains("no such table: factum_outbox") {
+        return SqliteError::OutboxMissing.into();
+    }
+    sqlite(error)
+}
 
 /// The lease of a claim when none is set.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
@@ -166,7 +175,7 @@ impl Outbox for SqliteOutbox {
                 let deleted = connection
                     .prepare_cached(sql::PRUNE)
                     .and_then(|mut statement| statement.execute([cutoff]))
-                    .map_err(sqlite)?;
+                    .map_err(outbox_error)?;
                 Ok(deleted as u64)
             })
             .await
@@ -175,7 +184,7 @@ impl Outbox for SqliteOutbox {
     async fn parked(&self, limit: usize) -> Result<Vec<(OutboxEntry, String)>, Error> {
         self.store
             .read(move |connection| {
-                let mut statement = connection.prepare_cached(sql::PARKED).map_err(sqlite)?;
+                let mut statement = connection.prepare_cached(sql::PARKED).map_err(outbox_error)?;
                 let mut rows = statement.query([query_bound(limit as u64)]).map_err(sqlite)?;
                 let mut decoder = Decoder::default();
                 let mut parked = Vec::new();
@@ -200,7 +209,7 @@ impl Outbox for SqliteOutbox {
                 let changed = connection
                     .prepare_cached(sql::REQUEUE)
                     .and_then(|mut statement| statement.execute([query_bound(id)]))
-                    .map_err(sqlite)?;
+                    .map_err(outbox_error)?;
                 Ok(changed > 0)
             })
             .await
@@ -211,7 +220,7 @@ impl Outbox for SqliteOutbox {
             .read(|connection| {
                 let pending: i64 = connection
                     .query_row(sql::PENDING, [], |row| row.get(0))
-                    .map_err(sqlite)?;
+                    .map_err(outbox_error)?;
                 Ok(u64::try_from(pending).unwrap_or(0))
             })
             .await
