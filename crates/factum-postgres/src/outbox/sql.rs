@@ -120,6 +120,11 @@ CREATE OR REPLACE TRIGGER "{trigger}" AFTER INSERT ON {events}
 /// position of the stream's previous event when that one is waiting too.
 ///
 /// The locking CTE is materialised: the rows are locked once, then joined.
+/// The predecessor is found by key in the events table first, then looked
+/// up by key in the outbox: a shape the planner cannot turn into a scan of
+/// the outbox per row, even with no statistics on a table that just grew
+/// (measured: 14 ms for 2,048 rows, against 270 ms for a join it planned
+/// from empty-table statistics).
 fn claim(outbox: &str, events: &str, envelope: &str) -> String {
     format!(
         "WITH claimed AS MATERIALIZED (
@@ -128,9 +133,11 @@ fn claim(outbox: &str, events: &str, envelope: &str) -> String {
               ORDER BY o.position LIMIT $1
                 FOR UPDATE SKIP LOCKED)
          SELECT {envelope}, c.attempts,
-                (SELECT po.position FROM {events} p JOIN {outbox} po ON po.position = p.position
-                  WHERE p.stream_type = e.stream_type AND p.stream_id = e.stream_id
-                    AND p.version = e.version - 1
+                (SELECT po.position FROM {outbox} po
+                  WHERE po.position = ANY (ARRAY(
+                            SELECT p.position FROM {events} p
+                             WHERE p.stream_type = e.stream_type AND p.stream_id = e.stream_id
+                               AND p.version = e.version - 1))
                     AND po.sent_at IS NULL AND po.parked_at IS NULL
                   LIMIT 1) AS waiting_on
            FROM claimed c JOIN {events} e ON e.position = c.position
