@@ -100,6 +100,34 @@
 //!   and its checkpoint commits in the same transaction: each event takes
 //!   effect exactly once.
 //!
+//! # Transactional outbox
+//!
+//! [`SqliteEventStore::enable_outbox`] switches the file's outbox on: a
+//! table `factum_outbox` with one row per event (keyed by the event's
+//! position: no sequence of its own; the envelope is read from `events`)
+//! and a trigger on `events` that writes the row in the transaction that
+//! stores the event. An [`OutboxRelay`](factum_core::OutboxRelay) on
+//! [`SqliteEventStore::outbox`] publishes the rows, at least once and in
+//! order per aggregate, and marks them sent.
+//!
+//! Why a trigger: the outbox is a property of the database, not of the
+//! process that happens to write. Every writer must add the rows in the
+//! transaction of its events, or an event can be stored and never
+//! published. A trigger does that for every way events arrive — `append`,
+//! `append_many`, appends the writer commits together, another process on
+//! the same file, an older factum-sqlite that knows nothing of outboxes —
+//! with no change to any of them, and no code path can forget it. Switching
+//! it on is a change of the file, seen by every process at once;
+//! [`SqliteEventStore::disable_outbox`] drops the trigger and keeps the
+//! rows not yet sent, for a relay to drain. A row trigger (SQLite has no
+//! other) inserting one integer per event costs a few percent of a save
+//! (see the README's benchmarks).
+//!
+//! Relays claim rows by lease ([`SqliteOutbox::lease`], renewed while the
+//! claim lives), in a write transaction: relays in other processes skip
+//! leased rows and take over those of a relay that died once its lease
+//! lapses; a claim dropped unfinished gives its rows back at once.
+//!
 //! # The file
 //!
 //! A factum database carries `PRAGMA application_id = 0x6663746d` ("fctm") and
@@ -115,7 +143,10 @@
 //! epoch; `metadata` is NULL when empty) and `snapshots` (schema version
 //! 1); `factum_checkpoints`, `factum_dead_letters` and `factum_leases`
 //! (version 2). Opening a file of an older version migrates it in one
-//! transaction, keeping its events.
+//! transaction, keeping its events. `factum_outbox` and its trigger exist
+//! once [`SqliteEventStore::enable_outbox`] created them; they are not part
+//! of the versioned schema, so files with and without them are read by
+//! every release alike.
 
 mod append;
 mod atomic;

@@ -1,33 +1,6 @@
 //! The transactional outbox in the store's schema: a table that a trigger
-//! on the events table fills, and the [`Outbox`] relays claim from.
-//!
-//! # Why a trigger
-//!
-//! The outbox is a property of the database, not of the process that
-//! happens to write: every writer must add the outbox rows in the
-//! transaction of its events, or an event can be stored and never
-//! published. A trigger does that for every way events arrive — single
-//! appends, batches, `append_many`, the PL/pgSQL functions called from
-//! SQL, other services and older factum-postgres releases writing to the
-//! same schema — with no change to any of them, and no code path can
-//! forget it. It is a statement trigger with a transition table (one
-//! `INSERT … SELECT` per appending statement), so a 100-event batch pays
-//! for its outbox rows in one statement. Switching the outbox on
-//! (`enable_outbox`) is a change of the schema, seen by every writer at
-//! once; switching it off (`disable_outbox`) drops the trigger and keeps
-//! the rows not yet sent, for a relay to drain.
-//!
-//! # Claims
-//!
-//! A claim locks waiting rows with `SELECT … ORDER BY position LIMIT n FOR
-//! UPDATE SKIP LOCKED` and keeps its transaction open while the relay
-//! publishes, so two relays never hold one row, and the rows of a relay that
-//! dies (its connection closes) are free again as soon as the server rolls
-//! back its transaction: no lease to wait out. An entry is handed out only
-//! when the previous event of its stream is not waiting in the outbox
-//! outside the claim, so relays never reorder an aggregate. Keep
-//! `idle_in_transaction_session_timeout` above the longest publish, or the
-//! server ends claims mid-publish (their messages are then published again).
+//! on the events table fills, and the [`Outbox`] relays claim from. Why a
+//! trigger, and how claims work: see the crate documentation.
 
 mod claim;
 mod sql;

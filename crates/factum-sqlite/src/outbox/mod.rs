@@ -1,22 +1,6 @@
 //! The transactional outbox in the store's file: a table that a trigger on
-//! `events` fills, and the [`Outbox`] a relay claims from.
-//!
-//! # Why a trigger
-//!
-//! The outbox is a property of the database, not of the process that
-//! happens to write: every writer must add the outbox rows in the
-//! transaction of its events, or an event can be stored and never
-//! published. A trigger does that for every way events arrive — `append`,
-//! `append_many`, appends committed together by the writer's group commit,
-//! another process on the same file, an older factum-sqlite that knows
-//! nothing of outboxes — with no change to any of them, and it cannot be
-//! bypassed by a code path that forgot. Switching the outbox on is a change
-//! of the file (`enable_outbox`), seen by every process at once; switching
-//! it off (`disable_outbox`) drops the trigger and keeps the rows not yet
-//! sent, so a relay can still drain them.
-//!
-//! Rows are keyed by the event's position (no sequence of their own) and
-//! hold only the delivery state; a claim reads the envelope from `events`.
+//! `events` fills, and the [`Outbox`] a relay claims from. Why a trigger:
+//! see the crate documentation.
 
 mod claim;
 mod sql;
