@@ -51,6 +51,13 @@ async fn a_claim_holds_back_the_rest_of_its_aggregates() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_behind_the_relays_own_hands_out_what_follows() {
+    let (_dir, first, second) = two_handles().await;
+    checks::a_claim_behind_the_relays_own_hands_out_what_follows(&first, &first.outbox(), &second.outbox())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_never_share_an_entry() {
     let (_dir, first, second) = two_handles().await;
     checks::claims_never_share_an_entry(&first, &first.outbox(), &second.outbox()).await;

@@ -27,9 +27,15 @@ pub struct ClaimedEntry {
 /// its sent ones (a relay retries the rest of an aggregate with a failed
 /// entry), so the predecessor is waiting whenever any earlier entry is.
 /// An entry whose predecessor is in the claim but held back is held back
-/// too.
-pub fn hand_out(claimed: Vec<ClaimedEntry>) -> (Vec<OutboxEntry>, Vec<OutboxEntry>) {
-    let in_claim: HashSet<u64> = claimed.iter().map(|claimed| claimed.entry.id).collect();
+/// too. Entries of `ahead` (earlier claims of the same relay, see
+/// [`Outbox::claim_after`](crate::Outbox::claim_after)) count as in the
+/// claim.
+pub fn hand_out(claimed: Vec<ClaimedEntry>, ahead: &[u64]) -> (Vec<OutboxEntry>, Vec<OutboxEntry>) {
+    let in_claim: HashSet<u64> = claimed
+        .iter()
+        .map(|claimed| claimed.entry.id)
+        .chain(ahead.iter().copied())
+        .collect();
     let mut blocked: HashSet<StreamId> = HashSet::new();
     let mut handed_out = Vec::with_capacity(claimed.len());
     let mut held_back = Vec::new();
@@ -68,18 +74,31 @@ mod tests {
 
     #[test]
     fn an_entry_waits_for_a_predecessor_outside_the_claim_and_so_do_its_successors() {
-        let (out, back) = hand_out(vec![
-            claimed("a", 1, 1, None),
-            claimed("b", 5, 2, Some(0)),
-            claimed("a", 2, 3, Some(1)),
-            claimed("b", 6, 4, Some(2)),
-            claimed("c", 3, 5, None),
-        ]);
+        let (out, back) = hand_out(
+            vec![
+                claimed("a", 1, 1, None),
+                claimed("b", 5, 2, Some(0)),
+                claimed("a", 2, 3, Some(1)),
+                claimed("b", 6, 4, Some(2)),
+                claimed("c", 3, 5, None),
+            ],
+            &[],
+        );
         assert_eq!(positions(&out), [1, 3, 5], "a-2 follows a-1 in the claim");
         assert_eq!(
             positions(&back),
             [2, 4],
             "b-5 waits on position 0, held elsewhere, and b-6 behind it"
         );
+    }
+
+    #[test]
+    fn entries_of_the_relays_earlier_claims_count_as_in_the_claim() {
+        let (out, back) = hand_out(
+            vec![claimed("b", 5, 2, Some(0)), claimed("b", 6, 4, Some(2))],
+            &[0],
+        );
+        assert_eq!(positions(&out), [2, 4]);
+        assert!(back.is_empty());
     }
 }

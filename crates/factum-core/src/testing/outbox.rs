@@ -172,6 +172,34 @@ pub async fn a_claim_holds_back_the_rest_of_its_aggregates<S: EventStore, O: Out
     assert_eq!(pending(first).await, 0);
 }
 
+/// A relay's next claim, taken behind its own claim still in flight
+/// ([`Outbox::claim_after`]), hands out the entries that follow it, while
+/// another relay's claim still holds them back.
+pub async fn a_claim_behind_the_relays_own_hands_out_what_follows<S: EventStore, O: Outbox>(
+    store: &S,
+    outbox: &O,
+    other: &O,
+) {
+    let streams: Vec<StreamId> = ["a", "b"].iter().map(|name| stream(name)).collect();
+    interleave(store, &streams, 3).await;
+    // Positions: a1 b1 a2 b2 a3 b3.
+    let first = claim(outbox, 2).await;
+    assert_eq!(named(first.entries()), pairs(&[("a", 1), ("b", 1)]));
+    let ahead = ids(first.entries());
+    let behind = outbox.claim_after(3, &ahead).await.expect("claiming behind");
+    assert_eq!(named(behind.entries()), pairs(&[("a", 2), ("b", 2), ("a", 3)]));
+    let elsewhere = claim(other, 10).await;
+    assert!(
+        elsewhere.entries().is_empty(),
+        "b3 waits for b2: {:?}",
+        named(elsewhere.entries())
+    );
+    finish(elsewhere, |_| Outcome::Sent).await;
+    finish(first, |_| Outcome::Sent).await;
+    finish(behind, |_| Outcome::Sent).await;
+    assert_eq!(named(&claim_all(other).await), pairs(&[("b", 3)]));
+}
+
 /// Two open claims never share an entry, and between them and the entries
 /// held back every unsent entry is accounted for.
 pub async fn claims_never_share_an_entry<S: EventStore, O: Outbox>(store: &S, first: &O, second: &O) {

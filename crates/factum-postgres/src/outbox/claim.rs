@@ -48,6 +48,7 @@ impl PostgresOutboxClaim {
         store: &PostgresEventStore,
         sql: &Arc<OutboxSql>,
         limit: usize,
+        ahead: &[u64],
     ) -> Result<Self, Error> {
         let mut claim = Self {
             conn: Some(store.client().await?),
@@ -61,7 +62,7 @@ impl PostgresOutboxClaim {
             .iter()
             .map(|row| candidate(&mut decoder, row))
             .collect::<Result<Vec<_>, Error>>()?;
-        let (entries, _held_back) = hand_out(candidates);
+        let (entries, _held_back) = hand_out(candidates, ahead);
         claim.entries = entries;
         if claim.entries.is_empty() {
             // Nothing to publish: let any held-back rows go at once, and

@@ -150,7 +150,11 @@ impl Outbox for PostgresOutbox {
     /// Locks up to `limit` rows in a transaction held until the claim is
     /// finished or dropped.
     async fn claim(&self, limit: usize) -> Result<PostgresOutboxClaim, Error> {
-        PostgresOutboxClaim::take(&self.store, &self.sql, limit).await
+        PostgresOutboxClaim::take(&self.store, &self.sql, limit, &[]).await
+    }
+
+    async fn claim_after(&self, limit: usize, ahead: &[u64]) -> Result<PostgresOutboxClaim, Error> {
+        PostgresOutboxClaim::take(&self.store, &self.sql, limit, ahead).await
     }
 
     async fn prune(&self, sent_before: OffsetDateTime) -> Result<u64, Error> {

@@ -41,12 +41,13 @@ impl SqliteOutboxClaim {
         store: &SqliteEventStore,
         token: Arc<str>,
         limit: usize,
+        ahead: Vec<u64>,
         lease: Duration,
     ) -> Result<Self, Error> {
         let lease_millis = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         let holder = Arc::clone(&token);
         let entries = store
-            .write(move |connection| lease_entries(connection, &holder, limit, lease_millis))
+            .write(move |connection| lease_entries(connection, &holder, limit, &ahead, lease_millis))
             .await?;
         let renewal = (!entries.is_empty()).then(|| {
             let positions = entries.iter().map(|entry| query_bound(entry.id)).collect();
@@ -74,6 +75,7 @@ fn lease_entries(
     connection: &Connection,
     token: &str,
     limit: usize,
+    ahead: &[u64],
     lease_millis: i64,
 ) -> Result<Vec<OutboxEntry>, Error> {
     // Read on the writer thread, just before the write: a queue in front of
@@ -98,7 +100,7 @@ fn lease_entries(
             });
         }
     }
-    let (entries, _held_back) = hand_out(candidates);
+    let (entries, _held_back) = hand_out(candidates, ahead);
     let until = now.saturating_add(lease_millis);
     let mut lease = connection.prepare_cached(sql::LEASE).map_err(sqlite)?;
     for entry in &entries {
@@ -170,15 +172,18 @@ impl OutboxClaim for SqliteOutboxClaim {
     /// One durable write: every outcome, and the lease given back.
     async fn finish(mut self, outcomes: Vec<Outcome>) -> Result<(), Error> {
         self.stop_renewing();
-        self.finished = true;
         if self.entries.is_empty() {
+            self.finished = true;
             return Ok(());
         }
         let token = Arc::clone(&self.token);
         let positions: Vec<i64> = self.entries.iter().map(|entry| query_bound(entry.id)).collect();
         self.store
             .write(move |connection| record(connection, &token, &positions, &outcomes))
-            .await
+            .await?;
+        // Only now: a finish that failed gives the rows back when dropped.
+        self.finished = true;
+        Ok(())
     }
 }
 

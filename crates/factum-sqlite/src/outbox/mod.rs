@@ -148,8 +148,12 @@ impl Outbox for SqliteOutbox {
 
     /// One durable write: the waiting rows read and leased together.
     async fn claim(&self, limit: usize) -> Result<SqliteOutboxClaim, Error> {
+        self.claim_after(limit, &[]).await
+    }
+
+    async fn claim_after(&self, limit: usize, ahead: &[u64]) -> Result<SqliteOutboxClaim, Error> {
         let token: Arc<str> = format!("{}/{}", self.holder, Uuid::now_v7().simple()).into();
-        SqliteOutboxClaim::take(&self.store, token, limit, self.lease).await
+        SqliteOutboxClaim::take(&self.store, token, limit, ahead.to_vec(), self.lease).await
     }
 
     async fn prune(&self, sent_before: OffsetDateTime) -> Result<u64, Error> {
