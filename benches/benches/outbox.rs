@@ -409,7 +409,7 @@ fn main() -> Result<(), BoxError> {
                         .filter_map(|size| size.trim().parse().ok())
                         .collect()
                 })
-                .unwrap_or_else(|| vec![256, 2048]);
+                .unwrap_or_else(|| vec![256, 1024, 4096]);
             relay_throughput(scale(20_000), &batches).await?;
         }
         Ok(())

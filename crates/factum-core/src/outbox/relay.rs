@@ -75,7 +75,7 @@ struct Round {
 }
 
 impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
-    /// A relay publishing `outbox` through `publisher`: batches of 256,
+    /// A relay publishing `outbox` through `publisher`: batches of 1,024,
     /// a look every 100 ms when idle, backoff from 100 ms to 30 s, sent
     /// entries kept 7 days.
     pub fn new(outbox: O, publisher: P) -> Self {
@@ -83,7 +83,7 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             outbox,
             publisher,
             options: Options {
-                batch_size: 256,
+                batch_size: 1024,
                 poll_interval: Duration::from_millis(100),
                 backoff: RetryPolicy::default(),
                 retention: Some(Duration::from_secs(7 * 24 * 3600)),
