@@ -132,8 +132,10 @@ async fn run() -> Result<(), BoxError> {
     accounts.save(&mut bob).await?;
     alice.withdraw(30)?;
     accounts.save(&mut alice).await?;
+    let saved = store.read_all(0, 100).await?;
     println!(
-        "saved 7 events; {} wait in the outbox",
+        "saved {} events; {} wait in the outbox",
+        saved.len(),
         store.outbox().pending().await?
     );
 
@@ -150,7 +152,6 @@ async fn run() -> Result<(), BoxError> {
         relay.metrics().published
     );
 
-    let saved = store.read_all(0, 100).await?;
     let wanted: HashSet<String> = saved.iter().map(|event| event.event_id.to_string()).collect();
     read_back(&wanted).await?;
     store.close().await?;
