@@ -26,6 +26,8 @@ pub struct ClaimedEntry {
 /// Checking the predecessor is enough: a stream's waiting entries follow
 /// its sent ones (a relay retries the rest of an aggregate with a failed
 /// entry), so the predecessor is waiting whenever any earlier entry is.
+/// The exception is a requeued entry: the later entries that went out
+/// while it was parked do not wait for it, nor do those after them.
 /// An entry whose predecessor is in the claim but held back is held back
 /// too. Entries of `ahead` (earlier claims of the same relay, see
 /// [`Outbox::claim_after`](crate::Outbox::claim_after)) count as in the

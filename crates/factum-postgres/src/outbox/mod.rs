@@ -95,7 +95,8 @@ impl PostgresEventStore {
 /// the [module docs](self) for how claims work).
 ///
 /// Cheap to clone. Each claim takes a connection from the store's pool for
-/// as long as the relay publishes it.
+/// as long as the relay publishes it; a running relay holds up to two
+/// claims at once (it claims the next batch while it publishes one).
 ///
 /// ```no_run
 /// # use factum_core::{OutboxRelay, Publisher};
