@@ -42,6 +42,7 @@ pub async fn postgres() -> Option<PostgresEventStore> {
         Err(error) => return factum_core::testing::service_unavailable("PostgreSQL", error),
     };
     let client = store.pool().get().await.expect("a connection");
+    drop_stale_schemas(&client).await;
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
         .await
@@ -50,6 +51,30 @@ pub async fn postgres() -> Option<PostgresEventStore> {
     store.ensure_schema().await.expect("the schema is created");
     store.enable_outbox().await.expect("the outbox is enabled");
     Some(store)
+}
+
+/// Drops the schemas of test processes that are gone (a test that failed
+/// before its clean-up).
+async fn drop_stale_schemas(client: &tokio_postgres::Client) {
+    let Ok(rows) = client
+        .query(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'fk\\_%'",
+            &[],
+        )
+        .await
+    else {
+        return;
+    };
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(1).and_then(|pid| pid.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let _ = client
+                .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                .await;
+        }
+    }
 }
 
 /// A second store on the schema of `store`: another process's view.
