@@ -92,7 +92,8 @@ impl PostgresEventStore {
 }
 
 /// The outbox of a [`PostgresEventStore`], as relays claim from it (see
-/// the [module docs](self) for how claims work).
+/// the [crate documentation](crate#transactional-outbox) for how claims
+/// work).
 ///
 /// Cheap to clone. Each claim takes a connection from the store's pool for
 /// as long as the relay publishes it; a running relay holds up to two

@@ -61,7 +61,7 @@ impl Counters {
     }
 }
 
-/// Controls a relay started with [`OutboxRelay::spawn`].
+/// Controls a relay started with [`OutboxRelay::spawn`](crate::OutboxRelay::spawn).
 ///
 /// Dropping the handle leaves the relay running; stop it first.
 #[derive(Debug)]
