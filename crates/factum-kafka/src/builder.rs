@@ -12,6 +12,10 @@ use crate::{Error, KafkaNotifier};
 /// How long [`KafkaNotifierBuilder::build`] waits for a broker by default.
 pub const DEFAULT_STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a notifier waits, every message failing, before it replaces
+/// its producer (see [`KafkaNotifierBuilder::restart_stalled_after`]).
+pub const DEFAULT_RESTART_STALLED_AFTER: Duration = Duration::from_secs(60);
+
 /// librdkafka gives up on a message after `delivery.timeout.ms`; its own
 /// default (five minutes) would hold a notifying `save` that long while the
 /// broker is down. Settable with [`KafkaNotifierBuilder::set`].
@@ -53,6 +57,7 @@ pub struct KafkaNotifierBuilder {
     topic: Option<String>,
     settings: Vec<(String, String)>,
     startup_timeout: Duration,
+    restart_stalled_after: Duration,
 }
 
 impl KafkaNotifierBuilder {
@@ -62,6 +67,7 @@ impl KafkaNotifierBuilder {
             topic: None,
             settings: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            restart_stalled_after: DEFAULT_RESTART_STALLED_AFTER,
         }
     }
 
@@ -92,6 +98,21 @@ impl KafkaNotifierBuilder {
         self
     }
 
+    /// How long every message may fail (retriably, none delivered) before
+    /// the notifier replaces its producer with a new one (default: one
+    /// minute).
+    ///
+    /// An idempotent producer cannot resume against a cluster that lost
+    /// its producer state — a broker that came back empty, a cluster
+    /// rebuilt at the same address: every message times out, forever. A
+    /// new producer starts with a new producer id. A cluster that merely
+    /// went away for a while is not affected: the new producer reconnects
+    /// like the old one would have.
+    pub fn restart_stalled_after(mut self, stalled: Duration) -> Self {
+        self.restart_stalled_after = stalled;
+        self
+    }
+
     /// Creates the producer and asks the cluster for the topic's metadata,
     /// waiting at most the start-up timeout.
     ///
@@ -115,9 +136,16 @@ impl KafkaNotifierBuilder {
                 });
             }
         };
-        let producer: FutureProducer = self.client_config()?.create().map_err(creation_error)?;
+        let config = self.client_config()?;
+        let producer: FutureProducer = config.create().map_err(creation_error)?;
         self.check_topic(&producer, &topic)?;
-        Ok(KafkaNotifier::from_parts(producer, topic, self.bootstrap_servers))
+        Ok(KafkaNotifier::from_parts(
+            producer,
+            config,
+            topic,
+            self.bootstrap_servers,
+            self.restart_stalled_after,
+        ))
     }
 
     fn client_config(&self) -> Result<ClientConfig, Error> {

@@ -61,7 +61,7 @@ mod message;
 mod notifier;
 mod send;
 
-pub use builder::{DEFAULT_STARTUP_TIMEOUT, KafkaNotifierBuilder};
+pub use builder::{DEFAULT_RESTART_STALLED_AFTER, DEFAULT_STARTUP_TIMEOUT, KafkaNotifierBuilder};
 pub use error::Error;
 pub use message::{CAUSATION_ID_HEADER, CORRELATION_ID_HEADER, EVENT_TYPE_HEADER, encode_message};
 pub use notifier::KafkaNotifier;

@@ -2,9 +2,12 @@
 //! factum's ways of getting events out.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use factum_core::{Notifier, NotifyError, PublishError, Publisher, RecordedEvent};
+use rdkafka::ClientConfig;
 use rdkafka::producer::FutureProducer;
 use time::OffsetDateTime;
 
@@ -41,9 +44,16 @@ pub struct KafkaNotifier {
 }
 
 struct Inner {
-    producer: FutureProducer,
+    /// Replaced by a new producer when it stalls (see `restart_stalled_after`).
+    producer: RwLock<FutureProducer>,
+    config: ClientConfig,
     topic: String,
     bootstrap_servers: String,
+    restart_stalled_after: Duration,
+    /// Since when every call has failed, retriably, without one message
+    /// delivered.
+    stalled_since: Mutex<Option<Instant>>,
+    restarts: AtomicU64,
 }
 
 impl KafkaNotifier {
@@ -63,14 +73,30 @@ impl KafkaNotifier {
         KafkaNotifierBuilder::new(bootstrap_servers)
     }
 
-    pub(crate) fn from_parts(producer: FutureProducer, topic: String, bootstrap_servers: String) -> Self {
+    pub(crate) fn from_parts(
+        producer: FutureProducer,
+        config: ClientConfig,
+        topic: String,
+        bootstrap_servers: String,
+        restart_stalled_after: Duration,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
-                producer,
+                producer: RwLock::new(producer),
+                config,
                 topic,
                 bootstrap_servers,
+                restart_stalled_after,
+                stalled_since: Mutex::new(None),
+                restarts: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// How many times the notifier replaced a stalled producer (see
+    /// [`KafkaNotifierBuilder::restart_stalled_after`]).
+    pub fn producer_restarts(&self) -> u64 {
+        self.inner.restarts.load(Ordering::Relaxed)
     }
 
     /// The topic events go to.
@@ -93,13 +119,59 @@ impl KafkaNotifier {
     /// not sent and answer [`Error::Publish`] with a retriable
     /// [`PublishError`], so none of them overtakes it.
     pub async fn send(&self, events: &[RecordedEvent]) -> Vec<Result<(), Error>> {
-        send_all(
-            &self.inner.producer,
-            &self.inner.topic,
-            events,
-            OffsetDateTime::now_utc(),
-        )
-        .await
+        let producer = self
+            .inner
+            .producer
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let answers = send_all(&producer, &self.inner.topic, events, OffsetDateTime::now_utc()).await;
+        self.watch_for_stall(&answers);
+        answers
+    }
+
+    /// Replaces the producer once every call has failed retriably for
+    /// `restart_stalled_after`. An idempotent producer cannot resume
+    /// against a cluster that lost its producer state (a broker that came
+    /// back empty, a cluster rebuilt at the same address): it keeps its
+    /// producer id and sequence numbers, and every message times out. A new
+    /// producer starts afresh. Every message of the old one has been
+    /// answered by then, so none is in flight on both.
+    fn watch_for_stall(&self, answers: &[Result<(), Error>]) {
+        let delivered = answers.iter().any(Result::is_ok);
+        let retriable = answers
+            .iter()
+            .any(|answer| matches!(answer, Err(Error::Publish { source, .. }) if source.retriable));
+        let mut stalled_since = self
+            .inner
+            .stalled_since
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if delivered || !retriable {
+            *stalled_since = None;
+            return;
+        }
+        let since = *stalled_since.get_or_insert_with(Instant::now);
+        if since.elapsed() < self.inner.restart_stalled_after {
+            return;
+        }
+        match self.inner.config.create::<FutureProducer>() {
+            Ok(producer) => {
+                *self
+                    .inner
+                    .producer
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = producer;
+                *stalled_since = None;
+                self.inner.restarts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    bootstrap_servers = %self.inner.bootstrap_servers,
+                    stalled_for = ?since.elapsed(),
+                    "no Kafka message delivered for a while: started a new producer"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "starting a new Kafka producer failed; keeping the old one"),
+        }
     }
 }
 
@@ -135,5 +207,51 @@ impl fmt::Debug for KafkaNotifier {
             .field("bootstrap_servers", &self.inner.bootstrap_servers)
             .field("topic", &self.inner.topic)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use factum_core::{NewEvent, Payload, StreamId};
+
+    use super::*;
+
+    /// A notifier whose broker never answers, replacing its producer after
+    /// `stalled` of failures.
+    fn without_broker(stalled: Duration) -> KafkaNotifier {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("delivery.timeout.ms", "200");
+        let producer = config
+            .create()
+            .expect("a producer with valid settings can be created");
+        KafkaNotifier::from_parts(
+            producer,
+            config,
+            "events".to_owned(),
+            "127.0.0.1:1".to_owned(),
+            stalled,
+        )
+    }
+
+    fn event() -> RecordedEvent {
+        NewEvent::new("noted", Payload::from_stored("{}")).recorded(StreamId::new("Note", "1"), 1, 1)
+    }
+
+    #[tokio::test]
+    async fn a_producer_that_delivers_nothing_for_long_enough_is_replaced() {
+        let patient = without_broker(Duration::from_secs(3600));
+        assert!(patient.send(&[event()]).await[0].is_err());
+        assert_eq!(patient.producer_restarts(), 0, "not stalled for long yet");
+
+        let quick = without_broker(Duration::ZERO);
+        assert!(quick.send(&[event()]).await[0].is_err());
+        assert_eq!(quick.producer_restarts(), 1);
+        assert!(
+            quick.send(&[event()]).await[0].is_err(),
+            "the new producer has no broker either"
+        );
+        assert_eq!(quick.producer_restarts(), 2, "and is replaced in turn");
     }
 }

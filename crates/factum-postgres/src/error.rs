@@ -117,6 +117,19 @@ pub enum PostgresError {
         source: tokio_postgres::Error,
     },
 
+    /// The outbox table does not exist: the outbox of this schema was never
+    /// enabled.
+    #[error(
+        "the outbox of {schema} at {address} does not exist; call \
+         PostgresEventStore::enable_outbox() first"
+    )]
+    OutboxMissing {
+        /// The server, as `host:port`.
+        address: String,
+        /// The schema and table prefix, e.g. `public.factum_`.
+        schema: String,
+    },
+
     /// The store was closed with
     /// [`PostgresEventStore::close`](crate::PostgresEventStore::close): no
     /// operation runs on it any more.

@@ -75,7 +75,11 @@
 //!   security (version 5: see [Tenants](#tenants)), and
 //!   `factum_taken_event_ids`;
 //! - `factum_schema_version`: the versions applied. A newer crate migrates
-//!   an older schema in place, in one transaction.
+//!   an older schema in place, in one transaction;
+//! - `factum_outbox`, its indexes, the function `factum_outbox_capture` and
+//!   the trigger of that name on `factum_events`: created by
+//!   [`enable_outbox`](PostgresEventStore::enable_outbox), outside the
+//!   versioned schema (see below).
 //!
 //! # Appends
 //!
@@ -313,6 +317,42 @@
 //! leaves the role. The role guards against wrong queries, not against code
 //! that sets out to leave it.
 //!
+//! # Transactional outbox
+//!
+//! [`PostgresEventStore::enable_outbox`] switches the schema's outbox on: a
+//! table `factum_outbox` with one row per event (keyed by the event's
+//! position: no sequence of its own; the envelope is read from the events
+//! table) and a trigger on the events table that writes the rows in the
+//! transaction that stores the events. An
+//! [`OutboxRelay`](factum_core::OutboxRelay) on
+//! [`PostgresEventStore::outbox`] publishes them, at least once and in
+//! order per aggregate, and marks them sent.
+//!
+//! Why a trigger: the outbox is a property of the database, not of the
+//! process that happens to write. Every writer must add the rows in the
+//! transaction of its events, or an event can be stored and never
+//! published. A trigger does that for every way events arrive — single
+//! appends, batches, `append_many`, the PL/pgSQL functions called from
+//! SQL, other services and older factum-postgres releases writing to the
+//! same schema — with no change to any of them, and no code path can
+//! forget it. It is a statement trigger with a transition table
+//! (`REFERENCING NEW TABLE`): one `INSERT … SELECT` per appending
+//! statement, so a 100-event batch pays for its rows in one statement.
+//! Switching it on is a change of the schema, seen by every writer at once;
+//! [`PostgresEventStore::disable_outbox`] drops the trigger and keeps the
+//! rows not yet sent, for a relay to drain.
+//!
+//! A claim locks waiting rows with `SELECT … ORDER BY position LIMIT n FOR
+//! UPDATE SKIP LOCKED` and keeps its transaction open while the relay
+//! publishes: two relays never hold one row, and the rows of a relay that
+//! dies (its connection closes) are free as soon as the server rolls back,
+//! with no lease to wait out. An entry is handed out only when the previous
+//! event of its stream is not waiting outside the claim, so relays never
+//! reorder an aggregate. Keep `idle_in_transaction_session_timeout` above
+//! the longest publish, or the server ends claims mid-publish (their
+//! messages are then published again). The claim's transaction takes no
+//! position lock, so it never holds back readers of the global log.
+//!
 //! # Errors
 //!
 //! Failures of the server or the pool come back as
@@ -339,6 +379,7 @@ mod lease;
 mod migrate;
 mod notify;
 mod options;
+mod outbox;
 mod projection;
 mod read;
 mod rows;
@@ -352,6 +393,7 @@ mod transaction;
 
 pub use error::PostgresError;
 pub use options::PostgresOptions;
+pub use outbox::{PostgresOutbox, PostgresOutboxClaim};
 pub use projection::PostgresProjectionStore;
 pub use store::PostgresEventStore;
 pub use transaction::PostgresTransaction;

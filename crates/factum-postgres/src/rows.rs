@@ -13,6 +13,10 @@ use uuid::Uuid;
 pub(crate) const COLUMNS: &str = "position, stream_type, stream_id, version, event_id, event_type, \
                                   schema_version, payload, metadata, occurred_at, tenant";
 
+/// How many columns [`COLUMNS`] names: queries that read more after the
+/// envelope find them from here.
+pub(crate) const ENVELOPE_COLUMNS: usize = 11;
+
 const POSITION: usize = 0;
 const STREAM_TYPE: usize = 1;
 const STREAM_ID: usize = 2;
@@ -148,4 +152,12 @@ fn column<'a, T: FromSql<'a>>(
         let name = row.columns().get(index).map_or("?", |column| column.name());
         corrupt(stream, version, format!("column `{name}`: {error}"))
     })
+}
+
+#[cfg(test)]
+mod column_count {
+    #[test]
+    fn envelope_columns_counts_the_columns() {
+        assert_eq!(super::COLUMNS.split(',').count(), super::ENVELOPE_COLUMNS);
+    }
 }

@@ -122,6 +122,11 @@ pub enum SqliteError {
     #[error("projection transactions need a store in a file, not one opened in memory")]
     InMemory,
 
+    /// The outbox table does not exist: the outbox of this file was never
+    /// enabled.
+    #[error("the file has no outbox; call SqliteEventStore::enable_outbox() first")]
+    OutboxMissing,
+
     /// A thread of the store could not be started.
     #[error("could not start the {thread} thread: {source}")]
     Spawn {

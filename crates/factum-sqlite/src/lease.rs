@@ -78,7 +78,7 @@ impl Lease for SqliteProjectionStore {
 
 /// Milliseconds since the Unix epoch by the wall clock (0 for a clock set
 /// before 1970, which only makes leases look expired).
-fn now_millis() -> i64 {
+pub(crate) fn now_millis() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |since| i64::try_from(since.as_millis()).unwrap_or(i64::MAX))

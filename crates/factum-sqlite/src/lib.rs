@@ -100,6 +100,34 @@
 //!   and its checkpoint commits in the same transaction: each event takes
 //!   effect exactly once.
 //!
+//! # Transactional outbox
+//!
+//! [`SqliteEventStore::enable_outbox`] switches the file's outbox on: a
+//! table `factum_outbox` with one row per event (keyed by the event's
+//! position: no sequence of its own; the envelope is read from `events`)
+//! and a trigger on `events` that writes the row in the transaction that
+//! stores the event. An [`OutboxRelay`](factum_core::OutboxRelay) on
+//! [`SqliteEventStore::outbox`] publishes the rows, at least once and in
+//! order per aggregate, and marks them sent.
+//!
+//! Why a trigger: the outbox is a property of the database, not of the
+//! process that happens to write. Every writer must add the rows in the
+//! transaction of its events, or an event can be stored and never
+//! published. A trigger does that for every way events arrive — `append`,
+//! `append_many`, appends the writer commits together, another process on
+//! the same file, an older factum-sqlite that knows nothing of outboxes —
+//! with no change to any of them, and no code path can forget it. Switching
+//! it on is a change of the file, seen by every process at once;
+//! [`SqliteEventStore::disable_outbox`] drops the trigger and keeps the
+//! rows not yet sent, for a relay to drain. A row trigger (SQLite has no
+//! other) inserting one integer per event costs a few percent of a save
+//! (see the README's benchmarks).
+//!
+//! Relays claim rows by lease ([`SqliteOutbox::lease`], renewed while the
+//! claim lives), in a write transaction: relays in other processes skip
+//! leased rows and take over those of a relay that died once its lease
+//! lapses; a claim dropped unfinished gives its rows back at once.
+//!
 //! # The file
 //!
 //! A factum database carries `PRAGMA application_id = 0x6663746d` ("fctm") and
@@ -117,7 +145,10 @@
 //! version 4); `factum_checkpoints`, `factum_dead_letters` and
 //! `factum_leases` (version 2); tenants in every key (version 3: see
 //! below). Opening a file of an older version migrates it in one
-//! transaction, keeping its events.
+//! transaction, keeping its events. `factum_outbox` and its trigger exist
+//! once [`SqliteEventStore::enable_outbox`] created them; they are not part
+//! of the versioned schema, so files with and without them are read by
+//! every release alike.
 //!
 //! # Tenants
 //!
@@ -140,6 +171,7 @@ mod encode;
 mod error;
 mod lease;
 mod options;
+mod outbox;
 mod projection;
 mod read;
 mod schema;
@@ -151,6 +183,7 @@ mod writer;
 
 pub use error::SqliteError;
 pub use options::{Durability, SqliteOptions};
+pub use outbox::{SqliteOutbox, SqliteOutboxClaim};
 pub use projection::SqliteProjectionStore;
 pub use store::SqliteEventStore;
 pub use transaction::SqliteTransaction;

@@ -309,7 +309,8 @@ pub mod prelude {
 #[cfg(feature = "sqlite")]
 #[doc(no_inline)]
 pub use factum_sqlite::{
-    Durability, SqliteError, SqliteEventStore, SqliteOptions, SqliteProjectionStore, SqliteTransaction,
+    Durability, SqliteError, SqliteEventStore, SqliteOptions, SqliteOutbox, SqliteProjectionStore,
+    SqliteTransaction,
 };
 
 /// The SQLite store (`factum-sqlite`): the embedded, durable default. Its
@@ -338,7 +339,8 @@ pub mod kafka {
 #[cfg(feature = "postgres")]
 #[doc(no_inline)]
 pub use factum_postgres::{
-    PostgresError, PostgresEventStore, PostgresOptions, PostgresProjectionStore, PostgresTransaction,
+    PostgresError, PostgresEventStore, PostgresOptions, PostgresOutbox, PostgresProjectionStore,
+    PostgresTransaction,
 };
 
 /// The PostgreSQL store (`factum-postgres`), with the pool and connection

@@ -6,9 +6,16 @@
 //! | | `Application::with_notifier` | outbox + relay |
 //! |---|---|---|
 //! | when | right after the save commits, in the caller's task | by a relay task, after the commit |
+//! | whose saves | this application's | every writer of the database (other processes, SQL callers) |
 //! | a failure | returned to the caller as [`Error::Notify`](crate::Error::Notify); the events stay saved | retried with backoff until the bus takes the message |
 //! | a crash between save and publish | the notification is lost | nothing is lost; a message may repeat |
+//! | a message the bus refuses | an error to the caller | parked with its error, listed, requeued by an operator |
 //! | delivery | at most once | at least once, in order per aggregate |
+//! | several processes | each tells about its own saves | relays share the work, never one entry at once |
+//!
+//! The outbox side: [`OutboxRelay`](crate::OutboxRelay) over a store's
+//! [`Outbox`](crate::Outbox) (`enable_outbox()` on the SQLite and
+//! PostgreSQL stores).
 
 mod broadcast;
 mod saved;

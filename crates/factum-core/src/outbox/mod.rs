@@ -23,7 +23,8 @@ use crate::{Error, RecordedEvent};
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct OutboxEntry {
-    /// The outbox row's id: increasing in commit order.
+    /// The entry's id: the global position of its event, which keys the
+    /// outbox row (one row per event, so no sequence of its own).
     pub id: u64,
     /// The event to publish, as stored.
     pub event: RecordedEvent,
@@ -81,6 +82,27 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// Claims up to `limit` unsent entries, oldest first.
     fn claim(&self, limit: usize) -> impl Future<Output = Result<Self::Claim, Error>> + Send;
+
+    /// Claims like [`claim`](Self::claim), for a relay that still holds
+    /// earlier claims of its own (`ahead`: the ids of their entries),
+    /// published or being published, which it finishes before this one.
+    /// Their entries count as part of this claim when deciding what to hold
+    /// back, so the relay can claim its next batch while it publishes the
+    /// last one.
+    ///
+    /// The relay keeps the order this allows: it publishes the claims one
+    /// after another, finishes them in the same order, and retries this
+    /// claim's entries of an aggregate whose entry ahead was retried. The
+    /// default ignores `ahead` (correct, but a claim then holds back every
+    /// aggregate with an entry ahead).
+    fn claim_after(
+        &self,
+        limit: usize,
+        ahead: &[u64],
+    ) -> impl Future<Output = Result<Self::Claim, Error>> + Send {
+        let _ = ahead;
+        self.claim(limit)
+    }
 
     /// Deletes entries sent before `sent_before`; returns how many.
     fn prune(&self, sent_before: OffsetDateTime) -> impl Future<Output = Result<u64, Error>> + Send;

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 
 use super::{Outbox, OutboxClaim, OutboxEntry, Outcome};
-use crate::{Error, PublishError, Publisher, RecordedEvent, RetryPolicy, StreamId};
+use crate::{Error, PublishError, Publisher, RetryPolicy, StreamId};
 
 /// Publishes a store's outbox through a [`Publisher`]: at least once, in
 /// order per aggregate.
@@ -23,6 +23,11 @@ use crate::{Error, PublishError, Publisher, RecordedEvent, RetryPolicy, StreamId
 /// [`Outbox::parked`]). When an entry is to be retried, the later entries
 /// of its aggregate in the same round are retried too, even if they went
 /// out, so the last copy a consumer sees of each is in order.
+///
+/// Rounds overlap: while a batch is published, the batch before it is
+/// marked and the next one claimed ([`Outbox::claim_after`]), so the
+/// database's work hides behind the bus's. Batches still go to the
+/// publisher one at a time, in order, and are marked in order.
 ///
 /// While rounds fail (broker or database down) it waits with exponential
 /// backoff and jitter, and goes on forever: an outage delays messages, it
@@ -70,7 +75,7 @@ struct Round {
 }
 
 impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
-    /// A relay publishing `outbox` through `publisher`: batches of 256,
+    /// A relay publishing `outbox` through `publisher`: batches of 1,024,
     /// a look every 100 ms when idle, backoff from 100 ms to 30 s, sent
     /// entries kept 7 days.
     pub fn new(outbox: O, publisher: P) -> Self {
@@ -78,7 +83,7 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             outbox,
             publisher,
             options: Options {
-                batch_size: 256,
+                batch_size: 1024,
                 poll_interval: Duration::from_millis(100),
                 backoff: RetryPolicy::default(),
                 retention: Some(Duration::from_secs(7 * 24 * 3600)),
@@ -132,33 +137,8 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             claim.finish(Vec::new()).await?;
             return Ok(Round::default());
         }
-        let events: Vec<RecordedEvent> = claim.entries().iter().map(|entry| entry.event.clone()).collect();
-        let results = self.publisher.publish(&events).await;
-        let outcomes = outcomes(claim.entries(), results);
-        let count = |wanted: fn(&Outcome) -> bool| outcomes.iter().filter(|outcome| wanted(outcome)).count();
-        let round = Round {
-            claimed: outcomes.len(),
-            retried: count(|outcome| matches!(outcome, Outcome::Retry(_))),
-        };
-        let published = count(|outcome| *outcome == Outcome::Sent);
-        let parked = count(|outcome| matches!(outcome, Outcome::Park(_)));
-        let reason = outcomes.iter().find_map(|outcome| match outcome {
-            Outcome::Retry(reason) | Outcome::Park(reason) => Some(reason.clone()),
-            Outcome::Sent => None,
-        });
-        claim.finish(outcomes).await?;
-        let add = |counter: &AtomicU64, amount: usize| counter.fetch_add(amount as u64, Ordering::Relaxed);
-        add(&self.metrics.published, published);
-        add(&self.metrics.retried, round.retried);
-        add(&self.metrics.parked, parked);
-        if let Some(reason) = reason {
-            *self
-                .metrics
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = Some(reason);
-        }
-        Ok(round)
+        let outcomes = self.publish_entries(claim.entries(), &HashSet::new()).await;
+        self.finish(Published { claim, outcomes }).await
     }
 
     /// Runs until `shutdown` completes, then finishes the round in flight
@@ -188,22 +168,22 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
         }
     }
 
+    /// Claims, publishes and finishes batches in a pipeline (see
+    /// `pipeline.rs`) until `stopped`, pausing when idle or failing.
     async fn run_until(self, mut stopped: watch::Receiver<bool>) -> Result<(), Error> {
         let mut next_prune = tokio::time::Instant::now();
+        let mut pipeline = Pipeline::default();
         while !*stopped.borrow_and_update() {
-            let pause = match self.round().await {
-                Ok(round) if round.retried > 0 => {
-                    let failures = self.metrics.failed();
-                    self.options.backoff.backoff(failures)
-                }
-                Ok(round) => {
+            let pause = match self.step(&mut pipeline).await {
+                Ok(Step::Busy) => {
                     self.metrics.failing_rounds.store(0, Ordering::Relaxed);
-                    if round.claimed > 0 {
-                        Duration::ZERO
-                    } else {
-                        self.options.poll_interval
-                    }
+                    Duration::ZERO
                 }
+                Ok(Step::Idle) => {
+                    self.metrics.failing_rounds.store(0, Ordering::Relaxed);
+                    self.options.poll_interval
+                }
+                Ok(Step::Retrying) => self.options.backoff.backoff(self.metrics.failed()),
                 Err(error) => {
                     *self
                         .metrics
@@ -226,7 +206,8 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
                 }
             }
         }
-        Ok(())
+        // The batch published is recorded; the one only claimed goes back.
+        self.drain(&mut pipeline).await
     }
 
     async fn prune(&self) {
@@ -275,9 +256,11 @@ fn outcomes(entries: &[OutboxEntry], results: Vec<Result<(), PublishError>>) -> 
 }
 
 mod handle;
+mod pipeline;
 
 use handle::Counters;
 pub use handle::{RelayHandle, RelayMetrics};
+use pipeline::{Pipeline, Published, Step};
 
 #[cfg(test)]
 mod tests;

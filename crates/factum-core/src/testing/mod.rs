@@ -7,6 +7,7 @@ mod chaos;
 pub mod conformance;
 mod fixture;
 mod harness;
+pub mod outbox;
 pub mod projection;
 
 use std::future::Future;

@@ -3,6 +3,8 @@
 //! when no broker answers.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod stores;
+
 use std::time::Duration;
 
 use factum_core::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
@@ -97,8 +99,23 @@ pub struct Received {
 /// Reads the first `count` messages of `topic` (all `partitions`, from the
 /// beginning), in the order each partition holds them.
 pub async fn read(topic: &str, partitions: i32, count: usize) -> Vec<Received> {
+    read_until(&bootstrap(), topic, partitions, |received| {
+        received.len() >= count
+    })
+    .await
+}
+
+/// Reads `topic` on the broker at `bootstrap_servers` (all `partitions`,
+/// from the beginning) until `done` says so; panics when a message takes
+/// longer than a minute to come.
+pub async fn read_until(
+    bootstrap_servers: &str,
+    topic: &str,
+    partitions: i32,
+    mut done: impl FnMut(&[Received]) -> bool,
+) -> Vec<Received> {
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap_servers)
         .set("group.id", format!("factum-test-{}", Uuid::new_v4().simple()))
         .set("enable.auto.commit", "false")
         .create()
@@ -111,39 +128,73 @@ pub async fn read(topic: &str, partitions: i32, count: usize) -> Vec<Received> {
             .expect("a valid partition offset");
     }
     consumer.assign(&assignment).expect("the assignment is accepted");
-    let mut received = Vec::with_capacity(count);
-    while received.len() < count {
+    let mut received = Vec::new();
+    while !done(&received) {
         let message = tokio::time::timeout(READ_GUARD, consumer.recv())
             .await
             .unwrap_or_else(|_| {
                 panic!(
-                    "message {} of {count} did not arrive within {READ_GUARD:?}",
-                    received.len()
+                    "message {} did not arrive within {READ_GUARD:?}",
+                    received.len() + 1
                 )
             })
             .unwrap_or_else(|error| panic!("the consumer failed: {error}"));
-        let text =
-            String::from_utf8(message.payload().unwrap_or_default().to_vec()).expect("the value is UTF-8");
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|header| {
-                        let value = header.value.unwrap_or_default();
-                        (header.key.to_owned(), String::from_utf8_lossy(value).into_owned())
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        received.push(Received {
-            partition: message.partition(),
-            key: String::from_utf8(message.key().unwrap_or_default().to_vec()).expect("the key is UTF-8"),
-            value: serde_json::from_str(&text)
-                .unwrap_or_else(|error| panic!("the value is JSON ({error}): {text}")),
-            text,
-            headers,
-        });
+        received.push(received_message(&message));
     }
     received
+}
+
+fn received_message(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
+    let text = String::from_utf8(message.payload().unwrap_or_default().to_vec()).expect("the value is UTF-8");
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|header| {
+                    let value = header.value.unwrap_or_default();
+                    (header.key.to_owned(), String::from_utf8_lossy(value).into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Received {
+        partition: message.partition(),
+        key: String::from_utf8(message.key().unwrap_or_default().to_vec()).expect("the key is UTF-8"),
+        value: serde_json::from_str(&text)
+            .unwrap_or_else(|error| panic!("the value is JSON ({error}): {text}")),
+        text,
+        headers,
+    }
+}
+
+impl Received {
+    /// The event id the message carries.
+    pub fn event_id(&self) -> Uuid {
+        self.value["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no event id in {}", self.text))
+    }
+}
+
+/// Creates `topic` with `partitions` partitions on the broker at
+/// `bootstrap_servers`.
+pub async fn create_topic(bootstrap_servers: &str, topic: &str, partitions: i32) -> Result<(), String> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap_servers)
+        .create()
+        .map_err(|error| error.to_string())?;
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(20)))
+        .request_timeout(Some(Duration::from_secs(20)));
+    let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+    let results = admin
+        .create_topics([&new_topic], &options)
+        .await
+        .map_err(|error| error.to_string())?;
+    for result in results {
+        result.map_err(|(name, code)| format!("topic {name}: {code}"))?;
+    }
+    Ok(())
 }

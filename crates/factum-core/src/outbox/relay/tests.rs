@@ -8,7 +8,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::*;
-use crate::{NewEvent, Payload};
+use crate::{NewEvent, Payload, RecordedEvent};
 
 #[derive(Clone, Debug)]
 struct Row {
@@ -21,6 +21,8 @@ struct Row {
 #[derive(Clone, Default)]
 struct MemoryOutbox {
     rows: Arc<Mutex<Vec<Row>>>,
+    /// Finishes that fail (recording nothing) before they work again.
+    failing_finishes: Arc<Mutex<u32>>,
 }
 
 impl MemoryOutbox {
@@ -60,6 +62,7 @@ impl MemoryOutbox {
 
 struct MemoryClaim {
     rows: Arc<Mutex<Vec<Row>>>,
+    failing_finishes: Arc<Mutex<u32>>,
     entries: Vec<OutboxEntry>,
 }
 
@@ -70,9 +73,19 @@ impl OutboxClaim for MemoryClaim {
 
     async fn finish(self, outcomes: Vec<Outcome>) -> Result<(), Error> {
         let mut rows = self.rows.lock().unwrap();
+        for entry in &self.entries {
+            rows.iter_mut()
+                .find(|row| row.entry.id == entry.id)
+                .unwrap()
+                .claimed = false;
+        }
+        let mut failing = self.failing_finishes.lock().unwrap();
+        if *failing > 0 && !outcomes.is_empty() {
+            *failing -= 1;
+            return Err(Error::store("memory", "the database is gone for a moment"));
+        }
         for (entry, outcome) in self.entries.iter().zip(outcomes) {
             let row = rows.iter_mut().find(|row| row.entry.id == entry.id).unwrap();
-            row.claimed = false;
             match outcome {
                 Outcome::Sent => row.sent_at = Some(OffsetDateTime::now_utc()),
                 Outcome::Retry(_) => row.entry.attempts += 1,
@@ -97,6 +110,7 @@ impl Outbox for MemoryOutbox {
         }
         Ok(MemoryClaim {
             rows: Arc::clone(&self.rows),
+            failing_finishes: Arc::clone(&self.failing_finishes),
             entries,
         })
     }
@@ -323,4 +337,86 @@ async fn run_stops_when_its_shutdown_completes() {
     stop.send(()).unwrap();
     running.await.unwrap().unwrap();
     assert_eq!(bus.published(), pairs(&[("a", 1)]));
+}
+
+/// Waits until `outbox` has sent `count` entries.
+async fn sent(outbox: &MemoryOutbox, count: usize) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while outbox.sent() < count {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await
+    .expect("the relay sends everything");
+}
+
+#[tokio::test]
+async fn overlapping_batches_go_out_in_order() {
+    let events: Vec<(&str, u64)> = (1..=10)
+        .flat_map(|version| [("a", version), ("b", version), ("c", version)])
+        .collect();
+    let outbox = MemoryOutbox::with_events(&events);
+    let bus = Bus::default();
+    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
+        .batch_size(4)
+        .spawn();
+    sent(&outbox, events.len()).await;
+    handle.shutdown().await.unwrap();
+    assert_eq!(bus.published(), pairs(&events));
+    assert_eq!(handle.metrics().published, 30);
+}
+
+#[tokio::test]
+async fn a_retry_in_one_batch_holds_its_aggregate_back_in_the_next() {
+    // Batches of two: [a1 b1] then, claimed while it is published, [a2 c1].
+    let outbox = MemoryOutbox::with_events(&[("a", 1), ("b", 1), ("a", 2), ("c", 1)]);
+    let bus = Bus::default();
+    bus.fail("a", 1, PublishErrorKind::Retriable);
+    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
+        .batch_size(2)
+        .spawn();
+    sent(&outbox, 4).await;
+    handle.shutdown().await.unwrap();
+    let published = bus.published();
+    let a: Vec<u64> = published
+        .iter()
+        .filter(|(stream, _)| stream == "a")
+        .map(|(_, version)| *version)
+        .collect();
+    assert_eq!(a, [1, 2], "a2 never went out before a1: {published:?}");
+    assert_eq!(
+        published.len(),
+        4,
+        "nothing else needed a second copy: {published:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_published_after_one_that_could_not_be_marked_goes_out_again() {
+    let events = [("a", 1), ("b", 1), ("a", 2), ("b", 2)];
+    let outbox = MemoryOutbox::with_events(&events);
+    *outbox.failing_finishes.lock().unwrap() = 1;
+    let bus = Bus::default();
+    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
+        .batch_size(2)
+        .spawn();
+    sent(&outbox, 4).await;
+    handle.shutdown().await.unwrap();
+    let published = bus.published();
+    assert_eq!(
+        published,
+        pairs(&[
+            ("a", 1),
+            ("b", 1),
+            ("a", 2),
+            ("b", 2),
+            ("a", 1),
+            ("b", 1),
+            ("a", 2),
+            ("b", 2)
+        ]),
+        "both batches again, in order"
+    );
+    assert_eq!(handle.metrics().failing_rounds, 0);
+    assert!(handle.metrics().last_error.unwrap().contains("gone for a moment"));
 }

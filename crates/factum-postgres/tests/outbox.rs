@@ -1,0 +1,258 @@
+//! The transactional outbox on PostgreSQL: the shared outbox checks with
+//! two stores (two pools, like two processes) on one schema playing two
+//! relays, and what is PostgreSQL's own: a relay whose connection dies is
+//! taken over at once, the trigger covers SQL callers and is switched off
+//! and on, and a missing outbox is a clear error.
+
+mod common;
+
+use std::time::Duration;
+
+use factum_core::testing::outbox as checks;
+use factum_core::{EventStore, ExpectedVersion, NewEvent, Outbox, OutboxClaim, Outcome, Payload, StreamId};
+use factum_postgres::{PostgresError, PostgresEventStore};
+
+/// A fresh schema with the outbox enabled, and a second store on it.
+async fn two_stores() -> Option<(PostgresEventStore, PostgresEventStore)> {
+    let first = common::fresh_store().await?;
+    first.enable_outbox().await.expect("the outbox is enabled");
+    let second = PostgresEventStore::connect_with(&common::url(), common::options(schema_of(&first)))
+        .await
+        .expect("a second store connects");
+    Some((first, second))
+}
+
+/// The schema of `store`, without its table prefix.
+fn schema_of(store: &PostgresEventStore) -> &str {
+    store.schema_name().split('.').next().unwrap_or_default()
+}
+
+fn event() -> NewEvent {
+    NewEvent::new("noted", Payload::parse("{}").expect("valid JSON"))
+}
+
+async fn append(store: &PostgresEventStore, stream: &str, count: usize) {
+    let events = (0..count).map(|_| event()).collect();
+    store
+        .append(&StreamId::new("Note", stream), ExpectedVersion::Any, events)
+        .await
+        .expect("the append succeeds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_append_path_writes_entries() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    checks::every_append_path_writes_entries(&store, &store.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_views_append_through_the_outbox() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    store
+        .ensure_tenant_role()
+        .await
+        .expect("the tenant role is set up");
+    checks::tenant_views_append_through_the_outbox(&store, &store.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_holds_back_the_rest_of_its_aggregates() {
+    let Some((first, second)) = two_stores().await else {
+        return;
+    };
+    checks::a_claim_holds_back_the_rest_of_its_aggregates(&first, &first.outbox(), &second.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_behind_the_relays_own_hands_out_what_follows() {
+    let Some((first, second)) = two_stores().await else {
+        return;
+    };
+    checks::a_claim_behind_the_relays_own_hands_out_what_follows(&first, &first.outbox(), &second.outbox())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_never_share_an_entry() {
+    let Some((first, second)) = two_stores().await else {
+        return;
+    };
+    checks::claims_never_share_an_entry(&first, &first.outbox(), &second.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_claim_releases_its_entries() {
+    let Some((first, second)) = two_stores().await else {
+        return;
+    };
+    checks::a_dropped_claim_releases_its_entries(&first, &first.outbox(), &second.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_are_recorded() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    checks::outcomes_are_recorded(&store, &store.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_only_old_sent_entries() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    checks::prune_deletes_only_old_sent_entries(&store, &store.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_publish_each_event_once_in_order() {
+    let Some((first, second)) = two_stores().await else {
+        return;
+    };
+    checks::two_relays_publish_each_event_once_in_order(&first, first.outbox(), second.outbox()).await;
+}
+
+/// `FOR UPDATE SKIP LOCKED`: while a relay holds rows another skips them;
+/// when the first relay's connection dies (its process killed, the network
+/// gone), the server rolls its transaction back and the second relay takes
+/// the rows over at once, attempts unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_whose_connection_died_is_taken_over() {
+    let Some((first, second)) = two_stores().await else {
+        return;
+    };
+    append(&first, "orphaned", 3).await;
+    let orphan = second.outbox().claim(10).await.unwrap();
+    let orphaned: Vec<u64> = orphan.entries().iter().map(|entry| entry.id).collect();
+    assert_eq!(orphaned.len(), 3);
+
+    let skipped = first.outbox().claim(10).await.unwrap();
+    assert!(skipped.entries().is_empty(), "locked rows are skipped");
+    skipped.finish(Vec::new()).await.unwrap();
+
+    let admin = common::raw_client().await.unwrap();
+    let terminated: i64 = admin
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+              WHERE state = 'idle in transaction' AND query LIKE '%' || $1 || '%outbox%'",
+            &[&schema_of(&first)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        terminated, 1,
+        "the claim's connection is the only one idle in a transaction"
+    );
+
+    let taken = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let claim = first.outbox().claim(10).await.unwrap();
+            if !claim.entries().is_empty() {
+                return claim;
+            }
+            claim.finish(Vec::new()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the rows of the dead connection are taken over");
+    let ids: Vec<u64> = taken.entries().iter().map(|entry| entry.id).collect();
+    assert_eq!(ids, orphaned);
+    assert!(taken.entries().iter().all(|entry| entry.attempts == 0));
+    taken.finish(vec![Outcome::Sent; 3]).await.unwrap();
+    assert!(
+        orphan.finish(vec![Outcome::Sent; 3]).await.is_err(),
+        "the dead relay cannot record anything"
+    );
+    assert_eq!(first.outbox().pending().await.unwrap(), 0);
+}
+
+/// Disabling drops the trigger and keeps the unsent rows; enabling is
+/// idempotent and captures again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_keeps_the_unsent_rows() {
+    let Some((store, other)) = two_stores().await else {
+        return;
+    };
+    assert!(
+        other.outbox_enabled().await.unwrap(),
+        "seen by every store on the schema"
+    );
+    append(&store, "kept", 2).await;
+    store.disable_outbox().await.unwrap();
+    store.disable_outbox().await.unwrap();
+    assert!(!other.outbox_enabled().await.unwrap());
+    append(&store, "kept", 1).await;
+    assert_eq!(
+        store.outbox().pending().await.unwrap(),
+        2,
+        "no row while off; old rows kept"
+    );
+
+    store.enable_outbox().await.unwrap();
+    other.enable_outbox().await.unwrap();
+    append(&store, "kept", 1).await;
+    let claim = store.outbox().claim(10).await.unwrap();
+    let versions: Vec<u64> = claim.entries().iter().map(|entry| entry.event.version).collect();
+    assert_eq!(versions, [1, 2, 4]);
+    claim.finish(vec![Outcome::Sent; 3]).await.unwrap();
+}
+
+/// The trigger covers writers that are not this store: a client calling
+/// the store's SQL function, and a plain `INSERT` (an older program).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_callers_write_rows_too() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    let schema = schema_of(&store);
+    let client = common::raw_client().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "SELECT * FROM \"{schema}\".factum_append('Note', 'from-sql', 0, false,
+                 ARRAY[gen_random_uuid(), gen_random_uuid()], ARRAY['noted', 'noted'], ARRAY[1, 1],
+                 ARRAY['{{}}', '{{}}'], ARRAY[NULL, NULL]::text[], ARRAY[now(), now()], 'default');
+             INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id,
+                 event_type, schema_version, payload, occurred_at, tenant)
+             VALUES (nextval('\"{schema}\".factum_position'), 'Note', 'raw', 1, gen_random_uuid(),
+                 'noted', 1, '{{}}', now(), 'default');"
+        ))
+        .await
+        .unwrap();
+    let claim = store.outbox().claim(10).await.unwrap();
+    let streams: Vec<(String, u64)> = claim
+        .entries()
+        .iter()
+        .map(|entry| (entry.event.aggregate_id().to_owned(), entry.event.version))
+        .collect();
+    assert_eq!(
+        streams,
+        [
+            ("from-sql".to_owned(), 1),
+            ("from-sql".to_owned(), 2),
+            ("raw".to_owned(), 1)
+        ]
+    );
+    claim.finish(vec![Outcome::Sent; 3]).await.unwrap();
+}
+
+/// A store whose outbox was never enabled says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_outbox_is_a_clear_error() {
+    let Some(store) = common::fresh_store().await else {
+        return;
+    };
+    assert!(!store.outbox_enabled().await.unwrap());
+    let error = store.outbox().claim(10).await.unwrap_err();
+    let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<PostgresError>());
+    assert!(
+        matches!(source, Some(PostgresError::OutboxMissing { .. })),
+        "{error}"
+    );
+    assert!(error.to_string().contains("enable_outbox"), "{error}");
+}

@@ -1,0 +1,216 @@
+//! The transactional outbox on a SQLite file: the shared outbox checks with
+//! two store handles on one file playing two relays' processes, and what is
+//! SQLite's own (leases that lapse and renew, the trigger switched off and
+//! on, appends by a handle that never enabled anything).
+
+use std::time::Duration;
+
+use factum_core::testing::outbox as checks;
+use factum_core::{EventStore, ExpectedVersion, NewEvent, Outbox, OutboxClaim, Outcome, Payload, StreamId};
+use factum_sqlite::{Durability, SqliteError, SqliteEventStore, SqliteOptions};
+use tempfile::TempDir;
+
+/// Two handles on one fresh file with the outbox enabled: like two
+/// processes, each with its own writer.
+async fn two_handles() -> (TempDir, SqliteEventStore, SqliteEventStore) {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("outbox.db");
+    let options = SqliteOptions::new().durability(Durability::Normal);
+    let first = SqliteEventStore::open_with(&path, options.clone())
+        .await
+        .expect("the file opens");
+    first.enable_outbox().await.expect("the outbox is enabled");
+    let second = SqliteEventStore::open_with(&path, options)
+        .await
+        .expect("the file opens again");
+    (dir, first, second)
+}
+
+fn event() -> NewEvent {
+    NewEvent::new("noted", Payload::parse("{}").expect("valid JSON"))
+}
+
+async fn append(store: &SqliteEventStore, stream: &str, count: usize) {
+    let events = (0..count).map(|_| event()).collect();
+    store
+        .append(&StreamId::new("Note", stream), ExpectedVersion::Any, events)
+        .await
+        .expect("the append succeeds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_append_path_writes_entries() {
+    let (_dir, store, _) = two_handles().await;
+    checks::every_append_path_writes_entries(&store, &store.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_views_append_through_the_outbox() {
+    let (_dir, store, _) = two_handles().await;
+    checks::tenant_views_append_through_the_outbox(&store, &store.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_holds_back_the_rest_of_its_aggregates() {
+    let (_dir, first, second) = two_handles().await;
+    checks::a_claim_holds_back_the_rest_of_its_aggregates(&first, &first.outbox(), &second.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_behind_the_relays_own_hands_out_what_follows() {
+    let (_dir, first, second) = two_handles().await;
+    checks::a_claim_behind_the_relays_own_hands_out_what_follows(&first, &first.outbox(), &second.outbox())
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_never_share_an_entry() {
+    let (_dir, first, second) = two_handles().await;
+    checks::claims_never_share_an_entry(&first, &first.outbox(), &second.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_claim_releases_its_entries() {
+    let (_dir, first, second) = two_handles().await;
+    checks::a_dropped_claim_releases_its_entries(&first, &first.outbox(), &second.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_are_recorded() {
+    let (_dir, store, _) = two_handles().await;
+    checks::outcomes_are_recorded(&store, &store.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_deletes_only_old_sent_entries() {
+    let (_dir, store, _) = two_handles().await;
+    checks::prune_deletes_only_old_sent_entries(&store, &store.outbox()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_publish_each_event_once_in_order() {
+    let (_dir, first, second) = two_handles().await;
+    checks::two_relays_publish_each_event_once_in_order(&first, first.outbox(), second.outbox()).await;
+}
+
+/// A relay whose process died stops renewing: once its lease lapses,
+/// another relay claims its rows. A live claim keeps its rows past the
+/// lease, renewing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_lease_is_claimed_again_and_a_live_one_is_renewed() {
+    let (_dir, first, second) = two_handles().await;
+    append(&first, "leased", 2).await;
+    let lease = Duration::from_millis(300);
+
+    let live = second.outbox().lease(lease).claim(10).await.unwrap();
+    assert_eq!(live.entries().len(), 2);
+    tokio::time::sleep(lease * 3).await;
+    let meanwhile = first.outbox().claim(10).await.unwrap();
+    assert!(meanwhile.entries().is_empty(), "the live claim renewed its lease");
+    meanwhile.finish(Vec::new()).await.unwrap();
+    live.finish(vec![Outcome::Retry("no bus".into()); 2])
+        .await
+        .unwrap();
+
+    let orphan = second.outbox().lease(lease).claim(10).await.unwrap();
+    let orphaned: Vec<u64> = orphan.entries().iter().map(|entry| entry.id).collect();
+    assert_eq!(orphaned.len(), 2);
+    // The process dies: its store goes away, no renewal, no release.
+    second.close().await.unwrap();
+    drop(orphan);
+    let early = first.outbox().claim(10).await.unwrap();
+    assert!(early.entries().is_empty(), "the lease has not lapsed yet");
+    early.finish(Vec::new()).await.unwrap();
+
+    let taken = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            tokio::time::sleep(lease / 2).await;
+            let claim = first.outbox().claim(10).await.unwrap();
+            if !claim.entries().is_empty() {
+                return claim;
+            }
+            claim.finish(Vec::new()).await.unwrap();
+        }
+    })
+    .await
+    .expect("the lapsed lease is taken over");
+    let ids: Vec<u64> = taken.entries().iter().map(|entry| entry.id).collect();
+    assert_eq!(ids, orphaned);
+    assert!(taken.entries().iter().all(|entry| entry.attempts == 1));
+    taken.finish(vec![Outcome::Sent; 2]).await.unwrap();
+    assert_eq!(first.outbox().pending().await.unwrap(), 0);
+}
+
+/// Disabling drops the trigger and keeps the unsent rows; enabling is
+/// idempotent and captures again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_keeps_the_unsent_rows() {
+    let (_dir, store, _) = two_handles().await;
+    assert!(store.outbox_enabled().await.unwrap());
+    append(&store, "kept", 2).await;
+    store.disable_outbox().await.unwrap();
+    store.disable_outbox().await.unwrap();
+    assert!(!store.outbox_enabled().await.unwrap());
+    append(&store, "kept", 1).await;
+    assert_eq!(
+        store.outbox().pending().await.unwrap(),
+        2,
+        "no row while off; old rows kept"
+    );
+
+    store.enable_outbox().await.unwrap();
+    store.enable_outbox().await.unwrap();
+    append(&store, "kept", 1).await;
+    let claim = store.outbox().claim(10).await.unwrap();
+    let versions: Vec<u64> = claim.entries().iter().map(|entry| entry.event.version).collect();
+    assert_eq!(versions, [1, 2, 4]);
+    claim.finish(vec![Outcome::Sent; 3]).await.unwrap();
+}
+
+/// The outbox belongs to the file: a handle (another process, an older
+/// program) that never enabled it writes rows too, and a handle opened
+/// before it was enabled sees it on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_writer_of_the_file_writes_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.db");
+    let early = SqliteEventStore::open(&path).await.unwrap();
+    append(&early, "before", 1).await;
+    let enabling = SqliteEventStore::open(&path).await.unwrap();
+    enabling.enable_outbox().await.unwrap();
+    assert!(early.outbox_enabled().await.unwrap());
+    append(&early, "after", 2).await;
+    early
+        .append_many(vec![factum_core::AppendBatch::new(
+            StreamId::new("Note", "many"),
+            ExpectedVersion::NoStream,
+            vec![event()],
+        )])
+        .await
+        .unwrap();
+    let claim = enabling.outbox().claim(10).await.unwrap();
+    let streams: Vec<String> = claim
+        .entries()
+        .iter()
+        .map(|entry| entry.event.aggregate_id().to_owned())
+        .collect();
+    assert_eq!(
+        streams,
+        ["after", "after", "many"],
+        "events from before have no rows"
+    );
+    claim.finish(vec![Outcome::Sent; 3]).await.unwrap();
+    early.close().await.unwrap();
+    enabling.close().await.unwrap();
+}
+
+/// A file whose outbox was never enabled says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_outbox_is_a_clear_error() {
+    let store = SqliteEventStore::open_in_memory().await.unwrap();
+    assert!(!store.outbox_enabled().await.unwrap());
+    let error = store.outbox().claim(10).await.unwrap_err();
+    let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<SqliteError>());
+    assert!(matches!(source, Some(SqliteError::OutboxMissing)), "{error}");
+    assert!(error.to_string().contains("enable_outbox"), "{error}");
+}
