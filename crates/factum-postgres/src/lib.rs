@@ -222,6 +222,16 @@
 //! exactly once. A transaction dropped without commit closes its connection
 //! (the server rolls back) rather than return it to the pool mid-transaction.
 //!
+//! # Inspection
+//!
+//! The store implements [`factum_core::StoreAdmin`] (what the `factum`
+//! command uses): counts, size on disk (`pg_total_relation_size` of the
+//! store's tables), streams by type and id (a skip scan of the stream
+//! index, one probe per stream), projections with their checkpoints,
+//! leases and dead letters, replay requests and checkpoint resets.
+//! [`PostgresEventStore::stored_schema_version`] reads the recorded schema
+//! version without migrating.
+//!
 //! # Errors
 //!
 //! Failures of the server or the pool come back as
@@ -236,6 +246,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admin;
 mod append;
 mod atomic;
 mod attempt;

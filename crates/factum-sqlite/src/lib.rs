@@ -116,7 +116,16 @@
 //! 1); `factum_checkpoints`, `factum_dead_letters` and `factum_leases`
 //! (version 2). Opening a file of an older version migrates it in one
 //! transaction, keeping its events.
+//!
+//! # Inspection
+//!
+//! The store implements [`factum_core::StoreAdmin`] (what the `factum`
+//! command uses): counts, size on disk, streams by type and id,
+//! projections with their checkpoints, leases and dead letters, replay
+//! requests and checkpoint resets. [`SqliteEventStore::file_schema_version`]
+//! reads a file's schema version without opening (or migrating) it.
 
+mod admin;
 mod append;
 mod atomic;
 mod checkpoint;

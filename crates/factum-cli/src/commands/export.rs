@@ -1,0 +1,147 @@
+//! `export [--type T] [-o FILE]`: the global log as JSON lines, up to the
+//! head found at the start. Pages are read on another task while the last
+//! one is written, and a file is written under a temporary name and
+//! renamed once complete, so a failed export never looks like a backup.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use factum_core::{EventStore, RecordedEvent};
+use tokio::sync::mpsc;
+
+use super::{Context, Store};
+use crate::cli::ExportArgs;
+use crate::error::CliError;
+use crate::line::LineOut;
+use crate::output;
+
+/// Events per page of the log.
+const PAGE: usize = 4096;
+/// Pages read ahead of the writer.
+const PAGES_AHEAD: usize = 4;
+
+pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Context) -> Result<(), CliError> {
+    let started = Instant::now();
+    let head = store.head_position().await?;
+    let mut target = Target::open(args.output.as_deref())?;
+    let bar = output::progress(head, "exporting", output::stdout_is_terminal() || args.output.is_some());
+    let (pages, mut received) = mpsc::channel(PAGES_AHEAD);
+    let reader = tokio::spawn(read_log(store.clone(), head, args.aggregate_type.clone(), pages));
+    let mut exported: u64 = 0;
+    let mut last = 0;
+    while let Some(page) = received.recv().await {
+        for event in page? {
+            let line = LineOut::new(&event).map_err(|error| {
+                CliError::failed(format!(
+                    "the payload of version {} of {} (position {}) is not JSON: {error}",
+                    event.version, event.stream, event.position
+                ))
+            })?;
+            serde_json::to_writer(&mut target.writer, &line).map_err(std::io::Error::from)?;
+            target.writer.write_all(b"\n")?;
+            exported += 1;
+            last = event.position;
+        }
+        bar.set_position(last);
+    }
+    reader
+        .await
+        .map_err(|error| CliError::failed("the export's reader failed").with_source(error))?;
+    bar.finish_and_clear();
+    target.finish()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let to = args.output.as_ref().map_or_else(|| "standard output".to_owned(), |path| path.display().to_string());
+    if context.json {
+        eprintln!("{}", serde_json::json!({ "exported": exported, "head": head, "seconds": seconds }));
+    } else {
+        eprintln!(
+            "exported {} events (up to position {}) from {} to {to} in {seconds:.1} s ({}/s)",
+            output::count(exported),
+            output::count(head),
+            context.description,
+            output::count((exported as f64 / seconds.max(1e-9)) as u64)
+        );
+    }
+    Ok(())
+}
+
+/// Reads the log up to `head` in pages, keeping `aggregate_type`'s events
+/// (all when `None`), and sends the pages; stops early when the writer is gone.
+async fn read_log<S: EventStore>(
+    store: S,
+    head: u64,
+    aggregate_type: Option<String>,
+    pages: mpsc::Sender<Result<Vec<RecordedEvent>, CliError>>,
+) {
+    let mut after = 0;
+    while after < head {
+        let page = match store.read_all(after, PAGE).await {
+            Ok(page) => page,
+            Err(error) => {
+                let _ = pages.send(Err(error.into())).await;
+                return;
+            }
+        };
+        let Some(last) = page.last() else { return };
+        after = last.position;
+        let page: Vec<_> = page
+            .into_iter()
+            .filter(|event| event.position <= head)
+            .filter(|event| aggregate_type.as_deref().is_none_or(|wanted| event.aggregate_type() == wanted))
+            .collect();
+        if pages.send(Ok(page)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Where the lines go: standard output, or a file written under a
+/// temporary name beside it.
+struct Target {
+    writer: BufWriter<Box<dyn Write + Send>>,
+    file: Option<(PathBuf, PathBuf)>,
+}
+
+impl Target {
+    fn open(path: Option<&Path>) -> Result<Self, CliError> {
+        let Some(path) = path else {
+            let stdout: Box<dyn Write + Send> = Box::new(std::io::stdout());
+            return Ok(Self {
+                writer: BufWriter::with_capacity(256 * 1024, stdout),
+                file: None,
+            });
+        };
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
+        let file = File::create(&partial).map_err(|error| {
+            CliError::usage(format!("cannot create {}: {error}", partial.display())).with_source(error)
+        })?;
+        let file: Box<dyn Write + Send> = Box::new(file);
+        Ok(Self {
+            writer: BufWriter::with_capacity(256 * 1024, file),
+            file: Some((partial, path.to_path_buf())),
+        })
+    }
+
+    fn finish(mut self) -> Result<(), CliError> {
+        self.writer.flush()?;
+        if let Some((partial, path)) = self.file.take() {
+            std::fs::rename(&partial, &path).map_err(|error| {
+                CliError::failed(format!("cannot rename {} to {}: {error}", partial.display(), path.display()))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        // An export that failed leaves no file behind.
+        if let Some((partial, _)) = self.file.take() {
+            let _ = std::fs::remove_file(partial);
+        }
+    }
+}
