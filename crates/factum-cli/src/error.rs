@@ -40,7 +40,10 @@ impl CliError {
         }
     }
 
-    pub(crate) fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
+    pub(crate) fn with_source(
+        mut self,
+        source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
+    ) -> Self {
         self.source = Some(source.into());
         self
     }
@@ -117,7 +120,8 @@ mod tests {
 
     #[test]
     fn a_cause_already_quoted_is_not_repeated() {
-        let error = CliError::failed("import failed").with_source(Quoting(std::io::Error::other("disk full")));
+        let error =
+            CliError::failed("import failed").with_source(Quoting(std::io::Error::other("disk full")));
         assert_eq!(Chain(&error).to_string(), "import failed: outer: disk full");
     }
 

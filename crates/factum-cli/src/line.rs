@@ -132,7 +132,9 @@ impl LineIn {
         }
         let payload = match (self.payload, self.payload_text) {
             (Some(raw), None) => Payload::from_stored(Arc::<str>::from(raw.get())),
-            (None, Some(text)) => Payload::parse(text).map_err(|error| format!("`payload_text` is not JSON: {error}"))?,
+            (None, Some(text)) => {
+                Payload::parse(text).map_err(|error| format!("`payload_text` is not JSON: {error}"))?
+            }
             (Some(_), Some(_)) => return Err("a line has `payload` or `payload_text`, not both".to_owned()),
             (None, None) => return Err("missing field `payload`".to_owned()),
         };
@@ -164,7 +166,10 @@ mod tests {
 
     #[test]
     fn a_line_round_trips_every_field_and_the_payload_byte_for_byte() {
-        for payload in [r#"{ "amount" : 2.50, "note":"é\u00e9" }"#, "{\n  \"amount\": 1\n}"] {
+        for payload in [
+            r#"{ "amount" : 2.50, "note":"é\u00e9" }"#,
+            "{\n  \"amount\": 1\n}",
+        ] {
             let event = recorded(payload);
             let text = serde_json::to_string(&LineOut::new(&event).unwrap()).unwrap();
             assert!(!text.contains('\n'), "{text}");
@@ -186,7 +191,10 @@ mod tests {
         let cases = [
             ("{\"event_id\":", "EOF"),
             (&good.replace("\"version\":3", "\"version\":0"), "version"),
-            (&good.replace("\"schema_version\"", "\"colour\":1,\"schema_version\""), "unknown field `colour`"),
+            (
+                &good.replace("\"schema_version\"", "\"colour\":1,\"schema_version\""),
+                "unknown field `colour`",
+            ),
             (&good.replace(",\"payload\":{}", ""), "payload"),
             (&with_tenant, "tenant `acme`"),
         ];

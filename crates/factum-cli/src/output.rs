@@ -53,7 +53,9 @@ impl Out {
         if !self.terminal {
             return None;
         }
-        console::Term::stdout().size_checked().map(|(_, columns)| usize::from(columns))
+        console::Term::stdout()
+            .size_checked()
+            .map(|(_, columns)| usize::from(columns))
     }
 }
 
@@ -112,15 +114,25 @@ pub(crate) fn count(value: u64) -> String {
 
 /// The header of [`event_line`]s.
 pub(crate) fn event_header(with_stream: bool) -> String {
-    let stream = if with_stream { format!("{:<44} ", "STREAM") } else { String::new() };
-    format!("{:>9} {stream}{:>7}  {:<23}  {:<18} PAYLOAD", "POSITION", "VERSION", "OCCURRED AT (UTC)", "TYPE")
+    let stream = if with_stream {
+        format!("{:<44} ", "STREAM")
+    } else {
+        String::new()
+    };
+    format!(
+        "{:>9} {stream}{:>7}  {:<23}  {:<18} PAYLOAD",
+        "POSITION", "VERSION", "OCCURRED AT (UTC)", "TYPE"
+    )
 }
 
 /// One event on one line, for `events` and `tail`: the payload cut to the
 /// terminal's width when printing to one.
 pub(crate) fn event_line(event: &RecordedEvent, with_stream: bool, width: Option<usize>) -> String {
     let stream = if with_stream {
-        format!("{:<44} ", format!("{}/{}", event.aggregate_type(), event.aggregate_id()))
+        format!(
+            "{:<44} ",
+            format!("{}/{}", event.aggregate_type(), event.aggregate_id())
+        )
     } else {
         String::new()
     };
@@ -150,9 +162,8 @@ pub(crate) fn progress(length: u64, what: &str, terminal: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
-    let template = format!(
-        "{what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, {{eta}} left) {{msg}}"
-    );
+    let template =
+        format!("{what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, {{eta}} left) {{msg}}");
     if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style.progress_chars("=> "));
     }
@@ -181,8 +192,11 @@ mod tests {
 
     #[test]
     fn a_long_payload_is_cut_to_the_terminal() {
-        let event = NewEvent::new("incremented", Payload::parse(r#"{"amount":12345678901234567890}"#).unwrap())
-            .recorded(StreamId::new("Counter", "1"), 2, 7);
+        let event = NewEvent::new(
+            "incremented",
+            Payload::parse(r#"{"amount":12345678901234567890}"#).unwrap(),
+        )
+        .recorded(StreamId::new("Counter", "1"), 2, 7);
         let full = event_line(&event, false, None);
         assert!(full.ends_with(r#"{"amount":12345678901234567890}"#), "{full}");
         let cut = event_line(&event, false, Some(70));

@@ -23,14 +23,21 @@ impl Location {
     /// `sqlite://PATH`, or a plain path.
     pub(crate) fn parse(text: &str) -> Result<Self, CliError> {
         if text.trim().is_empty() {
-            return Err(CliError::usage("the store is empty: pass a SQLite path or a postgres:// URL"));
+            return Err(CliError::usage(
+                "the store is empty: pass a SQLite path or a postgres:// URL",
+            ));
         }
         if text.starts_with("postgres://") || text.starts_with("postgresql://") {
             return Ok(Self::Postgres(text.to_owned()));
         }
-        if let Some(path) = text.strip_prefix("sqlite://").or_else(|| text.strip_prefix("sqlite:")) {
+        if let Some(path) = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+        {
             if path.is_empty() {
-                return Err(CliError::usage(format!("`{text}` names no file: write sqlite:PATH")));
+                return Err(CliError::usage(format!(
+                    "`{text}` names no file: write sqlite:PATH"
+                )));
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
@@ -64,9 +71,13 @@ impl Opened {
         match self {
             Self::Sqlite(store) => format!(
                 "SQLite {}",
-                store.path().map_or_else(|| ":memory:".to_owned(), |path| path.display().to_string())
+                store
+                    .path()
+                    .map_or_else(|| ":memory:".to_owned(), |path| path.display().to_string())
             ),
-            Self::Postgres(store) => format!("PostgreSQL {}, schema {}", store.address(), store.schema_name()),
+            Self::Postgres(store) => {
+                format!("PostgreSQL {}, schema {}", store.address(), store.schema_name())
+            }
         }
     }
 
@@ -198,9 +209,18 @@ mod tests {
 
     #[test]
     fn urls_and_paths_name_their_backend() {
-        assert_eq!(Location::parse("app.db").unwrap(), Location::Sqlite("app.db".into()));
-        assert_eq!(Location::parse("sqlite:data/app.db").unwrap(), Location::Sqlite("data/app.db".into()));
-        assert_eq!(Location::parse("sqlite:///tmp/a.db").unwrap(), Location::Sqlite("/tmp/a.db".into()));
+        assert_eq!(
+            Location::parse("app.db").unwrap(),
+            Location::Sqlite("app.db".into())
+        );
+        assert_eq!(
+            Location::parse("sqlite:data/app.db").unwrap(),
+            Location::Sqlite("data/app.db".into())
+        );
+        assert_eq!(
+            Location::parse("sqlite:///tmp/a.db").unwrap(),
+            Location::Sqlite("/tmp/a.db".into())
+        );
         let url = "postgresql://u@h:5432/db";
         assert_eq!(Location::parse(url).unwrap(), Location::Postgres(url.to_owned()));
     }

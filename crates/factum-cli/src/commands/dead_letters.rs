@@ -12,7 +12,11 @@ use crate::error::CliError;
 use crate::line::LineOut;
 use crate::output::{self, Out};
 
-pub(crate) async fn run<S: Store>(store: &S, args: &DeadLettersArgs, context: &Context) -> Result<(), CliError> {
+pub(crate) async fn run<S: Store>(
+    store: &S,
+    args: &DeadLettersArgs,
+    context: &Context,
+) -> Result<(), CliError> {
     super::projections::find(store, &args.name).await?;
     match args.action.as_ref().unwrap_or(&DeadLettersAction::List) {
         DeadLettersAction::List => list(store, &args.name, context).await,
@@ -42,10 +46,22 @@ async fn list<S: Store>(store: &S, name: &str, context: &Context) -> Result<(), 
         out.line(format!("projection `{name}` has no dead letters"))?;
         return out.flush();
     }
-    let mut table = output::table(&["id", "stream", "version", "event", "attempts", "failed at (UTC)", "error"]);
+    let mut table = output::table(&[
+        "id",
+        "stream",
+        "version",
+        "event",
+        "attempts",
+        "failed at (UTC)",
+        "error",
+    ]);
     for letter in &letters {
         let event = &letter.event;
-        let attempts = if letter.replay_requested() { "replay requested".to_owned() } else { letter.attempts.to_string() };
+        let attempts = if letter.replay_requested() {
+            "replay requested".to_owned()
+        } else {
+            letter.attempts.to_string()
+        };
         table.add_row(vec![
             letter.position().to_string(),
             format!("{}/{}", event.aggregate_type(), event.aggregate_id()),
@@ -63,7 +79,9 @@ async fn list<S: Store>(store: &S, name: &str, context: &Context) -> Result<(), 
 async fn replay<S: Store>(store: &S, name: &str, id: Option<u64>, context: &Context) -> Result<(), CliError> {
     let marked = store.request_replay(name, id).await?;
     if let (Some(id), 0) = (id, marked) {
-        return Err(CliError::failed(format!("projection `{name}` has no dead letter {id}")));
+        return Err(CliError::failed(format!(
+            "projection `{name}` has no dead letter {id}"
+        )));
     }
     let mut out = Out::new();
     if context.json {
@@ -80,13 +98,17 @@ async fn replay<S: Store>(store: &S, name: &str, id: Option<u64>, context: &Cont
 
 async fn discard<S: Store>(store: &S, name: &str, id: u64, context: &Context) -> Result<(), CliError> {
     if !store.discard_dead_letter(name, id).await? {
-        return Err(CliError::failed(format!("projection `{name}` has no dead letter {id}")));
+        return Err(CliError::failed(format!(
+            "projection `{name}` has no dead letter {id}"
+        )));
     }
     let mut out = Out::new();
     if context.json {
         out.json(&json!({ "name": name, "discarded": id }))?;
     } else {
-        out.line(format!("discarded dead letter {id} of `{name}`: its event will not be handled"))?;
+        out.line(format!(
+            "discarded dead letter {id} of `{name}`: its event will not be handled"
+        ))?;
     }
     out.flush()
 }

@@ -66,7 +66,10 @@ mod tests {
     #[test]
     fn the_type_ends_at_the_first_slash() {
         let stream = parse_stream("Order/eu/42").unwrap();
-        assert_eq!((stream.aggregate_type(), stream.aggregate_id()), ("Order", "eu/42"));
+        assert_eq!(
+            (stream.aggregate_type(), stream.aggregate_id()),
+            ("Order", "eu/42")
+        );
         assert!(parse_stream("Order").is_err());
         assert!(parse_stream("/42").is_err());
     }

@@ -26,7 +26,11 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Contex
     let started = Instant::now();
     let head = store.head_position().await?;
     let mut target = Target::open(args.output.as_deref())?;
-    let bar = output::progress(head, "exporting", output::stdout_is_terminal() || args.output.is_some());
+    let bar = output::progress(
+        head,
+        "exporting",
+        output::stdout_is_terminal() || args.output.is_some(),
+    );
     let (pages, mut received) = mpsc::channel(PAGES_AHEAD);
     let reader = tokio::spawn(read_log(store.clone(), head, args.aggregate_type.clone(), pages));
     let mut exported: u64 = 0;
@@ -52,9 +56,15 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Contex
     bar.finish_and_clear();
     target.finish()?;
     let seconds = started.elapsed().as_secs_f64();
-    let to = args.output.as_ref().map_or_else(|| "standard output".to_owned(), |path| path.display().to_string());
+    let to = args
+        .output
+        .as_ref()
+        .map_or_else(|| "standard output".to_owned(), |path| path.display().to_string());
     if context.json {
-        eprintln!("{}", serde_json::json!({ "exported": exported, "head": head, "seconds": seconds }));
+        eprintln!(
+            "{}",
+            serde_json::json!({ "exported": exported, "head": head, "seconds": seconds })
+        );
     } else {
         eprintln!(
             "exported {} events (up to position {}) from {} to {to} in {seconds:.1} s ({}/s)",
@@ -89,7 +99,11 @@ async fn read_log<S: EventStore>(
         let page: Vec<_> = page
             .into_iter()
             .filter(|event| event.position <= head)
-            .filter(|event| aggregate_type.as_deref().is_none_or(|wanted| event.aggregate_type() == wanted))
+            .filter(|event| {
+                aggregate_type
+                    .as_deref()
+                    .is_none_or(|wanted| event.aggregate_type() == wanted)
+            })
             .collect();
         if pages.send(Ok(page)).await.is_err() {
             return;
@@ -130,7 +144,11 @@ impl Target {
         self.writer.flush()?;
         if let Some((partial, path)) = self.file.take() {
             std::fs::rename(&partial, &path).map_err(|error| {
-                CliError::failed(format!("cannot rename {} to {}: {error}", partial.display(), path.display()))
+                CliError::failed(format!(
+                    "cannot rename {} to {}: {error}",
+                    partial.display(),
+                    path.display()
+                ))
             })?;
         }
         Ok(())

@@ -53,8 +53,16 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ImportArgs, context: &Contex
         (Box::new(file), size)
     };
     let mut lines = Lines::new(reader, args.file.display().to_string());
-    let bar = output::progress(size.unwrap_or(0), "importing", output::stdout_is_terminal() && size.is_some());
-    let skipped = if args.append { 0 } else { skip_stored(store, &mut lines).await? };
+    let bar = output::progress(
+        size.unwrap_or(0),
+        "importing",
+        output::stdout_is_terminal() && size.is_some(),
+    );
+    let skipped = if args.append {
+        0
+    } else {
+        skip_stored(store, &mut lines).await?
+    };
     let mut imported = 0;
     loop {
         let batch = lines.batch(BATCH)?;
@@ -117,8 +125,12 @@ impl Lines {
         loop {
             self.text.clear();
             let read = self.reader.read_line(&mut self.text).map_err(|error| {
-                CliError::refused(format!("{}: line {}: cannot read it: {error}", self.name, self.number + 1))
-                    .with_source(error)
+                CliError::refused(format!(
+                    "{}: line {}: cannot read it: {error}",
+                    self.name,
+                    self.number + 1
+                ))
+                .with_source(error)
             })?;
             if read == 0 {
                 return Ok(None);
@@ -152,7 +164,10 @@ impl Lines {
         while batch.len() < size {
             let Some(next) = self.next()? else { break };
             if !ids.insert(next.imported.event.event_id) {
-                let reason = format!("event id {} appears twice in the file", next.imported.event.event_id);
+                let reason = format!(
+                    "event id {} appears twice in the file",
+                    next.imported.event.event_id
+                );
                 return Err(self.corrupt(next.line, &reason));
             }
             if let Some(previous) = batch.last() {
@@ -178,14 +193,19 @@ async fn skip_stored<S: Store>(store: &S, lines: &mut Lines) -> Result<u64, CliE
     let mut skipped = 0;
     loop {
         let page = store.read_all(after, 4096).await?;
-        let Some(last) = page.last() else { return Ok(skipped) };
+        let Some(last) = page.last() else {
+            return Ok(skipped);
+        };
         after = last.position;
         for stored in page {
             match lines.next()? {
                 Some(numbered) if numbered.imported.event.event_id == stored.event_id => skipped += 1,
                 found => {
                     let file_side = match found {
-                        Some(numbered) => format!("line {} holds event {}", numbered.line, numbered.imported.event.event_id),
+                        Some(numbered) => format!(
+                            "line {} holds event {}",
+                            numbered.line, numbered.imported.event.event_id
+                        ),
                         None => format!("the file ends after {} events", skipped),
                     };
                     return Err(CliError::refused(format!(
@@ -259,7 +279,8 @@ impl Call {
         self.streams.insert(run.stream.clone());
         self.first_lines.push(run.first_line);
         let expected = ExpectedVersion::Exact(run.first_version - 1);
-        self.batches.push(AppendBatch::new(run.stream, expected, run.events));
+        self.batches
+            .push(AppendBatch::new(run.stream, expected, run.events));
     }
 
     async fn send<S: Store>(&mut self, store: &S, name: &str) -> Result<(), CliError> {
@@ -271,7 +292,10 @@ impl Call {
         self.streams.clear();
         self.first_lines.clear();
         store.append_many(batches).await.map_err(|error| {
-            CliError::failed(format!("{name}: the events from line {first} on were not imported")).with_source(error)
+            CliError::failed(format!(
+                "{name}: the events from line {first} on were not imported"
+            ))
+            .with_source(error)
         })?;
         Ok(())
     }

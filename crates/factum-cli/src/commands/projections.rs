@@ -10,7 +10,11 @@ use crate::cli::{ProjectionsAction, ProjectionsArgs};
 use crate::error::CliError;
 use crate::output::{self, Out};
 
-pub(crate) async fn run<S: Store>(store: &S, args: &ProjectionsArgs, context: &Context) -> Result<(), CliError> {
+pub(crate) async fn run<S: Store>(
+    store: &S,
+    args: &ProjectionsArgs,
+    context: &Context,
+) -> Result<(), CliError> {
     match &args.action {
         None => list(store, context).await,
         Some(ProjectionsAction::Reset { name, to, force }) => reset(store, name, *to, *force, context).await,
@@ -39,8 +43,14 @@ pub(crate) fn table(projections: &[ProjectionSummary], head: u64) -> Table {
     let mut table = output::table(&["projection", "checkpoint", "lag", "lease holder", "dead letters"]);
     for projection in projections {
         let lease = match &projection.lease {
-            Some(lease) if lease.is_held_at(now) => format!("{} (until {})", lease.holder, output::time(lease.expires_at)),
-            Some(lease) => format!("none ({} lapsed {})", lease.holder, output::time(lease.expires_at)),
+            Some(lease) if lease.is_held_at(now) => {
+                format!("{} (until {})", lease.holder, output::time(lease.expires_at))
+            }
+            Some(lease) => format!(
+                "none ({} lapsed {})",
+                lease.holder,
+                output::time(lease.expires_at)
+            ),
             None => "none".to_owned(),
         };
         let mut letters = output::count(projection.dead_letters);
@@ -74,8 +84,15 @@ pub(crate) fn to_json(projection: &ProjectionSummary, head: u64) -> Value {
 /// The projection called `name`, or an error listing what there is.
 pub(crate) async fn find<S: Store>(store: &S, name: &str) -> Result<ProjectionSummary, CliError> {
     let projections = store.projections().await?;
-    let names: Vec<&str> = projections.iter().map(|projection| projection.name.as_str()).collect();
-    let known = if names.is_empty() { "none".to_owned() } else { names.join(", ") };
+    let names: Vec<&str> = projections
+        .iter()
+        .map(|projection| projection.name.as_str())
+        .collect();
+    let known = if names.is_empty() {
+        "none".to_owned()
+    } else {
+        names.join(", ")
+    };
     projections
         .iter()
         .find(|projection| projection.name == name)
@@ -83,9 +100,19 @@ pub(crate) async fn find<S: Store>(store: &S, name: &str) -> Result<ProjectionSu
         .ok_or_else(|| CliError::failed(format!("no projection `{name}` in this store (known: {known})")))
 }
 
-async fn reset<S: Store>(store: &S, name: &str, to: u64, force: bool, context: &Context) -> Result<(), CliError> {
+async fn reset<S: Store>(
+    store: &S,
+    name: &str,
+    to: u64,
+    force: bool,
+    context: &Context,
+) -> Result<(), CliError> {
     let projection = find(store, name).await?;
-    if let Some(lease) = projection.lease.as_ref().filter(|lease| lease.is_held_at(OffsetDateTime::now_utc())) {
+    if let Some(lease) = projection
+        .lease
+        .as_ref()
+        .filter(|lease| lease.is_held_at(OffsetDateTime::now_utc()))
+    {
         if !force {
             return Err(CliError::refused(format!(
                 "projection `{name}` is running: {} holds its lease until {} UTC; stop its runners first, or pass \

@@ -16,7 +16,9 @@ pub(crate) async fn migrate<S: Store>(store: &S, context: &Context) -> Result<()
     }
     let done = match context.found_version {
         None => format!("created the store at schema version {version}"),
-        Some(found) if found < version => format!("migrated the store from schema version {found} to {version}"),
+        Some(found) if found < version => {
+            format!("migrated the store from schema version {found} to {version}")
+        }
         Some(_) => format!("the store is at schema version {version}: nothing to do"),
     };
     out.line(format!("{}: {done}", context.description))?;
@@ -28,7 +30,10 @@ pub(crate) async fn status<S: Store>(store: &S, context: &Context) -> Result<(),
     let projections = store.projections().await?;
     let mut out = Out::new();
     if context.json {
-        let projections: Vec<_> = projections.iter().map(|projection| super::projections::to_json(projection, stats.head)).collect();
+        let projections: Vec<_> = projections
+            .iter()
+            .map(|projection| super::projections::to_json(projection, stats.head))
+            .collect();
         out.json(&json!({
             "store": context.description,
             "schema_version": stats.schema_version,
@@ -41,7 +46,9 @@ pub(crate) async fn status<S: Store>(store: &S, context: &Context) -> Result<(),
         return out.flush();
     }
     let mut table = output::table(&["store", &context.description]);
-    let size = stats.bytes_on_disk.map_or_else(|| "unknown".to_owned(), output::bytes);
+    let size = stats
+        .bytes_on_disk
+        .map_or_else(|| "unknown".to_owned(), output::bytes);
     for (name, value) in [
         ("schema version", stats.schema_version.to_string()),
         ("streams", output::count(stats.streams)),

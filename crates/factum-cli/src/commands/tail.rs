@@ -32,18 +32,22 @@ pub(crate) async fn run<S: Store>(store: &S, args: &TailArgs, context: &Context)
         Start::After(position) => position,
         _ => head,
     };
-    let bar = output::progress(head.saturating_sub(first), "catching up", out.terminal && head > first + LAST);
+    let bar = output::progress(
+        head.saturating_sub(first),
+        "catching up",
+        out.terminal && head > first + LAST,
+    );
     if !context.json {
         out.line(output::event_header(true))?;
         out.flush()?;
     }
     let mut since_flush = 0;
-    let stop = tokio::signal::ctrl_c();
+    let stop = stopped();
     tokio::pin!(stop);
     loop {
         let event = tokio::select! {
             event = events.next() => event,
-            _ = &mut stop => break,
+            () = &mut stop => break,
         };
         let Some(event) = event else { break };
         let event = event?;
@@ -55,7 +59,10 @@ pub(crate) async fn run<S: Store>(store: &S, args: &TailArgs, context: &Context)
         if wanted(&event, args) {
             let line = if context.json {
                 serde_json::to_string(&LineOut::new(&event).map_err(|error| {
-                    CliError::failed(format!("the payload at position {} is not JSON: {error}", event.position))
+                    CliError::failed(format!(
+                        "the payload at position {} is not JSON: {error}",
+                        event.position
+                    ))
                 })?)
                 .map_err(|error| CliError::failed(error.to_string()))?
             } else {
@@ -76,7 +83,28 @@ pub(crate) async fn run<S: Store>(store: &S, args: &TailArgs, context: &Context)
     out.flush()
 }
 
+/// Resolves on Ctrl-C, or on SIGTERM where there is one.
+async fn stopped() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 fn wanted(event: &RecordedEvent, args: &TailArgs) -> bool {
-    args.aggregate_type.as_deref().is_none_or(|wanted| event.aggregate_type() == wanted)
-        && args.event_type.as_deref().is_none_or(|wanted| &*event.event_type == wanted)
+    args.aggregate_type
+        .as_deref()
+        .is_none_or(|wanted| event.aggregate_type() == wanted)
+        && args
+            .event_type
+            .as_deref()
+            .is_none_or(|wanted| &*event.event_type == wanted)
 }
