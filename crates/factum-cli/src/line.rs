@@ -108,7 +108,14 @@ pub(crate) struct Imported {
 impl LineIn {
     /// Parses and checks one line (without its newline).
     pub(crate) fn parse(text: &str) -> Result<Imported, String> {
-        let line: Self = serde_json::from_str(text).map_err(|error| error.to_string())?;
+        let line: Self = serde_json::from_str(text).map_err(|error| {
+            // serde_json counts lines within the text, which is one line here.
+            let message = error.to_string();
+            let message = message
+                .rsplit_once(" at line ")
+                .map_or(message.as_str(), |(message, _)| message);
+            format!("{message} (column {})", error.column())
+        })?;
         line.into_imported()
     }
 

@@ -61,7 +61,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate | Command::Import(_) => Access::CreateOrMigrate,
         _ => Access::Existing,
     };
-    let (opened, found) = store::open(&location, cli.schema.as_deref(), access).await?;
+    let (opened, found) = store::open(&location, cli.schema.as_deref(), access, store::CONNECTIONS).await?;
     let context = commands::Context {
         json: cli.json,
         description: opened.describe(),

@@ -91,12 +91,16 @@ impl Opened {
 
 const UPGRADE: &str = "upgrade the factum command (cargo install factum-cli)";
 
+/// Connections a command keeps to PostgreSQL: a few pages read at once.
+pub(crate) const CONNECTIONS: usize = 4;
+
 /// Opens the store, with the schema version it was at before (`None`: no
-/// store there yet).
+/// store there yet); `connections` is the PostgreSQL pool's size.
 pub(crate) async fn open(
     location: &Location,
     schema: Option<&str>,
     access: Access,
+    connections: usize,
 ) -> Result<(Opened, Option<u32>), CliError> {
     match location {
         Location::Sqlite(path) => {
@@ -104,7 +108,7 @@ pub(crate) async fn open(
             Ok((Opened::Sqlite(store), found))
         }
         Location::Postgres(url) => {
-            let (store, found) = open_postgres(url, schema, access).await?;
+            let (store, found) = open_postgres(url, schema, access, connections).await?;
             Ok((Opened::Postgres(store), found))
         }
     }
@@ -156,9 +160,10 @@ async fn open_postgres(
     url: &str,
     schema: Option<&str>,
     access: Access,
+    connections: usize,
 ) -> Result<(PostgresEventStore, Option<u32>), CliError> {
     let schema = schema.unwrap_or("public");
-    let options = PostgresOptions::new().schema(schema).pool_size(4);
+    let options = PostgresOptions::new().schema(schema).pool_size(connections);
     let store = PostgresEventStore::connect_with(url, options)
         .await
         .map_err(connect_error)?;

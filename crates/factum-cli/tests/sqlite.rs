@@ -648,3 +648,18 @@ fn import_reads_standard_input() {
     let done = common::finish(child.wait_with_output().unwrap()).ok();
     assert!(done.stdout.contains("imported 3 events"), "{}", done.stdout);
 }
+
+#[test]
+fn export_to_a_device_writes_into_it_and_leaves_it_a_device() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = path_of(&dir, "app.db");
+    runtime().block_on(seeded_sqlite(dir.path().join("app.db").as_path(), 1, 2));
+    run(&store, &["export", "-o", "/dev/null"]).ok();
+    assert!(
+        std::fs::metadata("/dev/null")
+            .unwrap()
+            .file_type()
+            .is_char_device()
+    );
+}

@@ -24,6 +24,10 @@ use crate::error::CliError;
 use crate::output::{self, Out};
 use crate::store::{self, Access, Location, Opened};
 
+/// Connections to PostgreSQL: one per concurrent writer, as in the
+/// README's runs.
+const CONNECTIONS: usize = 16;
+
 /// Events of the large workloads unless `--events` says otherwise: a run
 /// of seconds. The README's figures use 1,000,000.
 const DEFAULT_EVENTS: usize = 100_000;
@@ -112,7 +116,7 @@ async fn scratch(location: &Location, schema: Option<&str>) -> Result<(Opened, C
         }
     };
     let schema = (!cleanup.schema.is_empty()).then_some(cleanup.schema.as_str());
-    let (opened, _) = store::open(&scratch, schema, Access::CreateOrMigrate).await?;
+    let (opened, _) = store::open(&scratch, schema, Access::CreateOrMigrate, CONNECTIONS).await?;
     Ok((opened, cleanup))
 }
 

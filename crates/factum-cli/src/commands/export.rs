@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use factum_core::{EventStore, RecordedEvent};
+use futures::StreamExt;
 use tokio::sync::mpsc;
 
 use super::{Context, Store};
@@ -21,6 +22,8 @@ use crate::output;
 const PAGE: usize = 4096;
 /// Pages read ahead of the writer.
 const PAGES_AHEAD: usize = 4;
+/// Pages read at once.
+const READS_IN_FLIGHT: usize = 3;
 
 pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Context) -> Result<(), CliError> {
     let started = Instant::now();
@@ -78,41 +81,56 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Contex
 }
 
 /// Reads the log up to `head` in pages, keeping `aggregate_type`'s events
-/// (all when `None`), and sends the pages; stops early when the writer is gone.
-async fn read_log<S: EventStore>(
+/// (all when `None`), and sends the pages in order; stops early when the
+/// writer is gone.
+///
+/// Every event up to the head found at the start is committed, so the log
+/// below it can be read by position ranges, several at once: a page of
+/// [`PAGE`] events after `k × PAGE` always covers the range up to
+/// `(k + 1) × PAGE` (it cannot hold more positions), and what it holds
+/// beyond is the next range's and dropped.
+async fn read_log<S: EventStore + Clone>(
     store: S,
     head: u64,
     aggregate_type: Option<String>,
     pages: mpsc::Sender<Result<Vec<RecordedEvent>, CliError>>,
 ) {
-    let mut after = 0;
-    while after < head {
-        let page = match store.read_all(after, PAGE).await {
-            Ok(page) => page,
+    let page = PAGE as u64;
+    let ranges = head.div_ceil(page);
+    let reads = futures::stream::iter(0..ranges)
+        .map(|range| {
+            let store = store.clone();
+            async move {
+                let after = range * page;
+                let last = (after + page).min(head);
+                let events = store.read_all(after, PAGE).await?;
+                Ok::<_, factum_core::Error>(events.into_iter().filter(move |event| event.position <= last))
+            }
+        })
+        .buffered(READS_IN_FLIGHT);
+    futures::pin_mut!(reads);
+    while let Some(read) = reads.next().await {
+        let page = match read {
+            Ok(events) => events
+                .filter(|event| {
+                    aggregate_type
+                        .as_deref()
+                        .is_none_or(|wanted| event.aggregate_type() == wanted)
+                })
+                .collect(),
             Err(error) => {
                 let _ = pages.send(Err(error.into())).await;
                 return;
             }
         };
-        let Some(last) = page.last() else { return };
-        after = last.position;
-        let page: Vec<_> = page
-            .into_iter()
-            .filter(|event| event.position <= head)
-            .filter(|event| {
-                aggregate_type
-                    .as_deref()
-                    .is_none_or(|wanted| event.aggregate_type() == wanted)
-            })
-            .collect();
         if pages.send(Ok(page)).await.is_err() {
             return;
         }
     }
 }
 
-/// Where the lines go: standard output, or a file written under a
-/// temporary name beside it.
+/// Where the lines go: standard output, a device, or a regular file
+/// written under a temporary name beside it and renamed when complete.
 struct Target {
     writer: BufWriter<Box<dyn Write + Send>>,
     file: Option<(PathBuf, PathBuf)>,
@@ -127,6 +145,19 @@ impl Target {
                 file: None,
             });
         };
+        // A device or a pipe (`-o /dev/stdout`) is written in place: only
+        // a regular file can be replaced by a rename.
+        let regular = std::fs::metadata(path).map_or(true, |meta| meta.is_file());
+        if !regular {
+            let file = File::create(path).map_err(|error| {
+                CliError::usage(format!("cannot write {}: {error}", path.display())).with_source(error)
+            })?;
+            let file: Box<dyn Write + Send> = Box::new(file);
+            return Ok(Self {
+                writer: BufWriter::with_capacity(256 * 1024, file),
+                file: None,
+            });
+        }
         let mut partial = path.as_os_str().to_owned();
         partial.push(".partial");
         let partial = PathBuf::from(partial);
