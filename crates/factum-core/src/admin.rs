@@ -29,7 +29,13 @@ pub struct StoreStats {
 
 impl StoreStats {
     /// Stats from their parts.
-    pub fn new(schema_version: u32, streams: u64, events: u64, head: u64, bytes_on_disk: Option<u64>) -> Self {
+    pub fn new(
+        schema_version: u32,
+        streams: u64,
+        events: u64,
+        head: u64,
+        bytes_on_disk: Option<u64>,
+    ) -> Self {
         Self {
             schema_version,
             streams,

@@ -27,7 +27,9 @@ pub mod testing;
 mod unit_of_work;
 mod upcast;
 
-pub use admin::{LeaseInfo, ProjectionSummary, ResetReport, StoreAdmin, StoreStats, StreamQuery, StreamSummary};
+pub use admin::{
+    LeaseInfo, ProjectionSummary, ResetReport, StoreAdmin, StoreStats, StreamQuery, StreamSummary,
+};
 pub use aggregate::{Aggregate, AggregateId, ApplyError, DecodeError, DefaultAggregate, DomainEvent};
 pub use application::Application;
 pub use error::{Error, Result};

@@ -179,7 +179,13 @@ impl StoreAdmin for PostgresEventStore {
                 let lease = holder.zip(expires).map(|(holder, at)| LeaseInfo::new(holder, at));
                 let letters: i64 = row.try_get(4).map_err(get_error)?;
                 let requested: i64 = row.try_get(5).map_err(get_error)?;
-                Ok(ProjectionSummary::new(name, checkpoint, lease, count(letters), count(requested)))
+                Ok(ProjectionSummary::new(
+                    name,
+                    checkpoint,
+                    lease,
+                    count(letters),
+                    count(requested),
+                ))
             })
             .collect()
     }
@@ -189,7 +195,9 @@ impl StoreAdmin for PostgresEventStore {
     }
 
     async fn discard_dead_letter(&self, projection: &str, position: u64) -> Result<bool, Error> {
-        PostgresProjectionStore::new(self).remove(projection, position).await
+        PostgresProjectionStore::new(self)
+            .remove(projection, position)
+            .await
     }
 
     async fn request_replay(&self, projection: &str, position: Option<u64>) -> Result<u64, Error> {
@@ -220,7 +228,8 @@ impl StoreAdmin for PostgresEventStore {
             letters = names.dead_letters,
         );
         let row = self.one_row(&sql, &[&projection, &stored]).await?;
-        let previous = checkpoint_from_stored(projection, row.try_get(0).map_err(|error| unreadable(&error))?)?;
+        let previous =
+            checkpoint_from_stored(projection, row.try_get(0).map_err(|error| unreadable(&error))?)?;
         let removed: i64 = row.try_get(1).map_err(|error| unreadable(&error))?;
         Ok(ResetReport::new(previous, position, count(removed)))
     }

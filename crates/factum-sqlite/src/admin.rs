@@ -60,15 +60,16 @@ impl SqliteEventStore {
             }
             .into()
         };
-        let application_id = match connection.query_row("PRAGMA application_id", [], |row| row.get::<_, i64>(0)) {
-            Ok(id) => id,
-            Err(rusqlite::Error::SqliteFailure(failure, _))
-                if failure.code == rusqlite::ErrorCode::NotADatabase =>
-            {
-                return Err(not_factum("the file is not a SQLite database".to_owned()));
-            }
-            Err(error) => return Err(sqlite(error)),
-        };
+        let application_id =
+            match connection.query_row("PRAGMA application_id", [], |row| row.get::<_, i64>(0)) {
+                Ok(id) => id,
+                Err(rusqlite::Error::SqliteFailure(failure, _))
+                    if failure.code == rusqlite::ErrorCode::NotADatabase =>
+                {
+                    return Err(not_factum("the file is not a SQLite database".to_owned()));
+                }
+                Err(error) => return Err(sqlite(error)),
+            };
         let user_version: i64 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
             .map_err(sqlite)?;
@@ -87,7 +88,11 @@ impl SqliteEventStore {
             .ok()
             .filter(|version| *version >= 1)
             .map(Some)
-            .ok_or_else(|| not_factum(format!("it carries factum's application id but schema version {user_version}")))
+            .ok_or_else(|| {
+                not_factum(format!(
+                    "it carries factum's application id but schema version {user_version}"
+                ))
+            })
     }
 
     /// The files the store keeps on disk: the database, its write-ahead
@@ -117,7 +122,10 @@ fn stream_summary(row: &Row<'_>) -> rusqlite::Result<Result<StreamSummary, Error
         version: version.unsigned_abs(),
         reason,
     };
-    let summary = match (u64::try_from(version), OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))) {
+    let summary = match (
+        u64::try_from(version),
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)),
+    ) {
         (Ok(version), Ok(at)) => Ok(StreamSummary::new(stream.clone(), version, at)),
         (Err(_), _) => Err(corrupt(format!("its version {version} is negative"))),
         (_, Err(error)) => Err(corrupt(format!("its time {nanos} is not a time: {error}"))),
@@ -125,10 +133,26 @@ fn stream_summary(row: &Row<'_>) -> rusqlite::Result<Result<StreamSummary, Error
     Ok(summary)
 }
 
-fn projection_summary(row: &Row<'_>) -> rusqlite::Result<(String, Option<i64>, Option<(String, i64)>, i64, i64)> {
+/// A row of [`PROJECTIONS`], as stored.
+struct ProjectionRow {
+    name: String,
+    checkpoint: Option<i64>,
+    /// Holder and expiry, in milliseconds since the Unix epoch.
+    lease: Option<(String, i64)>,
+    letters: i64,
+    requested: i64,
+}
+
+fn projection_row(row: &Row<'_>) -> rusqlite::Result<ProjectionRow> {
     let holder: Option<String> = row.get(2)?;
     let expires: Option<i64> = row.get(3)?;
-    Ok((row.get(0)?, row.get(1)?, holder.zip(expires), row.get(4)?, row.get(5)?))
+    Ok(ProjectionRow {
+        name: row.get(0)?,
+        checkpoint: row.get(1)?,
+        lease: holder.zip(expires),
+        letters: row.get(4)?,
+        requested: row.get(5)?,
+    })
 }
 
 fn count(value: i64) -> u64 {
@@ -137,7 +161,8 @@ fn count(value: i64) -> u64 {
 
 /// The lease expiry, stored in milliseconds since the Unix epoch.
 fn lease_expiry(millis: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 /// Reads the committed checkpoint of `projection` on `connection`.
@@ -169,7 +194,12 @@ impl StoreAdmin for SqliteEventStore {
                 read().map_err(sqlite)
             })
             .await?;
-        let bytes = self.files().iter().filter_map(|file| std::fs::metadata(file).ok()).map(|meta| meta.len()).sum();
+        let bytes = self
+            .files()
+            .iter()
+            .filter_map(|file| std::fs::metadata(file).ok())
+            .map(|meta| meta.len())
+            .sum();
         let number = |value: Option<i64>| count(value.unwrap_or(0));
         Ok(StoreStats::new(
             u32::try_from(number(version)).unwrap_or(u32::MAX),
@@ -217,22 +247,31 @@ impl StoreAdmin for SqliteEventStore {
         let rows = self
             .read(|connection| {
                 let mut statement = connection.prepare_cached(PROJECTIONS).map_err(sqlite)?;
-                let rows = statement.query_map([], projection_summary).map_err(sqlite)?;
+                let rows = statement.query_map([], projection_row).map_err(sqlite)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sqlite)
             })
             .await?;
         rows.into_iter()
-            .map(|(name, checkpoint, lease, letters, requested)| {
-                let checkpoint = checkpoint_from_stored(&name, checkpoint)?;
-                let lease = lease.map(|(holder, expires)| LeaseInfo::new(holder, lease_expiry(expires)));
-                Ok(ProjectionSummary::new(name, checkpoint, lease, count(letters), count(requested)))
+            .map(|row| {
+                let checkpoint = checkpoint_from_stored(&row.name, row.checkpoint)?;
+                let lease = row
+                    .lease
+                    .map(|(holder, expires)| LeaseInfo::new(holder, lease_expiry(expires)));
+                Ok(ProjectionSummary::new(
+                    row.name,
+                    checkpoint,
+                    lease,
+                    count(row.letters),
+                    count(row.requested),
+                ))
             })
             .collect()
     }
 
     async fn dead_letters(&self, projection: &str) -> Result<Vec<DeadLetter>, Error> {
         let projection = projection.to_owned();
-        self.read(move |connection| dead_letter::list(connection, &projection)).await
+        self.read(move |connection| dead_letter::list(connection, &projection))
+            .await
     }
 
     async fn discard_dead_letter(&self, projection: &str, position: u64) -> Result<bool, Error> {

@@ -108,19 +108,17 @@ async fn reset<S: Store>(
     context: &Context,
 ) -> Result<(), CliError> {
     let projection = find(store, name).await?;
-    if let Some(lease) = projection
+    let running = projection
         .lease
         .as_ref()
-        .filter(|lease| lease.is_held_at(OffsetDateTime::now_utc()))
-    {
-        if !force {
-            return Err(CliError::refused(format!(
-                "projection `{name}` is running: {} holds its lease until {} UTC; stop its runners first, or pass \
-                 --force",
-                lease.holder,
-                output::time(lease.expires_at)
-            )));
-        }
+        .filter(|lease| !force && lease.is_held_at(OffsetDateTime::now_utc()));
+    if let Some(lease) = running {
+        return Err(CliError::refused(format!(
+            "projection `{name}` is running: {} holds its lease until {} UTC; stop its runners first, or pass \
+             --force",
+            lease.holder,
+            output::time(lease.expires_at)
+        )));
     }
     let report = store.reset_projection(name, to).await?;
     let mut out = Out::new();

@@ -53,3 +53,81 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    use super::*;
+    use crate::{
+        DeadLetterStore, ExpectedVersion, HandlerError, InMemoryCheckpointStore, InMemoryDeadLetterStore,
+        InMemoryEventStore, NewEvent, Payload, Projection, RecordedEvent, RetryPolicy, StreamId,
+    };
+
+    /// Fails every event until `fixed`, then counts them.
+    struct Flaky {
+        fixed: Arc<AtomicBool>,
+        handled: Arc<AtomicU64>,
+    }
+
+    impl Projection for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+
+        async fn handle(&mut self, _event: &RecordedEvent) -> Result<(), HandlerError> {
+            if !self.fixed.load(Ordering::SeqCst) {
+                return Err("not yet".into());
+            }
+            self.handled.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_running_runner_replays_the_letters_marked_for_replay_and_only_those() {
+        let store = InMemoryEventStore::new();
+        let stream = StreamId::new("Order", "1");
+        let events = (0..2)
+            .map(|_| NewEvent::new("placed", Payload::parse("{}").unwrap()))
+            .collect();
+        store
+            .append(&stream, ExpectedVersion::NoStream, events)
+            .await
+            .unwrap();
+        let letters = InMemoryDeadLetterStore::new();
+        let (fixed, handled) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));
+        let projection = Flaky {
+            fixed: fixed.clone(),
+            handled: handled.clone(),
+        };
+        let runner = ProjectionRunner::new(
+            store.clone(),
+            projection,
+            InMemoryCheckpointStore::new(),
+            letters.clone(),
+        )
+        .retry(RetryPolicy::no_retry())
+        .spawn();
+        runner.wait_for_checkpoint(2).await.unwrap();
+        assert_eq!(letters.all().len(), 2, "both events failed");
+
+        fixed.store(true, Ordering::SeqCst);
+        let mut marked = letters.all().remove(1);
+        marked.attempts = 0;
+        letters.put(marked).await.unwrap();
+        tokio::time::sleep(LOOK_EVERY * 2).await;
+
+        let left = letters.all();
+        assert_eq!(
+            left.iter().map(|letter| letter.position()).collect::<Vec<_>>(),
+            [1],
+            "the marked one was replayed"
+        );
+        assert!(!left[0].replay_requested());
+        assert_eq!(handled.load(Ordering::SeqCst), 1);
+        runner.stop();
+        runner.join().await.unwrap();
+    }
+}
