@@ -158,13 +158,28 @@ pub(crate) fn event_line(event: &RecordedEvent, with_stream: bool, width: Option
 /// A progress bar on standard error with rate and time left, or a hidden
 /// one when standard output is not a terminal (scripts, pipes, files).
 pub(crate) fn progress(length: u64, what: &str, terminal: bool) -> ProgressBar {
+    styled(
+        length,
+        terminal,
+        &format!("{what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, {{eta}} left) {{msg}}"),
+    )
+}
+
+/// [`progress`] counting bytes (of a file being read).
+pub(crate) fn progress_bytes(length: u64, what: &str, terminal: bool) -> ProgressBar {
+    styled(
+        length,
+        terminal,
+        &format!("{what} [{{bar:30}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, {{eta}} left) {{msg}}"),
+    )
+}
+
+fn styled(length: u64, terminal: bool, template: &str) -> ProgressBar {
     if !terminal || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
-    let template =
-        format!("{what} [{{bar:30}}] {{human_pos}}/{{human_len}} ({{per_sec}}, {{eta}} left) {{msg}}");
-    if let Ok(style) = ProgressStyle::with_template(&template) {
+    if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.enable_steady_tick(Duration::from_millis(200));

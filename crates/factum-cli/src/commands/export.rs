@@ -29,10 +29,11 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Contex
     let started = Instant::now();
     let head = store.head_position().await?;
     let mut target = Target::open(args.output.as_deref())?;
+    // Lines going to the terminal itself would run through the bar.
     let bar = output::progress(
         head,
         "exporting",
-        output::stdout_is_terminal() || args.output.is_some(),
+        output::stdout_is_terminal() && args.output.is_some(),
     );
     let (pages, mut received) = mpsc::channel(PAGES_AHEAD);
     let reader = tokio::spawn(read_log(store.clone(), head, args.aggregate_type.clone(), pages));

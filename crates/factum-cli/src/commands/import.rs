@@ -53,7 +53,7 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ImportArgs, context: &Contex
         (Box::new(file), size)
     };
     let mut lines = Lines::new(reader, args.file.display().to_string());
-    let bar = output::progress(
+    let bar = output::progress_bytes(
         size.unwrap_or(0),
         "importing",
         output::stdout_is_terminal() && size.is_some(),
