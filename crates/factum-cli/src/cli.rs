@@ -23,11 +23,23 @@ version, 4 input refused (a corrupt import line, an import into a store holding 
 #[command(name = "factum", version, about, after_help = AFTER_HELP)]
 pub(crate) struct Cli {
     /// The store: a SQLite path, `sqlite:PATH`, or `postgres://…`.
-    #[arg(long, global = true, env = "FACTUM_STORE", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "FACTUM_STORE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub(crate) store: Option<String>,
 
     /// The PostgreSQL schema of the store's tables [default: public].
-    #[arg(long, global = true, env = "FACTUM_SCHEMA", value_name = "NAME")]
+    #[arg(
+        long,
+        global = true,
+        env = "FACTUM_SCHEMA",
+        hide_env_values = true,
+        value_name = "NAME"
+    )]
     pub(crate) schema: Option<String>,
 
     /// Print JSON (JSON lines for lists and events) instead of tables.

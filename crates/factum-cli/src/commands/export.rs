@@ -38,8 +38,12 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Contex
     let (pages, mut received) = mpsc::channel(PAGES_AHEAD);
     let reader = tokio::spawn(read_log(store.clone(), head, args.aggregate_type.clone(), pages));
     let mut exported: u64 = 0;
+    let mut lines = Vec::with_capacity(2 * 1024 * 1024);
     let mut last = 0;
     while let Some(page) = received.recv().await {
+        // A page is encoded into memory, then written at once: the writer
+        // sees one large write instead of a dozen small ones per event.
+        lines.clear();
         for event in page? {
             let line = LineOut::new(&event).map_err(|error| {
                 CliError::failed(format!(
@@ -47,11 +51,12 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Contex
                     event.version, event.stream, event.position
                 ))
             })?;
-            serde_json::to_writer(&mut target.writer, &line).map_err(std::io::Error::from)?;
-            target.writer.write_all(b"\n")?;
+            serde_json::to_writer(&mut lines, &line).map_err(std::io::Error::from)?;
+            lines.push(b'\n');
             exported += 1;
             last = event.position;
         }
+        target.writer.write_all(&lines)?;
         bar.set_position(last);
     }
     reader
