@@ -94,7 +94,7 @@ struct Cleanup {
 }
 
 async fn scratch(location: &Location, schema: Option<&str>) -> Result<(Opened, Cleanup), CliError> {
-    let tag = format!("factum_bench_{}", std::process::id());
+    let tag = format!("factum_cli_bench_{}", std::process::id());
     let mut cleanup = Cleanup::default();
     let scratch = match location {
         Location::Sqlite(path) => {
