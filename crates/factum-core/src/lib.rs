@@ -5,6 +5,7 @@
 //! with the `#[aggregate]` and `#[event]` macros; backends depend on this crate
 //! directly so the facade can re-export them without a dependency cycle.
 
+mod admin;
 mod aggregate;
 mod application;
 #[doc(hidden)]
@@ -28,6 +29,9 @@ pub mod testing;
 mod unit_of_work;
 mod upcast;
 
+pub use admin::{
+    LeaseInfo, ProjectionSummary, ResetReport, StoreAdmin, StoreStats, StreamQuery, StreamSummary,
+};
 pub use aggregate::{Aggregate, AggregateId, ApplyError, DecodeError, DefaultAggregate, DomainEvent};
 pub use application::Application;
 pub use error::{Error, Result};

@@ -353,6 +353,16 @@
 //! messages are then published again). The claim's transaction takes no
 //! position lock, so it never holds back readers of the global log.
 //!
+//! # Inspection
+//!
+//! The store implements [`factum_core::StoreAdmin`] (what the `factum`
+//! command uses): counts, size on disk (`pg_total_relation_size` of the
+//! store's tables), streams by type and id (a skip scan of the stream
+//! index, one probe per stream), projections with their checkpoints,
+//! leases and dead letters, replay requests and checkpoint resets.
+//! [`PostgresEventStore::stored_schema_version`] reads the recorded schema
+//! version without migrating.
+//!
 //! # Errors
 //!
 //! Failures of the server or the pool come back as
@@ -367,6 +377,7 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod admin;
 mod append;
 mod atomic;
 mod attempt;

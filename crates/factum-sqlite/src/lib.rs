@@ -161,7 +161,16 @@
 //! default one, so a single-tenant store writes what it wrote before.
 //! Events of files older than version 3 belong to the default tenant; their
 //! projection state stays with the unscoped store that wrote it.
+//!
+//! # Inspection
+//!
+//! The store implements [`factum_core::StoreAdmin`] (what the `factum`
+//! command uses): counts, size on disk, streams by type and id,
+//! projections with their checkpoints, leases and dead letters, replay
+//! requests and checkpoint resets. [`SqliteEventStore::file_schema_version`]
+//! reads a file's schema version without opening (or migrating) it.
 
+mod admin;
 mod append;
 mod atomic;
 mod checkpoint;

@@ -30,7 +30,8 @@ pub struct DeadLetter {
     pub event: RecordedEvent,
     /// What the handler reported on its last attempt.
     pub error: String,
-    /// How many attempts failed, replays included.
+    /// How many attempts failed, replays included. 0 marks a replay an
+    /// operator asked for ([`replay_requested`](Self::replay_requested)).
     pub attempts: u32,
     /// When the last attempt failed (UTC).
     pub failed_at: OffsetDateTime,
@@ -57,6 +58,15 @@ impl DeadLetter {
     /// the dead letter's key.
     pub fn position(&self) -> u64 {
         self.event.position
+    }
+
+    /// True when an operator asked for this letter to be handled again
+    /// (`factum dead-letters NAME replay`, or
+    /// [`StoreAdmin::request_replay`](crate::StoreAdmin::request_replay)),
+    /// which resets its attempts to 0: a runner replays such letters when it
+    /// starts and while it is idle.
+    pub fn replay_requested(&self) -> bool {
+        self.attempts == 0
     }
 }
 

@@ -17,6 +17,7 @@ use super::{
 };
 use crate::{Error, EventStore, Start};
 
+mod requested;
 mod run;
 
 /// What replaying a projection's dead letters did.

@@ -13,6 +13,7 @@ use super::super::lease::{HeldLease, acquire_lease};
 use super::super::reader::{AbortOnDrop, Batch, read_log};
 use super::super::{DeadLetter, HandlerError, PoisonPolicy, RunnerStatus};
 use super::ProjectionRunner;
+use super::requested::{self, Requests};
 use crate::{Error, EventStore, RecordedEvent, Start};
 
 impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
@@ -121,6 +122,8 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
             Arc::clone(&self.metrics),
         )));
         let lease_check = lease.map_or(Duration::from_secs(3600), |held| held.config.interval());
+        let mut requests = Requests::new();
+        self.replay_requested(&mut requests).await?;
         loop {
             if lease.is_some_and(|held| !held.is_valid()) {
                 self.abandon(&mut state).await?;
@@ -135,9 +138,12 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
                 Err(mpsc::error::TryRecvError::Empty) => {
                     // Nothing to do: a good moment to make progress durable.
                     self.commit(&mut state, lease).await?;
+                    if requests.due() {
+                        self.replay_requested(&mut requests).await?;
+                    }
                     tokio::select! {
                         _ = commands.changed() => continue,
-                        () = tokio::time::sleep(lease_check) => continue,
+                        () = tokio::time::sleep(lease_check.min(requested::LOOK_EVERY)) => continue,
                         received = batches.recv() => match received {
                             Some(received) => received,
                             None => return Err(self.reader_gone()),
