@@ -284,11 +284,26 @@ async fn a_relay_aborted_after_publishing_repeats_messages_and_loses_none_on_pos
     stores::drop_postgres(store).await;
 }
 
+/// Takes its time before each publish, so that while one relay publishes a
+/// batch the other claims the next: without it, on a busy machine one relay
+/// can drain the outbox alone and the test would prove nothing about two.
+#[derive(Clone)]
+struct Unhurried<P>(P);
+
+impl<P: Publisher> Publisher for Unhurried<P> {
+    async fn publish(&self, events: &[RecordedEvent]) -> Vec<Result<(), PublishError>> {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        self.0.publish(events).await
+    }
+}
+
 async fn two_relays_at_once<O: Outbox + Clone, S: EventStore>(store: &S, first: O, second: O, topic: &str) {
     let watched = Watched::new(notifier(topic));
     let relays = [
-        quick(first.clone(), watched.clone()).batch_size(8).spawn(),
-        quick(second, watched.clone()).batch_size(8).spawn(),
+        quick(first.clone(), Unhurried(watched.clone()))
+            .batch_size(8)
+            .spawn(),
+        quick(second, Unhurried(watched.clone())).batch_size(8).spawn(),
     ];
     interleave(store, 12, 10).await;
     drained(&first, 0).await;
