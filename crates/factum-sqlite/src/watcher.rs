@@ -271,7 +271,16 @@ mod tests {
 
         let mut second = watched.subscribe_all(0);
         assert!(watched.inner.watcher.running().is_some(), "not restarted");
-        let early = tokio::time::timeout(Duration::from_millis(100), second.next()).await;
+        woken_by_an_append_elsewhere(&mut second, &elsewhere).await;
+    }
+
+    /// Checks that `live` is caught up and waiting, then that an append
+    /// through `elsewhere` (another handle on the file) reaches it.
+    async fn woken_by_an_append_elsewhere(
+        live: &mut factum_core::EventStream<'static>,
+        elsewhere: &SqliteEventStore,
+    ) {
+        let early = tokio::time::timeout(Duration::from_millis(100), live.next()).await;
         assert!(early.is_err(), "{early:?}");
         elsewhere
             .append(
@@ -281,9 +290,9 @@ mod tests {
             )
             .await
             .unwrap();
-        let delivered = tokio::time::timeout(Duration::from_secs(10), second.next())
+        let delivered = tokio::time::timeout(Duration::from_secs(10), live.next())
             .await
-            .expect("the restarted watcher did not wake the subscription")
+            .expect("no watcher woke the subscription")
             .unwrap()
             .unwrap();
         assert_eq!(delivered.position, 1);
@@ -313,23 +322,7 @@ mod tests {
 
         runtime().block_on(async {
             let mut live = watched.subscribe_all(0);
-            // Caught up and waiting before the append.
-            let early = tokio::time::timeout(Duration::from_millis(100), live.next()).await;
-            assert!(early.is_err(), "{early:?}");
-            elsewhere
-                .append(
-                    &StreamId::new("Counter", "1"),
-                    ExpectedVersion::Any,
-                    vec![event()],
-                )
-                .await
-                .unwrap();
-            let delivered = tokio::time::timeout(Duration::from_secs(10), live.next())
-                .await
-                .expect("no watcher woke the subscription")
-                .unwrap()
-                .unwrap();
-            assert_eq!(delivered.position, 1);
+            woken_by_an_append_elsewhere(&mut live, &elsewhere).await;
         });
     }
 }
