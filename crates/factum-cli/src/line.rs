@@ -73,6 +73,107 @@ impl<'a> LineOut<'a> {
     }
 }
 
+impl LineOut<'_> {
+    /// Appends the line to `out`, byte for byte what `serde_json` writes for
+    /// it, without its newline.
+    ///
+    /// Written field by field because an export spends most of its time
+    /// here: the id, the numbers and the time cannot hold a character JSON
+    /// escapes, so only the names and the metadata go through the escaping
+    /// writer, and the time is formatted in place rather than into a
+    /// `String` first.
+    pub(crate) fn write_to(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.extend_from_slice(b"{\"event_id\":\"");
+        out.extend_from_slice(
+            self.event_id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        );
+        out.extend_from_slice(b"\",\"aggregate_type\":");
+        serde_json::to_writer(&mut *out, self.aggregate_type)?;
+        out.extend_from_slice(b",\"aggregate_id\":");
+        serde_json::to_writer(&mut *out, self.aggregate_id)?;
+        out.extend_from_slice(b",\"version\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.version).as_bytes());
+        out.extend_from_slice(b",\"position\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.position).as_bytes());
+        out.extend_from_slice(b",\"event_type\":");
+        serde_json::to_writer(&mut *out, self.event_type)?;
+        out.extend_from_slice(b",\"schema_version\":");
+        out.extend_from_slice(itoa::Buffer::new().format(self.schema_version).as_bytes());
+        if let Some(payload) = self.payload {
+            out.extend_from_slice(b",\"payload\":");
+            out.extend_from_slice(payload.get().as_bytes());
+        }
+        if let Some(text) = self.payload_text {
+            out.extend_from_slice(b",\"payload_text\":");
+            serde_json::to_writer(&mut *out, text)?;
+        }
+        out.extend_from_slice(b",\"metadata\":");
+        write_metadata(self.metadata, out)?;
+        out.extend_from_slice(b",\"occurred_at\":\"");
+        self.occurred_at
+            .format_into(out, &time::format_description::well_known::Rfc3339)
+            .map_err(|error| <serde_json::Error as serde::ser::Error>::custom(error))?;
+        out.push(b'"');
+        if let Some(tenant) = self.tenant {
+            out.extend_from_slice(b",\"tenant\":");
+            serde_json::to_writer(&mut *out, tenant)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
+/// Appends `metadata` as `serde_json` writes it, the ids unescaped.
+fn write_metadata(metadata: &Metadata, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    // Every field named, so a field added to `Metadata` fails to compile
+    // here instead of going missing from backups.
+    let Metadata {
+        correlation_id,
+        causation_id,
+        tenant,
+        user,
+    } = metadata;
+    let mut separator = b'{';
+    let mut key = |out: &mut Vec<u8>, name: &[u8]| {
+        out.push(separator);
+        separator = b',';
+        out.push(b'"');
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\":");
+    };
+    for (name, id) in [
+        (&b"correlation_id"[..], correlation_id),
+        (b"causation_id", causation_id),
+    ] {
+        if let Some(id) = id {
+            key(out, name);
+            out.push(b'"');
+            out.extend_from_slice(
+                id.hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer())
+                    .as_bytes(),
+            );
+            out.push(b'"');
+        }
+    }
+    if let Some(tenant) = tenant {
+        key(out, b"tenant");
+        serde_json::to_writer(&mut *out, tenant)?;
+    }
+    if !user.is_empty() {
+        key(out, b"user");
+        serde_json::to_writer(&mut *out, user)?;
+    }
+    if separator == b'{' {
+        out.push(b'{');
+    }
+    out.push(b'}');
+    Ok(())
+}
+
 /// A line as read.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -210,6 +311,37 @@ mod tests {
                 panic!("accepted {line}");
             };
             assert!(error.contains(expected), "{error} (for {line})");
+        }
+    }
+
+    #[test]
+    fn the_written_line_is_what_serde_writes() {
+        let odd = NewEvent::new(
+            "in\"cre\\mented\u{1}",
+            Payload::from_stored(r#"{"a":"<\u00e9>"}"#),
+        )
+        .with_metadata(Metadata::default().with("quote\"", "line\nbreak"))
+        .recorded(StreamId::new("Cou\"nter", "é/\t1"), u64::MAX, u64::MAX - 1);
+        let pretty = recorded("{\n  \"amount\": 1\n}");
+        let mut every_field = recorded("[]");
+        every_field.metadata = Metadata::default()
+            .with_correlation_id(Uuid::now_v7())
+            .with_causation_id(Uuid::now_v7())
+            .with("n", 1);
+        every_field.metadata.tenant = Some(factum_core::Tenant::new("acme").unwrap());
+        let mut bare = recorded("1");
+        bare.metadata = Metadata::default();
+        for event in [recorded("{}"), odd, pretty, every_field, bare] {
+            let mut line = LineOut::new(&event).unwrap();
+            for tenant in [None, Some("ac\"me")] {
+                line.tenant = tenant;
+                let mut written = Vec::new();
+                line.write_to(&mut written).unwrap();
+                assert_eq!(
+                    String::from_utf8(written).unwrap(),
+                    serde_json::to_string(&line).unwrap()
+                );
+            }
         }
     }
 

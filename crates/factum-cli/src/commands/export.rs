@@ -51,7 +51,7 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Contex
                     event.version, event.stream, event.position
                 ))
             })?;
-            serde_json::to_writer(&mut lines, &line).map_err(std::io::Error::from)?;
+            line.write_to(&mut lines).map_err(std::io::Error::from)?;
             lines.push(b'\n');
             exported += 1;
             last = event.position;
