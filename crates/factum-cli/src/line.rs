@@ -115,7 +115,7 @@ impl LineOut<'_> {
         out.extend_from_slice(b",\"occurred_at\":\"");
         self.occurred_at
             .format_into(out, &time::format_description::well_known::Rfc3339)
-            .map_err(|error| <serde_json::Error as serde::ser::Error>::custom(error))?;
+            .map_err(<serde_json::Error as serde::ser::Error>::custom)?;
         out.push(b'"');
         if let Some(tenant) = self.tenant {
             out.extend_from_slice(b",\"tenant\":");
