@@ -202,11 +202,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let Some(batch) = batch else {
             return Ok(unchanged(aggregate));
         };
-        let keys = [telemetry::keys::of::<A>()];
-        let result = crate::unit_of_work::append_batches(&self.store, vec![batch], &keys)
-            .await?
-            .pop()
-            .ok_or_else(|| Error::store("factum", "the store answered an append with no result"))?;
+        let result = crate::unit_of_work::append_one(&self.store, batch, telemetry::keys::of::<A>()).await?;
         aggregate.state_mut().loaded_at(result.stream_version);
         Ok(result)
     }

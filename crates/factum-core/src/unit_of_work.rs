@@ -23,25 +23,31 @@ pub(crate) async fn append_batches<S: EventStore>(
     mut batches: Vec<AppendBatch>,
     keys: &[&'static AggregateKeys],
 ) -> Result<Vec<AppendResult>, Error> {
-    if batches.is_empty() {
-        return Ok(Vec::new());
+    if batches.len() <= 1 {
+        return match (batches.pop(), keys) {
+            (Some(batch), [keys, ..]) => Ok(vec![append_one(store, batch, keys).await?]),
+            _ => Ok(Vec::new()),
+        };
     }
     let meter = AppendMeter::start(&batches, keys);
-    let appended = async {
-        if batches.len() > 1 {
-            return store.append_many(batches).await;
-        }
-        match batches.pop() {
-            Some(batch) => store
-                .append(&batch.stream, batch.expected, batch.events)
-                .await
-                .map(|result| vec![result]),
-            None => Ok(Vec::new()),
-        }
-    }
-    .instrument(meter.span().clone())
-    .await;
-    meter.finish(&appended);
+    let appended = store.append_many(batches).instrument(meter.span().clone()).await;
+    meter.finish(appended.as_deref());
+    appended
+}
+
+/// Appends one stream's `batch` through [`EventStore::append`], in the span
+/// and with the metrics of [`AppendMeter`].
+pub(crate) async fn append_one<S: EventStore>(
+    store: &S,
+    batch: AppendBatch,
+    keys: &'static AggregateKeys,
+) -> Result<AppendResult, Error> {
+    let meter = AppendMeter::start(std::slice::from_ref(&batch), &[keys]);
+    let appended = store
+        .append(&batch.stream, batch.expected, batch.events)
+        .instrument(meter.span().clone())
+        .await;
+    meter.finish(appended.as_ref().map(std::slice::from_ref));
     appended
 }
 

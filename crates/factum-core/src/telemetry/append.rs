@@ -10,6 +10,7 @@ use tracing::field::Empty;
 
 use super::keys::{self, AggregateKeys};
 use super::{error_kind, expected_field};
+use super::{int, record};
 use crate::{AppendBatch, AppendResult, Error, StreamId};
 
 /// An append in flight: its span, when it started, and what each of its
@@ -28,7 +29,9 @@ enum Batches {
 
 struct Counted {
     keys: &'static AggregateKeys,
-    stream: StreamId,
+    /// Which stream, to find the one a conflict names (not needed, so not
+    /// kept, for a single batch).
+    stream: Option<StreamId>,
     events: usize,
 }
 
@@ -38,11 +41,18 @@ impl AppendMeter {
     pub(crate) fn start(batches: &[AppendBatch], keys: &[&'static AggregateKeys]) -> Self {
         let counted = |(batch, keys): (&AppendBatch, &&'static AggregateKeys)| Counted {
             keys,
-            stream: batch.stream.clone(),
+            stream: Some(batch.stream.clone()),
             events: batch.events.len(),
         };
         let (span, batches) = match (batches, keys) {
-            ([batch], [batch_keys]) => (append_span(batch), Batches::One(counted((batch, batch_keys)))),
+            ([batch], [keys]) => (
+                append_span(batch),
+                Batches::One(Counted {
+                    keys,
+                    stream: None,
+                    events: batch.events.len(),
+                }),
+            ),
             _ => (
                 append_many_span(batches),
                 Batches::Many(batches.iter().zip(keys).map(counted).collect()),
@@ -61,7 +71,7 @@ impl AppendMeter {
     }
 
     /// Records how the append ended, on its span and in the metrics.
-    pub(crate) fn finish(self, result: &Result<Vec<AppendResult>, Error>) {
+    pub(crate) fn finish(self, result: Result<&[AppendResult], &Error>) {
         let counted: &[Counted] = match &self.batches {
             Batches::One(one) => std::slice::from_ref(one),
             Batches::Many(many) => many,
@@ -77,21 +87,15 @@ impl AppendMeter {
                     keys::count(&batch.keys.appends, 1);
                     keys::count(&batch.keys.events_appended, batch.events as u64);
                 }
-                if let [only] = results.as_slice() {
-                    self.span.record("stream_version", only.stream_version);
-                }
-                let mut positions = results.iter().flat_map(|result| &result.positions);
-                if let Some(first_position) = positions.next() {
-                    self.span.record("first_position", first_position);
-                    let last = positions.last().unwrap_or(first_position);
-                    self.span.record("last_position", last);
+                if !self.span.is_disabled() {
+                    record_positions(&self.span, results);
                 }
             }
             Err(error) => {
                 if let Error::Conflict { stream, .. } = error {
                     let moved = counted
                         .iter()
-                        .find(|batch| batch.stream == *stream)
+                        .find(|batch| batch.stream.as_ref() == Some(stream))
                         .unwrap_or(first);
                     keys::count(&moved.keys.conflicts, 1);
                 }
@@ -101,11 +105,24 @@ impl AppendMeter {
     }
 }
 
+/// Records where the events went: the stream's version (one stream) and
+/// the first and last positions.
+fn record_positions(span: &Span, results: &[AppendResult]) {
+    if let [only] = results {
+        record(span, "stream_version", int(only.stream_version));
+    }
+    let mut positions = results.iter().flat_map(|result| &result.positions);
+    if let Some(first) = positions.next() {
+        record(span, "first_position", int(*first));
+        record(span, "last_position", int(*positions.last().unwrap_or(first)));
+    }
+}
+
 /// Marks `span` failed with the kind of `error` (never its message: a
 /// serde message may quote a payload).
 pub(crate) fn record_error(span: &Span, error: &Error) {
-    span.record("error", error_kind(error));
-    span.record("otel.status_code", "ERROR");
+    record(span, "error", error_kind(error));
+    record(span, "otel.status_code", "ERROR");
 }
 
 fn append_span(batch: &AppendBatch) -> Span {
@@ -113,8 +130,8 @@ fn append_span(batch: &AppendBatch) -> Span {
         "factum.append",
         aggregate_type = batch.stream.aggregate_type(),
         aggregate_id = batch.stream.aggregate_id(),
-        expected_version = expected_field(batch.expected),
-        event_count = batch.events.len(),
+        expected_version = expected_field(batch.expected).map(int),
+        event_count = int(batch.events.len()),
         stream_version = Empty,
         first_position = Empty,
         last_position = Empty,
@@ -126,8 +143,8 @@ fn append_span(batch: &AppendBatch) -> Span {
 fn append_many_span(batches: &[AppendBatch]) -> Span {
     tracing::info_span!(
         "factum.append_many",
-        streams = batches.len(),
-        event_count = batches.iter().map(|batch| batch.events.len()).sum::<usize>(),
+        streams = int(batches.len()),
+        event_count = int(batches.iter().map(|batch| batch.events.len()).sum::<usize>()),
         first_position = Empty,
         last_position = Empty,
         error = Empty,

@@ -7,6 +7,7 @@ use tracing::field::Empty;
 
 use super::keys::METADATA;
 use super::names;
+use super::{int, record};
 use crate::{Error, OutboxEntry, RecordedEvent, StreamId};
 
 /// The span of one read of the global log by a subscription (or by a
@@ -15,8 +16,8 @@ pub(crate) fn log_read_span(projection: Option<&str>, after: u64, limit: usize) 
     tracing::info_span!(
         "factum.subscription.batch",
         projection,
-        after,
-        limit,
+        after = int(after),
+        limit = int(limit),
         event_count = Empty,
         last_position = Empty,
     )
@@ -28,7 +29,7 @@ pub(crate) fn stream_read_span(stream: &StreamId, from_version: u64) -> Span {
         "factum.subscription.batch",
         aggregate_type = stream.aggregate_type(),
         aggregate_id = stream.aggregate_id(),
-        from_version,
+        from_version = int(from_version),
         event_count = Empty,
         last_position = Empty,
     )
@@ -38,9 +39,9 @@ pub(crate) fn stream_read_span(stream: &StreamId, from_version: u64) -> Span {
 pub(crate) fn read_done(span: &Span, result: Result<&[RecordedEvent], &Error>) {
     match result {
         Ok(events) => {
-            span.record("event_count", events.len());
+            record(span, "event_count", int(events.len()));
             if let Some(last) = events.last() {
-                span.record("last_position", last.position);
+                record(span, "last_position", int(last.position));
             }
         }
         Err(error) => super::append::record_error(span, error),
@@ -52,10 +53,10 @@ pub(crate) fn projection_batch_span(projection: &str, events: &[RecordedEvent], 
     tracing::info_span!(
         "factum.projection.batch",
         projection,
-        event_count = events.len(),
-        read,
-        first_position = events.first().map(|event| event.position),
-        last_position = events.last().map(|event| event.position),
+        event_count = int(events.len()),
+        read = int(read),
+        first_position = events.first().map(|event| int(event.position)),
+        last_position = events.last().map(|event| int(event.position)),
     )
 }
 
@@ -65,12 +66,12 @@ pub(crate) fn handler_span(projection: &str, event: &RecordedEvent, attempt: u32
     tracing::debug_span!(
         "factum.projection.handle",
         projection,
-        position = event.position,
+        position = int(event.position),
         event_type = &*event.event_type,
         aggregate_type = event.stream.aggregate_type(),
         aggregate_id = event.stream.aggregate_id(),
-        version = event.version,
-        attempt,
+        version = int(event.version),
+        attempt = i64::from(attempt),
         error = Empty,
         otel.status_code = Empty,
     )
@@ -79,8 +80,8 @@ pub(crate) fn handler_span(projection: &str, event: &RecordedEvent, attempt: u32
 /// Marks a handler's span failed; the handler's message stays out of it
 /// (it may quote the event), the dead letter keeps it.
 pub(crate) fn handler_failed(span: &Span) {
-    span.record("error", "handler");
-    span.record("otel.status_code", "ERROR");
+    record(span, "error", "handler");
+    record(span, "otel.status_code", "ERROR");
 }
 
 /// The metrics of one projection runner, registered when it starts.
@@ -112,10 +113,10 @@ impl ProjectionInstruments {
 pub(crate) fn relay_span(entries: &[OutboxEntry], sent: usize) -> Span {
     tracing::info_span!(
         "factum.relay.publish",
-        batch_size = entries.len(),
-        sent,
-        first_position = entries.first().map(|entry| entry.event.position),
-        last_position = entries.last().map(|entry| entry.event.position),
+        batch_size = int(entries.len()),
+        sent = int(sent),
+        first_position = entries.first().map(|entry| int(entry.event.position)),
+        last_position = entries.last().map(|entry| int(entry.event.position)),
         published = Empty,
         failed = Empty,
     )
@@ -124,8 +125,8 @@ pub(crate) fn relay_span(entries: &[OutboxEntry], sent: usize) -> Span {
 /// Records the publisher's answers for a batch, on its span and in the
 /// metrics.
 pub(crate) fn relay_answered(span: &Span, published: u64, retriable: u64, permanent: u64) {
-    span.record("published", published);
-    span.record("failed", retriable + permanent);
+    record(span, "published", int(published));
+    record(span, "failed", int(retriable + permanent));
     metrics::counter!(names::RELAY_PUBLISHED).increment(published);
     if retriable > 0 {
         metrics::counter!(names::RELAY_FAILED, "reason" => "retriable").increment(retriable);

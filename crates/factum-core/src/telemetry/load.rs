@@ -8,6 +8,7 @@ use tracing::field::Empty;
 
 use super::append::record_error;
 use super::keys::{self, AggregateKeys};
+use super::{int, record};
 use crate::{Aggregate, AppendResult, Error};
 
 /// A load in flight: its span and when it started.
@@ -25,7 +26,7 @@ impl LoadMeter {
             "factum.load",
             aggregate_type = A::TYPE,
             aggregate_id = %id,
-            up_to = (up_to != u64::MAX).then_some(up_to),
+            up_to = (up_to != u64::MAX).then(|| int(up_to)),
             from_snapshot = Empty,
             snapshot_version = Empty,
             events_replayed = Empty,
@@ -49,16 +50,16 @@ impl LoadMeter {
     /// snapshot (or given base) it started from, if any.
     pub(crate) fn finish<A: Aggregate>(self, result: &Result<Option<A>, Error>, snapshot: Option<u64>) {
         let seconds = self.started.elapsed().as_secs_f64();
-        self.span.record("from_snapshot", snapshot.is_some());
+        record(&self.span, "from_snapshot", snapshot.is_some());
         if let Some(version) = snapshot {
-            self.span.record("snapshot_version", version);
+            record(&self.span, "snapshot_version", int(version));
         }
         match result {
             Ok(loaded) => {
                 let version = loaded.as_ref().map_or(0, |aggregate| aggregate.version());
                 let replayed = version.saturating_sub(snapshot.unwrap_or(0));
-                self.span.record("version", version);
-                self.span.record("events_replayed", replayed);
+                record(&self.span, "version", int(version));
+                record(&self.span, "events_replayed", int(replayed));
                 keys::count(&self.keys.loads, 1);
                 keys::count(&self.keys.events_replayed, replayed);
                 keys::observe(&self.keys.replay_duration, seconds);
@@ -74,8 +75,8 @@ pub(crate) fn save_span<A: Aggregate>(aggregate: &A) -> Span {
         "factum.save",
         aggregate_type = A::TYPE,
         aggregate_id = %aggregate.id(),
-        expected_version = aggregate.state().persisted_version(),
-        event_count = aggregate.state().pending().len(),
+        expected_version = int(aggregate.state().persisted_version()),
+        event_count = int(aggregate.state().pending().len()),
         stream_version = Empty,
         error = Empty,
         otel.status_code = Empty,
@@ -87,11 +88,11 @@ pub(crate) fn save_all_span<A: Aggregate>(aggregates: &[&mut A]) -> Span {
     tracing::info_span!(
         "factum.save_all",
         aggregate_type = A::TYPE,
-        aggregates = aggregates.len(),
-        event_count = aggregates
+        aggregates = int(aggregates.len()),
+        event_count = int(aggregates
             .iter()
             .map(|aggregate| aggregate.state().pending().len())
-            .sum::<usize>(),
+            .sum::<usize>()),
         error = Empty,
         otel.status_code = Empty,
     )
@@ -101,8 +102,8 @@ pub(crate) fn save_all_span<A: Aggregate>(aggregates: &[&mut A]) -> Span {
 pub(crate) fn unit_of_work_span(aggregates: usize, events: usize) -> Span {
     tracing::info_span!(
         "factum.unit_of_work",
-        aggregates,
-        event_count = events,
+        aggregates = int(aggregates),
+        event_count = int(events),
         error = Empty,
         otel.status_code = Empty,
     )
@@ -118,7 +119,7 @@ pub(crate) fn saved(
     match result {
         Ok(result) => {
             if let Some(span) = span {
-                span.record("stream_version", result.stream_version);
+                record(span, "stream_version", int(result.stream_version));
             }
             if !result.positions.is_empty() {
                 keys::count(&keys.saves, 1);

@@ -175,6 +175,22 @@ pub fn describe_metrics() {
     );
 }
 
+/// Records `value` in the field `name` of `span`, when a subscriber takes
+/// the span: on a disabled one `Span::record` would still look the field up
+/// by name, a cost paid on every save and load with no subscriber.
+pub(crate) fn record(span: &tracing::Span, name: &'static str, value: impl tracing::Value) {
+    if !span.is_disabled() {
+        span.record(name, value);
+    }
+}
+
+/// A count, version or position as a span field: a signed integer, which
+/// OpenTelemetry keeps as a number (an unsigned one reaches it as text).
+/// Positions and versions stay far below `i64::MAX` (PostgreSQL's `bigint`).
+pub(crate) fn int(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
 /// What a span records of an error: its kind, never its message.
 pub(crate) fn error_kind(error: &Error) -> &'static str {
     match error {
