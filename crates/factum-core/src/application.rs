@@ -14,6 +14,9 @@ use crate::{
 /// The entry point of an event-sourced application for one aggregate type:
 /// load, change, save — with optional snapshots and upcasting.
 ///
+/// Each load and save is a `tracing` span (`factum.load`, `factum.save`...)
+/// and counts in the `factum_*` metrics; see [`telemetry`](crate::telemetry).
+///
 /// ```
 /// # use factum_core::{Application, InMemoryEventStore, SnapshotPolicy};
 /// # fn demo<A>() where A: factum_core::Aggregate + serde::Serialize + serde::de::DeserializeOwned {

@@ -16,7 +16,8 @@ use crate::{
 /// events with optimistic concurrency.
 ///
 /// [`Application`](crate::Application) wraps a repository and is what most
-/// programs use.
+/// programs use. Loads and saves report spans and metrics, as the
+/// application's do; see [`telemetry`](crate::telemetry).
 pub struct Repository<A, S> {
     store: S,
     upcasters: Arc<Upcasters>,

@@ -157,7 +157,6 @@ fn save_and_load_report_their_spans_and_metrics() {
     assert_eq!(metrics.counter(names::EVENTS_REPLAYED, &TALLY), 3);
     assert_eq!(metrics.counter(names::APPEND_CONFLICTS, &TALLY), 0);
     assert_eq!(metrics.histogram(names::REPLAY_DURATION, &TALLY).len(), 1);
-    assert_eq!(metrics.histogram(names::APPEND_DURATION, &TALLY).len(), 1);
 }
 
 #[test]

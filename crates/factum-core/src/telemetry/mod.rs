@@ -42,7 +42,6 @@
 //! | `factum_appends_total` | counter | `aggregate_type` | stream batches appended (a multi-stream append counts each stream) |
 //! | `factum_events_appended_total` | counter | `aggregate_type` | events appended |
 //! | `factum_append_conflicts_total` | counter | `aggregate_type` | appends refused by the expected version |
-//! | `factum_append_duration_seconds` | histogram | `aggregate_type` | time of an append call (a multi-stream one under its first stream's type) |
 //! | `factum_saves_total` | counter | `aggregate_type` | aggregates saved with new events (`save`, `save_all`, `UnitOfWork`) |
 //! | `factum_loads_total` | counter | `aggregate_type` | loads (`get`, `load_or_create`, `Repository::load`...) |
 //! | `factum_events_replayed_total` | counter | `aggregate_type` | events replayed by loads (after the snapshot, if any) |
@@ -99,8 +98,6 @@ pub mod names {
     pub const EVENTS_APPENDED: &str = "factum_events_appended_total";
     /// Appends refused by their expected version (counter; `aggregate_type`).
     pub const APPEND_CONFLICTS: &str = "factum_append_conflicts_total";
-    /// Time of an append call, in seconds (histogram; `aggregate_type`).
-    pub const APPEND_DURATION: &str = "factum_append_duration_seconds";
     /// Aggregates saved with new events (counter; `aggregate_type`).
     pub const SAVES: &str = "factum_saves_total";
     /// Loads of an aggregate (counter; `aggregate_type`).
@@ -162,7 +159,6 @@ pub fn describe_metrics() {
     for (name, help) in counters {
         metrics::describe_counter!(name, Unit::Count, help);
     }
-    metrics::describe_histogram!(APPEND_DURATION, Unit::Seconds, "Time of an append call");
     metrics::describe_histogram!(
         REPLAY_DURATION,
         Unit::Seconds,
