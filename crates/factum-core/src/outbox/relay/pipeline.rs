@@ -18,10 +18,10 @@ use std::collections::HashSet;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{OutboxRelay, Round, outcomes};
-use crate::outbox::{Outbox, OutboxClaim, OutboxEntry, Outcome};
 use tracing::Instrument;
 
+use super::{OutboxRelay, Round, outcomes};
+use crate::outbox::{Outbox, OutboxClaim, OutboxEntry, Outcome};
 use crate::{Error, PublishError, Publisher, RecordedEvent, StreamId, telemetry};
 
 /// Why an entry was not sent: an earlier entry of its aggregate, in the
