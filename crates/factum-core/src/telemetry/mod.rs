@@ -27,7 +27,7 @@
 //!
 //! A save's span holds its append's span; a failed span also carries
 //! `otel.status_code = "ERROR"`, which OpenTelemetry exporters show as a
-//! failed span (see [`otel_layer`] under the `otel` feature).
+//! failed span (see `otel_layer`, under the `otel` feature).
 //!
 //! # Metrics
 //!
