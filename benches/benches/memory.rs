@@ -74,5 +74,58 @@ fn replay(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, append, replay);
+/// Events of one aggregate in the save and load benchmarks: a typical
+/// command's worth, so fixed costs per call (spans, metrics) would show.
+const SHORT_STREAM: usize = 10;
+
+fn save(c: &mut Criterion) {
+    /// Saves per store, as in `append`: the heap stays small.
+    const SAVES_PER_STORE: u64 = 10_000;
+    let runtime = runtime();
+    let mut group = c.benchmark_group("memory/save");
+    group.throughput(Throughput::Elements(SHORT_STREAM as u64));
+    group.bench_function(format!("new Counter, {SHORT_STREAM} events"), |b| {
+        b.iter_custom(|iterations| {
+            let mut app = Application::<Counter, _>::new(InMemoryEventStore::new());
+            let mut elapsed = Duration::ZERO;
+            for iteration in 0..iterations {
+                if iteration % SAVES_PER_STORE == 0 {
+                    app = Application::new(InMemoryEventStore::new());
+                }
+                let mut counter = Counter::create(CounterId::generate(), 0);
+                for _ in 1..SHORT_STREAM {
+                    counter.add(1);
+                }
+                let started = Instant::now();
+                runtime.block_on(app.save(&mut counter)).expect("save");
+                elapsed += started.elapsed();
+            }
+            elapsed
+        });
+    });
+    group.finish();
+}
+
+fn load(c: &mut Criterion) {
+    let runtime = runtime();
+    let app = Application::<Counter, _>::new(InMemoryEventStore::new());
+    let id = CounterId::generate();
+    let mut counter = Counter::create(id, 0);
+    for _ in 1..SHORT_STREAM {
+        counter.add(1);
+    }
+    runtime.block_on(app.save(&mut counter)).expect("save");
+
+    let mut group = c.benchmark_group("memory/load");
+    group.throughput(Throughput::Elements(SHORT_STREAM as u64));
+    group.bench_function(format!("{SHORT_STREAM} events into a Counter"), |b| {
+        b.iter(|| {
+            let counter = runtime.block_on(app.get(id)).expect("load");
+            assert_eq!(counter.value, SHORT_STREAM as i64 - 1);
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, append, replay, save, load);
 criterion_main!(benches);

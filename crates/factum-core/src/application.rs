@@ -1,9 +1,11 @@
 use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::backend::home;
 use crate::notify::SharedNotifier;
+use crate::telemetry::{self, LoadMeter};
 use crate::{
     Aggregate, AppendResult, DefaultAggregate, Error, EventStore, Metadata, Notifier, Payload, Repository,
     Snapshot, SnapshotPolicy, SnapshotStore, StreamId, Tenancy, Upcasters,
@@ -11,6 +13,9 @@ use crate::{
 
 /// The entry point of an event-sourced application for one aggregate type:
 /// load, change, save — with optional snapshots and upcasting.
+///
+/// Each load and save is a `tracing` span (`factum.load`, `factum.save`...)
+/// and counts in the `factum_*` metrics; see [`telemetry`](crate::telemetry).
 ///
 /// ```
 /// # use factum_core::{Application, InMemoryEventStore, SnapshotPolicy};
@@ -266,6 +271,16 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
 
     /// Saves the aggregate's pending events with `metadata`.
     pub async fn save_with(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
+        let span = telemetry::save_span(&*aggregate);
+        let saved = self
+            .save_unmeasured(aggregate, metadata)
+            .instrument(span.clone())
+            .await;
+        telemetry::saved(telemetry::keys::of::<A>(), Some(&span), saved.as_ref());
+        saved
+    }
+
+    async fn save_unmeasured(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
         let before = aggregate.state().persisted_version();
         let batch = self.repository.pending_batch(aggregate, &metadata)?;
         let told = self.notifier.as_ref().zip(batch.clone());
@@ -310,10 +325,24 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
         metadata: Metadata,
     ) -> Result<Vec<AppendResult>, Error> {
         let mut aggregates: Vec<&'a mut A> = aggregates.into_iter().collect();
+        let span = telemetry::save_all_span(&aggregates);
+        let saved = self
+            .save_all_unmeasured(&mut aggregates, metadata)
+            .instrument(span.clone())
+            .await;
+        crate::repository::record_save_all::<A>(&span, &saved);
+        saved
+    }
+
+    async fn save_all_unmeasured(
+        &self,
+        aggregates: &mut [&mut A],
+        metadata: Metadata,
+    ) -> Result<Vec<AppendResult>, Error> {
         let mut told = self.notifier.as_ref().map(|_| Vec::new());
         let results = self
             .repository
-            .save_each(&mut aggregates, &metadata, told.as_mut())
+            .save_each(aggregates, &metadata, told.as_mut())
             .await?;
         for (aggregate, result) in aggregates.iter().zip(&results) {
             // The version each was saved from: a retry's original result
@@ -389,8 +418,26 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
     /// deserializes. After a full load past a snapshot of another shape, a
     /// fresh one is written, so the next load starts from it.
     async fn load(&self, id: &A::Id, up_to: u64) -> Result<Option<A>, Error> {
+        let meter = LoadMeter::start::<A>(id, up_to);
+        let mut from_snapshot = None;
+        let loaded = self
+            .load_unmeasured(id, up_to, &mut from_snapshot)
+            .instrument(meter.span().clone())
+            .await;
+        meter.finish(&loaded, from_snapshot);
+        loaded
+    }
+
+    /// [`load`](Self::load) without its span and metrics; `from_snapshot`
+    /// is set to the version of the snapshot the load started from.
+    async fn load_unmeasured(
+        &self,
+        id: &A::Id,
+        up_to: u64,
+        from_snapshot: &mut Option<u64>,
+    ) -> Result<Option<A>, Error> {
         let Some(snapshots) = &self.snapshots else {
-            return self.repository.load_from(id, None, up_to).await;
+            return self.repository.replay_from(id, None, up_to).await;
         };
         match self.restore(snapshots, id, up_to).await? {
             Restored::Usable(aggregate, version) => {
@@ -399,14 +446,15 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
                     .load_from_snapshot(id, aggregate, version, up_to)
                     .await?;
                 if loaded.is_some() {
+                    *from_snapshot = Some(version);
                     return Ok(loaded);
                 }
                 let stream = StreamId::for_aggregate::<A>(id);
                 tracing::warn!(%stream, version, "snapshot ignored: it is ahead of its stream");
-                self.repository.load_from(id, None, up_to).await
+                self.repository.replay_from(id, None, up_to).await
             }
             Restored::Stale(stale_version) => {
-                let loaded = self.repository.load_from(id, None, up_to).await?;
+                let loaded = self.repository.replay_from(id, None, up_to).await?;
                 if let Some(aggregate) = &loaded
                     && up_to == u64::MAX
                     && aggregate.version() >= stale_version
@@ -416,7 +464,7 @@ impl<A: Aggregate, S: EventStore> Application<A, S> {
                 }
                 Ok(loaded)
             }
-            Restored::Missing => self.repository.load_from(id, None, up_to).await,
+            Restored::Missing => self.repository.replay_from(id, None, up_to).await,
         }
     }
 

@@ -23,6 +23,7 @@ mod snapshot;
 mod start;
 mod store;
 mod subscription;
+pub mod telemetry;
 mod tenant;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -3,8 +3,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::evolution::{self, Decoded};
+use crate::telemetry::{self, LoadMeter};
 use crate::{
     Aggregate, AppendBatch, AppendResult, DomainEvent, Error, EventPages, EventStore, ExpectedVersion,
     Metadata, NewEvent, RecordedEvent, StreamId, Upcasters,
@@ -14,7 +16,8 @@ use crate::{
 /// events with optimistic concurrency.
 ///
 /// [`Application`](crate::Application) wraps a repository and is what most
-/// programs use.
+/// programs use. Loads and saves report spans and metrics, as the
+/// application's do; see [`telemetry`](crate::telemetry).
 pub struct Repository<A, S> {
     store: S,
     upcasters: Arc<Upcasters>,
@@ -107,6 +110,25 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         base: Option<(A, u64)>,
         up_to: u64,
     ) -> Result<Option<A>, Error> {
+        let meter = LoadMeter::start::<A>(id, up_to);
+        let base_version = base.as_ref().map(|(_, version)| *version);
+        let loaded = self
+            .replay_from(id, base, up_to)
+            .instrument(meter.span().clone())
+            .await;
+        meter.finish(&loaded, base_version);
+        loaded
+    }
+
+    /// [`load_from`](Self::load_from) without its span and metrics, for a
+    /// caller that measures the whole load (an application's, which may
+    /// start from a snapshot).
+    pub(crate) async fn replay_from(
+        &self,
+        id: &A::Id,
+        base: Option<(A, u64)>,
+        up_to: u64,
+    ) -> Result<Option<A>, Error> {
         let stream = StreamId::for_aggregate::<A>(id);
         let mut replay = Replay::new(stream, base, up_to);
         let mut pages = self.store.read_stream_pages(&replay.stream, replay.replayed + 1);
@@ -160,8 +182,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// [`save`](Self::save), storing `metadata` with every event.
     pub async fn save_with(&self, aggregate: &mut A, metadata: Metadata) -> Result<AppendResult, Error> {
-        let batch = self.pending_batch(aggregate, &metadata)?;
-        self.save_batch(aggregate, batch).await
+        let span = telemetry::save_span(&*aggregate);
+        let saved = async {
+            let batch = self.pending_batch(aggregate, &metadata)?;
+            self.save_batch(aggregate, batch).await
+        }
+        .instrument(span.clone())
+        .await;
+        telemetry::saved(telemetry::keys::of::<A>(), Some(&span), saved.as_ref());
+        saved
     }
 
     /// Stores `batch`, the aggregate's [`pending_batch`](Self::pending_batch),
@@ -174,10 +203,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let Some(batch) = batch else {
             return Ok(unchanged(aggregate));
         };
-        let result = self
-            .store
-            .append(&batch.stream, batch.expected, batch.events)
-            .await?;
+        let result = crate::unit_of_work::append_one(&self.store, batch, telemetry::keys::of::<A>()).await?;
         aggregate.state_mut().loaded_at(result.stream_version);
         Ok(result)
     }
@@ -210,7 +236,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         metadata: Metadata,
     ) -> Result<Vec<AppendResult>, Error> {
         let mut aggregates: Vec<&'a mut A> = aggregates.into_iter().collect();
-        self.save_each(&mut aggregates, &metadata, None).await
+        let span = telemetry::save_all_span(&aggregates);
+        let saved = self
+            .save_each(&mut aggregates, &metadata, None)
+            .instrument(span.clone())
+            .await;
+        record_save_all::<A>(&span, &saved);
+        saved
     }
 
     /// Saves `aggregates` atomically: what [`save_all`](Self::save_all) does.
@@ -230,7 +262,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             kept.clone_from(&batches);
         }
         let every_one = batches.len() == aggregates.len();
-        let appended = crate::unit_of_work::append_batches(&self.store, batches).await?;
+        let keys = vec![telemetry::keys::of::<A>(); batches.len()];
+        let appended = crate::unit_of_work::append_batches(&self.store, batches, &keys).await?;
         let results = if every_one && appended.len() == aggregates.len() {
             appended
         } else {
@@ -297,6 +330,20 @@ impl<A: Aggregate, S> Repository<A, S> {
             ExpectedVersion::from_loaded(persisted),
             events,
         )))
+    }
+}
+
+/// Records a `save_all` of aggregates of type `A`: each saved aggregate in
+/// the metrics, an error on `span`.
+pub(crate) fn record_save_all<A: Aggregate>(span: &tracing::Span, saved: &Result<Vec<AppendResult>, Error>) {
+    let keys = telemetry::keys::of::<A>();
+    match saved {
+        Ok(results) => {
+            for result in results {
+                telemetry::saved(keys, None, Ok(result));
+            }
+        }
+        Err(error) => telemetry::saved(keys, Some(span), Err(error)),
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::{EventStore, EventStream, RecordedEvent};
 
@@ -84,7 +85,14 @@ impl PollingSubscription {
                     return Some((Ok(event), state));
                 }
                 state.waiter.mark_seen();
-                match state.store.read_all(state.after, state.batch_size).await {
+                let span = crate::telemetry::log_read_span(None, state.after, state.batch_size);
+                let read = state
+                    .store
+                    .read_all(state.after, state.batch_size)
+                    .instrument(span.clone())
+                    .await;
+                crate::telemetry::read_done(&span, read.as_deref());
+                match read {
                     Ok(batch) if !batch.is_empty() => state.buffer.extend(batch),
                     Ok(_) => state.waiter.wait().await,
                     Err(error) => {

@@ -4,26 +4,51 @@
 //! [`UnitOfWork`] for aggregates of different types.
 
 use futures::future::BoxFuture;
+use tracing::Instrument;
 
 use crate::repository::unchanged;
+use crate::telemetry::keys::AggregateKeys;
+use crate::telemetry::{self, AppendMeter};
 use crate::{Aggregate, AppendBatch, AppendResult, Application, Error, EventStore, Metadata};
 
 /// Appends `batches` in one atomic call, results in batch order. One batch
 /// goes through [`EventStore::append`], the single-stream path; none makes
 /// no call at all.
+///
+/// Every append factum-core makes goes through here, in the span and with
+/// the metrics of [`AppendMeter`]; `keys` holds the metric keys of each
+/// batch's aggregate type, in batch order.
 pub(crate) async fn append_batches<S: EventStore>(
     store: &S,
     mut batches: Vec<AppendBatch>,
+    keys: &[&'static AggregateKeys],
 ) -> Result<Vec<AppendResult>, Error> {
-    if batches.len() > 1 {
-        return store.append_many(batches).await;
+    if batches.len() <= 1 {
+        return match (batches.pop(), keys) {
+            (Some(batch), [keys, ..]) => Ok(vec![append_one(store, batch, keys).await?]),
+            _ => Ok(Vec::new()),
+        };
     }
-    match batches.pop() {
-        Some(batch) => Ok(vec![
-            store.append(&batch.stream, batch.expected, batch.events).await?,
-        ]),
-        None => Ok(Vec::new()),
-    }
+    let meter = AppendMeter::start(&batches, keys);
+    let appended = store.append_many(batches).instrument(meter.span().clone()).await;
+    meter.finish(appended.as_deref());
+    appended
+}
+
+/// Appends one stream's `batch` through [`EventStore::append`], in the span
+/// and with the metrics of [`AppendMeter`].
+pub(crate) async fn append_one<S: EventStore>(
+    store: &S,
+    batch: AppendBatch,
+    keys: &'static AggregateKeys,
+) -> Result<AppendResult, Error> {
+    let meter = AppendMeter::start(std::slice::from_ref(&batch), &[keys]);
+    let appended = store
+        .append(&batch.stream, batch.expected, batch.events)
+        .instrument(meter.span().clone())
+        .await;
+    meter.finish(appended.as_ref().map(std::slice::from_ref));
+    appended
 }
 
 /// The result of each aggregate of a save, in order: `idle` holds the
@@ -87,6 +112,8 @@ struct Entry<'a> {
     /// Its batch (`None`: nothing pending) and what saving nothing returns.
     unchanged: AppendResult,
     batch: Option<AppendBatch>,
+    /// The metric keys of its aggregate type.
+    keys: &'static AggregateKeys,
     /// Brings the aggregate up to date once its events are stored.
     saved: Finisher<'a>,
 }
@@ -156,6 +183,7 @@ impl<'a, S: EventStore> UnitOfWork<'a, S> {
         self.entries.push(Entry {
             unchanged: unchanged(aggregate),
             batch,
+            keys: telemetry::keys::of::<A>(),
             saved: Box::new(move |result| {
                 Box::pin(async move {
                     aggregate.state_mut().loaded_at(result.stream_version);
@@ -194,20 +222,44 @@ impl<'a, S: EventStore> UnitOfWork<'a, S> {
         let Some(store) = self.store else {
             return Ok(Vec::new());
         };
-        let mut batches = Vec::with_capacity(self.entries.len());
-        let mut idle = Vec::with_capacity(self.entries.len());
-        let mut finishers = Vec::with_capacity(self.entries.len());
-        for entry in self.entries {
-            idle.push(entry.batch.is_none().then_some(entry.unchanged));
-            batches.extend(entry.batch);
-            finishers.push(entry.saved);
+        let events = self
+            .entries
+            .iter()
+            .filter_map(|entry| entry.batch.as_ref())
+            .map(|batch| batch.events.len())
+            .sum();
+        let span = telemetry::unit_of_work_span(self.entries.len(), events);
+        let committed = Self::store_and_finish(store, self.entries)
+            .instrument(span.clone())
+            .await;
+        if let Err(error) = &committed {
+            telemetry::record_error(&span, error);
         }
-        let stored = place_results(idle, append_batches(store, batches).await?)?;
+        committed
+    }
+
+    /// Appends the entries' batches atomically, then brings each aggregate
+    /// up to date.
+    async fn store_and_finish(store: &S, entries: Vec<Entry<'a>>) -> Result<Vec<AppendResult>, Error> {
+        let mut batches = Vec::with_capacity(entries.len());
+        let mut keys = Vec::with_capacity(entries.len());
+        let mut idle = Vec::with_capacity(entries.len());
+        let mut finishers = Vec::with_capacity(entries.len());
+        for entry in entries {
+            idle.push(entry.batch.is_none().then_some(entry.unchanged));
+            if let Some(batch) = entry.batch {
+                batches.push(batch);
+                keys.push(entry.keys);
+            }
+            finishers.push((entry.keys, entry.saved));
+        }
+        let stored = place_results(idle, append_batches(store, batches, &keys).await?)?;
         let mut results = Vec::with_capacity(stored.len());
         let mut failed_notification = None;
         // Every aggregate is brought up to date, even after a failed
         // notification: its events are stored either way.
-        for (saved, result) in finishers.into_iter().zip(stored) {
+        for ((keys, saved), result) in finishers.into_iter().zip(stored) {
+            telemetry::saved(keys, None, Ok(&result));
             let (result, notified) = saved(result).await;
             results.push(result);
             if let Err(error) = notified {

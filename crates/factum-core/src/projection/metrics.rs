@@ -1,9 +1,12 @@
 //! What a running projection reports: its checkpoint, the head of the log,
 //! the lag between them, and counters.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
+
+use crate::telemetry::ProjectionInstruments;
 
 /// What a projection runner is doing.
 ///
@@ -88,6 +91,13 @@ pub(crate) struct MetricsCell {
     retries: AtomicU64,
     dead_lettered: AtomicU64,
     checkpoint: watch::Sender<u64>,
+    /// The newest position of the log the runner knows of: the head when
+    /// it started reading, then each position it read.
+    newest: AtomicU64,
+    /// The runner's metrics in the installed recorder, registered when it
+    /// first runs (so a recorder installed after the runner was built, but
+    /// before it started, still receives them).
+    instruments: OnceLock<ProjectionInstruments>,
 }
 
 impl MetricsCell {
@@ -100,6 +110,28 @@ impl MetricsCell {
             retries: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
             checkpoint: watch::Sender::new(0),
+            newest: AtomicU64::new(0),
+            instruments: OnceLock::new(),
+        }
+    }
+
+    /// Registers the runner's metrics under `projection`, once.
+    pub(crate) fn register(&self, projection: &str) {
+        self.instruments
+            .get_or_init(|| ProjectionInstruments::register(projection));
+    }
+
+    /// Notes that the log reaches `position` at least, for the lag.
+    pub(crate) fn note_newest(&self, position: u64) {
+        self.newest.fetch_max(position, Ordering::Relaxed);
+        self.report_lag();
+    }
+
+    fn report_lag(&self) {
+        if let Some(instruments) = self.instruments.get() {
+            let newest = self.newest.load(Ordering::Relaxed);
+            let lag = newest.saturating_sub(*self.checkpoint.borrow());
+            instruments.lag.set(lag as f64);
         }
     }
 
@@ -132,6 +164,7 @@ impl MetricsCell {
 
     pub(crate) fn set_checkpoint(&self, checkpoint: u64) {
         self.checkpoint.send_replace(checkpoint);
+        self.report_lag();
     }
 
     pub(crate) fn checkpoint(&self) -> u64 {
@@ -148,18 +181,28 @@ impl MetricsCell {
 
     pub(crate) fn set_read_position(&self, position: u64) {
         self.read_position.store(position, Ordering::Relaxed);
+        self.note_newest(position);
     }
 
     pub(crate) fn add_handled(&self, count: u64) {
         self.handled.fetch_add(count, Ordering::Relaxed);
+        if let Some(instruments) = self.instruments.get() {
+            instruments.handled.increment(count);
+        }
     }
 
     pub(crate) fn add_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+        if let Some(instruments) = self.instruments.get() {
+            instruments.retries.increment(1);
+        }
     }
 
     pub(crate) fn add_dead_letter(&self) {
         self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        if let Some(instruments) = self.instruments.get() {
+            instruments.dead_letters.increment(1);
+        }
     }
 
     pub(crate) fn snapshot(&self, projection: &str, head: u64) -> ProjectionMetrics {

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use super::RetryPolicy;
 use super::driver::EventFilter;
 use super::metrics::MetricsCell;
-use crate::{Error, EventStore, RecordedEvent};
+use crate::{Error, EventStore, RecordedEvent, telemetry};
 
 /// Events read from the log in one go, already filtered.
 #[derive(Debug)]
@@ -33,7 +34,9 @@ impl Drop for AbortOnDrop {
 
 /// Reads the log after `after` into `sender`: pages of `read_all` to the
 /// head, then `subscribe_all` from the last position read.
+#[allow(clippy::too_many_arguments)] // one task's whole set-up, passed once
 pub(super) async fn read_log<E: EventStore>(
+    projection: String,
     events: E,
     mut after: u64,
     filter: EventFilter,
@@ -52,8 +55,18 @@ pub(super) async fn read_log<E: EventStore>(
             read,
         }
     };
+    // Where the head is now, so the lag reported while catching up counts
+    // what is still to read. Only the gauge needs it: a failure leaves the
+    // lag to follow the positions read.
+    match events.head_position().await {
+        Ok(head) => metrics.note_newest(head),
+        Err(error) => tracing::debug!(%projection, %error, "reading the head for the lag failed"),
+    }
     loop {
-        match events.read_all(after, batch_size).await {
+        let span = telemetry::log_read_span(Some(&projection), after, batch_size);
+        let read = events.read_all(after, batch_size).instrument(span.clone()).await;
+        telemetry::read_done(&span, read.as_deref());
+        match read {
             Ok(page) => {
                 failures = 0;
                 let full = page.len() >= batch_size;

@@ -3,6 +3,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use super::generator::{Yielder, generate};
 use super::{PollingSubscription, SubscriptionOptions, Waiter};
@@ -74,7 +75,12 @@ impl<S: EventStore> Follower<S> {
     async fn read_new_events(&mut self, pages: &Pages) -> Result<bool, Error> {
         let mut found = false;
         let mut read = self.store.read_stream_pages(&self.stream, self.next_version);
-        while let Some(page) = read.next().await {
+        loop {
+            let span = crate::telemetry::stream_read_span(&self.stream, self.next_version);
+            let Some(page) = read.next().instrument(span.clone()).await else {
+                break;
+            };
+            crate::telemetry::read_done(&span, page.as_deref());
             let mut page = page?;
             // Versions only grow; this guards against a store that repeats
             // itself, so no event is handed out twice.

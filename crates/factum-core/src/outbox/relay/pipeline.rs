@@ -18,9 +18,11 @@ use std::collections::HashSet;
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tracing::Instrument;
+
 use super::{OutboxRelay, Round, outcomes};
 use crate::outbox::{Outbox, OutboxClaim, OutboxEntry, Outcome};
-use crate::{Error, PublishError, Publisher, RecordedEvent, StreamId};
+use crate::{Error, PublishError, Publisher, RecordedEvent, StreamId, telemetry};
 
 /// Why an entry was not sent: an earlier entry of its aggregate, in the
 /// batch before, is to be retried.
@@ -185,12 +187,15 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             .filter(|entry| !held.contains(&entry.event.stream))
             .map(|entry| entry.event.clone())
             .collect();
-        let mut answers = if sent.is_empty() {
+        let answers = if sent.is_empty() {
             Vec::new()
         } else {
-            self.publisher.publish(&sent).await
-        }
-        .into_iter();
+            let span = telemetry::relay_span(entries, sent.len());
+            let answers = self.publisher.publish(&sent).instrument(span.clone()).await;
+            record_answers(&span, &answers);
+            answers
+        };
+        let mut answers = answers.into_iter();
         let results = entries
             .iter()
             .map(|entry| {
@@ -236,6 +241,20 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
         }
         Ok(round)
     }
+}
+
+/// Counts the publisher's answers for a batch on its span and in the
+/// metrics.
+fn record_answers(span: &tracing::Span, answers: &[Result<(), PublishError>]) {
+    let (mut published, mut retriable, mut permanent) = (0, 0, 0);
+    for answer in answers {
+        match answer {
+            Ok(()) => published += 1,
+            Err(error) if error.retriable => retriable += 1,
+            Err(_) => permanent += 1,
+        }
+    }
+    telemetry::relay_answered(span, published, retriable, permanent);
 }
 
 /// Releases a claim without recording anything (its entries wait again),

@@ -420,3 +420,48 @@ async fn a_batch_published_after_one_that_could_not_be_marked_goes_out_again() {
     assert_eq!(handle.metrics().failing_rounds, 0);
     assert!(handle.metrics().last_error.unwrap().contains("gone for a moment"));
 }
+
+#[test]
+fn each_publish_is_a_span_and_its_answers_are_counted() {
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use crate::telemetry::capture::{Metrics, SpanCapture};
+    use crate::telemetry::names;
+
+    let outbox = MemoryOutbox::with_events(&[("a", 1), ("a", 2), ("b", 1), ("c", 1), ("d", 1)]);
+    let bus = Bus::default();
+    bus.fail("a", 1, PublishErrorKind::Retriable);
+    bus.fail("c", 1, PublishErrorKind::Rejected);
+    let relay = OutboxRelay::new(outbox.clone(), bus.clone());
+
+    let capture = SpanCapture::default();
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&recorder, || {
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            runtime.block_on(relay.run_once()).unwrap();
+        })
+    });
+
+    let spans = capture.named("factum.relay.publish");
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    let fields = |name| spans[0].field(name);
+    assert_eq!(fields("batch_size"), Some("5"));
+    assert_eq!(fields("sent"), Some("5"));
+    assert_eq!(fields("first_position"), Some("1"));
+    assert_eq!(fields("last_position"), Some("5"));
+    assert_eq!(fields("published"), Some("3"));
+    assert_eq!(fields("failed"), Some("2"));
+    let metrics = Metrics::take(&snapshotter);
+    assert_eq!(metrics.counter(names::RELAY_PUBLISHED, &[]), 3);
+    assert_eq!(
+        metrics.counter(names::RELAY_FAILED, &[("reason", "retriable")]),
+        1
+    );
+    assert_eq!(
+        metrics.counter(names::RELAY_FAILED, &[("reason", "permanent")]),
+        1
+    );
+}

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
 
 use super::super::driver::Driver;
 use super::super::handle::Control;
@@ -14,11 +15,12 @@ use super::super::reader::{AbortOnDrop, Batch, read_log};
 use super::super::{DeadLetter, HandlerError, PoisonPolicy, RunnerStatus};
 use super::ProjectionRunner;
 use super::requested::{self, Requests};
-use crate::{Error, EventStore, RecordedEvent, Start};
+use crate::{Error, EventStore, RecordedEvent, Start, telemetry};
 
 impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
     pub(super) async fn run_with(mut self, control: Arc<watch::Sender<Control>>) -> Result<(), Error> {
         let mut commands = control.subscribe();
+        self.metrics.register(&self.name);
         let result = self.run_loop(&control, &mut commands).await;
         match &result {
             Ok(()) => self.metrics.set_status(RunnerStatus::Stopped),
@@ -113,6 +115,7 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
 
         let (sender, mut batches) = mpsc::channel(self.options.channel_capacity);
         let _reader = AbortOnDrop(tokio::spawn(read_log(
+            self.name.clone(),
             self.events.clone(),
             checkpoint,
             self.driver.filter(),
@@ -234,6 +237,16 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
         batch: Batch,
         commands: &mut watch::Receiver<Control>,
     ) -> Result<Flow, Error> {
+        let span = telemetry::projection_batch_span(&self.name, &batch.events, batch.read);
+        self.process_events(state, batch, commands).instrument(span).await
+    }
+
+    async fn process_events(
+        &mut self,
+        state: &mut Active<D::Unit>,
+        batch: Batch,
+        commands: &mut watch::Receiver<Control>,
+    ) -> Result<Flow, Error> {
         let Batch {
             events,
             through,
@@ -250,7 +263,12 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
                 Some(unit) => unit,
                 None => state.unit.insert(self.driver.begin().await?),
             };
-            match self.driver.handle(unit, &event).await {
+            let span = telemetry::handler_span(&self.name, &event, 1);
+            let handled = self.driver.handle(unit, &event).instrument(span.clone()).await;
+            if handled.is_err() {
+                telemetry::handler_failed(&span);
+            }
+            match handled {
                 Ok(()) => {
                     state.position = event.position;
                     self.metrics.add_handled(1);
@@ -332,7 +350,16 @@ impl<E: EventStore + Clone, D: Driver> ProjectionRunner<E, D> {
                 Some(unit) => unit,
                 None => self.driver.begin().await?,
             };
-            match self.driver.handle(&mut unit, &event).await {
+            let span = telemetry::handler_span(&self.name, &event, failures + 1);
+            let handled = self
+                .driver
+                .handle(&mut unit, &event)
+                .instrument(span.clone())
+                .await;
+            if handled.is_err() {
+                telemetry::handler_failed(&span);
+            }
+            match handled {
                 Ok(()) => {
                     self.metrics.add_handled(1);
                     if D::UNDOES {
