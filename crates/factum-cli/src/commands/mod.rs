@@ -9,7 +9,7 @@ pub(crate) mod import;
 mod projections;
 mod status;
 mod streams;
-mod tail;
+pub(crate) mod tail;
 
 use factum_core::{SnapshotStore, StoreAdmin};
 
@@ -43,6 +43,7 @@ pub(crate) async fn run<S: Store>(command: &Command, store: &S, context: &Contex
         Command::DeadLetters(args) => dead_letters::run(store, args, context).await,
         Command::Export(args) => export::run(store, args, context).await,
         Command::Import(args) => import::run(store, args, context).await,
+        Command::Console(args) => crate::console::run(store, args, context).await,
         // Runs on a scratch store of its own, before any store is opened.
         Command::Bench(_) => Ok(()),
     }

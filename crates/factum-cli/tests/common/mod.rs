@@ -2,6 +2,8 @@
 //! pick a PostgreSQL schema per test.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod console;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
