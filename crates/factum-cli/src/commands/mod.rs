@@ -11,15 +11,15 @@ mod status;
 mod streams;
 pub(crate) mod tail;
 
-use factum_core::{SnapshotStore, StoreAdmin};
+use factum_core::{SnapshotStore, StoreAdmin, Tenancy};
 
 use crate::cli::Command;
 use crate::error::CliError;
 
 /// What every store the command opens can do.
-pub(crate) trait Store: StoreAdmin + SnapshotStore + Clone {}
+pub(crate) trait Store: StoreAdmin + SnapshotStore + Tenancy + Clone {}
 
-impl<S: StoreAdmin + SnapshotStore + Clone> Store for S {}
+impl<S: StoreAdmin + SnapshotStore + Tenancy + Clone> Store for S {}
 
 /// What a command needs besides the store.
 pub(crate) struct Context {
