@@ -13,6 +13,7 @@ Examples:
   factum --store app.db status
   factum --store app.db events Counter/42 --json
   factum --store app.db export -o backup.jsonl
+  factum --store app.db console                (then open http://127.0.0.1:7070/)
   FACTUM_STORE=postgres://postgres@127.0.0.1/postgres factum import backup.jsonl
 
 Exit codes: 0 done, 1 failed, 2 wrong command line, 3 store unavailable or at another schema
@@ -73,6 +74,8 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// Run the README's benchmark workloads on a scratch copy beside the store.
     Bench(BenchArgs),
+    /// Serve a read-only web console of the store (overview, streams, live log, projections, /metrics).
+    Console(crate::console::ConsoleArgs),
 }
 
 #[derive(Debug, Args)]

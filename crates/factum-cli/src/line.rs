@@ -10,8 +10,9 @@
 //! - `payload` is the stored JSON text, byte for byte. A payload whose text
 //!   holds a line break (pretty-printed JSON) would break the line, so it
 //!   travels as the string `payload_text` instead: still byte for byte.
-//! - `tenant` names the tenant the stream lives in; absent means the
-//!   default tenant (every store before tenants).
+//! - The tenant the stream lives in is the one its metadata names (stores
+//!   write it there); absent means the default tenant (every store before
+//!   tenants). A `tenant` field, when a line has one, must agree with it.
 //! - `position` is where the event was in the source; an import keeps the
 //!   order, and the target hands out its own positions.
 //! - Unknown fields are refused: a file from a newer factum is not
@@ -19,7 +20,7 @@
 
 use std::sync::Arc;
 
-use factum_core::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
+use factum_core::{Metadata, NewEvent, Payload, RecordedEvent, StreamId, Tenant};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
@@ -201,6 +202,8 @@ pub(crate) struct LineIn {
 
 /// An event read from a line, ready to append.
 pub(crate) struct Imported {
+    /// The tenant whose store view it is appended through.
+    pub(crate) tenant: Tenant,
     pub(crate) stream: StreamId,
     pub(crate) version: u64,
     pub(crate) event: NewEvent,
@@ -221,14 +224,18 @@ impl LineIn {
     }
 
     fn into_imported(self) -> Result<Imported, String> {
-        if let Some(tenant) = self.tenant {
-            // The field is reserved: the stores of this release have one
-            // tenant, and an event of another must not land in it.
-            return Err(format!(
-                "the event belongs to tenant `{tenant}`, and this factum has no tenants: import it with a factum \
-                 that has"
-            ));
-        }
+        let tenant = match (self.tenant.as_deref(), &self.metadata.tenant) {
+            (Some(named), Some(tenant)) if named != tenant.as_str() => {
+                return Err(format!(
+                    "`tenant` is `{named}` but the metadata's tenant is `{tenant}`: an event lives in one tenant"
+                ));
+            }
+            (_, Some(tenant)) => tenant.clone(),
+            (Some(named), None) => {
+                Tenant::new(named).map_err(|error| format!("`tenant` is not a tenant name: {error}"))?
+            }
+            (None, None) => Tenant::DEFAULT,
+        };
         if self.version == 0 {
             return Err("`version` must be 1 or more".to_owned());
         }
@@ -255,6 +262,7 @@ impl LineIn {
             occurred_at: self.occurred_at,
         };
         Ok(Imported {
+            tenant,
             stream: StreamId::new(self.aggregate_type, self.aggregate_id),
             version: self.version,
             event,
@@ -295,7 +303,9 @@ mod tests {
     #[test]
     fn damaged_lines_say_what_is_wrong() {
         let good = serde_json::to_string(&LineOut::new(&recorded("{}")).unwrap()).unwrap();
-        let with_tenant = format!("{},\"tenant\":\"acme\"}}", &good[..good.len() - 1]);
+        let with_tenant = good.replace("\"metadata\":{", "\"metadata\":{\"tenant\":\"globex\",");
+        let with_tenant = format!("{},\"tenant\":\"acme\"}}", &with_tenant[..with_tenant.len() - 1]);
+        let bad_tenant = format!("{},\"tenant\":\"no way\"}}", &good[..good.len() - 1]);
         let cases = [
             ("{\"event_id\":", "EOF"),
             (&good.replace("\"version\":3", "\"version\":0"), "version"),
@@ -304,7 +314,11 @@ mod tests {
                 "unknown field `colour`",
             ),
             (&good.replace(",\"payload\":{}", ""), "payload"),
-            (&with_tenant, "tenant `acme`"),
+            (
+                &with_tenant,
+                "`tenant` is `acme` but the metadata's tenant is `globex`",
+            ),
+            (&bad_tenant, "not a tenant name"),
         ];
         for (line, expected) in cases {
             let Err(error) = LineIn::parse(line) else {
@@ -343,6 +357,16 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_tenant_comes_from_the_metadata_or_the_field() {
+        let good = serde_json::to_string(&LineOut::new(&recorded("{}")).unwrap()).unwrap();
+        assert_eq!(LineIn::parse(&good).unwrap().tenant, Tenant::DEFAULT);
+        let in_metadata = good.replace("\"metadata\":{", "\"metadata\":{\"tenant\":\"acme\",");
+        assert_eq!(LineIn::parse(&in_metadata).unwrap().tenant.as_str(), "acme");
+        let in_field = format!("{},\"tenant\":\"acme\"}}", &good[..good.len() - 1]);
+        assert_eq!(LineIn::parse(&in_field).unwrap().tenant.as_str(), "acme");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 
 mod cli;
 mod commands;
+mod console;
 mod error;
 mod line;
 mod output;

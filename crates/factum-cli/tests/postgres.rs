@@ -266,3 +266,60 @@ fn unreachable_and_malformed_servers_are_one_line_with_their_exit_code() {
     .expect(2);
     assert!(schema.stderr.contains("no-dashes"), "{}", schema.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multi_tenant_export_moves_to_postgres_and_back_with_its_tenants() {
+    let Some(pg) = postgres().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    let store = factum_sqlite::SqliteEventStore::open(&source).await.unwrap();
+    assert_eq!(common::seed_tenants(&store).await, 18);
+    store.close().await.unwrap();
+    let first = dir.path().join("first.jsonl");
+    run(
+        source.to_str().unwrap(),
+        &["export", "-o", first.to_str().unwrap()],
+    )
+    .ok();
+
+    let imported = pg.run(&["import", first.to_str().unwrap()]).ok();
+    assert!(
+        imported.stdout.contains("imported 18 events"),
+        "{}",
+        imported.stdout
+    );
+    let target = pg.store().await;
+    for tenant in ["default", "acme", "globex"] {
+        let shared = common::tenant_payloads(&target, tenant, "shared").await;
+        let expected: Vec<String> = (0..3)
+            .map(|round| format!(r#"{{"tenant":"{tenant}","round":{round}}}"#))
+            .collect();
+        assert_eq!(shared, expected, "{tenant}");
+    }
+    target.close().await.unwrap();
+    let again = pg
+        .run(&["import", first.to_str().unwrap(), "--json"])
+        .ok()
+        .json_lines();
+    assert_eq!(again[0]["imported"], 0);
+
+    let second = pg.run(&["export"]).ok().stdout;
+    let (before, after) = (
+        lines_of(&std::fs::read_to_string(&first).unwrap()),
+        lines_of(&second),
+    );
+    assert_eq!(before.len(), after.len());
+    for (was, now) in before.iter().zip(&after) {
+        for field in ["event_id", "aggregate_id", "version", "metadata", "payload"] {
+            assert_eq!(was[field], now[field], "{field}");
+        }
+    }
+    let second_file = dir.path().join("second.jsonl");
+    std::fs::write(&second_file, &second).unwrap();
+    let back = dir.path().join("back.db");
+    run(back.to_str().unwrap(), &["import", second_file.to_str().unwrap()]).ok();
+    let third = run(back.to_str().unwrap(), &["export"]).ok().stdout;
+    assert_eq!(payload_texts(&second), payload_texts(&third));
+    assert_eq!(lines_of(&third).len(), 18);
+    pg.drop().await;
+}

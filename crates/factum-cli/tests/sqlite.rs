@@ -663,3 +663,64 @@ fn export_to_a_device_writes_into_it_and_leaves_it_a_device() {
             .is_char_device()
     );
 }
+
+#[test]
+fn a_multi_tenant_export_comes_back_with_every_stream_in_its_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = runtime();
+    runtime.block_on(async {
+        let store = SqliteEventStore::open(dir.path().join("source.db"))
+            .await
+            .unwrap();
+        assert_eq!(common::seed_tenants(&store).await, 18);
+        store.close().await.unwrap();
+    });
+    let file = path_of(&dir, "events.jsonl");
+    run(&path_of(&dir, "source.db"), &["export", "-o", &file]).ok();
+    let tenants: Vec<serde_json::Value> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["metadata"]["tenant"].clone())
+        .collect();
+    assert_eq!(
+        tenants.iter().filter(|tenant| *tenant == "acme").count(),
+        6,
+        "{tenants:?}"
+    );
+    let target = path_of(&dir, "target.db");
+    let imported = run(&target, &["import", &file]).ok();
+    assert!(
+        imported.stdout.contains("imported 18 events"),
+        "{}",
+        imported.stdout
+    );
+    let copy = run(&target, &["export"]).ok().stdout;
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        copy,
+        "the copy exports the same lines"
+    );
+    let again = run(&target, &["import", &file, "--json"]).ok().json_lines();
+    assert_eq!(again[0]["imported"], 0);
+
+    runtime.block_on(async {
+        let store = SqliteEventStore::open(dir.path().join("target.db"))
+            .await
+            .unwrap();
+        for tenant in ["default", "acme", "globex"] {
+            let shared = common::tenant_payloads(&store, tenant, "shared").await;
+            let expected: Vec<String> = (0..3)
+                .map(|round| format!(r#"{{"tenant":"{tenant}","round":{round}}}"#))
+                .collect();
+            assert_eq!(shared, expected, "{tenant}");
+            let own = common::tenant_payloads(&store, tenant, &format!("{tenant}-only")).await;
+            assert_eq!(own.len(), 3, "{tenant}");
+        }
+        assert!(
+            common::tenant_payloads(&store, "acme", "globex-only")
+                .await
+                .is_empty()
+        );
+        store.close().await.unwrap();
+    });
+}

@@ -3,6 +3,9 @@
 //! - Order, ids and versions are kept: events are appended in the file's
 //!   order, each stream at the versions the file gives (a stream already
 //!   further along is a conflict, never a renumbering).
+//! - Each event goes to its tenant (its metadata's, see `crate::line`),
+//!   through the store's view of that tenant: a multi-tenant export comes
+//!   back with every stream where it was.
 //! - A batch of lines is parsed and checked whole before any of it is
 //!   written: a corrupt line stops the import with its line number, and
 //!   nothing of its batch is stored.
@@ -19,7 +22,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::time::Instant;
 
-use factum_core::{AppendBatch, ExpectedVersion, NewEvent, StreamId};
+use factum_core::{AppendBatch, ExpectedVersion, NewEvent, StreamId, Tenant};
 use serde_json::json;
 
 use super::{Context, Store};
@@ -172,7 +175,8 @@ impl Lines {
             }
             if let Some(previous) = batch.last() {
                 let (before, now) = (&previous.imported, &next.imported);
-                if before.stream == now.stream && now.version != before.version + 1 {
+                let same_stream = before.stream == now.stream && before.tenant == now.tenant;
+                if same_stream && now.version != before.version + 1 {
                     let reason = format!(
                         "version {} of {} follows version {} on line {}",
                         now.version, now.stream, before.version, previous.line
@@ -227,24 +231,33 @@ async fn skip_stored<S: Store>(store: &S, lines: &mut Lines) -> Result<u64, CliE
 /// Appends a checked batch in the file's order: consecutive events of a
 /// stream go together, and a call holds each stream once (a store orders a
 /// call's batches one after the other), so a stream met again starts the
-/// next call. Returns how many events were appended.
+/// next call, as does an event of another tenant (a call goes through one
+/// tenant's view). Returns how many events were appended.
 async fn write_batch<S: Store>(store: &S, batch: Vec<Numbered>, name: &str) -> Result<u64, CliError> {
     let total = batch.len() as u64;
     let mut call = Call::default();
     let mut run: Option<Run> = None;
     for numbered in batch {
         let Numbered { line, imported } = numbered;
-        if let Some(current) = run.as_mut().filter(|current| current.stream == imported.stream) {
+        let same_stream =
+            |current: &&mut Run| current.stream == imported.stream && current.tenant == imported.tenant;
+        if let Some(current) = run.as_mut().filter(same_stream) {
             current.events.push(imported.event);
             continue;
         }
         if let Some(done) = run.take() {
             call.push(done);
         }
-        if call.streams.contains(&imported.stream) {
+        if call.streams.contains(&imported.stream)
+            || call
+                .tenant
+                .as_ref()
+                .is_some_and(|tenant| *tenant != imported.tenant)
+        {
             call.send(store, name).await?;
         }
         run = Some(Run {
+            tenant: imported.tenant,
             first_line: line,
             stream: imported.stream,
             first_version: imported.version,
@@ -260,15 +273,18 @@ async fn write_batch<S: Store>(store: &S, batch: Vec<Numbered>, name: &str) -> R
 
 /// Consecutive events of one stream.
 struct Run {
+    tenant: Tenant,
     first_line: u64,
     stream: StreamId,
     first_version: u64,
     events: Vec<NewEvent>,
 }
 
-/// One `append_many` call in the making.
+/// One `append_many` call in the making, through one tenant's view.
 #[derive(Default)]
 struct Call {
+    /// The tenant of every batch (`None`: no batch yet).
+    tenant: Option<Tenant>,
     batches: Vec<AppendBatch>,
     streams: HashSet<StreamId>,
     first_lines: Vec<u64>,
@@ -276,6 +292,7 @@ struct Call {
 
 impl Call {
     fn push(&mut self, run: Run) {
+        self.tenant = Some(run.tenant);
         self.streams.insert(run.stream.clone());
         self.first_lines.push(run.first_line);
         let expected = ExpectedVersion::Exact(run.first_version - 1);
@@ -289,14 +306,17 @@ impl Call {
         }
         let batches = std::mem::take(&mut self.batches);
         let first = self.first_lines.first().copied().unwrap_or(0);
+        let tenant = self.tenant.take().unwrap_or(Tenant::DEFAULT);
         self.streams.clear();
         self.first_lines.clear();
-        store.append_many(batches).await.map_err(|error| {
+        let failed = |error| {
             CliError::failed(format!(
-                "{name}: the events from line {first} on were not imported"
+                "{name}: the events from line {first} on (tenant `{tenant}`) were not imported"
             ))
             .with_source(error)
-        })?;
+        };
+        let view = store.for_tenant(tenant.as_str()).map_err(failed)?;
+        view.append_many(batches).await.map_err(failed)?;
         Ok(())
     }
 }

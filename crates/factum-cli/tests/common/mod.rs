@@ -2,6 +2,8 @@
 //! pick a PostgreSQL schema per test.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod console;
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -169,4 +171,51 @@ impl Postgres {
             .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", self.schema))
             .await;
     }
+}
+
+/// Events of three tenants in one store, interleaved in the log: a stream
+/// `Counter/shared` in each (the same id, three streams), and one of each
+/// tenant's own, 3 events each. Returns how many it appended (18).
+pub async fn seed_tenants<S: EventStore + factum_core::Tenancy>(store: &S) -> u64 {
+    let mut appended = 0;
+    for round in 0..3u64 {
+        for tenant in ["default", "acme", "globex"] {
+            let view = store.for_tenant(tenant).expect("a tenant's view");
+            for id in ["shared".to_owned(), format!("{tenant}-only")] {
+                let payload = format!(r#"{{"tenant":"{tenant}","round":{round}}}"#);
+                let event = NewEvent::new(
+                    if round == 0 { "created" } else { "incremented" },
+                    Payload::parse(payload).unwrap(),
+                );
+                view.append(
+                    &StreamId::new("Counter", id),
+                    ExpectedVersion::Exact(round),
+                    vec![event],
+                )
+                .await
+                .expect("seeding a tenant's stream");
+                appended += 1;
+            }
+        }
+    }
+    appended
+}
+
+/// The payloads of `stream` in `tenant`'s view of `store`, in order.
+pub async fn tenant_payloads<S: EventStore + factum_core::Tenancy>(
+    store: &S,
+    tenant: &str,
+    id: &str,
+) -> Vec<String> {
+    use futures::TryStreamExt;
+    let view = store.for_tenant(tenant).expect("a tenant's view");
+    let events: Vec<_> = view
+        .read_stream(&StreamId::new("Counter", id), 1)
+        .try_collect()
+        .await
+        .expect("reading a tenant's stream");
+    events
+        .iter()
+        .map(|event| event.payload.as_str().to_owned())
+        .collect()
 }

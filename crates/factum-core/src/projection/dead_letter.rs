@@ -19,8 +19,10 @@ use crate::{Error, RecordedEvent, Tenancy, Tenant};
 /// # use factum_core::{DeadLetter, NewEvent, Payload, StreamId};
 /// let event = NewEvent::new("placed", Payload::parse("{}").unwrap())
 ///     .recorded(StreamId::new("Order", "1"), 1, 7);
-/// let letter = DeadLetter::new("sales", event, "price missing", 5);
+/// let letter = DeadLetter::new("sales", event.clone(), "price missing", 5);
 /// assert_eq!(letter.position(), 7);
+/// // 0 attempts is the mark of a requested replay, which `new` never makes.
+/// assert!(!DeadLetter::new("sales", event, "price missing", 0).replay_requested());
 /// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct DeadLetter {
@@ -38,7 +40,12 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// A dead letter for `event`, failed now.
+    /// A dead letter for `event`, failed now after `attempts` attempts.
+    ///
+    /// At least 1 is recorded: 0 is the mark of a replay an operator asked
+    /// for ([`replay_requested`](Self::replay_requested)), which only
+    /// [`StoreAdmin::request_replay`](crate::StoreAdmin::request_replay)
+    /// sets, so a letter built here is never replayed by mistake.
     pub fn new(
         projection: impl Into<String>,
         event: RecordedEvent,
@@ -49,7 +56,7 @@ impl DeadLetter {
             projection: projection.into(),
             event,
             error: error.into(),
-            attempts,
+            attempts: attempts.max(1),
             failed_at: OffsetDateTime::now_utc(),
         }
     }
