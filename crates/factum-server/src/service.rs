@@ -154,7 +154,7 @@ where
             .into_iter()
             .enumerate()
             .map(|(index, batch)| {
-                append_from_wire(batch).map_err(|error| Status::invalid_argument(format!("batches[{index}].{error}")))
+                append_from_wire(batch).map_err(|error| Status::invalid_argument(format!("batches[{index}]: {error}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let results = store.append_many(batches).await.map_err(store_error)?;
