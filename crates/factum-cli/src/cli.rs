@@ -73,6 +73,8 @@ pub(crate) enum Command {
     Import(ImportArgs),
     /// Run the README's benchmark workloads on a scratch copy beside the store.
     Bench(BenchArgs),
+    /// Serve the store over gRPC (factum-server): tokens, tenants, TLS.
+    Serve(crate::commands::serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]

@@ -9,17 +9,18 @@ pub(crate) mod import;
 mod projections;
 mod status;
 mod streams;
+pub(crate) mod serve;
 mod tail;
 
-use factum_core::{SnapshotStore, StoreAdmin};
+use factum_core::{SnapshotStore, StoreAdmin, Tenancy};
 
 use crate::cli::Command;
 use crate::error::CliError;
 
 /// What every store the command opens can do.
-pub(crate) trait Store: StoreAdmin + SnapshotStore + Clone {}
+pub(crate) trait Store: StoreAdmin + SnapshotStore + Tenancy + Clone {}
 
-impl<S: StoreAdmin + SnapshotStore + Clone> Store for S {}
+impl<S: StoreAdmin + SnapshotStore + Tenancy + Clone> Store for S {}
 
 /// What a command needs besides the store.
 pub(crate) struct Context {
@@ -43,6 +44,7 @@ pub(crate) async fn run<S: Store>(command: &Command, store: &S, context: &Contex
         Command::DeadLetters(args) => dead_letters::run(store, args, context).await,
         Command::Export(args) => export::run(store, args, context).await,
         Command::Import(args) => import::run(store, args, context).await,
+        Command::Serve(args) => serve::run(store, args, context).await,
         // Runs on a scratch store of its own, before any store is opened.
         Command::Bench(_) => Ok(()),
     }

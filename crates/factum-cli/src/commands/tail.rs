@@ -84,7 +84,7 @@ pub(crate) async fn run<S: Store>(store: &S, args: &TailArgs, context: &Context)
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM where there is one.
-async fn stopped() {
+pub(crate) async fn stopped() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
