@@ -28,25 +28,42 @@ fn serve_answers_remote_clients_and_stops_cleanly() {
     BufReader::new(child.stdout.take().expect("a piped stdout"))
         .read_line(&mut first)
         .expect("the address line");
-    let address = first.trim().strip_prefix("listening on ").expect("`listening on URL`").to_owned();
+    let address = first
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("`listening on URL`")
+        .to_owned();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
     runtime.block_on(async {
-        let refused = RemoteEventStore::connect_with(&address, RemoteOptions::new().reconnect_attempts(0)).await;
+        let refused =
+            RemoteEventStore::connect_with(&address, RemoteOptions::new().reconnect_attempts(0)).await;
         assert!(refused.is_err(), "a client without a token is refused");
         let store = RemoteEventStore::connect_with(&address, RemoteOptions::new().token("root"))
             .await
             .expect("the server answers");
         let stream = StreamId::new("Counter", "1");
         let event = NewEvent::new("incremented", Payload::parse(r#"{"amount":1}"#).expect("JSON"));
-        store.append(&stream, ExpectedVersion::NoStream, vec![event]).await.expect("an append");
+        store
+            .append(&stream, ExpectedVersion::NoStream, vec![event])
+            .await
+            .expect("an append");
         assert_eq!(store.stream_version(&stream).await.expect("a version"), 1);
     });
 
-    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     let status = child.wait().expect("factum serve ends");
     assert!(status.success(), "serve ended with {status}");
-    let events = common::run(path.to_str().expect("a UTF-8 path"), &["--json", "events", "Counter/1"]).ok();
+    let events = common::run(
+        path.to_str().expect("a UTF-8 path"),
+        &["--json", "events", "Counter/1"],
+    )
+    .ok();
     let stored = events.json_lines();
     assert_eq!(stored.len(), 1, "the served append is in the SQLite file");
     assert_eq!(stored[0]["event_type"], "incremented");

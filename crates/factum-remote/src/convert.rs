@@ -92,10 +92,14 @@ pub fn expected_from_wire(expected: Option<proto::ExpectedVersion>) -> Result<Ex
         Some(Kind::Any(true)) => Ok(ExpectedVersion::Any),
         Some(Kind::NoStream(true)) => Ok(ExpectedVersion::NoStream),
         Some(Kind::Exact(version)) => Ok(ExpectedVersion::Exact(version)),
-        Some(Kind::Any(false) | Kind::NoStream(false)) => {
-            Err(WireError::new("expected", "a chosen flag (`any`, `no_stream`) must be true"))
-        }
-        None => Err(WireError::new("expected", "is required: one of `any`, `no_stream`, `exact`")),
+        Some(Kind::Any(false) | Kind::NoStream(false)) => Err(WireError::new(
+            "expected",
+            "a chosen flag (`any`, `no_stream`) must be true",
+        )),
+        None => Err(WireError::new(
+            "expected",
+            "is required: one of `any`, `no_stream`, `exact`",
+        )),
     }
 }
 
@@ -112,7 +116,10 @@ pub fn time_to_wire(at: OffsetDateTime) -> prost_types::Timestamp {
 pub fn time_from_wire(at: Option<prost_types::Timestamp>, field: &str) -> Result<OffsetDateTime, WireError> {
     let at = at.ok_or_else(|| WireError::new(field, "is required"))?;
     if !(0..1_000_000_000).contains(&at.nanos) {
-        return Err(WireError::new(field, format!("nanos {} is outside 0..1e9", at.nanos)));
+        return Err(WireError::new(
+            field,
+            format!("nanos {} is outside 0..1e9", at.nanos),
+        ));
     }
     let nanos = i128::from(at.seconds) * 1_000_000_000 + i128::from(at.nanos);
     OffsetDateTime::from_unix_timestamp_nanos(nanos)
@@ -120,7 +127,8 @@ pub fn time_from_wire(at: Option<prost_types::Timestamp>, field: &str) -> Result
 }
 
 fn uuid_from_wire(text: &str, field: &str) -> Result<Uuid, WireError> {
-    Uuid::parse_str(text).map_err(|error| WireError::new(field, format!("is not a UUID ({text:.40}): {error}")))
+    Uuid::parse_str(text)
+        .map_err(|error| WireError::new(field, format!("is not a UUID ({text:.40}): {error}")))
 }
 
 fn json_from_wire(text: String, field: &str) -> Result<Payload, WireError> {
@@ -223,7 +231,11 @@ pub fn recorded_from_wire(event: proto::RecordedEvent) -> Result<RecordedEvent, 
 }
 
 /// The wire form of one stream's append.
-pub fn append_to_wire(stream: &StreamId, expected: ExpectedVersion, events: &[NewEvent]) -> proto::AppendRequest {
+pub fn append_to_wire(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> proto::AppendRequest {
     proto::AppendRequest {
         stream: Some(stream_to_wire(stream)),
         expected: Some(expected_to_wire(expected)),
@@ -239,7 +251,9 @@ pub fn append_from_wire(request: proto::AppendRequest) -> Result<AppendBatch, Wi
         .events
         .into_iter()
         .enumerate()
-        .map(|(index, event)| new_event_from_wire(event).map_err(|error| error.within(&format!("events[{index}]"))))
+        .map(|(index, event)| {
+            new_event_from_wire(event).map_err(|error| error.within(&format!("events[{index}]")))
+        })
         .collect::<Result<_, _>>()?;
     Ok(AppendBatch::new(stream, expected, events))
 }
@@ -321,9 +335,15 @@ mod tests {
         let event = NewEvent::new("added", Payload::from(json!({})));
         let mut wire = new_event_to_wire(&event);
         wire.payload = "{not json".into();
-        assert_eq!(new_event_from_wire(wire.clone()).map_err(|e| e.field), Err("payload".into()));
+        assert_eq!(
+            new_event_from_wire(wire.clone()).map_err(|e| e.field),
+            Err("payload".into())
+        );
         wire.event_id = "not-a-uuid".into();
-        assert_eq!(new_event_from_wire(wire).map_err(|e| e.field), Err("event_id".into()));
+        assert_eq!(
+            new_event_from_wire(wire).map_err(|e| e.field),
+            Err("event_id".into())
+        );
         let empty = proto::StreamId {
             aggregate_type: "Tally".into(),
             aggregate_id: String::new(),

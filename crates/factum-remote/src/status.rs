@@ -66,7 +66,10 @@ pub fn error_to_status(error: &Error) -> Status {
                 reason: reason.clone(),
             })),
         ),
-        Error::EmptyBatchList => (Code::InvalidArgument, Some(Kind::EmptyBatchList(proto::EmptyBatchList {}))),
+        Error::EmptyBatchList => (
+            Code::InvalidArgument,
+            Some(Kind::EmptyBatchList(proto::EmptyBatchList {})),
+        ),
         Error::DuplicateStream { stream } => (
             Code::InvalidArgument,
             Some(Kind::DuplicateStream(proto::DuplicateStream {
@@ -183,7 +186,9 @@ mod tests {
                 event_id: Uuid::now_v7(),
             },
             Error::EmptyBatchList,
-            Error::DuplicateStream { stream: stream.clone() },
+            Error::DuplicateStream {
+                stream: stream.clone(),
+            },
             Error::InvalidRequest {
                 stream: stream.clone(),
                 reason: "mixed".into(),
@@ -199,6 +204,15 @@ mod tests {
     #[test]
     fn a_plain_status_is_a_store_error() {
         let error = error_from_status(Status::unavailable("down"));
-        assert!(matches!(error, Error::Store { backend: "remote", .. }), "{error}");
+        assert!(
+            matches!(
+                error,
+                Error::Store {
+                    backend: "remote",
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 }

@@ -252,7 +252,9 @@ impl EventStore for RemoteEventStore {
     ) -> Result<AppendResult, Error> {
         let request = append_to_wire(stream, expected, &events);
         let answer = self
-            .call(request, |mut client, request| async move { client.append(request).await })
+            .call(request, |mut client, request| async move {
+                client.append(request).await
+            })
             .await?;
         Ok(result_from_wire(answer))
     }
@@ -265,7 +267,9 @@ impl EventStore for RemoteEventStore {
                 .collect(),
         };
         let answer = self
-            .call(request, |mut client, request| async move { client.append_many(request).await })
+            .call(request, |mut client, request| async move {
+                client.append_many(request).await
+            })
             .await?;
         Ok(answer.results.into_iter().map(result_from_wire).collect())
     }
@@ -296,14 +300,18 @@ impl EventStore for RemoteEventStore {
             stream: Some(stream_to_wire(stream)),
         };
         let answer = self
-            .call(request, |mut client, request| async move { client.stream_version(request).await })
+            .call(request, |mut client, request| async move {
+                client.stream_version(request).await
+            })
             .await?;
         Ok(answer.version)
     }
 
     async fn head_position(&self) -> Result<u64, Error> {
         let answer = self
-            .call(proto::HeadRequest {}, |mut client, request| async move { client.head(request).await })
+            .call(proto::HeadRequest {}, |mut client, request| async move {
+                client.head(request).await
+            })
             .await?;
         Ok(answer.position)
     }
@@ -314,8 +322,10 @@ impl SnapshotStore for RemoteEventStore {
         let request = proto::SaveSnapshotRequest {
             snapshot: Some(snapshot_to_wire(&snapshot)),
         };
-        self.call(request, |mut client, request| async move { client.save_snapshot(request).await })
-            .await?;
+        self.call(request, |mut client, request| async move {
+            client.save_snapshot(request).await
+        })
+        .await?;
         Ok(())
     }
 
@@ -324,7 +334,9 @@ impl SnapshotStore for RemoteEventStore {
             stream: Some(stream_to_wire(stream)),
         };
         let answer = self
-            .call(request, |mut client, request| async move { client.load_snapshot(request).await })
+            .call(request, |mut client, request| async move {
+                client.load_snapshot(request).await
+            })
             .await?;
         answer
             .snapshot
@@ -348,13 +360,10 @@ impl Tenancy for RemoteEventStore {
                 reason: format!("this handle is confined to tenant `{own}`"),
             });
         }
-        let header = tenant
-            .as_str()
-            .parse()
-            .map_err(|_| Error::InvalidTenant {
-                tenant: tenant.to_string(),
-                reason: "not a header value".into(),
-            })?;
+        let header = tenant.as_str().parse().map_err(|_| Error::InvalidTenant {
+            tenant: tenant.to_string(),
+            reason: "not a header value".into(),
+        })?;
         Ok(Self {
             client: self.client.clone(),
             headers: Arc::new(Headers {

@@ -6,12 +6,12 @@ use factum_core::{Error, EventStream, RecordedEvent, StreamId};
 use futures::StreamExt;
 use tonic::Streaming;
 
+use crate::BACKEND;
 use crate::convert::{recorded_from_wire, stream_to_wire};
 use crate::error::RemoteError;
 use crate::proto::{self, EventPage};
 use crate::status::error_from_status;
 use crate::store::{RemoteEventStore, backoff, transient};
-use crate::BACKEND;
 
 /// Where a read or subscription stands: what to ask for when it (re)opens.
 pub(crate) enum Cursor {
@@ -48,10 +48,20 @@ impl Cursor {
 
     /// True when a bounded read has delivered all it was asked for.
     fn done(&self) -> bool {
-        matches!(self, Self::All { remaining: Some(0), .. })
+        matches!(
+            self,
+            Self::All {
+                remaining: Some(0),
+                ..
+            }
+        )
     }
 
-    async fn open(&self, store: &RemoteEventStore, live: bool) -> Result<Streaming<EventPage>, tonic::Status> {
+    async fn open(
+        &self,
+        store: &RemoteEventStore,
+        live: bool,
+    ) -> Result<Streaming<EventPage>, tonic::Status> {
         let mut client = store.client();
         let answer = match (self, live) {
             (Self::All { after, remaining }, false) => {

@@ -10,8 +10,8 @@ use std::path::Path;
 
 use factum_core::{Error, Tenancy, Tenant};
 use factum_remote::TENANT_HEADER;
-use factum_remote::proto::error_detail::Kind;
 use factum_remote::proto::InvalidTenant;
+use factum_remote::proto::error_detail::Kind;
 use factum_remote::status::{error_to_status, with_detail};
 use serde::Deserialize;
 use tonic::Status;
@@ -127,9 +127,9 @@ impl Tokens {
             }
             let tenant = match (entry.admin, entry.tenant) {
                 (true, None) => None,
-                (false, Some(name)) => {
-                    Some(Tenant::new(&name).map_err(|error| invalid(format!("token #{}: {error}", index + 1)))?)
-                }
+                (false, Some(name)) => Some(
+                    Tenant::new(&name).map_err(|error| invalid(format!("token #{}: {error}", index + 1)))?,
+                ),
                 (true, Some(_)) => {
                     return Err(invalid(format!(
                         "token #{}: an admin token reaches every tenant; drop `tenant` or `admin`",
@@ -144,8 +144,15 @@ impl Tokens {
                 }
             };
             let write = entry.admin || entry.access == AccessLevel::ReadWrite;
-            if tokens.grants.insert(entry.token, Grant { tenant, write }).is_some() {
-                return Err(invalid(format!("token #{}: the same token is listed twice", index + 1)));
+            if tokens
+                .grants
+                .insert(entry.token, Grant { tenant, write })
+                .is_some()
+            {
+                return Err(invalid(format!(
+                    "token #{}: the same token is listed twice",
+                    index + 1
+                )));
             }
         }
         Ok(tokens)
@@ -196,15 +203,18 @@ impl Access {
     /// The view of `store` this call addresses: its token's tenant, or for
     /// an admin the tenant its header names (none: the unscoped store).
     pub(crate) fn store<S: Tenancy + Clone>(&self, store: &S, metadata: &MetadataMap) -> Result<S, Status> {
-        let asked = match metadata.get(TENANT_HEADER) {
-            None => None,
-            Some(value) => Some(
-                value
-                    .to_str()
-                    .map_err(|_| Status::invalid_argument(format!("the {TENANT_HEADER} header is not ASCII")))?,
-            ),
+        let asked =
+            match metadata.get(TENANT_HEADER) {
+                None => None,
+                Some(value) => Some(value.to_str().map_err(|_| {
+                    Status::invalid_argument(format!("the {TENANT_HEADER} header is not ASCII"))
+                })?),
+            };
+        let view = |tenant: &str| {
+            store
+                .for_tenant(tenant)
+                .map_err(|error: Error| error_to_status(&error))
         };
-        let view = |tenant: &str| store.for_tenant(tenant).map_err(|error: Error| error_to_status(&error));
         match (&self.grant.tenant, asked) {
             (None, None) => Ok(store.clone()),
             (None, Some(tenant)) => view(tenant),

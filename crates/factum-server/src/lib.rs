@@ -104,10 +104,12 @@ where
     /// Binds `address` (port 0: any free port) and serves in a task of its
     /// own until [`RunningServer::shutdown`].
     pub async fn start(self, address: SocketAddr) -> Result<RunningServer, ServerError> {
-        let listener = TcpListener::bind(address).await.map_err(|source| ServerError::Io {
-            what: format!("binding {address}"),
-            source,
-        })?;
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| ServerError::Io {
+                what: format!("binding {address}"),
+                source,
+            })?;
         let local_addr = listener.local_addr().map_err(|source| ServerError::Io {
             what: format!("reading the address bound for {address}"),
             source,
@@ -121,9 +123,7 @@ where
             builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
         }
         let (health, health_service) = tonic_health::server::health_reporter();
-        health
-            .set_serving::<EventStoreServer<Service<S>>>()
-            .await;
+        health.set_serving::<EventStoreServer<Service<S>>>().await;
         let service = Service {
             store: self.store,
             tokens: self.tokens.map(Arc::new),

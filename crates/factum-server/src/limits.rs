@@ -68,9 +68,9 @@ impl SubscriptionSlots {
 
     /// A slot held for as long as the subscription's stream lives.
     pub(crate) fn take(&self) -> Result<OwnedSemaphorePermit, Status> {
-        Arc::clone(&self.0)
-            .try_acquire_owned()
-            .map_err(|_| Status::resource_exhausted("too many open subscriptions on this server; try again later"))
+        Arc::clone(&self.0).try_acquire_owned().map_err(|_| {
+            Status::resource_exhausted("too many open subscriptions on this server; try again later")
+        })
     }
 }
 
@@ -127,16 +127,28 @@ mod tests {
 
     fn refused(code: &'static str, message: &'static str) -> http::Response<()> {
         let mut response = http::Response::new(());
-        response.headers_mut().insert("grpc-status", http::HeaderValue::from_static(code));
-        response.headers_mut().insert("grpc-message", http::HeaderValue::from_static(message));
+        response
+            .headers_mut()
+            .insert("grpc-status", http::HeaderValue::from_static(code));
+        response
+            .headers_mut()
+            .insert("grpc-message", http::HeaderValue::from_static(message));
         response
     }
 
     #[test]
     fn codec_refusals_get_the_contracts_codes() {
         let cases = [
-            ("11", "Error,%20decoded%20message%20length%20too%20large:%20found", "8"),
-            ("13", "failed%20to%20decode%20Protobuf%20message:%20invalid%20string", "3"),
+            (
+                "11",
+                "Error,%20decoded%20message%20length%20too%20large:%20found",
+                "8",
+            ),
+            (
+                "13",
+                "failed%20to%20decode%20Protobuf%20message:%20invalid%20string",
+                "3",
+            ),
             ("13", "something%20else", "13"),
             ("11", "out%20of%20range", "11"),
         ];

@@ -11,10 +11,10 @@ use factum_remote::convert::{
 };
 use factum_remote::proto::event_store_server::EventStore as Wire;
 use factum_remote::proto::{
-    AppendManyRequest, AppendManyResponse, AppendRequest, AppendResponse, EventPage, HeadRequest, HeadResponse,
-    LoadSnapshotRequest, LoadSnapshotResponse, ReadAllRequest, ReadStreamRequest, SaveSnapshotRequest,
-    SaveSnapshotResponse, StreamVersionRequest, StreamVersionResponse, SubscribeAllRequest,
-    SubscribeStreamRequest,
+    AppendManyRequest, AppendManyResponse, AppendRequest, AppendResponse, EventPage, HeadRequest,
+    HeadResponse, LoadSnapshotRequest, LoadSnapshotResponse, ReadAllRequest, ReadStreamRequest,
+    SaveSnapshotRequest, SaveSnapshotResponse, StreamVersionRequest, StreamVersionResponse,
+    SubscribeAllRequest, SubscribeStreamRequest,
 };
 use factum_remote::status::error_to_status;
 use futures::{Stream, StreamExt};
@@ -100,7 +100,10 @@ fn store_error(error: factum_core::Error) -> Status {
 /// `events` in pages of at most `page_events` events and [`PAGE_BYTES`]
 /// of payload, each page made of what is ready: a live subscription
 /// hands an event on at once, a read fills its pages.
-fn paged(events: EventStream<'static>, page_events: usize) -> impl Stream<Item = Result<EventPage, Status>> + Send {
+fn paged(
+    events: EventStream<'static>,
+    page_events: usize,
+) -> impl Stream<Item = Result<EventPage, Status>> + Send {
     events.ready_chunks(page_events).flat_map(|chunk| {
         let mut pages = Vec::new();
         let mut page = EventPage::default();
@@ -146,7 +149,10 @@ where
         Ok(Response::new(result_to_wire(result)))
     }
 
-    async fn append_many(&self, request: Request<AppendManyRequest>) -> Result<Response<AppendManyResponse>, Status> {
+    async fn append_many(
+        &self,
+        request: Request<AppendManyRequest>,
+    ) -> Result<Response<AppendManyResponse>, Status> {
         let store = self.writer(&request)?;
         let batches = request
             .into_inner()
@@ -154,7 +160,8 @@ where
             .into_iter()
             .enumerate()
             .map(|(index, batch)| {
-                append_from_wire(batch).map_err(|error| Status::invalid_argument(format!("batches[{index}]: {error}")))
+                append_from_wire(batch)
+                    .map_err(|error| Status::invalid_argument(format!("batches[{index}]: {error}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let results = store.append_many(batches).await.map_err(store_error)?;
@@ -177,7 +184,10 @@ where
                 yield event;
             }
         };
-        Ok(Response::new(Box::pin(paged(events.boxed(), self.limits.page_events))))
+        Ok(Response::new(Box::pin(paged(
+            events.boxed(),
+            self.limits.page_events,
+        ))))
     }
 
     type ReadAllStream = Pages;
@@ -221,13 +231,16 @@ where
 
     type SubscribeStreamStream = Pages;
 
-    async fn subscribe_stream(&self, request: Request<SubscribeStreamRequest>) -> Result<Response<Pages>, Status> {
+    async fn subscribe_stream(
+        &self,
+        request: Request<SubscribeStreamRequest>,
+    ) -> Result<Response<Pages>, Status> {
         let store = self.reader(&request)?;
         let request = request.into_inner();
         let stream = stream_from_wire(request.stream).map_err(invalid)?;
-        Ok(Response::new(
-            self.subscription(store.subscribe_stream(&stream, request.from_version))?,
-        ))
+        Ok(Response::new(self.subscription(
+            store.subscribe_stream(&stream, request.from_version),
+        )?))
     }
 
     async fn stream_version(

@@ -3,9 +3,11 @@
 
 mod common;
 
-use factum_core::{Error, EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Payload, StreamId, Tenancy};
-use factum_remote::proto::event_store_client::EventStoreClient;
+use factum_core::{
+    Error, EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Payload, StreamId, Tenancy,
+};
 use factum_remote::proto::HeadRequest;
+use factum_remote::proto::event_store_client::EventStoreClient;
 use factum_remote::{RemoteError, RemoteEventStore, RemoteOptions};
 use factum_server::{RunningServer, Server, Tokens};
 use futures::{StreamExt, TryStreamExt};
@@ -62,10 +64,17 @@ async fn missing_or_unknown_tokens_are_unauthenticated() {
             Ok(_) => panic!("a call without a valid token was answered"),
         }
     }
-    let mut client = EventStoreClient::connect(address).await.expect("the server answers");
+    let mut client = EventStoreClient::connect(address)
+        .await
+        .expect("the server answers");
     let mut malformed = Request::new(HeadRequest {});
-    malformed.metadata_mut().insert("authorization", "Basic cm9vdDo=".parse().expect("ASCII"));
-    assert_eq!(client.head(malformed).await.map(|_| ()).map_err(|s| s.code()), Err(Code::Unauthenticated));
+    malformed
+        .metadata_mut()
+        .insert("authorization", "Basic cm9vdDo=".parse().expect("ASCII"));
+    assert_eq!(
+        client.head(malformed).await.map(|_| ()).map_err(|s| s.code()),
+        Err(Code::Unauthenticated)
+    );
     server.shutdown().await.expect("a clean shutdown");
 }
 
@@ -75,15 +84,24 @@ async fn a_token_reaches_only_its_tenant() {
     let acme = as_token(&server, "acme-writer").await;
     let globex = as_token(&server, "globex-writer").await;
     let stream = StreamId::new("Tally", "1");
-    acme.append(&stream, ExpectedVersion::NoStream, vec![event(), event()]).await.expect("acme writes");
+    acme.append(&stream, ExpectedVersion::NoStream, vec![event(), event()])
+        .await
+        .expect("acme writes");
 
     // globex sees none of it: the same stream id is another (empty) stream.
     assert_eq!(globex.stream_version(&stream).await.expect("a version"), 0);
     assert!(globex.read_all(0, 100).await.expect("a read").is_empty());
     assert_eq!(globex.head_position().await.expect("a head"), 0);
-    let events: Vec<_> = globex.read_stream(&stream, 0).try_collect().await.expect("a read");
+    let events: Vec<_> = globex
+        .read_stream(&stream, 0)
+        .try_collect()
+        .await
+        .expect("a read");
     assert!(events.is_empty());
-    globex.append(&stream, ExpectedVersion::NoStream, vec![event()]).await.expect("globex has its own stream");
+    globex
+        .append(&stream, ExpectedVersion::NoStream, vec![event()])
+        .await
+        .expect("globex has its own stream");
 
     // Naming another tenant is refused, with the tenant error, and no data.
     let reach = globex.for_tenant("acme").expect("a client-side view");
@@ -91,20 +109,42 @@ async fn a_token_reaches_only_its_tenant() {
         Err(Error::InvalidTenant { tenant, .. }) => assert_eq!(tenant, "acme"),
         other => panic!("expected the tenant refused, got {other:?}"),
     }
-    let mut client = EventStoreClient::connect(format!("http://{}", server.local_addr())).await.expect("answers");
+    let mut client = EventStoreClient::connect(format!("http://{}", server.local_addr()))
+        .await
+        .expect("answers");
     let mut crossing = Request::new(HeadRequest {});
-    crossing.metadata_mut().insert("authorization", "Bearer globex-writer".parse().expect("ASCII"));
-    crossing.metadata_mut().insert("x-factum-tenant", "acme".parse().expect("ASCII"));
-    assert_eq!(client.head(crossing).await.map(|_| ()).map_err(|s| s.code()), Err(Code::PermissionDenied));
+    crossing
+        .metadata_mut()
+        .insert("authorization", "Bearer globex-writer".parse().expect("ASCII"));
+    crossing
+        .metadata_mut()
+        .insert("x-factum-tenant", "acme".parse().expect("ASCII"));
+    assert_eq!(
+        client.head(crossing).await.map(|_| ()).map_err(|s| s.code()),
+        Err(Code::PermissionDenied)
+    );
 
     // acme's subscription carries acme's events only.
     let mut following = acme.subscribe_all(0);
     for version in 1..=2 {
         let event = following.next().await.expect("an event").expect("no error");
-        assert_eq!((event.version, event.metadata.tenant.as_ref().map(|t| t.as_str())), (version, Some("acme")));
+        assert_eq!(
+            (event.version, event.metadata.tenant.as_ref().map(|t| t.as_str())),
+            (version, Some("acme"))
+        );
     }
-    acme.append(&stream, ExpectedVersion::Exact(2), vec![event()]).await.expect("acme writes again");
-    assert_eq!(following.next().await.expect("an event").expect("no error").version, 3);
+    acme.append(&stream, ExpectedVersion::Exact(2), vec![event()])
+        .await
+        .expect("acme writes again");
+    assert_eq!(
+        following
+            .next()
+            .await
+            .expect("an event")
+            .expect("no error")
+            .version,
+        3
+    );
     server.shutdown().await.expect("a clean shutdown");
 }
 
@@ -119,10 +159,20 @@ async fn a_read_only_token_cannot_write() {
         Ok(_) => panic!("a read-only token appended"),
     }
     let batch = factum_core::AppendBatch::new(stream.clone(), ExpectedVersion::Any, vec![event()]);
-    let refused = reader.append_many(vec![batch]).await.expect_err("a read-only token cannot append_many");
+    let refused = reader
+        .append_many(vec![batch])
+        .await
+        .expect_err("a read-only token cannot append_many");
     assert_eq!(code_of(&refused), Some(Code::PermissionDenied));
-    assert_eq!(writer.stream_version(&stream).await.expect("a version"), 0, "nothing was written");
-    writer.append(&stream, ExpectedVersion::Any, vec![event()]).await.expect("the writer writes");
+    assert_eq!(
+        writer.stream_version(&stream).await.expect("a version"),
+        0,
+        "nothing was written"
+    );
+    writer
+        .append(&stream, ExpectedVersion::Any, vec![event()])
+        .await
+        .expect("the writer writes");
     assert_eq!(reader.stream_version(&stream).await.expect("the reader reads"), 1);
     server.shutdown().await.expect("a clean shutdown");
 }
@@ -133,15 +183,24 @@ async fn an_admin_token_sees_every_tenant() {
     let stream = StreamId::new("Tally", "1");
     for token in ["acme-writer", "globex-writer"] {
         let tenant = as_token(&server, token).await;
-        tenant.append(&stream, ExpectedVersion::NoStream, vec![event()]).await.expect("each tenant writes");
+        tenant
+            .append(&stream, ExpectedVersion::NoStream, vec![event()])
+            .await
+            .expect("each tenant writes");
     }
     let admin = as_token(&server, "root").await;
     let log = admin.read_all(0, 100).await.expect("the whole log");
-    let tenants: Vec<_> = log.iter().filter_map(|e| e.metadata.tenant.as_ref().map(|t| t.to_string())).collect();
+    let tenants: Vec<_> = log
+        .iter()
+        .filter_map(|e| e.metadata.tenant.as_ref().map(|t| t.to_string()))
+        .collect();
     assert_eq!(tenants, ["acme", "globex"]);
     let acme = admin.for_tenant("acme").expect("an admin picks a tenant");
     assert_eq!(acme.read_all(0, 100).await.expect("acme's log").len(), 1);
     assert_eq!(acme.stream_version(&stream).await.expect("a version"), 1);
-    assert_eq!(admin.stream_version(&stream).await.expect("the default tenant's"), 0);
+    assert_eq!(
+        admin.stream_version(&stream).await.expect("the default tenant's"),
+        0
+    );
     server.shutdown().await.expect("a clean shutdown");
 }

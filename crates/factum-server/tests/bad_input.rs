@@ -4,10 +4,10 @@
 mod common;
 
 use factum_core::{EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Payload, StreamId};
+use factum_remote::RemoteOptions;
 use factum_remote::convert::{append_to_wire, snapshot_to_wire};
 use factum_remote::proto::event_store_client::EventStoreClient;
 use factum_remote::proto::{self, AppendRequest, LoadSnapshotRequest, SaveSnapshotRequest};
-use factum_remote::RemoteOptions;
 use factum_server::{Limits, Server};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
@@ -48,75 +48,155 @@ fn check(case: &str, result: Result<impl std::fmt::Debug, tonic::Status>, expect
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_appends_get_typed_statuses_and_write_nothing() {
     let store = InMemoryEventStore::new();
-    let server = common::start(Server::new(store.clone()).limits(Limits::new().max_message_size(1024 * 1024))).await;
+    let server =
+        common::start(Server::new(store.clone()).limits(Limits::new().max_message_size(1024 * 1024))).await;
     let mut client = client(&server).await;
 
     let mut oversized = good_append();
     oversized.events[0].payload = format!(r#"{{"blob":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
-    check("oversized append (2 MiB, limit 1 MiB)", client.append(oversized).await, Code::ResourceExhausted);
+    check(
+        "oversized append (2 MiB, limit 1 MiB)",
+        client.append(oversized).await,
+        Code::ResourceExhausted,
+    );
 
     let mut bad_uuid = good_append();
     bad_uuid.events[0].event_id = "not-a-uuid".into();
-    check("malformed event id", client.append(bad_uuid).await, Code::InvalidArgument);
+    check(
+        "malformed event id",
+        client.append(bad_uuid).await,
+        Code::InvalidArgument,
+    );
 
     let mut empty_id = good_append();
-    empty_id.stream = Some(proto::StreamId { aggregate_type: "Tally".into(), aggregate_id: String::new() });
-    check("empty aggregate id", client.append(empty_id).await, Code::InvalidArgument);
+    empty_id.stream = Some(proto::StreamId {
+        aggregate_type: "Tally".into(),
+        aggregate_id: String::new(),
+    });
+    check(
+        "empty aggregate id",
+        client.append(empty_id).await,
+        Code::InvalidArgument,
+    );
 
     let mut empty_type = good_append();
-    empty_type.stream = Some(proto::StreamId { aggregate_type: String::new(), aggregate_id: "1".into() });
-    check("empty aggregate type", client.append(empty_type).await, Code::InvalidArgument);
+    empty_type.stream = Some(proto::StreamId {
+        aggregate_type: String::new(),
+        aggregate_id: "1".into(),
+    });
+    check(
+        "empty aggregate type",
+        client.append(empty_type).await,
+        Code::InvalidArgument,
+    );
 
     let mut no_stream = good_append();
     no_stream.stream = None;
-    check("missing stream", client.append(no_stream).await, Code::InvalidArgument);
+    check(
+        "missing stream",
+        client.append(no_stream).await,
+        Code::InvalidArgument,
+    );
 
     let mut not_json = good_append();
     not_json.events[0].payload = "{\"amount\": 1".into();
-    check("payload not JSON", client.append(not_json).await, Code::InvalidArgument);
+    check(
+        "payload not JSON",
+        client.append(not_json).await,
+        Code::InvalidArgument,
+    );
 
     let mut no_expected = good_append();
     no_expected.expected = None;
-    check("missing expected version", client.append(no_expected).await, Code::InvalidArgument);
+    check(
+        "missing expected version",
+        client.append(no_expected).await,
+        Code::InvalidArgument,
+    );
 
     let mut no_time = good_append();
     no_time.events[0].occurred_at = None;
-    check("missing occurred_at", client.append(no_time).await, Code::InvalidArgument);
+    check(
+        "missing occurred_at",
+        client.append(no_time).await,
+        Code::InvalidArgument,
+    );
 
     let mut bad_nanos = good_append();
     bad_nanos.events[0].occurred_at = Some(prost_types_timestamp(0, -1));
-    check("negative nanos", client.append(bad_nanos).await, Code::InvalidArgument);
+    check(
+        "negative nanos",
+        client.append(bad_nanos).await,
+        Code::InvalidArgument,
+    );
 
     let mut bad_user = good_append();
-    bad_user.events[0].metadata = Some(proto::Metadata { user: Some("[1, 2]".into()), ..Default::default() });
-    check("metadata user not an object", client.append(bad_user).await, Code::InvalidArgument);
+    bad_user.events[0].metadata = Some(proto::Metadata {
+        user: Some("[1, 2]".into()),
+        ..Default::default()
+    });
+    check(
+        "metadata user not an object",
+        client.append(bad_user).await,
+        Code::InvalidArgument,
+    );
 
     let mut bad_tenant = good_append();
-    bad_tenant.events[0].metadata = Some(proto::Metadata { tenant: Some("acme corp".into()), ..Default::default() });
-    check("metadata tenant malformed", client.append(bad_tenant).await, Code::InvalidArgument);
+    bad_tenant.events[0].metadata = Some(proto::Metadata {
+        tenant: Some("acme corp".into()),
+        ..Default::default()
+    });
+    check(
+        "metadata tenant malformed",
+        client.append(bad_tenant).await,
+        Code::InvalidArgument,
+    );
 
     let mut other_tenant = good_append();
-    other_tenant.events[0].metadata = Some(proto::Metadata { tenant: Some("globex".into()), ..Default::default() });
-    check("metadata naming another tenant", client.append(other_tenant).await, Code::InvalidArgument);
+    other_tenant.events[0].metadata = Some(proto::Metadata {
+        tenant: Some("globex".into()),
+        ..Default::default()
+    });
+    check(
+        "metadata naming another tenant",
+        client.append(other_tenant).await,
+        Code::InvalidArgument,
+    );
 
     let mut empty_type_event = good_append();
     empty_type_event.events[0].event_type = String::new();
-    check("empty event type", client.append(empty_type_event).await, Code::InvalidArgument);
+    check(
+        "empty event type",
+        client.append(empty_type_event).await,
+        Code::InvalidArgument,
+    );
 
     let mut tenant_header = Request::new(good_append());
-    tenant_header.metadata_mut().insert("x-factum-tenant", "a b".parse().expect("ASCII"));
-    check("tenant header malformed", client.append(tenant_header).await, Code::InvalidArgument);
+    tenant_header
+        .metadata_mut()
+        .insert("x-factum-tenant", "a b".parse().expect("ASCII"));
+    check(
+        "tenant header malformed",
+        client.append(tenant_header).await,
+        Code::InvalidArgument,
+    );
 
     check(
         "append_many without batches",
-        client.append_many(proto::AppendManyRequest { batches: vec![] }).await,
+        client
+            .append_many(proto::AppendManyRequest { batches: vec![] })
+            .await,
         Code::InvalidArgument,
     );
     let mut bad_batch = good_append();
     bad_batch.events[0].event_id = "nope".into();
     check(
         "append_many with one bad batch",
-        client.append_many(proto::AppendManyRequest { batches: vec![good_append(), bad_batch] }).await,
+        client
+            .append_many(proto::AppendManyRequest {
+                batches: vec![good_append(), bad_batch],
+            })
+            .await,
         Code::InvalidArgument,
     );
 
@@ -143,7 +223,11 @@ async fn bad_appends_get_typed_statuses_and_write_nothing() {
     bad_state.state = "not json".into();
     check(
         "snapshot state not JSON",
-        client.save_snapshot(SaveSnapshotRequest { snapshot: Some(bad_state) }).await,
+        client
+            .save_snapshot(SaveSnapshotRequest {
+                snapshot: Some(bad_state),
+            })
+            .await,
         Code::InvalidArgument,
     );
     check(
@@ -158,25 +242,52 @@ async fn bad_appends_get_typed_statuses_and_write_nothing() {
     );
 
     // Not UTF-8: the same message with a byte string where the contract has text.
-    check("stream id not UTF-8", raw_append(&server, b"Tally", b"\xff\xfe").await, Code::InvalidArgument);
-    check("event type not UTF-8", raw_event_type(&server, b"\xc3\x28").await, Code::InvalidArgument);
+    check(
+        "stream id not UTF-8",
+        raw_append(&server, b"Tally", b"\xff\xfe").await,
+        Code::InvalidArgument,
+    );
+    check(
+        "event type not UTF-8",
+        raw_event_type(&server, b"\xc3\x28").await,
+        Code::InvalidArgument,
+    );
 
     // A conflict carries its stream and versions to the Rust client exactly.
-    store.append(&stream(), ExpectedVersion::NoStream, vec![event()]).await.expect("a first append");
+    store
+        .append(&stream(), ExpectedVersion::NoStream, vec![event()])
+        .await
+        .expect("a first append");
     let remote = common::connect(&server, RemoteOptions::new()).await;
-    match remote.append(&stream(), ExpectedVersion::Exact(5), vec![event()]).await {
-        Err(factum_core::Error::Conflict { stream: reported, expected, actual }) => {
-            assert_eq!((reported, expected, actual), (stream(), ExpectedVersion::Exact(5), 1));
+    match remote
+        .append(&stream(), ExpectedVersion::Exact(5), vec![event()])
+        .await
+    {
+        Err(factum_core::Error::Conflict {
+            stream: reported,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(
+                (reported, expected, actual),
+                (stream(), ExpectedVersion::Exact(5), 1)
+            );
         }
         other => panic!("expected a conflict, got {other:?}"),
     }
     check(
         "conflict (expected version 5, stream at 1)",
-        client.append(append_to_wire(&stream(), ExpectedVersion::Exact(5), &[event()])).await,
+        client
+            .append(append_to_wire(&stream(), ExpectedVersion::Exact(5), &[event()]))
+            .await,
         Code::Aborted,
     );
 
-    assert_eq!(store.head_position().await.expect("the head"), 1, "only the one good append is stored");
+    assert_eq!(
+        store.head_position().await.expect("the head"),
+        1,
+        "only the one good append is stored"
+    );
     let mut health = tonic_health::pb::health_client::HealthClient::new(
         Channel::from_shared(format!("http://{}", server.local_addr()))
             .expect("a valid URI")
@@ -185,12 +296,17 @@ async fn bad_appends_get_typed_statuses_and_write_nothing() {
             .expect("the server still answers"),
     );
     let serving = health
-        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
         .await
         .expect("the health service answers")
         .into_inner()
         .status;
-    assert_eq!(serving, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        serving,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
     server.shutdown().await.expect("a clean shutdown");
 }
 
@@ -242,10 +358,14 @@ async fn send_raw(
         .await
         .expect("the server answers");
     let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready().await.map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+    grpc.ready()
+        .await
+        .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
     let path = http::uri::PathAndQuery::from_static("/factum.v1.EventStore/Append");
     let codec = tonic_prost::ProstCodec::<raw::AppendRequest, proto::AppendResponse>::default();
-    grpc.unary(Request::new(request), path, codec).await.map(tonic::Response::into_inner)
+    grpc.unary(Request::new(request), path, codec)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 fn raw_event(event_type: &[u8]) -> raw::NewEvent {
@@ -263,7 +383,10 @@ async fn raw_append(
     aggregate_id: &[u8],
 ) -> Result<proto::AppendResponse, tonic::Status> {
     let request = raw::AppendRequest {
-        stream: Some(raw::StreamId { aggregate_type: aggregate_type.to_vec(), aggregate_id: aggregate_id.to_vec() }),
+        stream: Some(raw::StreamId {
+            aggregate_type: aggregate_type.to_vec(),
+            aggregate_id: aggregate_id.to_vec(),
+        }),
         expected: Some(factum_remote::convert::expected_to_wire(ExpectedVersion::Any)),
         events: vec![raw_event(b"added")],
     };
@@ -275,7 +398,10 @@ async fn raw_event_type(
     event_type: &[u8],
 ) -> Result<proto::AppendResponse, tonic::Status> {
     let request = raw::AppendRequest {
-        stream: Some(raw::StreamId { aggregate_type: b"Tally".to_vec(), aggregate_id: b"2".to_vec() }),
+        stream: Some(raw::StreamId {
+            aggregate_type: b"Tally".to_vec(),
+            aggregate_id: b"2".to_vec(),
+        }),
         expected: Some(factum_remote::convert::expected_to_wire(ExpectedVersion::Any)),
         events: vec![raw_event(event_type)],
     };

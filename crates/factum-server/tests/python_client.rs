@@ -39,7 +39,15 @@ fn python_with_grpc() -> Option<PathBuf> {
         Err(error) => return factum_core::testing::service_unavailable("python3", error),
     }
     let installed = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "grpcio", "grpcio-tools"])
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "grpcio",
+            "grpcio-tools",
+        ])
         .output();
     match installed {
         Ok(output) if output.status.success() && ready(&python) => Some(python),
@@ -62,12 +70,19 @@ fn generate_stubs(python: &Path, out: &Path) {
         .arg("factum/v1/eventstore.proto")
         .output()
         .expect("grpc_tools.protoc runs");
-    assert!(output.status.success(), "protoc failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "protoc failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_client_appends_reads_and_subscribes() {
-    let Some(python) = tokio::task::spawn_blocking(python_with_grpc).await.expect("the setup task") else {
+    let Some(python) = tokio::task::spawn_blocking(python_with_grpc)
+        .await
+        .expect("the setup task")
+    else {
         return;
     };
     let stubs = tempfile::tempdir().expect("a directory for the stubs");
@@ -109,7 +124,16 @@ async fn a_python_client_appends_reads_and_subscribes() {
         .expect("the stream reads");
     assert_eq!(events.len(), 4);
     assert_eq!(events[3].payload.to_value().expect("JSON")["amount"], 4);
-    assert_eq!(events[0].metadata.user.get("client"), Some(&serde_json::json!("python")));
-    assert_eq!(store.stream_version(&StreamId::new("Counter", "py-1")).await.expect("a version"), 0);
+    assert_eq!(
+        events[0].metadata.user.get("client"),
+        Some(&serde_json::json!("python"))
+    );
+    assert_eq!(
+        store
+            .stream_version(&StreamId::new("Counter", "py-1"))
+            .await
+            .expect("a version"),
+        0
+    );
     server.shutdown().await.expect("a clean shutdown");
 }

@@ -28,7 +28,12 @@ struct Counting {
 }
 
 impl EventStore for Counting {
-    async fn append(&self, stream: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult, Error> {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
         self.store.append(stream, expected, events).await
     }
 
@@ -79,7 +84,10 @@ impl SnapshotStore for Counting {
 
 impl Tenancy for Counting {
     fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
-        Ok(Self { store: self.store.for_tenant(tenant)?, pulled: Arc::clone(&self.pulled) })
+        Ok(Self {
+            store: self.store.for_tenant(tenant)?,
+            pulled: Arc::clone(&self.pulled),
+        })
     }
 
     fn tenant(&self) -> Option<&Tenant> {
@@ -94,8 +102,13 @@ fn kilobyte_event(index: usize) -> NewEvent {
 
 async fn append_events<S: EventStore>(store: &S, stream: &StreamId, from: usize, count: usize) {
     for chunk_start in (from..from + count).step_by(500) {
-        let events = (chunk_start..(chunk_start + 500).min(from + count)).map(kilobyte_event).collect();
-        store.append(stream, ExpectedVersion::Any, events).await.expect("appending to the store");
+        let events = (chunk_start..(chunk_start + 500).min(from + count))
+            .map(kilobyte_event)
+            .collect();
+        store
+            .append(stream, ExpectedVersion::Any, events)
+            .await
+            .expect("appending to the store");
     }
 }
 
@@ -103,14 +116,21 @@ async fn append_events<S: EventStore>(store: &S, stream: &StreamId, from: usize,
 async fn a_client_that_stops_reading_does_not_grow_the_server() {
     const TOTAL: usize = 40_000;
     let pulled = Arc::new(AtomicU64::new(0));
-    let store = Counting { store: InMemoryEventStore::new(), pulled: Arc::clone(&pulled) };
+    let store = Counting {
+        store: InMemoryEventStore::new(),
+        pulled: Arc::clone(&pulled),
+    };
     let server = common::start(Server::new(store.clone())).await;
     let remote = common::connect(&server, RemoteOptions::new()).await;
     let stream = StreamId::new("Tally", "1");
 
     let mut subscription = remote.subscribe_all(0);
     append_events(&store, &stream, 0, 10).await;
-    let first = subscription.next().await.expect("a first event").expect("no error");
+    let first = subscription
+        .next()
+        .await
+        .expect("a first event")
+        .expect("no error");
     assert_eq!(first.position, 1);
 
     // 40 MB of events while the client reads nothing: what the server pulls
@@ -127,7 +147,11 @@ async fn a_client_that_stops_reading_does_not_grow_the_server() {
     // Nothing was lost while it stalled: every event comes, once, in order.
     let mut expected_position = 2;
     while expected_position <= TOTAL as u64 {
-        let event = subscription.next().await.expect("the subscription goes on").expect("no error");
+        let event = subscription
+            .next()
+            .await
+            .expect("the subscription goes on")
+            .expect("no error");
         assert_eq!(event.position, expected_position);
         expected_position += 1;
     }
@@ -145,33 +169,68 @@ async fn a_subscription_resumes_on_a_restarted_server_without_gap_or_duplicate()
     let mut one = remote.subscribe_stream(&stream, 1);
     append_events(&store, &stream, 0, 100).await;
     for position in 1..=50 {
-        assert_eq!(all.next().await.expect("an event").expect("no error").position, position);
-        assert_eq!(one.next().await.expect("an event").expect("no error").version, position);
+        assert_eq!(
+            all.next().await.expect("an event").expect("no error").position,
+            position
+        );
+        assert_eq!(
+            one.next().await.expect("an event").expect("no error").version,
+            position
+        );
     }
 
-    first.shutdown().await.expect("the subscriptions end and the server stops");
+    first
+        .shutdown()
+        .await
+        .expect("the subscriptions end and the server stops");
     append_events(&store, &stream, 100, 100).await;
-    let second = Server::new(store.clone()).start(address).await.expect("the same port again");
+    let second = Server::new(store.clone())
+        .start(address)
+        .await
+        .expect("the same port again");
 
     for position in 51..=200 {
-        assert_eq!(all.next().await.expect("an event").expect("no error").position, position);
-        assert_eq!(one.next().await.expect("an event").expect("no error").version, position);
+        assert_eq!(
+            all.next().await.expect("an event").expect("no error").position,
+            position
+        );
+        assert_eq!(
+            one.next().await.expect("an event").expect("no error").version,
+            position
+        );
     }
     append_events(&store, &stream, 200, 1).await;
-    assert_eq!(all.next().await.expect("an event").expect("no error").position, 201);
+    assert_eq!(
+        all.next().await.expect("an event").expect("no error").position,
+        201
+    );
     second.shutdown().await.expect("a clean shutdown");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_subscriptions_are_limited() {
-    let server = common::start(Server::new(InMemoryEventStore::new()).limits(Limits::new().max_subscriptions(2))).await;
+    let server =
+        common::start(Server::new(InMemoryEventStore::new()).limits(Limits::new().max_subscriptions(2)))
+            .await;
     let mut client = EventStoreClient::connect(format!("http://{}", server.local_addr()))
         .await
         .expect("the server answers");
-    let first = client.subscribe_all(SubscribeAllRequest { after: 0 }).await.expect("a first subscription");
-    let _second = client.subscribe_all(SubscribeAllRequest { after: 0 }).await.expect("a second subscription");
-    let refused = client.subscribe_all(SubscribeAllRequest { after: 0 }).await.map(|_| ());
-    assert_eq!(refused.map_err(|status| status.code()), Err(Code::ResourceExhausted));
+    let first = client
+        .subscribe_all(SubscribeAllRequest { after: 0 })
+        .await
+        .expect("a first subscription");
+    let _second = client
+        .subscribe_all(SubscribeAllRequest { after: 0 })
+        .await
+        .expect("a second subscription");
+    let refused = client
+        .subscribe_all(SubscribeAllRequest { after: 0 })
+        .await
+        .map(|_| ());
+    assert_eq!(
+        refused.map_err(|status| status.code()),
+        Err(Code::ResourceExhausted)
+    );
 
     // Closing one frees its slot (once the server sees the stream reset).
     drop(first);
@@ -202,6 +261,12 @@ async fn shutdown_ends_subscriptions_with_unavailable() {
         .into_inner();
     let stopping = tokio::spawn(server.shutdown());
     let ended = pages.message().await;
-    assert_eq!(ended.map(|_| ()).map_err(|status| status.code()), Err(Code::Unavailable));
-    stopping.await.expect("the shutdown task").expect("a clean shutdown");
+    assert_eq!(
+        ended.map(|_| ()).map_err(|status| status.code()),
+        Err(Code::Unavailable)
+    );
+    stopping
+        .await
+        .expect("the shutdown task")
+        .expect("a clean shutdown");
 }

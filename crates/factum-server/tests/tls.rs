@@ -15,11 +15,18 @@ async fn clients_reach_the_server_over_tls() {
     let server = common::start(Server::new(InMemoryEventStore::new()).tls(&certificate, &key)).await;
     let address = format!("https://{}", server.local_addr());
 
-    let options = RemoteOptions::new().ca_certificate_pem(certificate.as_bytes()).domain("localhost");
-    let store = RemoteEventStore::connect_with(&address, options).await.expect("a trusted TLS connection");
+    let options = RemoteOptions::new()
+        .ca_certificate_pem(certificate.as_bytes())
+        .domain("localhost");
+    let store = RemoteEventStore::connect_with(&address, options)
+        .await
+        .expect("a trusted TLS connection");
     let stream = StreamId::new("Tally", "1");
     let event = NewEvent::new("added", Payload::parse("{}").expect("JSON"));
-    store.append(&stream, ExpectedVersion::NoStream, vec![event]).await.expect("an append over TLS");
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![event])
+        .await
+        .expect("an append over TLS");
     assert_eq!(store.stream_version(&stream).await.expect("a version"), 1);
 
     let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
@@ -27,9 +34,17 @@ async fn clients_reach_the_server_over_tls() {
         .ca_certificate_pem(other.cert.pem().as_bytes())
         .domain("localhost")
         .reconnect_attempts(0);
-    assert!(RemoteEventStore::connect_with(&address, untrusting).await.is_err());
+    assert!(
+        RemoteEventStore::connect_with(&address, untrusting)
+            .await
+            .is_err()
+    );
     let plain = RemoteOptions::new().reconnect_attempts(0);
     let plain_address = format!("http://{}", server.local_addr());
-    assert!(RemoteEventStore::connect_with(&plain_address, plain).await.is_err());
+    assert!(
+        RemoteEventStore::connect_with(&plain_address, plain)
+            .await
+            .is_err()
+    );
     server.shutdown().await.expect("a clean shutdown");
 }

@@ -7,9 +7,9 @@ mod events;
 mod export;
 pub(crate) mod import;
 mod projections;
+pub(crate) mod serve;
 mod status;
 mod streams;
-pub(crate) mod serve;
 mod tail;
 
 use factum_core::{SnapshotStore, StoreAdmin, Tenancy};

@@ -12,7 +12,10 @@ where
     S: EventStore + SnapshotStore + Tenancy + Clone,
 {
     let address = "127.0.0.1:0".parse().expect("a valid address");
-    server.start(address).await.expect("the server starts on a free port")
+    server
+        .start(address)
+        .await
+        .expect("the server starts on a free port")
 }
 
 /// A client of `server` with `options`.
