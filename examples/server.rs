@@ -53,7 +53,8 @@ impl Projection for Totals {
     async fn handle(&mut self, event: &RecordedEvent) -> Result<(), HandlerError> {
         if let Some(CounterEvent::Incremented { amount }) = event.decode::<Counter>()? {
             self.total += amount;
-            self.published.send_replace((self.total, Some(event.aggregate_id().to_owned())));
+            self.published
+                .send_replace((self.total, Some(event.aggregate_id().to_owned())));
         }
         Ok(())
     }
@@ -74,7 +75,10 @@ async fn serving_process() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let store = SqliteEventStore::open(dir.join("app.db")).await?;
     let tokens = Tokens::from_toml(&format!("[[token]]\ntoken = \"{TOKEN}\"\nadmin = true\n"))?;
-    let server = Server::new(store.clone()).tokens(tokens).start("127.0.0.1:0".parse()?).await?;
+    let server = Server::new(store.clone())
+        .tokens(tokens)
+        .start("127.0.0.1:0".parse()?)
+        .await?;
     let address = format!("http://{}", server.local_addr());
     println!("server: serving {} on {address}", dir.join("app.db").display());
 
@@ -136,6 +140,9 @@ async fn watch_process(address: &str) -> Result<(), Box<dyn std::error::Error>> 
     runner.shutdown().await?;
     let app = Application::<Counter, _>::new(remote);
     let counter = app.get(id.parse::<CounterId>()?).await?;
-    println!("watcher: its application loads counter {id} at value {}", counter.value);
+    println!(
+        "watcher: its application loads counter {id} at value {}",
+        counter.value
+    );
     Ok(())
 }

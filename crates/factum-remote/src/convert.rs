@@ -217,17 +217,68 @@ pub fn recorded_to_wire(event: &RecordedEvent) -> proto::RecordedEvent {
 /// A stored event off the wire. The payload is taken as stored, unchecked,
 /// as every store hands it on: a damaged one surfaces when it is decoded.
 pub fn recorded_from_wire(event: proto::RecordedEvent) -> Result<RecordedEvent, WireError> {
-    Ok(RecordedEvent {
-        event_id: uuid_from_wire(&event.event_id, "event_id")?,
-        stream: stream_from_wire(event.stream)?,
-        version: event.version,
-        position: event.position,
-        event_type: Arc::from(event.event_type),
-        schema_version: event.schema_version,
-        payload: Payload::from_stored(event.payload),
-        metadata: metadata_from_wire(event.metadata).map_err(|error| error.within("metadata"))?,
-        occurred_at: time_from_wire(event.occurred_at, "occurred_at")?,
-    })
+    RecordedDecoder::default().decode(event)
+}
+
+/// Decodes the stored events of one read or subscription, sharing what
+/// consecutive events repeat (their stream, event type and tenant) instead
+/// of allocating each again: a page usually holds a few streams and types.
+#[derive(Default)]
+pub struct RecordedDecoder {
+    stream: Option<StreamId>,
+    event_type: Option<Arc<str>>,
+    tenant: Option<Tenant>,
+}
+
+impl RecordedDecoder {
+    /// The event [`recorded_from_wire`] makes of `event`.
+    pub fn decode(&mut self, event: proto::RecordedEvent) -> Result<RecordedEvent, WireError> {
+        let stream = match (&self.stream, &event.stream) {
+            (Some(last), Some(wire))
+                if last.aggregate_type() == wire.aggregate_type
+                    && last.aggregate_id() == wire.aggregate_id =>
+            {
+                last.clone()
+            }
+            _ => {
+                let stream = stream_from_wire(event.stream)?;
+                self.stream = Some(stream.clone());
+                stream
+            }
+        };
+        let event_type = match &self.event_type {
+            Some(last) if **last == *event.event_type => Arc::clone(last),
+            _ => {
+                let event_type: Arc<str> = Arc::from(event.event_type);
+                self.event_type = Some(Arc::clone(&event_type));
+                event_type
+            }
+        };
+        let mut wire_metadata = event.metadata;
+        let tenant = wire_metadata.as_mut().and_then(|metadata| metadata.tenant.take());
+        let mut metadata = metadata_from_wire(wire_metadata).map_err(|error| error.within("metadata"))?;
+        metadata.tenant = match (tenant, &self.tenant) {
+            (None, _) => None,
+            (Some(name), Some(last)) if last.as_str() == name => Some(last.clone()),
+            (Some(name), _) => {
+                let tenant = Tenant::new(&name)
+                    .map_err(|error| WireError::new("metadata.tenant", error.to_string()))?;
+                self.tenant = Some(tenant.clone());
+                Some(tenant)
+            }
+        };
+        Ok(RecordedEvent {
+            event_id: uuid_from_wire(&event.event_id, "event_id")?,
+            stream,
+            version: event.version,
+            position: event.position,
+            event_type,
+            schema_version: event.schema_version,
+            payload: Payload::from_stored(event.payload),
+            metadata,
+            occurred_at: time_from_wire(event.occurred_at, "occurred_at")?,
+        })
+    }
 }
 
 /// The wire form of one stream's append.
@@ -327,7 +378,19 @@ mod tests {
         let back = new_event_from_wire(new_event_to_wire(&event)).expect("a wire event decodes");
         assert_eq!(back, event);
         let recorded = event.recorded(StreamId::new("Tally", "1"), 3, 9);
-        assert_eq!(recorded_from_wire(recorded_to_wire(&recorded)), Ok(recorded));
+        assert_eq!(
+            recorded_from_wire(recorded_to_wire(&recorded)),
+            Ok(recorded.clone())
+        );
+        // What the decoder shares between events never leaks into the next one.
+        let mut decoder = RecordedDecoder::default();
+        let mut other = recorded.clone();
+        other.stream = StreamId::new("Tally", "2");
+        other.event_type = Arc::from("removed");
+        other.metadata.tenant = Some(Tenant::DEFAULT);
+        for expected in [&recorded, &recorded, &other, &recorded] {
+            assert_eq!(decoder.decode(recorded_to_wire(expected)).as_ref(), Ok(expected));
+        }
     }
 
     #[test]

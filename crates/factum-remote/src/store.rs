@@ -282,9 +282,13 @@ impl EventStore for RemoteEventStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        follow(self.clone(), Cursor::all(after, Some(limit as u64)), false)
-            .try_collect()
-            .await
+        // Sized for the first pages, so a long read does not re-copy as it grows.
+        let mut events = Vec::with_capacity(limit.min(8192));
+        let mut pages = follow(self.clone(), Cursor::all(after, Some(limit as u64)), false);
+        while let Some(event) = pages.try_next().await? {
+            events.push(event);
+        }
+        Ok(events)
     }
 
     fn subscribe_all(&self, after: u64) -> EventStream<'static> {

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use tonic::Streaming;
 
 use crate::BACKEND;
-use crate::convert::{recorded_from_wire, stream_to_wire};
+use crate::convert::{RecordedDecoder, stream_to_wire};
 use crate::error::RemoteError;
 use crate::proto::{self, EventPage};
 use crate::status::error_from_status;
@@ -97,6 +97,7 @@ pub(crate) fn follow(store: RemoteEventStore, mut cursor: Cursor, live: bool) ->
     async_stream::stream! {
         let attempts = store.options().reconnect_attempts;
         let mut failures = 0;
+        let mut decoder = RecordedDecoder::default();
         'open: loop {
             let mut pages = match cursor.open(&store, live).await {
                 Ok(pages) => pages,
@@ -115,7 +116,7 @@ pub(crate) fn follow(store: RemoteEventStore, mut cursor: Cursor, live: bool) ->
                     Ok(Some(page)) => {
                         failures = 0;
                         for event in page.events {
-                            match recorded_from_wire(event) {
+                            match decoder.decode(event) {
                                 Ok(event) => {
                                     cursor.advance(&event);
                                     yield Ok(event);

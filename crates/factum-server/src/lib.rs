@@ -49,7 +49,7 @@ use factum_remote::proto::event_store_server::EventStoreServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 pub use auth::{Grant, Tokens};
@@ -116,7 +116,6 @@ where
         })?;
         let (stop, stopping) = watch::channel(false);
         let mut builder = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .initial_stream_window_size(4 * 1024 * 1024)
             .initial_connection_window_size(8 * 1024 * 1024);
         if let Some(identity) = self.tls {
@@ -137,13 +136,16 @@ where
             .layer(tower::util::MapResponseLayer::new(codec_statuses))
             .add_service(health_service)
             .add_service(service);
+        // Small replies must not wait for Nagle's algorithm: with it, a
+        // 100-event append took ~40 ms (it meets the peer's delayed ACK).
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let task = tokio::spawn(async move {
             let signal = async move {
                 service::stopping(&mut stopped).await;
                 health.set_not_serving::<EventStoreServer<Service<S>>>().await;
             };
             router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+                .serve_with_incoming_shutdown(incoming, signal)
                 .await
                 .map_err(ServerError::from)
         });

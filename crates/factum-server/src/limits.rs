@@ -27,12 +27,12 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// Requests up to 4 MiB, 1,024 open subscriptions, pages of up to 512 events.
+    /// Requests up to 4 MiB, 1,024 open subscriptions, pages of up to 2,048 events.
     pub fn new() -> Self {
         Self {
             max_message_size: 4 * 1024 * 1024,
             max_subscriptions: 1024,
-            page_events: 512,
+            page_events: 2048,
         }
     }
 

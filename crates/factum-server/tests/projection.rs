@@ -22,7 +22,10 @@ impl Projection for Positions {
     }
 
     async fn handle(&mut self, event: &RecordedEvent) -> Result<(), HandlerError> {
-        self.0.lock().map_err(|_| HandlerError::from("a poisoned lock"))?.push(event.position);
+        self.0
+            .lock()
+            .map_err(|_| HandlerError::from("a poisoned lock"))?
+            .push(event.position);
         Ok(())
     }
 }
@@ -32,7 +35,10 @@ async fn append(store: &InMemoryEventStore, count: usize) {
     let events = (0..count)
         .map(|amount| NewEvent::new("added", Payload::from(serde_json::json!({ "amount": amount }))))
         .collect();
-    store.append(&stream, ExpectedVersion::Any, events).await.expect("an append");
+    store
+        .append(&stream, ExpectedVersion::Any, events)
+        .await
+        .expect("an append");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,9 +61,15 @@ async fn a_projection_over_the_wire_survives_a_server_restart() {
 
     first.shutdown().await.expect("the first server stops");
     append(&store, 200).await;
-    let second = Server::new(store.clone()).start(address).await.expect("the same port again");
+    let second = Server::new(store.clone())
+        .start(address)
+        .await
+        .expect("the same port again");
     append(&store, 100).await;
-    runner.wait_for_checkpoint(600).await.expect("the projection resumes on the new server");
+    runner
+        .wait_for_checkpoint(600)
+        .await
+        .expect("the projection resumes on the new server");
     runner.shutdown().await.expect("the runner stops");
 
     let seen = seen.lock().expect("the lock").clone();
