@@ -67,8 +67,9 @@ impl RemoteOptions {
         self
     }
 
-    /// Trusts the server certificates signed by this CA (PEM), for an
-    /// `https://` address; without it the system's roots are not consulted.
+    /// Trusts the server certificates signed by this CA (PEM): what an
+    /// `https://` address needs, since the client carries no root
+    /// certificates of its own.
     pub fn ca_certificate_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_certificate = Some(pem.into());
         self
@@ -350,10 +351,12 @@ impl SnapshotStore for RemoteEventStore {
     }
 }
 
+/// A view names its tenant in the `x-factum-tenant` header of every call,
+/// and the server answers through its store's own view of that tenant when
+/// the token may reach it (an admin token, or that tenant's). A handle
+/// whose token belongs to one tenant is confined by the server whatever it
+/// asks; its [`tenant`](Tenancy::tenant) is `None` until `for_tenant` names it.
 impl Tenancy for RemoteEventStore {
-    /// A view confined to `tenant`: every call names it in the
-    /// `x-factum-tenant` header, and the server answers through its store's
-    /// own view of that tenant (when the token may reach it).
     fn for_tenant(&self, tenant: &str) -> Result<Self, Error> {
         let tenant = Tenant::new(tenant)?;
         if let Some(own) = &self.tenant
