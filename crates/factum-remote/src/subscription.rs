@@ -42,7 +42,7 @@ impl Cursor {
                     *remaining = remaining.saturating_sub(1);
                 }
             }
-            Self::Stream { next_version, .. } => *next_version = event.version + 1,
+            Self::Stream { next_version, .. } => *next_version = event.version.saturating_add(1),
         }
     }
 
