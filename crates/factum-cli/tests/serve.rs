@@ -68,3 +68,56 @@ fn serve_answers_remote_clients_and_stops_cleanly() {
     assert_eq!(stored.len(), 1, "the served append is in the SQLite file");
     assert_eq!(stored[0]["event_type"], "incremented");
 }
+
+#[test]
+fn serve_speaks_tls_with_the_given_certificate() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("a certificate");
+    let certificate = certified.cert.pem();
+    std::fs::write(dir.path().join("server.pem"), &certificate).expect("the certificate file");
+    std::fs::write(
+        dir.path().join("server.key"),
+        certified.signing_key.serialize_pem(),
+    )
+    .expect("the key file");
+    let mut child = common::factum()
+        .arg("--store")
+        .arg(dir.path().join("app.db"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--tls-cert"])
+        .arg(dir.path().join("server.pem"))
+        .arg("--tls-key")
+        .arg(dir.path().join("server.key"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("factum serve starts");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("a piped stdout"))
+        .read_line(&mut first)
+        .expect("the address line");
+    let address = first
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("`listening on URL`")
+        .to_owned();
+    assert!(address.starts_with("https://"), "{address}");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let options = RemoteOptions::new()
+            .ca_certificate_pem(certificate.as_bytes())
+            .domain("localhost");
+        let store = RemoteEventStore::connect_with(&address, options)
+            .await
+            .expect("a TLS connection");
+        assert_eq!(store.head_position().await.expect("a head"), 0);
+    });
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("factum serve ends");
+    assert!(status.success(), "serve ended with {status}");
+}
