@@ -1,4 +1,4 @@
-//! Conversions between the wire messages of [`proto`](crate::proto) and
+//! Conversions between the generated wire messages of [`proto`] and
 //! factum's types, written once for both ends: the server decodes what a
 //! client sends with the same functions the client uses to decode what the
 //! server answers.
