@@ -76,6 +76,8 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// Serve a read-only web console of the store (overview, streams, live log, projections, /metrics).
     Console(crate::console::ConsoleArgs),
+    /// Serve the store over gRPC (factum-server): tokens, tenants, TLS.
+    Serve(crate::commands::serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]

@@ -59,7 +59,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         commands::import::check_file(&args.file)?;
     }
     let access = match cli.command {
-        Command::Migrate | Command::Import(_) => Access::CreateOrMigrate,
+        Command::Migrate | Command::Import(_) | Command::Serve(_) => Access::CreateOrMigrate,
         _ => Access::Existing,
     };
     let (opened, found) = store::open(&location, cli.schema.as_deref(), access, store::CONNECTIONS).await?;

@@ -7,6 +7,7 @@ mod events;
 mod export;
 pub(crate) mod import;
 mod projections;
+pub(crate) mod serve;
 mod status;
 mod streams;
 pub(crate) mod tail;
@@ -44,6 +45,7 @@ pub(crate) async fn run<S: Store>(command: &Command, store: &S, context: &Contex
         Command::Export(args) => export::run(store, args, context).await,
         Command::Import(args) => import::run(store, args, context).await,
         Command::Console(args) => crate::console::run(store, args, context).await,
+        Command::Serve(args) => serve::run(store, args, context).await,
         // Runs on a scratch store of its own, before any store is opened.
         Command::Bench(_) => Ok(()),
     }
