@@ -386,6 +386,7 @@ mod conn;
 mod dead_letters;
 mod dsn;
 mod error;
+mod group;
 mod lease;
 mod migrate;
 mod notify;
@@ -403,7 +404,7 @@ mod tenant_role;
 mod transaction;
 
 pub use error::PostgresError;
-pub use options::PostgresOptions;
+pub use options::{GroupCommit, PostgresOptions};
 pub use outbox::{PostgresOutbox, PostgresOutboxClaim};
 pub use projection::PostgresProjectionStore;
 pub use store::PostgresEventStore;

@@ -28,6 +28,7 @@ pub struct PostgresOptions {
     pub(crate) notify: bool,
     pub(crate) listen: Option<tokio_postgres::Config>,
     pub(crate) tenant_role: String,
+    pub(crate) group_commit: GroupCommit,
 }
 
 impl Default for PostgresOptions {
@@ -43,6 +44,7 @@ impl Default for PostgresOptions {
             notify: true,
             listen: None,
             tenant_role: "factum_tenant".to_owned(),
+            group_commit: GroupCommit::default(),
         }
     }
 }
@@ -142,6 +144,20 @@ impl PostgresOptions {
         self
     }
 
+    /// How concurrent appends share transactions (default: on, see
+    /// [`GroupCommit`]); `GroupCommit::off()` gives every append its own.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use factum_postgres::{GroupCommit, PostgresOptions};
+    /// let gathered = PostgresOptions::new().group_commit(GroupCommit::new().window(Duration::from_micros(200)));
+    /// let one_by_one = PostgresOptions::new().group_commit(GroupCommit::off());
+    /// ```
+    pub fn group_commit(mut self, group_commit: GroupCommit) -> Self {
+        self.group_commit = group_commit;
+        self
+    }
+
     pub(crate) fn validate(&self) -> Result<(), PostgresError> {
         check_identifier("schema", &self.schema, 30, false)?;
         check_identifier("table prefix", &self.table_prefix, 20, true)?;
@@ -151,6 +167,114 @@ impl PostgresOptions {
         }
         if self.page_size == 0 {
             return Err(invalid("the page size must be at least 1"));
+        }
+        self.group_commit.validate()?;
+        Ok(())
+    }
+}
+
+/// Group commit: appends made at the same time through one store (and its
+/// clones and tenants' views) are committed together, in one transaction
+/// and one statement, each with its own version check.
+///
+/// An append that finds fewer than [`in_flight`](Self::in_flight) appends
+/// running and none waiting runs at once, alone: a single writer never
+/// waits. Otherwise it queues, and when a running append or group ends,
+/// the queued appends of one tenant (distinct streams, at most
+/// [`max_appends`](Self::max_appends) appends and
+/// [`max_events`](Self::max_events) events) are committed as one group.
+/// Each append of a group succeeds or fails on its own: a wrong expected
+/// version is that append's conflict, and an append the server refuses
+/// (or any failure of the group's statement) sends every append of the
+/// group back to run alone, so only the bad one fails. Positions, the
+/// global order, idempotent retries and tenants work as for single
+/// appends (see the crate documentation, "Group commit").
+///
+/// ```
+/// # use std::time::Duration;
+/// # use factum_postgres::{GroupCommit, PostgresOptions};
+/// let options = PostgresOptions::new().group_commit(
+///     GroupCommit::new()
+///         .in_flight(2)
+///         .max_appends(64)
+///         .window(Duration::ZERO),
+/// );
+/// ```
+#[derive(Clone, Debug)]
+pub struct GroupCommit {
+    pub(crate) enabled: bool,
+    pub(crate) in_flight: usize,
+    pub(crate) max_appends: usize,
+    pub(crate) max_events: usize,
+    pub(crate) window: Duration,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            in_flight: 2,
+            max_appends: 64,
+            max_events: 4096,
+            window: Duration::ZERO,
+        }
+    }
+}
+
+impl GroupCommit {
+    /// Group commit on, with the default settings: 2 in flight, groups of
+    /// up to 64 appends and 4,096 events, no window.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Group commit off: every append commits its own transaction, as many
+    /// at once as the pool has connections.
+    pub fn off() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// How many appends or groups run at once before new appends queue
+    /// (default 2). Fewer make larger groups (fewer commits); more overlap
+    /// one group's commit with the next group's work.
+    pub fn in_flight(mut self, in_flight: usize) -> Self {
+        self.in_flight = in_flight;
+        self
+    }
+
+    /// The most appends in one group (default 64).
+    pub fn max_appends(mut self, max_appends: usize) -> Self {
+        self.max_appends = max_appends;
+        self
+    }
+
+    /// The most events in one group (default 4,096); an append larger than
+    /// this, or than 1,000 events, runs alone.
+    pub fn max_events(mut self, max_events: usize) -> Self {
+        self.max_events = max_events;
+        self
+    }
+
+    /// How long a group waits for more appends to join before it commits
+    /// (default zero: a group is whatever queued while the slots were
+    /// busy). Only queued appends wait: an append that finds a free slot
+    /// never does.
+    pub fn window(mut self, window: Duration) -> Self {
+        self.window = window;
+        self
+    }
+
+    fn validate(&self) -> Result<(), PostgresError> {
+        if self.in_flight == 0 || self.max_appends == 0 || self.max_events == 0 {
+            return Err(invalid(
+                "group commit needs at least 1 in flight, 1 append and 1 event per group",
+            ));
+        }
+        if self.window > Duration::from_secs(1) {
+            return Err(invalid("the group commit window must be at most 1 s"));
         }
         Ok(())
     }

@@ -1,0 +1,363 @@
+//! Group commit: appends that arrive while others are in flight wait in a
+//! queue, and the next free slot commits all of them in one transaction,
+//! one statement, each with its own version check.
+//!
+//! An append that finds a slot free and nobody queued runs at once, by the
+//! single-append path: with one writer nothing waits and nothing changes.
+//! When the slots are all busy, appends queue; whoever frees a slot hands
+//! it to a driver task that takes the queue's appends (one tenant, distinct
+//! streams, up to the group's limits) and commits them together. Each
+//! append of a group gets its own answer: stored, a conflict (its expected
+//! version did not hold), or "alone": it runs again by itself, through the
+//! single-append path. An append runs alone when its stream's turn was
+//! held by a retry, and every append of a group does when the group's
+//! statement failed (a refused value, a unique key met, a lost connection):
+//! the group's transaction rolled back whole, so each append then meets
+//! its own fate, and a bad append fails without taking its neighbours down.
+//! After a lost connection the group's outcome is unknown; running alone
+//! settles it, because an append whose events are stored comes back as the
+//! original positions (idempotent by event id).
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use factum_core::backend::{first_repeated_id, to_stored};
+use factum_core::{Error, NewEvent, StreamId, Tenancy, Tenant};
+use tokio::sync::oneshot;
+use tokio_postgres::types::ToSql;
+
+use crate::batch::{metadata, schema_version};
+use crate::options::GroupCommit;
+use crate::{PostgresError, PostgresEventStore};
+
+/// The most events one append may carry to join a group: larger batches
+/// are a group of their own already.
+const MAX_EVENTS_PER_APPEND: usize = 1_000;
+
+/// The queue of appends waiting for a slot, shared by a store's clones.
+pub(crate) struct Gate {
+    settings: GroupCommit,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Appends and groups running now.
+    running: usize,
+    queue: VecDeque<Request>,
+}
+
+/// One append waiting in the queue.
+pub(crate) struct Request {
+    store: PostgresEventStore,
+    stream: StreamId,
+    expected: Option<i64>,
+    events: Arc<[NewEvent]>,
+    answer: oneshot::Sender<Answer>,
+}
+
+/// What became of a queued append.
+pub(crate) enum Answer {
+    /// Stored: the stream's new version and the positions.
+    Done(i64, Vec<i64>),
+    /// Nothing written: the stream was at this version, not the expected one.
+    Conflict(i64),
+    /// Nothing written: run the append by itself.
+    Alone,
+}
+
+/// How an append enters the gate.
+pub(crate) enum Entry {
+    /// A slot was free and nobody waits: run now, and drop the slot after.
+    Run(Slot),
+    /// Queued: the answer comes through here.
+    Queued(oneshot::Receiver<Answer>),
+}
+
+impl Gate {
+    pub(crate) fn new(settings: GroupCommit) -> Self {
+        Self {
+            settings,
+            state: Mutex::new(State {
+                running: 0,
+                queue: VecDeque::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a free slot, or queues the append.
+    pub(crate) fn enter(
+        &self,
+        store: &PostgresEventStore,
+        stream: &StreamId,
+        expected: Option<i64>,
+        events: &Arc<[NewEvent]>,
+    ) -> Entry {
+        let mut state = self.state();
+        if state.running < self.settings.in_flight && state.queue.is_empty() {
+            state.running += 1;
+            return Entry::Run(Slot { store: store.clone() });
+        }
+        let (answer, receiver) = oneshot::channel();
+        state.queue.push_back(Request {
+            store: store.clone(),
+            stream: stream.clone(),
+            expected,
+            events: Arc::clone(events),
+            answer,
+        });
+        Entry::Queued(receiver)
+    }
+
+    /// The next group: the first queued append's tenant, distinct streams,
+    /// within the limits; `None` (and one slot fewer) when the queue is empty.
+    fn next_group(&self) -> Option<Vec<Request>> {
+        let mut state = self.state();
+        let Some(first) = state.queue.front() else {
+            state.running -= 1;
+            return None;
+        };
+        let tenant = first.store.tenant().cloned();
+        let mut streams = HashSet::new();
+        let mut events = 0;
+        let mut group = Vec::new();
+        let mut left = VecDeque::with_capacity(state.queue.len());
+        while let Some(request) = state.queue.pop_front() {
+            let fits = group.len() < self.settings.max_appends
+                && (group.is_empty() || events + request.events.len() <= self.settings.max_events)
+                && request.store.tenant() == tenant.as_ref()
+                && !streams.contains(&request.stream);
+            if fits {
+                events += request.events.len();
+                streams.insert(request.stream.clone());
+                group.push(request);
+            } else {
+                left.push_back(request);
+            }
+        }
+        state.queue = left;
+        Some(group)
+    }
+
+    fn queued(&self) -> usize {
+        self.state().queue.len()
+    }
+}
+
+/// A running append's slot: when it is dropped (the append finished, or
+/// its future was dropped), the slot goes to the queue's next group, or
+/// back to the gate.
+pub(crate) struct Slot {
+    store: PostgresEventStore,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(gate) = self.store.shared.group.as_ref() else {
+            return;
+        };
+        let mut state = gate.state();
+        if state.queue.is_empty() {
+            state.running -= 1;
+            return;
+        }
+        drop(state);
+        // The slot passes to a driver. Without a runtime (a future dropped
+        // as its runtime shuts down) the queued appends' answers are
+        // dropped with the queue, and their callers, if still there, run
+        // alone.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(drive(self.store.clone()));
+        } else {
+            let mut state = gate.state();
+            state.queue.clear();
+            state.running -= 1;
+        }
+    }
+}
+
+/// Commits queued groups until the queue is empty, then gives up its slot.
+async fn drive(store: PostgresEventStore) {
+    let Some(gate) = store.shared.group.as_ref() else {
+        return;
+    };
+    loop {
+        let window = gate.settings.window;
+        if !window.is_zero() && gate.queued() < gate.settings.max_appends {
+            tokio::time::sleep(window).await;
+        }
+        let Some(group) = gate.next_group() else {
+            return;
+        };
+        commit_group(group).await;
+    }
+}
+
+/// Commits one group and answers each of its appends. A group of one is
+/// a single append: its caller runs it by the usual path.
+async fn commit_group(group: Vec<Request>) {
+    let answers = if group.len() > 1 {
+        run_group(&group).await.ok()
+    } else {
+        None
+    };
+    let mut answers = answers.map(Vec::into_iter);
+    for request in group {
+        let answer = answers.as_mut().and_then(Iterator::next).unwrap_or(Answer::Alone);
+        // A caller that went away needs no answer.
+        let _ = request.answer.send(answer);
+    }
+}
+
+/// A group's statement failed, or its columns could not be sent: every
+/// append of the group runs alone (the transaction rolled back whole, or
+/// never began).
+struct GroupFailed;
+
+impl From<Error> for GroupFailed {
+    fn from(_: Error) -> Self {
+        Self
+    }
+}
+
+impl From<PostgresError> for GroupFailed {
+    fn from(_: PostgresError) -> Self {
+        Self
+    }
+}
+
+impl From<tokio_postgres::Error> for GroupFailed {
+    fn from(_: tokio_postgres::Error) -> Self {
+        Self
+    }
+}
+
+/// The group's statement: one transaction, one round trip. Appends are
+/// sent in the order of their streams, so that two groups that write the
+/// same streams meet them in one order (a wait, never a deadlock).
+async fn run_group(group: &[Request]) -> Result<Vec<Answer>, GroupFailed> {
+    let store = &group[0].store;
+    let mut order: Vec<usize> = (0..group.len()).collect();
+    order.sort_by(|&a, &b| group[a].stream.cmp(&group[b].stream));
+    let columns = GroupColumns::new(group, &order)?;
+    let client = store.client().await?;
+    let statement = client
+        .prepare_cached(&store.shared.sql.append_group)
+        .await
+        .map_err(|error| client.check(error))?;
+    let tenant = store.home().as_str();
+    let params: [&(dyn ToSql + Sync); 12] = [
+        &columns.stream_types,
+        &columns.stream_ids,
+        &columns.expected,
+        &columns.appends,
+        &columns.places,
+        &columns.event_ids,
+        &columns.event_types,
+        &columns.schema_versions,
+        &columns.payloads,
+        &columns.metadata,
+        &columns.occurred_at,
+        &tenant,
+    ];
+    let rows = store
+        .scoped(&client, client.query(&statement, &params))
+        .await
+        .map_err(|error| {
+            store.announce(None);
+            client.check(error)
+        })?;
+    let mut answers: Vec<Option<Answer>> = group.iter().map(|_| None).collect();
+    for (row, &index) in rows.iter().zip(&order) {
+        let actual: i64 = row.try_get(0)?;
+        let turn: bool = row.try_get(1)?;
+        let positions: Vec<i64> = row.try_get(2)?;
+        let count = group[index].events.len();
+        answers[index] = Some(if !turn {
+            Answer::Alone
+        } else if positions.len() == count {
+            let count = i64::try_from(count).map_err(|_| GroupFailed)?;
+            Answer::Done(actual.saturating_add(count), positions)
+        } else {
+            Answer::Conflict(actual)
+        });
+    }
+    Ok(answers
+        .into_iter()
+        .map(|answer| answer.unwrap_or(Answer::Alone))
+        .collect())
+}
+
+/// The arrays the group's statement takes: per append, then per event.
+struct GroupColumns<'a> {
+    stream_types: Vec<&'a str>,
+    stream_ids: Vec<&'a str>,
+    expected: Vec<Option<i64>>,
+    appends: Vec<i32>,
+    places: Vec<i32>,
+    event_ids: Vec<uuid::Uuid>,
+    event_types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    payloads: Vec<&'a str>,
+    metadata: Vec<Option<String>>,
+    occurred_at: Vec<time::OffsetDateTime>,
+}
+
+impl<'a> GroupColumns<'a> {
+    fn new(group: &'a [Request], order: &[usize]) -> Result<Self, Error> {
+        let events: usize = group.iter().map(|request| request.events.len()).sum();
+        let mut columns = Self {
+            stream_types: Vec::with_capacity(group.len()),
+            stream_ids: Vec::with_capacity(group.len()),
+            expected: Vec::with_capacity(group.len()),
+            appends: Vec::with_capacity(events),
+            places: Vec::with_capacity(events),
+            event_ids: Vec::with_capacity(events),
+            event_types: Vec::with_capacity(events),
+            schema_versions: Vec::with_capacity(events),
+            payloads: Vec::with_capacity(events),
+            metadata: Vec::with_capacity(events),
+            occurred_at: Vec::with_capacity(events),
+        };
+        for (number, &index) in order.iter().enumerate() {
+            let request = &group[index];
+            let stream = &request.stream;
+            columns.stream_types.push(stream.aggregate_type());
+            columns.stream_ids.push(stream.aggregate_id());
+            columns.expected.push(request.expected);
+            let number: i32 = to_stored(number + 1, "append number", stream)?;
+            for (place, event) in request.events.iter().enumerate() {
+                columns.appends.push(number);
+                columns
+                    .places
+                    .push(to_stored(place + 1, "place in the append", stream)?);
+                columns.event_ids.push(event.event_id);
+                columns.event_types.push(&event.event_type);
+                columns.schema_versions.push(schema_version(stream, event)?);
+                columns.payloads.push(event.payload.as_str());
+                columns.metadata.push(metadata(stream, event)?);
+                columns.occurred_at.push(event.occurred_at);
+            }
+        }
+        Ok(columns)
+    }
+}
+
+/// Whether an append may join a group: a few events with distinct ids, and
+/// no text the server refuses (a NUL character), which would fail the
+/// whole group; such an append runs alone and fails alone.
+pub(crate) fn groupable(tenant: &Tenant, stream: &StreamId, events: &[NewEvent]) -> bool {
+    let clean = |text: &str| !text.contains('\0');
+    !events.is_empty()
+        && events.len() <= MAX_EVENTS_PER_APPEND
+        && clean(stream.aggregate_type())
+        && clean(stream.aggregate_id())
+        && clean(tenant.as_str())
+        && events
+            .iter()
+            .all(|event| clean(&event.event_type) && clean(event.payload.as_str()))
+        && (events.len() == 1 || first_repeated_id(events).is_none())
+}
