@@ -67,7 +67,7 @@ impl PostgresEventStore {
             // A dropped answer (the driver's runtime shut down) leaves the
             // group's outcome unknown: running alone settles it, as after a
             // lost connection.
-            Entry::Queued(answer) => match answer.await.unwrap_or(Answer::Alone) {
+            Entry::Grouped(answer) => match answer.await.unwrap_or(Answer::Alone) {
                 Answer::Done(version, positions) => self.stored(stream, version, &positions),
                 Answer::Conflict(actual) => self.conflict(stream, expected, Some(actual), &events).await,
                 Answer::Alone => {

@@ -1,24 +1,27 @@
-//! Group commit: appends that arrive while others are in flight wait in a
-//! queue, and the next free slot commits all of them in one transaction,
-//! one statement, each with its own version check.
+//! Group commit: appends that arrive while others are in flight gather in
+//! an open group, which commits all of them in one transaction and one
+//! statement, each with its own version check.
 //!
-//! An append that finds a slot free and nobody queued runs at once, by the
+//! An append that finds nothing in flight runs at once, by the
 //! single-append path: with one writer nothing waits and nothing changes.
-//! When the slots are all busy, appends queue; whoever frees a slot hands
-//! it to a driver task that takes the queue's appends (one tenant, distinct
-//! streams, up to the group's limits) and commits them together. Each
-//! append of a group gets its own answer: stored, a conflict (its expected
-//! version did not hold), or "alone": it runs again by itself, through the
-//! single-append path. An append runs alone when its stream's turn was
-//! held by a retry, and every append of a group does when the group's
-//! statement failed (a refused value, a unique key met, a lost connection):
-//! the group's transaction rolled back whole, so each append then meets
-//! its own fate, and a bad append fails without taking its neighbours down.
-//! After a lost connection the group's outcome is unknown; running alone
-//! settles it, because an append whose events are stored comes back as the
-//! original positions (idempotent by event id).
+//! Otherwise it joins the open group, or opens one; the group closes after
+//! the window (by default: once the appends ready to run on this runtime
+//! have had their turn to join) or when it is full, and commits while the
+//! next group gathers: groups never wait for one another, so PostgreSQL
+//! still flushes the commits of groups in flight together.
+//!
+//! Each append of a group gets its own answer: stored, a conflict (its
+//! expected version did not hold), or "alone": it runs again by itself,
+//! through the single-append path. An append runs alone when its stream's
+//! turn was held by a retry, and every append of a group does when the
+//! group's statement failed (a refused value, a unique key met, a lost
+//! connection): the group's transaction rolled back whole, so each append
+//! then meets its own fate, and a bad append fails without taking its
+//! neighbours down. After a lost connection the group's outcome is
+//! unknown; running alone settles it, because an append whose events are
+//! stored comes back as the original positions (idempotent by event id).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use factum_core::backend::{first_repeated_id, to_stored};
@@ -34,19 +37,34 @@ use crate::{PostgresError, PostgresEventStore};
 /// are a group of their own already.
 const MAX_EVENTS_PER_APPEND: usize = 1_000;
 
-/// The queue of appends waiting for a slot, shared by a store's clones.
+/// The open group and the count of appends in flight, shared by a store's
+/// clones and views.
 pub(crate) struct Gate {
     settings: GroupCommit,
+    /// Appends that may run alone at once.
+    in_flight: usize,
     state: Mutex<State>,
 }
 
 struct State {
     /// Appends and groups running now.
     running: usize,
-    queue: VecDeque<Request>,
+    /// The group gathering appends, if any.
+    open: Option<OpenGroup>,
+    /// Numbers the groups, so that a group's timer closes only its own.
+    opened: u64,
 }
 
-/// One append waiting in the queue.
+/// A group still taking appends.
+struct OpenGroup {
+    number: u64,
+    tenant: Option<Tenant>,
+    streams: HashSet<StreamId>,
+    events: usize,
+    requests: Vec<Request>,
+}
+
+/// One append waiting in a group.
 pub(crate) struct Request {
     store: PostgresEventStore,
     stream: StreamId,
@@ -55,7 +73,7 @@ pub(crate) struct Request {
     answer: oneshot::Sender<Answer>,
 }
 
-/// What became of a queued append.
+/// What became of an append that joined a group.
 pub(crate) enum Answer {
     /// Stored: the stream's new version and the positions.
     Done(i64, Vec<i64>),
@@ -67,19 +85,21 @@ pub(crate) enum Answer {
 
 /// How an append enters the gate.
 pub(crate) enum Entry {
-    /// A slot was free and nobody waits: run now, and drop the slot after.
+    /// Nothing was in flight: run now, and drop the slot after.
     Run(Slot),
-    /// Queued: the answer comes through here.
-    Queued(oneshot::Receiver<Answer>),
+    /// In a group: the answer comes through here.
+    Grouped(oneshot::Receiver<Answer>),
 }
 
 impl Gate {
-    pub(crate) fn new(settings: GroupCommit) -> Self {
+    pub(crate) fn new(settings: GroupCommit, pool_size: usize) -> Self {
         Self {
+            in_flight: settings.in_flight.unwrap_or(pool_size).max(1),
             settings,
             state: Mutex::new(State {
                 running: 0,
-                queue: VecDeque::new(),
+                open: None,
+                opened: 0,
             }),
         }
     }
@@ -88,7 +108,9 @@ impl Gate {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Takes a free slot, or queues the append.
+    /// Runs the append at once when nothing is in flight; otherwise adds
+    /// it to the open group, opening one when there is none (or the open
+    /// one cannot take it: another tenant, the same stream, full).
     pub(crate) fn enter(
         &self,
         store: &PostgresEventStore,
@@ -97,108 +119,106 @@ impl Gate {
         events: &Arc<[NewEvent]>,
     ) -> Entry {
         let mut state = self.state();
-        if state.running < self.settings.in_flight && state.queue.is_empty() {
+        if state.running < self.in_flight && state.open.is_none() {
             state.running += 1;
             return Entry::Run(Slot { store: store.clone() });
         }
         let (answer, receiver) = oneshot::channel();
-        state.queue.push_back(Request {
+        let request = Request {
             store: store.clone(),
             stream: stream.clone(),
             expected,
             events: Arc::clone(events),
             answer,
-        });
-        Entry::Queued(receiver)
-    }
-
-    /// The next group: the first queued append's tenant, distinct streams,
-    /// within the limits; `None` (and one slot fewer) when the queue is empty.
-    fn next_group(&self) -> Option<Vec<Request>> {
-        let mut state = self.state();
-        let Some(first) = state.queue.front() else {
-            state.running -= 1;
-            return None;
         };
-        let tenant = first.store.tenant().cloned();
-        let mut streams = HashSet::new();
-        let mut events = 0;
-        let mut group = Vec::new();
-        let mut left = VecDeque::with_capacity(state.queue.len());
-        while let Some(request) = state.queue.pop_front() {
-            let fits = group.len() < self.settings.max_appends
-                && (group.is_empty() || events + request.events.len() <= self.settings.max_events)
-                && request.store.tenant() == tenant.as_ref()
-                && !streams.contains(&request.stream);
-            if fits {
-                events += request.events.len();
-                streams.insert(request.stream.clone());
-                group.push(request);
-            } else {
-                left.push_back(request);
+        let accepts = state.open.as_ref().is_some_and(|open| {
+            open.requests.len() < self.settings.max_appends
+                && open.events + events.len() <= self.settings.max_events
+                && open.tenant.as_ref() == store.tenant()
+                && !open.streams.contains(stream)
+        });
+        if !accepts {
+            if let Some(full) = state.open.take() {
+                state.running += 1;
+                spawn(commit_group(store.clone(), full.requests));
             }
+            state.opened += 1;
+            state.open = Some(OpenGroup {
+                number: state.opened,
+                tenant: store.tenant().cloned(),
+                streams: HashSet::new(),
+                events: 0,
+                requests: Vec::new(),
+            });
+            spawn(close_after_window(store.clone(), state.opened));
         }
-        state.queue = left;
-        Some(group)
+        if let Some(open) = state.open.as_mut() {
+            open.events += events.len();
+            open.streams.insert(stream.clone());
+            open.requests.push(request);
+        }
+        Entry::Grouped(receiver)
     }
 
-    fn queued(&self) -> usize {
-        self.state().queue.len()
+    /// Takes group `number` for commit, if it is still open.
+    fn close(&self, number: u64) -> Option<Vec<Request>> {
+        let mut state = self.state();
+        if state.open.as_ref().is_none_or(|open| open.number != number) {
+            return None;
+        }
+        state.running += 1;
+        state.open.take().map(|open| open.requests)
+    }
+
+    fn finished(&self) {
+        let mut state = self.state();
+        state.running = state.running.saturating_sub(1);
     }
 }
 
-/// A running append's slot: when it is dropped (the append finished, or
-/// its future was dropped), the slot goes to the queue's next group, or
-/// back to the gate.
+/// Spawns `task` on the current runtime. Without one (a future dropped as
+/// its runtime shuts down) the task is dropped, and with it the answers of
+/// its appends: their callers, if still there, run alone.
+fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(task);
+    }
+}
+
+/// Closes group `number` after the window and commits it.
+async fn close_after_window(store: PostgresEventStore, number: u64) {
+    let Some(gate) = store.shared.group.as_ref() else {
+        return;
+    };
+    if gate.settings.window.is_zero() {
+        // The appends ready to run on this runtime join before it closes.
+        tokio::task::yield_now().await;
+    } else {
+        tokio::time::sleep(gate.settings.window).await;
+    }
+    if let Some(requests) = gate.close(number) {
+        commit_group(store.clone(), requests).await;
+    }
+}
+
+/// A running append's place among those in flight, given back when it is
+/// dropped (the append finished, or its future was dropped).
 pub(crate) struct Slot {
     store: PostgresEventStore,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let Some(gate) = self.store.shared.group.as_ref() else {
-            return;
-        };
-        let mut state = gate.state();
-        if state.queue.is_empty() {
-            state.running -= 1;
-            return;
+        if let Some(gate) = self.store.shared.group.as_ref() {
+            gate.finished();
         }
-        drop(state);
-        // The slot passes to a driver. Without a runtime (a future dropped
-        // as its runtime shuts down) the queued appends' answers are
-        // dropped with the queue, and their callers, if still there, run
-        // alone.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(drive(self.store.clone()));
-        } else {
-            let mut state = gate.state();
-            state.queue.clear();
-            state.running -= 1;
-        }
-    }
-}
-
-/// Commits queued groups until the queue is empty, then gives up its slot.
-async fn drive(store: PostgresEventStore) {
-    let Some(gate) = store.shared.group.as_ref() else {
-        return;
-    };
-    loop {
-        let window = gate.settings.window;
-        if !window.is_zero() && gate.queued() < gate.settings.max_appends {
-            tokio::time::sleep(window).await;
-        }
-        let Some(group) = gate.next_group() else {
-            return;
-        };
-        commit_group(group).await;
     }
 }
 
 /// Commits one group and answers each of its appends. A group of one is
 /// a single append: its caller runs it by the usual path.
-async fn commit_group(group: Vec<Request>) {
+async fn commit_group(store: PostgresEventStore, group: Vec<Request>) {
+    let _slot = Slot { store };
     let answers = if group.len() > 1 {
         run_group(&group).await.ok()
     } else {

@@ -133,7 +133,7 @@ impl PostgresEventStore {
         let group = options
             .group_commit
             .enabled
-            .then(|| Gate::new(options.group_commit.clone()));
+            .then(|| Gate::new(options.group_commit.clone(), pool.status().max_size));
         Self {
             shared: Arc::new(Shared {
                 pool,

@@ -3,10 +3,10 @@
 //! conflict, a value the server refuses, an idempotent retry, a connection
 //! killed mid-group.
 //!
-//! Each test holds the store's only slot (`in_flight(1)`) with an append
-//! that waits on a row a raw transaction holds, queues the appends under
-//! test behind it, then lets the slot go: the queued appends are committed
-//! as groups. Which appends shared a transaction is read from `xmin`.
+//! Each test keeps one append in flight (it waits on a row a raw
+//! transaction holds), so that the appends under test, made together
+//! within the group's window, gather in groups rather than run alone.
+//! Which appends shared a transaction is read from `xmin`.
 
 mod common;
 
@@ -26,7 +26,10 @@ fn event(n: u64) -> NewEvent {
 }
 
 async fn one_slot_store() -> Option<PostgresEventStore> {
-    common::fresh_store_with(|options| options.group_commit(GroupCommit::new().in_flight(1))).await
+    common::fresh_store_with(|options| {
+        options.group_commit(GroupCommit::new().in_flight(1).window(Duration::from_millis(300)))
+    })
+    .await
 }
 
 fn schema_of(store: &PostgresEventStore) -> String {
@@ -82,7 +85,7 @@ async fn waiting_backend(observer: &Client, marker: &str) -> i32 {
     }
 }
 
-/// Takes the store's only slot with an append to `Gate-slot` that waits on
+/// Keeps an append in flight: one to `Gate-slot` that waits on
 /// `holder`'s row; returns it once it waits.
 async fn take_the_slot(
     store: &PostgresEventStore,
@@ -106,9 +109,8 @@ async fn take_the_slot(
     slot
 }
 
-/// Spawns `appends`, gives them time to queue behind the slot, then rolls
-/// back `holder`'s row so that the slot's append finishes and the queue
-/// runs.
+/// Spawns `appends`, gives their groups time to form and commit, then
+/// rolls back `holder`'s row so that the append in flight finishes.
 async fn queue_then_release<T: Send + 'static>(
     appends: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>>,
     holder: &Client,
