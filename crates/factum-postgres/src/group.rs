@@ -119,10 +119,15 @@ impl Gate {
         events: &Arc<[NewEvent]>,
     ) -> Entry {
         let mut state = self.state();
-        if state.running < self.in_flight && state.open.is_none() {
-            state.running += 1;
-            return Entry::Run(Slot { store: store.clone() });
-        }
+        // A group is closed and committed by tasks of its own: without a
+        // runtime to spawn them on, the append runs alone.
+        let runtime = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if state.running >= self.in_flight || state.open.is_some() => runtime,
+            _ => {
+                state.running += 1;
+                return Entry::Run(Slot { store: store.clone() });
+            }
+        };
         let (answer, receiver) = oneshot::channel();
         let request = Request {
             store: store.clone(),
@@ -140,7 +145,7 @@ impl Gate {
         if !accepts {
             if let Some(full) = state.open.take() {
                 state.running += 1;
-                spawn(commit_group(store.clone(), full.requests));
+                runtime.spawn(commit_group(store.clone(), full.requests));
             }
             state.opened += 1;
             state.open = Some(OpenGroup {
@@ -150,7 +155,7 @@ impl Gate {
                 events: 0,
                 requests: Vec::new(),
             });
-            spawn(close_after_window(store.clone(), state.opened));
+            runtime.spawn(close_after_window(store.clone(), state.opened));
         }
         if let Some(open) = state.open.as_mut() {
             open.events += events.len();
@@ -173,15 +178,6 @@ impl Gate {
     fn finished(&self) {
         let mut state = self.state();
         state.running = state.running.saturating_sub(1);
-    }
-}
-
-/// Spawns `task` on the current runtime. Without one (a future dropped as
-/// its runtime shuts down) the task is dropped, and with it the answers of
-/// its appends: their callers, if still there, run alone.
-fn spawn(task: impl Future<Output = ()> + Send + 'static) {
-    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-        runtime.spawn(task);
     }
 }
 

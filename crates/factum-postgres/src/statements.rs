@@ -50,11 +50,11 @@ impl Sql {
             append_new: append_new(names),
             append_group: append_group(names),
             set_horizon: set_horizon(names),
-            read_page: read_page(names, ""),
-            read_default_page: read_page(names, "tenant = 'default' AND"),
+            read_page: read_page(names, "", "$3"),
+            read_default_page: read_page(names, "tenant = 'default' AND", "$3"),
             // Naming the default tenant out lets the planner use the partial
             // index on `(tenant, position)` with a generic plan.
-            read_tenant_page: read_page(names, "tenant = $3 AND tenant <> 'default' AND"),
+            read_tenant_page: read_page(names, "tenant = $3 AND tenant <> 'default' AND", "$4"),
             horizon: format!("SELECT {}()", names.horizon),
             default_head: tenant_head(names, "tenant = 'default'"),
             tenant_head: tenant_head(names, "tenant = $1 AND tenant <> 'default'"),
@@ -285,16 +285,22 @@ fn set_horizon(names: &Names) -> String {
 /// takes one per statement): the order the proof of exactness needs.
 /// Leaving out other tenants' events keeps it: every event at or below the
 /// horizon is there to be read, whichever tenant's it is.
-fn read_page(names: &Names, only: &str) -> String {
+///
+/// `known` names the parameter of a horizon computed earlier (NULL: the
+/// one just set). An earlier horizon stays exact for later reads: every
+/// event at or below it was committed, or rolled back, before the scan
+/// that found it, so any later snapshot sees all of them.
+fn read_page(names: &Names, only: &str, known: &str) -> String {
     // The horizon filters the page after the LIMIT (the rows at or below it
     // are a prefix of the page): an open range bounded on both sides makes
     // the planner expect few rows and sort a whole range, while this form
-    // always walks the primary key from `$1`.
+    // always walks the primary key from `$1`. The horizon is read once per
+    // page (an init plan), not once per row.
     format!(
         "SELECT {columns} FROM (
              SELECT {columns} FROM {events} WHERE {only} position > $1 ORDER BY position LIMIT $2
          ) page
-         WHERE position <= current_setting('factum.horizon', true)::bigint
+         WHERE position <= (SELECT coalesce({known}::bigint, current_setting('factum.horizon', true)::bigint))
          ORDER BY position",
         columns = COLUMNS,
         events = names.events,

@@ -62,6 +62,9 @@ pub(crate) struct Shared {
     /// [`PostgresError::Closed`].
     pub(crate) closed: AtomicBool,
     pub(crate) sql: Sql,
+    /// The highest horizon this store has computed (0: none yet): pages
+    /// of the global log below it need no new scan of `pg_locks`.
+    pub(crate) known_horizon: std::sync::atomic::AtomicU64,
     /// The queue of group commit; `None` when it is off.
     pub(crate) group: Option<Gate>,
 }
@@ -145,6 +148,7 @@ impl PostgresEventStore {
                 listener: Mutex::new(None),
                 closed: AtomicBool::new(false),
                 sql,
+                known_horizon: std::sync::atomic::AtomicU64::new(0),
                 group,
             }),
             view: None,
