@@ -23,6 +23,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use factum_core::backend::{first_repeated_id, to_stored};
 use factum_core::{Error, NewEvent, StreamId, Tenancy, Tenant};
@@ -36,6 +37,10 @@ use crate::{PostgresError, PostgresEventStore};
 /// The most events one append may carry to join a group: larger batches
 /// are a group of their own already.
 const MAX_EVENTS_PER_APPEND: usize = 1_000;
+
+/// How long past its window a group may stay open before the next append
+/// closes it (its closing task should have done so long before).
+const STALE_AFTER: Duration = Duration::from_secs(1);
 
 /// The open group and the count of appends in flight, shared by a store's
 /// clones and views.
@@ -58,6 +63,10 @@ struct State {
 /// A group still taking appends.
 struct OpenGroup {
     number: u64,
+    /// When it opened: a group left open long past its window (its
+    /// closing task was dropped with its runtime) is closed by the next
+    /// append instead of holding appends forever.
+    opened_at: Instant,
     tenant: Option<Tenant>,
     streams: HashSet<StreamId>,
     events: usize,
@@ -137,7 +146,8 @@ impl Gate {
             answer,
         };
         let accepts = state.open.as_ref().is_some_and(|open| {
-            open.requests.len() < self.settings.max_appends
+            open.opened_at.elapsed() < self.settings.window + STALE_AFTER
+                && open.requests.len() < self.settings.max_appends
                 && open.events + events.len() <= self.settings.max_events
                 && open.tenant.as_ref() == store.tenant()
                 && !open.streams.contains(stream)
@@ -150,6 +160,7 @@ impl Gate {
             state.opened += 1;
             state.open = Some(OpenGroup {
                 number: state.opened,
+                opened_at: Instant::now(),
                 tenant: store.tenant().cloned(),
                 streams: HashSet::new(),
                 events: 0,
