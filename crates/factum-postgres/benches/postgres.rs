@@ -18,7 +18,9 @@ use factum_core::{
     CheckpointStore, EventStore, ExpectedVersion, HandlerError, NewEvent, Payload, Projection,
     ProjectionRunner, RecordedEvent, StreamId, Tenancy, TransactionalProjection,
 };
-use factum_postgres::{PostgresEventStore, PostgresOptions, PostgresProjectionStore, PostgresTransaction};
+use factum_postgres::{
+    GroupCommit, PostgresEventStore, PostgresOptions, PostgresProjectionStore, PostgresTransaction,
+};
 use futures::TryStreamExt;
 use time::OffsetDateTime;
 use tokio_postgres::{Client, NoTls};
@@ -51,8 +53,25 @@ fn event() -> NewEvent {
 
 struct Bench {
     schema: String,
+    /// Group commit on (the default).
     store: PostgresEventStore,
+    /// The same schema with group commit off: every append its own
+    /// transaction, as before group commit.
+    alone: PostgresEventStore,
     rows: Vec<Row>,
+}
+
+/// The 50th and 99th percentiles of `latencies`, in microseconds.
+fn percentiles(latencies: &mut [Duration]) -> (f64, f64) {
+    latencies.sort_unstable();
+    let at = |fraction: f64| {
+        let index =
+            ((latencies.len() as f64 * fraction).ceil() as usize).clamp(1, latencies.len().max(1)) - 1;
+        latencies
+            .get(index)
+            .map_or(0.0, |latency| latency.as_secs_f64() * 1e6)
+    };
+    (at(0.50), at(0.99))
 }
 
 struct Row {
@@ -151,10 +170,12 @@ impl Bench {
         let client = raw_client().await?;
         let insert = client.prepare(&self.insert_sql("raw_events")).await?;
         let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
+        let (mut raw_latencies, mut factum_latencies) = (Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             let started = Instant::now();
             for n in 0..count {
                 let id = format!("raw-{round}-{n}");
+                let began = Instant::now();
                 client
                     .execute(
                         &insert,
@@ -169,14 +190,17 @@ impl Bench {
                         ],
                     )
                     .await?;
+                raw_latencies.push(began.elapsed());
             }
             raw_time += started.elapsed();
             let started = Instant::now();
             for n in 0..count {
                 let stream = StreamId::new("Counter", format!("one-{round}-{n}"));
+                let began = Instant::now();
                 self.store
                     .append(&stream, ExpectedVersion::NoStream, vec![event()])
                     .await?;
+                factum_latencies.push(began.elapsed());
             }
             factum_time += started.elapsed();
         }
@@ -188,7 +212,24 @@ impl Bench {
             total / factum_time.as_secs_f64(),
             "≥ 90%",
         );
+        self.latencies("1 writer", &mut raw_latencies, &mut factum_latencies);
         Ok(())
+    }
+
+    /// Records the p50 and p99 append latencies of raw and factum.
+    fn latencies(&mut self, case: &str, raw: &mut [Duration], factum: &mut [Duration]) {
+        let (raw_p50, raw_p99) = percentiles(raw);
+        let (factum_p50, factum_p99) = percentiles(factum);
+        for (name, raw, factum) in [("p50", raw_p50, factum_p50), ("p99", raw_p99, factum_p99)] {
+            println!("  append latency {name}, {case}: raw {raw:.0} µs, factum {factum:.0} µs");
+            self.rows.push(Row {
+                case: format!("append latency {name}, {case} (lower is better)"),
+                unit: "µs",
+                raw,
+                factum,
+                target: "≤ raw".to_owned(),
+            });
+        }
     }
 
     /// New aggregates × 1 event through a tenant's view (each statement in
@@ -229,44 +270,60 @@ impl Bench {
         Ok(())
     }
 
-    /// 16 concurrent single-event writers, for a fixed time each.
+    /// 16 concurrent single-event writers, for a fixed time each: raw
+    /// tokio-postgres (one commit per insert), the `LOCK TABLE` design,
+    /// factum with group commit off (every append its own transaction)
+    /// and on, in turns.
     async fn sixteen_writers(&mut self) -> Result<(), BoxError> {
-        const WRITERS: usize = 16;
+        let writers: usize = std::env::var("BENCH_WRITERS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(16);
         let period = Duration::from_millis(scale(1_000) as u64);
-        let (mut raw, mut locked, mut factum) = (0_usize, 0_usize, 0_usize);
+        let (mut raw, mut locked, mut alone, mut grouped) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut clients = Vec::new();
-        for _ in 0..WRITERS {
+        for _ in 0..writers {
             clients.push(Arc::new(raw_client().await?));
         }
         for round in 0..4 {
-            raw += self.raw_writers(&clients, period, false, round).await?;
-            locked += self.raw_writers(&clients, period, true, round).await?;
-            factum += self.factum_writers(WRITERS, period, round).await?;
+            raw.extend(self.raw_writers(&clients, period, false, round).await?);
+            locked.extend(self.raw_writers(&clients, period, true, round).await?);
+            alone.extend(factum_writers(&self.alone, writers, period, &format!("a-{round}")).await?);
+            grouped.extend(factum_writers(&self.store, writers, period, &format!("g-{round}")).await?);
         }
         let seconds = 4.0 * period.as_secs_f64();
-        let (raw, locked, factum) = (
-            raw as f64 / seconds,
-            locked as f64 / seconds,
-            factum as f64 / seconds,
+        let rate = |latencies: &[Duration]| latencies.len() as f64 / seconds;
+        let (raw_rate, locked_rate, alone_rate, grouped_rate) =
+            (rate(&raw), rate(&locked), rate(&alone), rate(&grouped));
+        self.record(
+            "16 concurrent single-event writers, group commit off",
+            "commits/s",
+            raw_rate,
+            alone_rate,
+            "",
         );
         self.record(
-            "16 concurrent single-event writers",
-            "commits/s",
-            raw,
-            factum,
-            "≥ 80%",
+            "16 concurrent single-event writers (group commit)",
+            "appends/s",
+            raw_rate,
+            grouped_rate,
+            "≥ 2×",
         );
         println!(
-            "  ... LOCK TABLE design: {locked:.0} commits/s; factum is {:.1}× that (target ≥ 8×)",
-            factum / locked
+            "  ... LOCK TABLE design: {locked_rate:.0} commits/s; factum is {:.1}× that (target ≥ 10×)",
+            grouped_rate / locked_rate
         );
         self.rows.push(Row {
             case: "16 writers, LOCK TABLE … IN EXCLUSIVE MODE design (2nd baseline)".to_owned(),
-            unit: "commits/s",
-            raw: locked,
-            factum,
-            target: "≥ 8×".to_owned(),
+            unit: "appends/s",
+            raw: locked_rate,
+            factum: grouped_rate,
+            target: "≥ 10×".to_owned(),
         });
+        let mut alone_copy = alone.clone();
+        let mut raw_copy = raw.clone();
+        self.latencies("16 writers, group commit off", &mut raw_copy, &mut alone_copy);
+        self.latencies("16 writers (group commit)", &mut raw, &mut grouped);
         Ok(())
     }
 
@@ -276,7 +333,7 @@ impl Bench {
         period: Duration,
         lock: bool,
         round: usize,
-    ) -> Result<usize, BoxError> {
+    ) -> Result<Vec<Duration>, BoxError> {
         let table = if lock { "raw_locked" } else { "raw_events" };
         let sql = self.insert_sql(table);
         let lock_sql = format!("LOCK TABLE {} IN EXCLUSIVE MODE", self.raw_table(table));
@@ -288,9 +345,10 @@ impl Bench {
             let lock_sql = lock_sql.clone();
             tasks.push(tokio::spawn(async move {
                 let insert = client.prepare(&sql).await?;
-                let mut commits = 0;
+                let mut latencies = Vec::new();
                 while Instant::now() < deadline {
-                    let id = format!("w{lock}-{round}-{writer}-{commits}");
+                    let id = format!("w{lock}-{round}-{writer}-{}", latencies.len());
+                    let began = Instant::now();
                     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] = [
                         &"Counter",
                         &id,
@@ -308,45 +366,16 @@ impl Bench {
                     } else {
                         client.execute(&insert, &params).await?;
                     }
-                    commits += 1;
+                    latencies.push(began.elapsed());
                 }
-                Ok::<usize, BoxError>(commits)
+                Ok::<Vec<Duration>, BoxError>(latencies)
             }));
         }
-        let mut total = 0;
+        let mut all = Vec::new();
         for task in tasks {
-            total += task.await??;
+            all.extend(task.await??);
         }
-        Ok(total)
-    }
-
-    async fn factum_writers(
-        &self,
-        writers: usize,
-        period: Duration,
-        round: usize,
-    ) -> Result<usize, BoxError> {
-        let deadline = Instant::now() + period;
-        let mut tasks = Vec::new();
-        for writer in 0..writers {
-            let store = self.store.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut commits = 0;
-                while Instant::now() < deadline {
-                    let stream = StreamId::new("Counter", format!("w-{round}-{writer}-{commits}"));
-                    store
-                        .append(&stream, ExpectedVersion::NoStream, vec![event()])
-                        .await?;
-                    commits += 1;
-                }
-                Ok::<usize, BoxError>(commits)
-            }));
-        }
-        let mut total = 0;
-        for task in tasks {
-            total += task.await??;
-        }
-        Ok(total)
+        Ok(all)
     }
 
     /// 100-event batches, one client.
@@ -467,17 +496,18 @@ impl Bench {
         Ok(())
     }
 
-    /// The whole global log, in pages of 4096.
+    /// The whole global log, in pages of 4096: raw SELECT, raw binary
+    /// `COPY … TO STDOUT` of the same rows, and factum's `read_all`, in turns.
     async fn global_log(&mut self) -> Result<(), BoxError> {
         let client = raw_client().await?;
+        let columns = "position, stream_type, stream_id, version, event_id, event_type, schema_version, payload::text, metadata::text, occurred_at";
         let select = client
             .prepare(&format!(
-                "SELECT position, stream_type, stream_id, version, event_id, event_type, schema_version, payload::text, metadata::text, occurred_at \
-                 FROM \"{}\".factum_events WHERE position > $1 ORDER BY position LIMIT 4096",
+                "SELECT {columns} FROM \"{}\".factum_events WHERE position > $1 ORDER BY position LIMIT 4096",
                 self.schema
             ))
             .await?;
-        let (mut raw_time, mut factum_time) = (Duration::ZERO, Duration::ZERO);
+        let (mut raw_time, mut copy_time, mut factum_time) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let mut total = 0_usize;
         for _ in 0..ROUNDS {
             let started = Instant::now();
@@ -491,6 +521,20 @@ impl Bench {
                 }
             }
             raw_time += started.elapsed();
+            let started = Instant::now();
+            let mut after = 0_i64;
+            loop {
+                let sql = format!(
+                    "COPY (SELECT {columns} FROM \"{}\".factum_events WHERE position > {after} ORDER BY position LIMIT 4096) \
+                     TO STDOUT (FORMAT binary)",
+                    self.schema
+                );
+                match copy_page(&client, &sql).await? {
+                    Some(last) => after = last,
+                    None => break,
+                }
+            }
+            copy_time += started.elapsed();
             let started = Instant::now();
             let mut after = 0;
             loop {
@@ -508,7 +552,14 @@ impl Bench {
             "events/s",
             events / raw_time.as_secs_f64(),
             events / factum_time.as_secs_f64(),
-            "≥ 1M events/s",
+            "≥ 100%",
+        );
+        self.record(
+            "the same against a raw binary COPY … TO STDOUT of the same pages",
+            "events/s",
+            events / copy_time.as_secs_f64(),
+            events / factum_time.as_secs_f64(),
+            "",
         );
         Ok(())
     }
@@ -633,6 +684,39 @@ impl Bench {
     }
 }
 
+/// `writers` tasks appending single events to new streams through `store`
+/// for `period`; the latency of each append.
+async fn factum_writers(
+    store: &PostgresEventStore,
+    writers: usize,
+    period: Duration,
+    label: &str,
+) -> Result<Vec<Duration>, BoxError> {
+    let deadline = Instant::now() + period;
+    let mut tasks = Vec::new();
+    for writer in 0..writers {
+        let store = store.clone();
+        let label = label.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let stream = StreamId::new("Counter", format!("w-{label}-{writer}-{}", latencies.len()));
+                let began = Instant::now();
+                store
+                    .append(&stream, ExpectedVersion::NoStream, vec![event()])
+                    .await?;
+                latencies.push(began.elapsed());
+            }
+            Ok::<Vec<Duration>, BoxError>(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(all)
+}
+
 struct Count(u64);
 
 impl Projection for Count {
@@ -667,6 +751,76 @@ impl TransactionalProjection<PostgresProjectionStore> for CountInTable {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// Runs a binary `COPY … TO STDOUT` of rows in the columns of
+/// [`decode_raw`], decoding every column into a Rust value as it does; the
+/// last row's position (`None`: no rows).
+async fn copy_page(client: &Client, sql: &str) -> Result<Option<i64>, BoxError> {
+    let stream = client.copy_out(sql).await?;
+    let data = stream
+        .try_fold(Vec::new(), |mut data, chunk| async move {
+            data.extend_from_slice(&chunk);
+            Ok(data)
+        })
+        .await?;
+    // Signature (11 bytes), flags, header extension length and extension.
+    let extension = i32::from_be_bytes(data.get(15..19).ok_or("short COPY header")?.try_into()?);
+    let mut at = 19 + usize::try_from(extension)?;
+    let mut last = None;
+    loop {
+        let fields = i16::from_be_bytes(data.get(at..at + 2).ok_or("truncated COPY data")?.try_into()?);
+        at += 2;
+        if fields < 0 {
+            return Ok(last);
+        }
+        let field = |at: &mut usize| -> Result<Option<&[u8]>, BoxError> {
+            let length =
+                i32::from_be_bytes(data.get(*at..*at + 4).ok_or("truncated COPY field")?.try_into()?);
+            *at += 4;
+            if length < 0 {
+                return Ok(None);
+            }
+            let value = data
+                .get(*at..*at + length as usize)
+                .ok_or("truncated COPY value")?;
+            *at += length as usize;
+            Ok(Some(value))
+        };
+        let number = |bytes: Option<&[u8]>| -> Result<i64, BoxError> {
+            Ok(i64::from_be_bytes(bytes.ok_or("NULL")?.try_into()?))
+        };
+        let text = |bytes: Option<&[u8]>| -> Result<String, BoxError> {
+            Ok(String::from(std::str::from_utf8(bytes.ok_or("NULL")?)?))
+        };
+        let position = number(field(&mut at)?)?;
+        let stream_type = text(field(&mut at)?)?;
+        let stream_id = text(field(&mut at)?)?;
+        let version = number(field(&mut at)?)?;
+        let event_id = Uuid::from_slice(field(&mut at)?.ok_or("NULL")?)?;
+        let event_type = text(field(&mut at)?)?;
+        let schema_version = i32::from_be_bytes(field(&mut at)?.ok_or("NULL")?.try_into()?);
+        let payload = text(field(&mut at)?)?;
+        let metadata = field(&mut at)?
+            .map(|bytes| std::str::from_utf8(bytes).map(String::from))
+            .transpose()?;
+        // Microseconds since 2000-01-01 UTC.
+        let micros = number(field(&mut at)?)?;
+        let occurred_at =
+            OffsetDateTime::from_unix_timestamp(946_684_800)? + time::Duration::microseconds(micros);
+        std::hint::black_box((
+            stream_type,
+            stream_id,
+            event_type,
+            payload,
+            metadata,
+            event_id,
+            occurred_at,
+            schema_version,
+            version,
+        ));
+        last = Some(position);
     }
 }
 
@@ -732,18 +886,31 @@ async fn run() -> Result<(), BoxError> {
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await?;
     let notify = std::env::var("BENCH_NOTIFY").map_or(true, |value| value != "0");
-    let store = PostgresEventStore::connect_with(
-        &url(),
-        PostgresOptions::new()
-            .schema(&schema)
-            .pool_size(20)
-            .notify(notify),
-    )
-    .await?;
+    // `BENCH_POOL=n`: another pool size.
+    let pool_size = std::env::var("BENCH_POOL")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let options = PostgresOptions::new()
+        .schema(&schema)
+        .pool_size(pool_size)
+        .notify(notify);
+    // `BENCH_IN_FLIGHT=n` tries another number of groups in flight.
+    // and `BENCH_WINDOW_US=n` a window.
+    let mut group_commit = GroupCommit::new();
+    if let Some(in_flight) = std::env::var("BENCH_IN_FLIGHT").ok().and_then(|n| n.parse().ok()) {
+        group_commit = group_commit.in_flight(in_flight);
+    }
+    if let Some(window) = std::env::var("BENCH_WINDOW_US").ok().and_then(|n| n.parse().ok()) {
+        group_commit = group_commit.window(Duration::from_micros(window));
+    }
+    let store = PostgresEventStore::connect_with(&url(), options.clone().group_commit(group_commit)).await?;
     store.ensure_schema().await?;
+    let alone = PostgresEventStore::connect_with(&url(), options.group_commit(GroupCommit::off())).await?;
     let mut bench = Bench {
         schema: schema.clone(),
         store,
+        alone,
         rows: Vec::new(),
     };
     bench.create_raw_tables().await?;
@@ -775,7 +942,7 @@ async fn run() -> Result<(), BoxError> {
     println!("| case | raw tokio-postgres | factum-postgres | ratio | target |");
     println!("|---|---:|---:|---:|---|");
     for row in &bench.rows {
-        let ratio = if row.target.ends_with('×') {
+        let ratio = if row.target.ends_with('×') || row.unit == "µs" {
             format!("{:.1}×", row.factum / row.raw)
         } else {
             format!("{:.0}%", 100.0 * row.factum / row.raw)

@@ -2,6 +2,7 @@
 //! idempotent retries by event id, and what each failure means.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use factum_core::backend::{
     check_events, first_repeated_id, from_stored, original_append, repeated_event_id, taken_elsewhere,
@@ -12,6 +13,7 @@ use tokio_postgres::error::SqlState;
 use uuid::Uuid;
 
 use crate::attempt::{AppendFailure, Appended};
+use crate::group::{Answer, Entry, groupable};
 use crate::rows::Decoder;
 use crate::{PostgresError, PostgresEventStore};
 
@@ -32,16 +34,59 @@ enum AfterFailure {
 }
 
 impl PostgresEventStore {
-    /// [`EventStore::append`](factum_core::EventStore::append): attempts
-    /// until the append is stored, conflicts or fails.
-    pub(crate) async fn append_events(
+    /// [`EventStore::append`](factum_core::EventStore::append): through
+    /// group commit when it is on and the append may join a group (see
+    /// `group`), otherwise alone.
+    pub(crate) async fn append_owned(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
-        events: &[NewEvent],
+        events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
         let expected_version = expected_version(stream, expected)?;
-        check_events(self.home(), stream, events)?;
+        check_events(self.home(), stream, &events)?;
+        let Some(gate) = self.shared.group.as_ref() else {
+            return self
+                .append_alone(stream, expected, expected_version, &events)
+                .await;
+        };
+        if !groupable(self.home(), stream, &events) {
+            return self
+                .append_alone(stream, expected, expected_version, &events)
+                .await;
+        }
+        let events: Arc<[NewEvent]> = events.into();
+        match gate.enter(self, stream, expected_version, &events) {
+            Entry::Run(slot) => {
+                let result = self
+                    .append_alone(stream, expected, expected_version, &events)
+                    .await;
+                drop(slot);
+                result
+            }
+            // A dropped answer (the driver's runtime shut down) leaves the
+            // group's outcome unknown: running alone settles it, as after a
+            // lost connection.
+            Entry::Grouped(answer) => match answer.await.unwrap_or(Answer::Alone) {
+                Answer::Done(version, positions) => self.stored(stream, version, &positions),
+                Answer::Conflict(actual) => self.conflict(stream, expected, Some(actual), &events).await,
+                Answer::Alone => {
+                    self.append_alone(stream, expected, expected_version, &events)
+                        .await
+                }
+            },
+        }
+    }
+
+    /// One append in its own transaction: attempts until it is stored,
+    /// conflicts or fails.
+    pub(crate) async fn append_alone(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        expected_version: Option<i64>,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, Error> {
         for attempt in 1..=MAX_ATTEMPTS {
             let last = attempt == MAX_ATTEMPTS;
             let failure = match self

@@ -28,8 +28,9 @@
 //!
 //! 1. **Open**: [`connect(dsn)`](PostgresEventStore::connect), or
 //!    [`connect_with(dsn, PostgresOptions::new()…)`](PostgresEventStore::connect_with)
-//!    to set the schema, table prefix, pool size, timeouts, page size and
-//!    [`poll_interval`](PostgresOptions::poll_interval) (a `Duration`).
+//!    to set the schema, table prefix, pool size, timeouts, page size,
+//!    [`poll_interval`](PostgresOptions::poll_interval) (a `Duration`) and
+//!    [group commit](#group-commit).
 //!    Opens one connection, so a wrong address or password fails here.
 //!    [`from_pool`](PostgresEventStore::from_pool) takes a pool of yours
 //!    (for TLS).
@@ -183,6 +184,17 @@
 //! below the whole call until it commits, when all of it becomes visible
 //! at once. A reader never sees part of a call.
 //!
+//! A group of appends (see [Group commit](#group-commit)) is one statement
+//! too, and the same argument covers it: the statement takes one position
+//! lock, keyed with the last position handed out, before it takes any
+//! position (`nextval` runs only in a join with the lock's row), so while
+//! the group is open every event of every append in it is above the
+//! lock's key, and the horizon stops below the whole group; when it
+//! commits, all of its appends become visible at once. Its appends are
+//! committed or rolled back together, so a reader never sees part of a
+//! group, and an append that the group left out (a conflict, a stream
+//! whose turn it could not share) took no position.
+//!
 //! The cost: one advisory lock per append (shared, so never a wait; a
 //! first attempt also shares its stream's turn, above) and one scan of
 //! `pg_locks` per page read.
@@ -194,6 +206,49 @@
 //! in the cluster is open, even one on an unrelated table; a high-water mark
 //! with a gap timeout skips a slow writer's events. Position locks are
 //! exact, leave writers parallel, and are held only by factum appends.
+//!
+//! # Group commit
+//!
+//! With [`PostgresOptions::group_commit`] set to [`GroupCommit::new()`]
+//! (it is off by default), appends made while others are in flight are
+//! committed together: one statement, one transaction, one commit for a
+//! group of appends to distinct streams of one tenant. An append that
+//! finds fewer than [`in_flight`](GroupCommit::in_flight) appends running
+//! (default: the pool's size) and no group gathering runs alone, as
+//! above, with no added wait. Otherwise it joins the group that is
+//! gathering, which closes after the [`window`](GroupCommit::window) (by
+//! default, once the tasks ready to run have had their turn to join) and
+//! commits while the next group gathers: groups never wait for one
+//! another, so PostgreSQL still flushes concurrent commits together.
+//!
+//! The group's statement does for each append what a first attempt does
+//! for one: it tries to share the stream's turn and reads the stream's
+//! version, and it inserts the events of exactly those appends whose turn
+//! it shared and whose expected version holds, with positions that
+//! increase with each append's versions. The others write nothing: an
+//! append whose expected version did not hold is that append's
+//! [`Error::Conflict`](factum_core::Error::Conflict) (or its original
+//! positions, when it is a retry of a stored append); one whose turn a
+//! retry held runs again alone, taking its turn. Any failure of the
+//! statement (a value the server refuses, a unique key met in a race with
+//! another transaction, a lost connection, a deadlock) rolls the whole
+//! group back, and every append of it runs again alone, where each meets
+//! its own outcome: only the bad append fails. An append with a NUL
+//! character in its text (which PostgreSQL refuses), a repeated event id,
+//! no events or more than 1,000 never joins a group. After a lost
+//! connection the group's outcome is unknown to the client; running each
+//! append alone settles it, since an append whose events are stored comes
+//! back as its original positions. Appends in a group are written in the
+//! order of their streams, so two groups that share streams wait for each
+//! other at worst, never deadlock.
+//!
+//! Why it is off by default: PostgreSQL already gathers the commits of
+//! concurrent transactions into one flush of the log, so while the pool
+//! has a connection for every writer, a group saves only the per-statement
+//! and per-commit work, which the measurements on the development machine
+//! did not show as a gain (see the README's benchmarks). It pays when more
+//! appends are made at once than the pool has connections: those appends
+//! gather instead of each waiting for a connection.
 //!
 //! # Reads
 //!
@@ -386,6 +441,7 @@ mod conn;
 mod dead_letters;
 mod dsn;
 mod error;
+mod group;
 mod lease;
 mod migrate;
 mod notify;
@@ -403,7 +459,7 @@ mod tenant_role;
 mod transaction;
 
 pub use error::PostgresError;
-pub use options::PostgresOptions;
+pub use options::{GroupCommit, PostgresOptions};
 pub use outbox::{PostgresOutbox, PostgresOutboxClaim};
 pub use projection::PostgresProjectionStore;
 pub use store::PostgresEventStore;

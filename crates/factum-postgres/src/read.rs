@@ -3,6 +3,7 @@
 
 use factum_core::backend::{PollingSubscription, SubscriptionOptions, from_stored, query_bound};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 
 use factum_core::{Error, EventPages, EventStream, RecordedEvent, StreamId, Tenancy, Tenant};
 use futures::{StreamExt, TryStreamExt};
@@ -81,13 +82,45 @@ impl PostgresEventStore {
         .boxed()
     }
 
-    /// [`EventStore::read_all`](factum_core::EventStore::read_all): the
-    /// horizon and the page in one round trip; on a tenant's view, a page
-    /// of the tenant's events up to the same horizon.
+    /// [`EventStore::read_all`](factum_core::EventStore::read_all): a
+    /// page of the log (on a tenant's view, of the tenant's events) up to
+    /// the horizon. While the page lies below a horizon this store computed
+    /// before, it is read without a new one (one statement, no scan of
+    /// `pg_locks`); otherwise, or for what is left above it, the horizon
+    /// and the page go in one round trip.
     pub(crate) async fn read_log(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
         if limit == 0 {
             return Ok(Vec::new());
         }
+        let mut decoder = Decoder::default();
+        let mut events = Vec::with_capacity(limit.min(4096));
+        let known = self.shared.known_horizon.load(Ordering::Relaxed);
+        // Positions are dense but for rolled-back appends: a full page is
+        // likely below the known horizon only when it spans `limit` of them.
+        if known.saturating_sub(after) >= limit as u64 {
+            self.log_page(after, limit, Some(known), &mut decoder, &mut events)
+                .await?;
+            if events.len() == limit {
+                return Ok(events);
+            }
+        }
+        let from = events.last().map_or(after, |event| event.position);
+        self.log_page(from, limit - events.len(), None, &mut decoder, &mut events)
+            .await?;
+        Ok(events)
+    }
+
+    /// Reads up to `limit` events after `after` into `events`, up to
+    /// `known` (a horizon computed before), or up to a horizon computed in
+    /// the same round trip.
+    async fn log_page(
+        &self,
+        after: u64,
+        limit: usize,
+        known: Option<u64>,
+        decoder: &mut Decoder,
+        events: &mut Vec<RecordedEvent>,
+    ) -> Result<(), Error> {
         let client = self.client().await?;
         let sql = &self.shared.sql;
         let page_sql = match self.tenant() {
@@ -95,52 +128,86 @@ impl PostgresEventStore {
             Some(tenant) if tenant.is_default() => &sql.read_default_page,
             Some(_) => &sql.read_tenant_page,
         };
-        let set_horizon = client
-            .prepare_cached(&sql.set_horizon)
-            .await
-            .map_err(|e| self.fail(&client, e))?;
         let read_page = client
             .prepare_cached(page_sql)
             .await
             .map_err(|e| self.fail(&client, e))?;
         let after = query_bound(after);
         let limit_param = query_bound(limit as u64);
+        let known = known.map(query_bound);
         let tenant = self.home().as_str();
-        let mut decoder = Decoder::default();
-        let mut events = Vec::with_capacity(limit.min(4096));
-        if self.view.is_some() {
-            let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &limit_param];
-            if !self.home().is_default() {
-                params.push(&tenant);
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after, &limit_param];
+        if self.view.is_some() && !self.home().is_default() {
+            params.push(&tenant);
+        }
+        params.push(&known);
+        if known.is_some() {
+            if self.view.is_some() {
+                let rows = self
+                    .scoped(&client, client.query(&read_page, &params))
+                    .await
+                    .map_err(|e| self.fail(&client, e))?;
+                for row in &rows {
+                    events.push(decoder.decode(row)?);
+                }
+                return Ok(());
             }
-            let (_, rows) = self
+            let rows = client
+                .query_raw(&read_page, params)
+                .await
+                .map_err(|e| self.fail(&client, e))?;
+            let mut rows = std::pin::pin!(rows);
+            while let Some(row) = rows.try_next().await.map_err(|e| self.fail(&client, e))? {
+                events.push(decoder.decode(&row)?);
+            }
+            return Ok(());
+        }
+        let set_horizon = client
+            .prepare_cached(&sql.set_horizon)
+            .await
+            .map_err(|e| self.fail(&client, e))?;
+        if self.view.is_some() {
+            let (horizon, rows) = self
                 .scoped(
                     &client,
                     futures::future::try_join(
-                        client.execute(&set_horizon, &[]),
+                        client.query_one(&set_horizon, &[]),
                         client.query(&read_page, &params),
                     ),
                 )
                 .await
                 .map_err(|e| self.fail(&client, e))?;
+            self.learn_horizon(&horizon);
             for row in &rows {
                 events.push(decoder.decode(row)?);
             }
-            return Ok(events);
+            return Ok(());
         }
-        let params: [&(dyn ToSql + Sync); 2] = [&after, &limit_param];
         // Both statements go out in one round trip, in this order, on this
         // connection; the page is used only when the horizon was set.
-        let (_, rows) = futures::try_join!(
-            client.execute(&set_horizon, &[]),
+        let (horizon, rows) = futures::try_join!(
+            client.query_one(&set_horizon, &[]),
             client.query_raw(&read_page, params)
         )
         .map_err(|e| self.fail(&client, e))?;
+        self.learn_horizon(&horizon);
         let mut rows = std::pin::pin!(rows);
         while let Some(row) = rows.try_next().await.map_err(|e| self.fail(&client, e))? {
             events.push(decoder.decode(&row)?);
         }
-        Ok(events)
+        Ok(())
+    }
+
+    /// Keeps the horizon `set_horizon` returned, when it is the highest yet.
+    fn learn_horizon(&self, row: &Row) {
+        let horizon = row
+            .try_get::<_, Option<&str>>(0)
+            .ok()
+            .flatten()
+            .and_then(|text| text.parse::<u64>().ok());
+        if let Some(horizon) = horizon {
+            self.shared.known_horizon.fetch_max(horizon, Ordering::Relaxed);
+        }
     }
 
     /// [`EventStore::subscribe_all`](factum_core::EventStore::subscribe_all):

@@ -50,13 +50,18 @@ impl<'a> FromSql<'a> for JsonText<'a> {
     }
 }
 
-/// Decodes rows, sharing the event type strings and tenants that repeat
-/// instead of allocating one per row.
+/// Decodes rows, sharing the event type strings, streams and tenants that
+/// repeat instead of allocating one per row.
 #[derive(Default)]
 pub(crate) struct Decoder {
     event_types: EventTypes,
     /// The tenant of the last row that named one.
     tenant: Option<Tenant>,
+    /// The stream of the last row read by [`Decoder::decode`]: the global
+    /// log holds runs of one stream's events (a batch, a busy aggregate),
+    /// which then share one `StreamId` instead of allocating three times
+    /// per row.
+    stream: Option<StreamId>,
 }
 
 impl Decoder {
@@ -80,7 +85,16 @@ impl Decoder {
         let unknown = StreamId::new("?", "?");
         let stream_type: &str = column(row, STREAM_TYPE, &unknown, 0)?;
         let stream_id: &str = column(row, STREAM_ID, &unknown, 0)?;
-        let stream = StreamId::new(stream_type, stream_id);
+        let stream = match &self.stream {
+            Some(last) if last.aggregate_id() == stream_id && last.aggregate_type() == stream_type => {
+                last.clone()
+            }
+            _ => {
+                let stream = StreamId::new(stream_type, stream_id);
+                self.stream = Some(stream.clone());
+                stream
+            }
+        };
         let version = version(row, &stream)?;
         let tenant = self.tenant(row, &stream, version)?;
         self.fields(row, stream, &tenant, version)

@@ -13,6 +13,8 @@ pub(crate) struct Sql {
     pub(crate) append_one: String,
     pub(crate) append_many: String,
     pub(crate) append_new: String,
+    /// The appends of a group (see `group`), one statement.
+    pub(crate) append_group: String,
     pub(crate) set_horizon: String,
     pub(crate) read_page: String,
     /// A page of the default tenant's log (no parameter for the tenant).
@@ -46,12 +48,13 @@ impl Sql {
             append_one: append_one(names),
             append_many: append_many(names),
             append_new: append_new(names),
+            append_group: append_group(names),
             set_horizon: set_horizon(names),
-            read_page: read_page(names, ""),
-            read_default_page: read_page(names, "tenant = 'default' AND"),
+            read_page: read_page(names, "", "$3"),
+            read_default_page: read_page(names, "tenant = 'default' AND", "$3"),
             // Naming the default tenant out lets the planner use the partial
             // index on `(tenant, position)` with a generic plan.
-            read_tenant_page: read_page(names, "tenant = $3 AND tenant <> 'default' AND"),
+            read_tenant_page: read_page(names, "tenant = $3 AND tenant <> 'default' AND", "$4"),
             horizon: format!("SELECT {}()", names.horizon),
             default_head: tenant_head(names, "tenant = 'default'"),
             tenant_head: tenant_head(names, "tenant = $1 AND tenant <> 'default'"),
@@ -190,6 +193,82 @@ fn append_new(names: &Names) -> String {
     )
 }
 
+/// The statement of a group of appends (see `group`): every append's
+/// version check, and the inserts of those that pass, in one statement, so
+/// one transaction and one round trip.
+///
+/// Per append (`$1`…`$3`, in the order of their streams, no stream twice):
+/// stream type, stream id, expected version (NULL: any); per event (`$4`…
+/// `$11`): its append's number (from 1), its place in the append (from 1),
+/// and the columns; `$12`: the tenant. Returns one row per append, in
+/// order: the stream's version before the group, whether the stream's turn
+/// was shared (when not, the append wrote nothing and runs again alone,
+/// taking its turn), and its positions (none when its expected version did
+/// not hold).
+///
+/// Exactness, as for one append: the position lock is taken once, keyed
+/// with the last position handed out, and `nextval` sits in the target
+/// list of a join with the lock's CTE, so every position of the group is
+/// taken after the lock. The positions are then numbered by value and the
+/// accepted events by their order in the arrays, and joined on those
+/// numbers: whatever order the executor calls `nextval` in, each append's
+/// positions increase with its versions. A unique key met by any row (a
+/// race with another transaction on a stream, an event id stored already)
+/// fails the statement, which rolls the group back whole.
+fn append_group(names: &Names) -> String {
+    let Names {
+        events,
+        sequence,
+        lock_tag,
+        ..
+    } = names;
+    let shift = 1_i64 << POSITION_BITS;
+    let last_handed_out = last_handed_out(names);
+    let sequence_literal = sequence.replace('\'', "''");
+    let share_turn = stream_turn(
+        names,
+        "pg_try_advisory_xact_lock_shared",
+        "a.stream_type",
+        "a.stream_id",
+    );
+    format!(
+        "WITH position_lock AS MATERIALIZED (
+             SELECT pg_advisory_xact_lock_shared({lock_tag} * {shift} + {last_handed_out}) AS locked
+         ), appends AS MATERIALIZED (
+             SELECT a.n, a.stream_type, a.stream_id, a.expected, {share_turn} AS turn,
+                    (SELECT coalesce(max(e.version), 0) FROM {events} e
+                      WHERE e.tenant = $12 AND e.stream_type = a.stream_type AND e.stream_id = a.stream_id) AS actual
+               FROM unnest($1::text[], $2::text[], $3::bigint[]) WITH ORDINALITY AS a(stream_type, stream_id, expected, n)
+         ), accepted AS MATERIALIZED (
+             SELECT row_number() OVER (ORDER BY u.ord) AS rank, a.stream_type, a.stream_id,
+                    a.actual + u.place AS version, u.event_id, u.event_type, u.schema_version, u.payload,
+                    u.metadata, u.occurred_at
+               FROM unnest($4::integer[], $5::integer[], $6::uuid[], $7::text[], $8::integer[], $9::text[],
+                           $10::text[], $11::timestamptz[])
+                        WITH ORDINALITY AS u(append, place, event_id, event_type, schema_version, payload,
+                                             metadata, occurred_at, ord)
+               JOIN appends a ON a.n = u.append
+              WHERE a.turn AND (a.expected IS NULL OR a.actual = a.expected)
+         ), positions AS MATERIALIZED (
+             SELECT row_number() OVER (ORDER BY p.position) AS rank, p.position
+               FROM (SELECT nextval('{sequence_literal}'::regclass) AS position
+                       FROM position_lock l, generate_series(1, (SELECT count(*) FROM accepted))) p
+         ), inserted AS (
+             INSERT INTO {events} (position, stream_type, stream_id, version, event_id, event_type,
+                                   schema_version, payload, metadata, occurred_at, tenant)
+             SELECT p.position, x.stream_type, x.stream_id, x.version, x.event_id, x.event_type,
+                    x.schema_version, x.payload::json, x.metadata::json, x.occurred_at, $12
+               FROM accepted x JOIN positions p ON p.rank = x.rank
+              ORDER BY x.rank
+             RETURNING position, stream_type, stream_id
+         )
+         SELECT a.actual, a.turn,
+                ARRAY(SELECT i.position FROM inserted i
+                       WHERE i.stream_type = a.stream_type AND i.stream_id = a.stream_id ORDER BY i.position)
+           FROM appends a ORDER BY a.n"
+    )
+}
+
 /// The statement that computes the horizon and leaves it in the session, for
 /// [`read_page`], sent right before it in the same round trip.
 fn set_horizon(names: &Names) -> String {
@@ -206,16 +285,22 @@ fn set_horizon(names: &Names) -> String {
 /// takes one per statement): the order the proof of exactness needs.
 /// Leaving out other tenants' events keeps it: every event at or below the
 /// horizon is there to be read, whichever tenant's it is.
-fn read_page(names: &Names, only: &str) -> String {
+///
+/// `known` names the parameter of a horizon computed earlier (NULL: the
+/// one just set). An earlier horizon stays exact for later reads: every
+/// event at or below it was committed, or rolled back, before the scan
+/// that found it, so any later snapshot sees all of them.
+fn read_page(names: &Names, only: &str, known: &str) -> String {
     // The horizon filters the page after the LIMIT (the rows at or below it
     // are a prefix of the page): an open range bounded on both sides makes
     // the planner expect few rows and sort a whole range, while this form
-    // always walks the primary key from `$1`.
+    // always walks the primary key from `$1`. The horizon is read once per
+    // page (an init plan), not once per row.
     format!(
         "SELECT {columns} FROM (
              SELECT {columns} FROM {events} WHERE {only} position > $1 ORDER BY position LIMIT $2
          ) page
-         WHERE position <= current_setting('factum.horizon', true)::bigint
+         WHERE position <= (SELECT coalesce({known}::bigint, current_setting('factum.horizon', true)::bigint))
          ORDER BY position",
         columns = COLUMNS,
         events = names.events,

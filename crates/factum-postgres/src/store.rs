@@ -13,6 +13,7 @@ use factum_core::{
 };
 use tokio::sync::{mpsc, watch};
 
+use crate::group::Gate;
 use crate::options::Names;
 use crate::scope::View;
 use crate::statements::Sql;
@@ -61,6 +62,11 @@ pub(crate) struct Shared {
     /// [`PostgresError::Closed`].
     pub(crate) closed: AtomicBool,
     pub(crate) sql: Sql,
+    /// The highest horizon this store has computed (0: none yet): pages
+    /// of the global log below it need no new scan of `pg_locks`.
+    pub(crate) known_horizon: std::sync::atomic::AtomicU64,
+    /// The queue of group commit; `None` when it is off.
+    pub(crate) group: Option<Gate>,
 }
 
 impl std::fmt::Debug for PostgresEventStore {
@@ -127,6 +133,10 @@ impl PostgresEventStore {
     fn build(pool: Pool, options: PostgresOptions, address: String) -> Self {
         let names = Names::new(&options.schema, &options.table_prefix);
         let sql = Sql::new(&names);
+        let group = options
+            .group_commit
+            .enabled
+            .then(|| Gate::new(options.group_commit.clone(), pool.status().max_size));
         Self {
             shared: Arc::new(Shared {
                 pool,
@@ -138,6 +148,8 @@ impl PostgresEventStore {
                 listener: Mutex::new(None),
                 closed: AtomicBool::new(false),
                 sql,
+                known_horizon: std::sync::atomic::AtomicU64::new(0),
+                group,
             }),
             view: None,
         }
@@ -227,7 +239,7 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, Error> {
-        self.append_events(stream, expected, &events).await
+        self.append_owned(stream, expected, events).await
     }
 
     async fn append_many(&self, batches: Vec<AppendBatch>) -> Result<Vec<AppendResult>, Error> {
