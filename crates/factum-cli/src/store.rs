@@ -186,9 +186,24 @@ async fn open_postgres(
         ))),
         (_, Access::CreateOrMigrate) => {
             store.ensure_schema().await?;
+            set_up_tenant_role(&store, &where_).await;
             Ok((store, found))
         }
         _ => Ok((store, found)),
+    }
+}
+
+/// Sets up the role tenants' views run as, so that importing other
+/// tenants' events and serving tenant tokens work on a fresh server. A
+/// user without `CREATEROLE` still gets a migrated store: the views then
+/// fail with their own error, and this says why beforehand.
+async fn set_up_tenant_role(store: &PostgresEventStore, where_: &str) {
+    if let Err(error) = store.ensure_tenant_role().await {
+        eprintln!(
+            "note: tenants' views of the store in {where_} will not work until the tenant role is set up \
+             (see \"Tenants\" in the factum-postgres documentation): {}",
+            crate::error::Chain(&error)
+        );
     }
 }
 

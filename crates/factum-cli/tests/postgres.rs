@@ -323,3 +323,77 @@ async fn a_multi_tenant_export_moves_to_postgres_and_back_with_its_tenants() {
     assert_eq!(lines_of(&third).len(), 18);
     pg.drop().await;
 }
+
+/// A user who may not create roles (the usual application user) still
+/// migrates a store of its own and imports the default tenant's events:
+/// those go through the unscoped handle, which needs no tenant role, and
+/// `migrate` says why tenants' views will not work instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_without_createrole_migrates_and_imports_the_default_tenant() {
+    let Some(pg) = postgres().await else { return };
+    let url = common::postgres_url();
+    let Some(rest) = url
+        .strip_prefix("postgres://")
+        .and_then(|rest| rest.split_once('@'))
+    else {
+        println!("SKIPPED: FACTUM_POSTGRES_URL has no user to replace: {url}");
+        return;
+    };
+    let user = format!("{}_owner", pg.schema);
+    let user_url = format!("postgres://{user}@{}", rest.1);
+    pg.client
+        .batch_execute(&format!(
+            "CREATE ROLE \"{user}\" LOGIN NOCREATEROLE; CREATE SCHEMA \"{schema}\" AUTHORIZATION \"{user}\";
+             DO $$ BEGIN EXECUTE format('GRANT CREATE ON DATABASE %I TO %I', current_database(), '{user}'); END $$",
+            schema = pg.schema
+        ))
+        .await
+        .unwrap();
+    let as_user = |args: &[&str]| {
+        let mut command = common::factum();
+        command
+            .args(["--store", &user_url, "--schema", &pg.schema])
+            .args(args);
+        common::finish(command.output().expect("the factum binary runs"))
+    };
+
+    let migrated = as_user(&["migrate"]).ok();
+    assert!(
+        migrated.stderr.contains("tenants' views") && migrated.stderr.contains("tenant role"),
+        "migrate says why tenants' views will not work: {}",
+        migrated.stderr
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    seeded_sqlite(&source, 5, 4).await;
+    let file = dir.path().join("export.jsonl");
+    run(
+        source.to_str().unwrap(),
+        &["export", "-o", file.to_str().unwrap()],
+    )
+    .ok();
+    let imported = as_user(&["import", file.to_str().unwrap()]).ok();
+    assert!(
+        imported.stdout.contains("imported 20 events"),
+        "{}",
+        imported.stdout
+    );
+    let stored: i64 = pg
+        .client
+        .query_one(
+            &format!("SELECT count(*) FROM \"{}\".factum_events", pg.schema),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 20);
+
+    pg.client
+        .batch_execute(&format!(
+            "DROP SCHEMA \"{schema}\" CASCADE; DROP OWNED BY \"{user}\"; DROP ROLE \"{user}\"",
+            schema = pg.schema
+        ))
+        .await
+        .unwrap();
+}

@@ -163,7 +163,8 @@ pub enum PostgresError {
     /// own). Nothing was written.
     #[error(
         "a tenant's view at {address} runs as role `{role}`, which failed: {}; run \
-         PostgresEventStore::ensure_tenant_role() or the set-up in the factum-postgres documentation",
+         PostgresEventStore::ensure_tenant_role() (`factum migrate` does), or the set-up in the factum-postgres \
+         documentation",
         describe(.source)
     )]
     TenantRole {

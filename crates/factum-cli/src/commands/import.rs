@@ -315,8 +315,14 @@ impl Call {
             ))
             .with_source(error)
         };
-        let view = store.for_tenant(tenant.as_str()).map_err(failed)?;
-        view.append_many(batches).await.map_err(failed)?;
+        // The unscoped handle writes to the default tenant itself, without
+        // the tenant role a view needs on PostgreSQL.
+        if tenant.is_default() && store.tenant().is_none() {
+            store.append_many(batches).await.map_err(failed)?;
+        } else {
+            let view = store.for_tenant(tenant.as_str()).map_err(failed)?;
+            view.append_many(batches).await.map_err(failed)?;
+        }
         Ok(())
     }
 }
