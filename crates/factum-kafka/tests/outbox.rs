@@ -21,7 +21,7 @@ use factum_core::{
 };
 use factum_kafka::KafkaNotifier;
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::{Barrier, Notify};
 use uuid::Uuid;
 
 fn deposit(amount: u64) -> NewEvent {
@@ -284,28 +284,53 @@ async fn a_relay_aborted_after_publishing_repeats_messages_and_loses_none_on_pos
     stores::drop_postgres(store).await;
 }
 
-/// Takes its time before each publish, so that while one relay publishes a
-/// batch the other claims the next: without it, on a busy machine one relay
-/// can drain the outbox alone and the test would prove nothing about two.
+/// Holds each relay's first publish until the other relay reaches its own,
+/// so the two are publishing at the same time. Without it, on a busy
+/// machine one relay can drain the outbox alone and the test would prove
+/// nothing about two (a fixed delay only made that rarer).
 #[derive(Clone)]
-struct Unhurried<P>(P);
+struct Meeting<P> {
+    inner: P,
+    both_here: Arc<Barrier>,
+    arrived: Arc<AtomicBool>,
+}
 
-impl<P: Publisher> Publisher for Unhurried<P> {
+impl<P> Meeting<P> {
+    fn pair(inner: P) -> [Self; 2]
+    where
+        P: Clone,
+    {
+        let both_here = Arc::new(Barrier::new(2));
+        [(); 2].map(|()| Self {
+            inner: inner.clone(),
+            both_here: Arc::clone(&both_here),
+            arrived: Arc::new(AtomicBool::new(false)),
+        })
+    }
+}
+
+impl<P: Publisher> Publisher for Meeting<P> {
     async fn publish(&self, events: &[RecordedEvent]) -> Vec<Result<(), PublishError>> {
-        tokio::time::sleep(Duration::from_millis(25)).await;
-        self.0.publish(events).await
+        if !self.arrived.swap(true, Ordering::SeqCst) {
+            // A relay that never gets a row lets the other go on after the
+            // wait; the check that both took part then fails with counts.
+            let _ = tokio::time::timeout(Duration::from_secs(20), self.both_here.wait()).await;
+        }
+        self.inner.publish(events).await
     }
 }
 
 async fn two_relays_at_once<O: Outbox + Clone, S: EventStore>(store: &S, first: O, second: O, topic: &str) {
     let watched = Watched::new(notifier(topic));
+    let [for_first, for_second] = Meeting::pair(watched.clone());
     let relays = [
-        quick(first.clone(), Unhurried(watched.clone()))
-            .batch_size(8)
-            .spawn(),
-        quick(second, Unhurried(watched.clone())).batch_size(8).spawn(),
+        quick(first.clone(), for_first).batch_size(8).spawn(),
+        quick(second, for_second).batch_size(8).spawn(),
     ];
-    interleave(store, 12, 10).await;
+    // More aggregates than one relay holds (two claims of 8): while one
+    // waits at the meeting, the other always finds an aggregate whose next
+    // entry nobody holds, since an entry waits for its predecessor's relay.
+    interleave(store, 24, 5).await;
     drained(&first, 0).await;
     for relay in &relays {
         relay.shutdown().await.unwrap();
