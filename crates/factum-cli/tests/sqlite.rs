@@ -724,3 +724,36 @@ fn a_multi_tenant_export_comes_back_with_every_stream_in_its_tenant() {
         store.close().await.unwrap();
     });
 }
+
+/// A damaged row deep in the log fails the export with the event it is,
+/// and leaves neither the file nor its partial copy: a failed export must
+/// never look like a backup. The page holding it is read on its own task,
+/// several pages ahead of the writer.
+#[test]
+fn a_payload_that_is_not_json_fails_the_export_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.db");
+    runtime().block_on(seeded_sqlite(&source, 50, 100));
+    rusqlite::Connection::open(&source)
+        .unwrap()
+        .execute("UPDATE events SET payload = 'not json' WHERE position = 4500", [])
+        .unwrap();
+    let file = dir.path().join("backup.jsonl");
+    let failed = run(
+        source.to_str().unwrap(),
+        &["export", "-o", file.to_str().unwrap()],
+    )
+    .expect(1);
+    assert!(
+        failed.stderr.contains("(position 4500) is not JSON"),
+        "{}",
+        failed.stderr
+    );
+    assert_eq!(failed.stderr.lines().count(), 1, "{}", failed.stderr);
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.contains("backup"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

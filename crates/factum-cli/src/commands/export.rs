@@ -38,26 +38,13 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Contex
     let (pages, mut received) = mpsc::channel(PAGES_AHEAD);
     let reader = tokio::spawn(read_log(store.clone(), head, args.aggregate_type.clone(), pages));
     let mut exported: u64 = 0;
-    let mut lines = Vec::with_capacity(2 * 1024 * 1024);
-    let mut last = 0;
     while let Some(page) = received.recv().await {
-        // A page is encoded into memory, then written at once: the writer
-        // sees one large write instead of a dozen small ones per event.
-        lines.clear();
-        for event in page? {
-            let line = LineOut::new(&event).map_err(|error| {
-                CliError::failed(format!(
-                    "the payload of version {} of {} (position {}) is not JSON: {error}",
-                    event.version, event.stream, event.position
-                ))
-            })?;
-            line.write_to(&mut lines).map_err(std::io::Error::from)?;
-            lines.push(b'\n');
-            exported += 1;
-            last = event.position;
+        let page = page?;
+        target.writer.write_all(&page.lines)?;
+        exported += page.events;
+        if let Some(last) = page.last {
+            bar.set_position(last);
         }
-        target.writer.write_all(&lines)?;
-        bar.set_position(last);
     }
     reader
         .await
@@ -86,53 +73,83 @@ pub(crate) async fn run<S: Store>(store: &S, args: &ExportArgs, context: &Contex
     Ok(())
 }
 
+/// A page of the log as the lines of the file.
+struct EncodedPage {
+    lines: Vec<u8>,
+    events: u64,
+    /// The position of the page's last event, if it kept any.
+    last: Option<u64>,
+}
+
 /// Reads the log up to `head` in pages, keeping `aggregate_type`'s events
-/// (all when `None`), and sends the pages in order; stops early when the
-/// writer is gone.
+/// (all when `None`), and sends the pages, encoded, in order; stops early
+/// when the writer is gone.
 ///
 /// Every event up to the head found at the start is committed, so the log
 /// below it can be read by position ranges, several at once: a page of
 /// [`PAGE`] events after `k × PAGE` always covers the range up to
 /// `(k + 1) × PAGE` (it cannot hold more positions), and what it holds
-/// beyond is the next range's and dropped.
+/// beyond is the next range's and dropped. Each range is read, decoded and
+/// encoded on a task of its own, so that work spreads over the runtime's
+/// threads and the writer only writes.
 async fn read_log<S: EventStore + Clone>(
     store: S,
     head: u64,
     aggregate_type: Option<String>,
-    pages: mpsc::Sender<Result<Vec<RecordedEvent>, CliError>>,
+    pages: mpsc::Sender<Result<EncodedPage, CliError>>,
 ) {
     let page = PAGE as u64;
     let ranges = head.div_ceil(page);
+    let aggregate_type: Option<std::sync::Arc<str>> = aggregate_type.map(Into::into);
     let reads = futures::stream::iter(0..ranges)
         .map(|range| {
             let store = store.clone();
-            async move {
+            let aggregate_type = aggregate_type.clone();
+            tokio::spawn(async move {
                 let after = range * page;
                 let last = (after + page).min(head);
                 let events = store.read_all(after, PAGE).await?;
-                Ok::<_, factum_core::Error>(events.into_iter().filter(move |event| event.position <= last))
-            }
+                encode(events.iter().filter(|event| {
+                    event.position <= last
+                        && aggregate_type
+                            .as_deref()
+                            .is_none_or(|wanted| event.aggregate_type() == wanted)
+                }))
+            })
         })
         .buffered(READS_IN_FLIGHT);
     futures::pin_mut!(reads);
     while let Some(read) = reads.next().await {
-        let page = match read {
-            Ok(events) => events
-                .filter(|event| {
-                    aggregate_type
-                        .as_deref()
-                        .is_none_or(|wanted| event.aggregate_type() == wanted)
-                })
-                .collect(),
-            Err(error) => {
-                let _ = pages.send(Err(error.into())).await;
-                return;
-            }
-        };
-        if pages.send(Ok(page)).await.is_err() {
+        let page = read
+            .map_err(|error| CliError::failed("reading a page of the log failed").with_source(error))
+            .and_then(|page| page);
+        let failed = page.is_err();
+        if pages.send(page).await.is_err() || failed {
             return;
         }
     }
+}
+
+/// The lines of `events`, each ended by a line break.
+fn encode<'a>(events: impl Iterator<Item = &'a RecordedEvent>) -> Result<EncodedPage, CliError> {
+    let mut page = EncodedPage {
+        lines: Vec::with_capacity(PAGE * 384),
+        events: 0,
+        last: None,
+    };
+    for event in events {
+        let line = LineOut::new(event).map_err(|error| {
+            CliError::failed(format!(
+                "the payload of version {} of {} (position {}) is not JSON: {error}",
+                event.version, event.stream, event.position
+            ))
+        })?;
+        line.write_to(&mut page.lines).map_err(std::io::Error::from)?;
+        page.lines.push(b'\n');
+        page.events += 1;
+        page.last = Some(event.position);
+    }
+    Ok(page)
 }
 
 /// Where the lines go: standard output, a device, or a regular file
