@@ -5,7 +5,8 @@
 //! read. Client and server share the process (and the machine's 2 cores).
 //!
 //! Workloads: 16 tasks appending one event at a time; batches of 100
-//! events; `read_all` of the whole log; subscription latency (append to
+//! events; `read_all` of the whole log; one unary round trip (`Head`),
+//! the floor of every call; subscription latency (append to
 //! delivery) at 1,000 events/s.
 //!
 //! Run: `cargo bench -p factum-benches --bench remote`. `BENCH_SCALE=0.2`
@@ -183,6 +184,17 @@ where
         );
     }
     println!("  read_all read {total} events per call");
+    // The floor of every unary call: a sequential batch cannot cost less
+    // over the wire than one of these.
+    let calls = scale(2000);
+    let started = Instant::now();
+    for _ in 0..calls {
+        std::hint::black_box(remote.head_position().await?);
+    }
+    println!(
+        "  one round trip (Head), mean of {calls}: {:.0} µs",
+        started.elapsed().as_secs_f64() * 1e6 / calls as f64
+    );
     let count = scale(3000);
     let local = latencies(&store, &store, count).await?;
     let wire = latencies(&store, &remote, count).await?;
