@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use factum::prelude::*;
 use factum::{Durability, PostgresOptions, SqliteOptions};
-use factum_benches::{Counter, CounterId};
+use factum_benches::{Counter, CounterId, scale, wanted};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -30,18 +30,6 @@ const CASES: [&str; 4] = [
     "one save, 2 events to one stream",
     "save_all, 2 aggregates x 1 event",
 ];
-
-fn scale(count: usize) -> usize {
-    let factor: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(1.0);
-    ((count as f64 * factor) as usize).max(1)
-}
-
-fn wanted(store: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| only == store)
-}
 
 /// Two saved counters, loaded: what each case changes and saves again.
 async fn counters<S: EventStore>(app: &Application<Counter, S>) -> Result<[Counter; 2], BoxError> {

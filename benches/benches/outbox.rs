@@ -34,7 +34,7 @@ use factum::prelude::*;
 use factum::{
     Durability, Metadata, NewEvent, Outbox, OutboxRelay, Payload, PostgresOptions, RelayHandle, SqliteOptions,
 };
-use factum_benches::{Counter, CounterId};
+use factum_benches::{Counter, CounterId, scale, wanted};
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -54,18 +54,6 @@ const SAVE_CASES: [&str; 4] = [
 const AGGREGATES: usize = 100;
 const PAYLOAD: &str = r#"{"amount":1,"note":"a typical small event payload"}"#;
 const RELAY_ROUNDS: usize = 3;
-
-fn scale(count: usize) -> usize {
-    let factor: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(1.0);
-    ((count as f64 * factor) as usize).max(1)
-}
-
-fn wanted(part: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| only == part)
-}
 
 fn postgres_url() -> String {
     std::env::var("FACTUM_POSTGRES_URL")

@@ -19,23 +19,12 @@ use factum::{
     EventStore, ExpectedVersion, InMemoryEventStore, NewEvent, Payload, SqliteEventStore, StreamId,
 };
 use factum::{SnapshotStore, Tenancy};
+use factum_benches::{scale, wanted};
 use factum_remote::{RemoteEventStore, RemoteOptions};
 use factum_server::Server;
 use futures::StreamExt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn scale(count: usize) -> usize {
-    let factor: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(1.0);
-    ((count as f64 * factor) as usize).max(1)
-}
-
-fn wanted(store: &str) -> bool {
-    std::env::var("BENCH_ONLY").map_or(true, |only| only == store)
-}
 
 fn event(amount: u64) -> NewEvent {
     NewEvent::new(

@@ -214,3 +214,18 @@ pub fn small_events(count: usize) -> Vec<NewEvent> {
         .map(|_| NewEvent::new("incremented", Payload::from_stored(r#"{"amount":1}"#)))
         .collect()
 }
+
+/// `count` scaled by `BENCH_SCALE` (default 1), at least 1: how every
+/// benchmark here shortens or lengthens its cases.
+pub fn scale(count: usize) -> usize {
+    let factor: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(1.0);
+    ((count as f64 * factor) as usize).max(1)
+}
+
+/// Whether `BENCH_ONLY` asks for `part` (every part when it is unset).
+pub fn wanted(part: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only == part)
+}
