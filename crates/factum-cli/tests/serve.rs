@@ -15,24 +15,13 @@ fn serve_answers_remote_clients_and_stops_cleanly() {
     let path = dir.path().join("app.db");
     let tokens = dir.path().join("tokens.toml");
     std::fs::write(&tokens, "[[token]]\ntoken = \"root\"\nadmin = true\n").expect("the token file");
-    let mut child = common::factum()
-        .arg("--store")
-        .arg(&path)
-        .args(["serve", "--addr", "127.0.0.1:0", "--tokens"])
-        .arg(&tokens)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("factum serve starts");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("a piped stdout"))
-        .read_line(&mut first)
-        .expect("the address line");
-    let address = first
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("`listening on URL`")
-        .to_owned();
+    let (mut child, address) = serve(
+        common::factum()
+            .arg("--store")
+            .arg(&path)
+            .args(["serve", "--addr", "127.0.0.1:0", "--tokens"])
+            .arg(&tokens),
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -80,26 +69,15 @@ fn serve_speaks_tls_with_the_given_certificate() {
         certified.signing_key.serialize_pem(),
     )
     .expect("the key file");
-    let mut child = common::factum()
-        .arg("--store")
-        .arg(dir.path().join("app.db"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--tls-cert"])
-        .arg(dir.path().join("server.pem"))
-        .arg("--tls-key")
-        .arg(dir.path().join("server.key"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("factum serve starts");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().expect("a piped stdout"))
-        .read_line(&mut first)
-        .expect("the address line");
-    let address = first
-        .trim()
-        .strip_prefix("listening on ")
-        .expect("`listening on URL`")
-        .to_owned();
+    let (mut child, address) = serve(
+        common::factum()
+            .arg("--store")
+            .arg(dir.path().join("app.db"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--tls-cert"])
+            .arg(dir.path().join("server.pem"))
+            .arg("--tls-key")
+            .arg(dir.path().join("server.key")),
+    );
     assert!(address.starts_with("https://"), "{address}");
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -120,4 +98,24 @@ fn serve_speaks_tls_with_the_given_certificate() {
         .status();
     let status = child.wait().expect("factum serve ends");
     assert!(status.success(), "serve ended with {status}");
+}
+
+/// Starts `factum serve` as `command` says, and reads the address it
+/// listens on from its first line.
+fn serve(command: &mut std::process::Command) -> (std::process::Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("factum serve starts");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("a piped stdout"))
+        .read_line(&mut first)
+        .expect("the address line");
+    let address = first
+        .trim()
+        .strip_prefix("listening on ")
+        .expect("`listening on URL`")
+        .to_owned();
+    (child, address)
 }
