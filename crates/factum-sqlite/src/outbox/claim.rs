@@ -102,12 +102,11 @@ fn lease_entries(
     }
     let (entries, _held_back) = hand_out(candidates, ahead);
     let until = now.saturating_add(lease_millis);
-    let mut lease = connection.prepare_cached(sql::LEASE).map_err(sqlite)?;
-    for entry in &entries {
-        lease
-            .execute((token, until, query_bound(entry.id)))
-            .map_err(sqlite)?;
-    }
+    let positions = json_positions(entries.iter().map(|entry| query_bound(entry.id)));
+    connection
+        .prepare_cached(sql::LEASE)
+        .and_then(|mut lease| lease.execute((token, until, positions)))
+        .map_err(sqlite)?;
     Ok(entries)
 }
 
@@ -144,11 +143,21 @@ fn record(
     outcomes: &[Outcome],
 ) -> Result<(), Error> {
     let now = nanos(OffsetDateTime::now_utc()).map_err(|reason| Error::store(crate::BACKEND, reason))?;
+    // Sent is what nearly every row of a claim ends as: one statement.
+    let sent = json_positions(
+        positions
+            .iter()
+            .zip(outcomes)
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Sent))
+            .map(|(position, _)| *position),
+    );
+    connection
+        .prepare_cached(sql::SENT)
+        .and_then(|mut statement| statement.execute((now, sent, token)))
+        .map_err(sqlite)?;
     for (index, position) in positions.iter().enumerate() {
         let changed = match outcomes.get(index) {
-            Some(Outcome::Sent) => connection
-                .prepare_cached(sql::SENT)
-                .and_then(|mut statement| statement.execute((now, position, token))),
+            Some(Outcome::Sent) => continue,
             Some(Outcome::Retry(error)) => connection
                 .prepare_cached(sql::RETRY)
                 .and_then(|mut statement| statement.execute((error, position, token))),
@@ -211,4 +220,18 @@ impl Drop for SqliteOutboxClaim {
             }
         })));
     }
+}
+
+/// `positions` as a JSON array, the one parameter of a statement over many
+/// rows (`json_each`).
+fn json_positions(positions: impl Iterator<Item = i64>) -> String {
+    let mut json = String::from("[");
+    for (index, position) in positions.enumerate() {
+        if index > 0 {
+            json.push(',');
+        }
+        json.push_str(&position.to_string());
+    }
+    json.push(']');
+    json
 }

@@ -65,17 +65,19 @@ pub(crate) static CANDIDATES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Takes the lease of row `?3` for claim `?1` until `?2`.
-pub(crate) const LEASE: &str =
-    "UPDATE factum_outbox SET claimed_by = ?1, claimed_until = ?2 WHERE position = ?3";
+/// Takes the lease of the rows whose positions the JSON array `?3` holds,
+/// for claim `?1` until `?2`: one statement for the whole claim.
+pub(crate) const LEASE: &str = "UPDATE factum_outbox SET claimed_by = ?1, claimed_until = ?2 \
+     WHERE position IN (SELECT value FROM json_each(?3))";
 
 /// Extends the lease of row `?2`, if claim `?3` still holds it, to `?1`.
 pub(crate) const RENEW: &str =
     "UPDATE factum_outbox SET claimed_until = ?1 WHERE position = ?2 AND claimed_by = ?3";
 
-/// Marks row `?2` of claim `?3` sent at `?1`.
+/// Marks the rows of claim `?3` whose positions the JSON array `?2` holds
+/// sent at `?1`: one statement for every sent row of a claim.
 pub(crate) const SENT: &str = "UPDATE factum_outbox SET sent_at = ?1, claimed_by = NULL, claimed_until = NULL \
-     WHERE position = ?2 AND claimed_by = ?3";
+     WHERE position IN (SELECT value FROM json_each(?2)) AND claimed_by = ?3";
 
 /// Releases row `?2` of claim `?3` with the error `?1`, one more attempt counted.
 pub(crate) const RETRY: &str = "UPDATE factum_outbox \
