@@ -31,14 +31,14 @@ fn migrate_creates_then_finds_nothing_to_do() {
     let store = path_of(&dir, "app.db");
     let created = run(&store, &["migrate"]).ok();
     assert!(
-        created.stdout.contains("created the store at schema version 4"),
+        created.stdout.contains("created the store at schema version 5"),
         "{}",
         created.stdout
     );
     let again = run(&store, &["migrate"]).ok();
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     let json = run(&store, &["migrate", "--json"]).ok().json_lines();
-    assert_eq!(json[0]["schema_version"], 4);
+    assert_eq!(json[0]["schema_version"], 5);
 }
 
 #[test]

@@ -188,7 +188,9 @@ impl<'a> Rows<'a> {
 }
 
 /// Inserts `rows` into `stream` (its key, when it has one), creating the
-/// stream when new.
+/// stream when new, and the append's outbox entry when the outbox is on:
+/// every way events are stored passes here, in the transaction that
+/// stores them.
 pub(crate) fn insert(
     connection: &Connection,
     stream: &StreamId,
@@ -217,6 +219,11 @@ pub(crate) fn insert(
             statement.raw_execute()?;
             offset += size;
         }
+    }
+    if let (Some(first), Some(last)) = (rows.encoded.first(), rows.encoded.last()) {
+        connection
+            .prepare_cached(crate::outbox::CAPTURE)?
+            .execute((first.position, last.position))?;
     }
     Ok(())
 }

@@ -102,31 +102,39 @@
 //!
 //! # Transactional outbox
 //!
-//! [`SqliteEventStore::enable_outbox`] switches the file's outbox on: a
-//! table `factum_outbox` with one row per event (keyed by the event's
-//! position: no sequence of its own; the envelope is read from `events`)
-//! and a trigger on `events` that writes the row in the transaction that
-//! stores the event. An [`OutboxRelay`](factum_core::OutboxRelay) on
-//! [`SqliteEventStore::outbox`] publishes the rows, at least once and in
-//! order per aggregate, and marks them sent.
+//! [`SqliteEventStore::enable_outbox`] switches the file's outbox on: from
+//! then on, every append writes an entry in `factum_outbox` in the
+//! transaction that stores its events. An entry is one append's events to
+//! one stream: their first position (its key and its order; no sequence of
+//! its own) and their last, contiguous since the writer hands positions
+//! out; the envelopes are read from `events`. An
+//! [`OutboxRelay`](factum_core::OutboxRelay) on [`SqliteEventStore::outbox`]
+//! publishes the events, at least once and in order per aggregate, and
+//! marks them sent.
 //!
-//! Why a trigger: the outbox is a property of the database, not of the
-//! process that happens to write. Every writer must add the rows in the
-//! transaction of its events, or an event can be stored and never
-//! published. A trigger does that for every way events arrive — `append`,
-//! `append_many`, appends the writer commits together, another process on
-//! the same file, an older factum-sqlite that knows nothing of outboxes —
-//! with no change to any of them, and no code path can forget it. Switching
-//! it on is a change of the file, seen by every process at once;
-//! [`SqliteEventStore::disable_outbox`] drops the trigger and keeps the
-//! rows not yet sent, for a relay to drain. A row trigger (SQLite has no
-//! other) inserting one integer per event costs a few percent of a save
-//! (see the README's benchmarks).
+//! Why an entry per append: the outbox's cost is then paid per save, not
+//! per event. A save of 100 events writes one row, and a relay leases and
+//! marks one row for them; a row per event, written by a row trigger,
+//! made such a save 1.5× slower and kept the relay to a third of a raw
+//! producer (see the README's benchmarks). Every way events arrive —
+//! `append`, `append_many`, the appends the writer commits together,
+//! tenant views, another process on the same file — passes through the one
+//! function that inserts events, which writes the entry in the same
+//! statement sequence, so no code path can store an event and forget it.
+//! The switch is a row of `factum_outbox_state`, read by that statement in
+//! the append's transaction, so switching is a change of the file that
+//! every process sees at its next append;
+//! [`SqliteEventStore::disable_outbox`] keeps the entries not yet sent, for
+//! a relay to drain. A release from before entries (schema version 4)
+//! cannot open the file, so none writes events without them.
 //!
-//! Relays claim rows by lease ([`SqliteOutbox::lease`], renewed while the
-//! claim lives), in a write transaction: relays in other processes skip
-//! leased rows and take over those of a relay that died once its lease
-//! lapses; a claim dropped unfinished gives its rows back at once.
+//! Relays claim entries by lease ([`SqliteOutbox::lease`], renewed while
+//! the claim lives), in a write transaction: relays in other processes skip
+//! leased entries and take over those of a relay that died once its lease
+//! lapses; a claim dropped unfinished gives its entries back at once. A
+//! claim cuts an entry that holds more events than it has room for, and
+//! splits one whose events end differently (a parked event becomes an
+//! entry of its own).
 //!
 //! # The file
 //!
@@ -145,10 +153,10 @@
 //! version 4); `factum_checkpoints`, `factum_dead_letters` and
 //! `factum_leases` (version 2); tenants in every key (version 3: see
 //! below). Opening a file of an older version migrates it in one
-//! transaction, keeping its events. `factum_outbox` and its trigger exist
-//! once [`SqliteEventStore::enable_outbox`] created them; they are not part
-//! of the versioned schema, so files with and without them are read by
-//! every release alike.
+//! transaction, keeping its events. `factum_outbox` and
+//! `factum_outbox_state` (version 5) are in every file, switched on by
+//! [`SqliteEventStore::enable_outbox`]; a version 4 file whose outbox was
+//! on keeps it on, each of its rows an entry of one event.
 //!
 //! # Tenants
 //!

@@ -18,7 +18,13 @@ pub(crate) const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 /// schema version `i` to `i + 1`. A new file runs them all; an older file
 /// runs the ones it lacks, in one transaction, keeping its events. Never
 /// edit a published migration: add one.
-const MIGRATIONS: [&str; 4] = [SCHEMA_V1, SCHEMA_V2, SCHEMA_V3, SCHEMA_SNAPSHOT_SHAPE];
+const MIGRATIONS: [&str; 5] = [
+    SCHEMA_V1,
+    SCHEMA_V2,
+    SCHEMA_V3,
+    SCHEMA_SNAPSHOT_SHAPE,
+    SCHEMA_OUTBOX_ENTRIES,
+];
 
 /// Schema version 1.
 ///
@@ -206,6 +212,64 @@ const SCHEMA_SNAPSHOT_SHAPE: &str = "
 ALTER TABLE snapshots ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;
 ";
 // ---- end of migration: snapshot shape versions ----------------------------
+
+/// Schema version 5: the outbox keeps one entry per append instead of one
+/// row per event, and the writer writes it instead of a row trigger.
+///
+/// - An entry is one append's events to one stream: positions `position`
+///   (its key and its order) to `last_position`, contiguous because the
+///   writer hands positions out. A save of 100 events writes one entry.
+/// - `factum_outbox_state` holds the switch: its row exists once the outbox
+///   was switched on, and `enabled` says whether appends write entries. A
+///   file whose trigger was there is switched on; its rows become entries
+///   of one event each, their state kept.
+/// - The table exists in every file, so that the append's one statement
+///   (`INSERT … SELECT … FROM factum_outbox_state WHERE enabled = 1`)
+///   always prepares; the old trigger is dropped, since a release that
+///   still writes through it cannot open a file of this version.
+/// - The partial indexes carry `last_position`, so counting the waiting
+///   events reads only them.
+const SCHEMA_OUTBOX_ENTRIES: &str = "
+CREATE TABLE factum_outbox_state (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    enabled INTEGER NOT NULL
+);
+INSERT INTO factum_outbox_state (id, enabled)
+    SELECT 1, EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'trigger' AND name = 'factum_outbox_capture')
+     WHERE EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'factum_outbox');
+DROP TRIGGER IF EXISTS factum_outbox_capture;
+CREATE TABLE IF NOT EXISTS factum_outbox (
+    position      INTEGER PRIMARY KEY,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    parked_at     INTEGER,
+    sent_at       INTEGER,
+    claimed_by    TEXT,
+    claimed_until INTEGER
+);
+CREATE TABLE factum_outbox_v5 (
+    position      INTEGER PRIMARY KEY,
+    last_position INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    parked_at     INTEGER,
+    sent_at       INTEGER,
+    claimed_by    TEXT,
+    claimed_until INTEGER,
+    CHECK (last_position >= position)
+);
+INSERT INTO factum_outbox_v5
+    SELECT position, position, attempts, last_error, parked_at, sent_at, claimed_by, claimed_until
+      FROM factum_outbox;
+DROP TABLE factum_outbox;
+ALTER TABLE factum_outbox_v5 RENAME TO factum_outbox;
+CREATE INDEX factum_outbox_pending ON factum_outbox (position, last_position)
+    WHERE sent_at IS NULL AND parked_at IS NULL;
+CREATE INDEX factum_outbox_parked ON factum_outbox (position, last_position)
+    WHERE parked_at IS NOT NULL;
+CREATE INDEX factum_outbox_sent ON factum_outbox (sent_at)
+    WHERE sent_at IS NOT NULL;
+";
 
 /// Where the store lives.
 #[derive(Clone, Debug)]

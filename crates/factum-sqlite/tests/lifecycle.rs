@@ -107,7 +107,7 @@ async fn ensure_schema_confirms_the_schema_and_notices_a_change_under_it() {
     let store = SqliteEventStore::open(&path).await.unwrap();
     store.ensure_schema().await.unwrap();
     store.ensure_schema().await.unwrap();
-    assert_eq!(SqliteEventStore::schema_version(), 4);
+    assert_eq!(SqliteEventStore::schema_version(), 5);
 
     let other = rusqlite::Connection::open(&path).unwrap();
     other.pragma_update(None, "user_version", 1).unwrap();

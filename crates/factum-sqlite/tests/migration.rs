@@ -117,7 +117,14 @@ async fn a_version_1_file_gains_the_projection_tables_and_keeps_its_events()
     assert_eq!(projections.checkpoint("p").await?, 3);
     events.close().await?;
 
-    let tables = ["factum_checkpoints", "factum_dead_letters", "factum_leases"].map(String::from);
+    let tables = [
+        "factum_checkpoints",
+        "factum_dead_letters",
+        "factum_leases",
+        "factum_outbox",
+        "factum_outbox_state",
+    ]
+    .map(String::from);
     let current = i64::from(SqliteEventStore::schema_version());
     assert_eq!(schema_of(&path)?, (current, tables.to_vec()));
 
@@ -372,6 +379,137 @@ async fn a_version_3_file_keeps_each_tenants_snapshot_at_shape_version_1()
     acme.save_snapshot(newer.clone()).await?;
     assert_eq!(acme.load_snapshot(&stream).await?, Some(newer));
     assert_eq!(shapes(events.load_snapshot(&stream).await?), Some((2, 1)));
+    events.close().await?;
+    Ok(())
+}
+
+/// Schema version 4 (frozen): the snapshots' shape version.
+const SCHEMA_V4: &str = "ALTER TABLE snapshots ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;";
+
+/// The outbox as `enable_outbox` created it before schema version 5
+/// (frozen): one row per event, written by a row trigger.
+const OUTBOX_BEFORE_V5: &str = "
+CREATE TABLE factum_outbox (
+    position      INTEGER PRIMARY KEY,
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT,
+    parked_at     INTEGER,
+    sent_at       INTEGER,
+    claimed_by    TEXT,
+    claimed_until INTEGER
+);
+CREATE INDEX factum_outbox_pending ON factum_outbox (position) WHERE sent_at IS NULL AND parked_at IS NULL;
+CREATE INDEX factum_outbox_parked ON factum_outbox (position) WHERE parked_at IS NOT NULL;
+CREATE INDEX factum_outbox_sent ON factum_outbox (sent_at) WHERE sent_at IS NOT NULL;
+CREATE TRIGGER factum_outbox_capture AFTER INSERT ON events
+BEGIN
+    INSERT INTO factum_outbox (position) VALUES (NEW.position);
+END;
+";
+
+/// A version 4 file, with the outbox of that version when `outbox`: its
+/// trigger on, and events 4 to 7 of `c-1` in it, 4 sent, 5 parked, 6 and 7
+/// waiting (6 tried twice).
+fn write_v4_file(path: &std::path::Path, outbox: bool) -> rusqlite::Result<()> {
+    write_v3_file(path)?;
+    let connection = rusqlite::Connection::open(path)?;
+    connection.execute_batch(SCHEMA_V4)?;
+    connection.pragma_update(None, "user_version", 4)?;
+    if !outbox {
+        return Ok(());
+    }
+    connection.execute_batch(OUTBOX_BEFORE_V5)?;
+    for version in 4..=7_i64 {
+        connection.execute(
+            "INSERT INTO events VALUES (?1, 1, ?1, ?2, 'incremented', 1, '{\"amount\":1}', NULL, 1700000000000000000, NULL)",
+            (version, &uuid::Uuid::now_v7().as_bytes()[..]),
+        )?;
+    }
+    connection.execute_batch(
+        "UPDATE factum_outbox SET sent_at = 1700000000000000000 WHERE position = 4;
+         UPDATE factum_outbox SET parked_at = 1700000000000000000, attempts = 3, last_error = 'too large' WHERE position = 5;
+         UPDATE factum_outbox SET attempts = 2, last_error = 'broker down' WHERE position = 6;",
+    )?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_outbox_becomes_entries_and_keeps_every_rows_state()
+-> Result<(), Box<dyn std::error::Error>> {
+    use factum_core::{ExpectedVersion, NewEvent, Outbox, OutboxClaim, Outcome, Payload};
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("v4.db");
+    write_v4_file(&path, true)?;
+    let events = SqliteEventStore::open(&path).await?;
+    assert_eq!(schema_of(&path)?.0, i64::from(SqliteEventStore::schema_version()));
+    assert!(
+        events.outbox_enabled().await?,
+        "the trigger's file keeps its outbox on"
+    );
+    let outbox = events.outbox();
+    assert_eq!(
+        outbox.pending().await?,
+        3,
+        "5 parked, 6 and 7 waiting; 4 was sent"
+    );
+    let parked = outbox.parked(10).await?;
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (parked[0].0.id, parked[0].0.attempts, parked[0].1.as_str()),
+        (5, 3, "too large")
+    );
+
+    // One append of two events after the upgrade: one entry, written once
+    // (the old trigger is gone), claimed after the rows from before.
+    let more = (0..2).map(|_| NewEvent::new("incremented", Payload::parse("{}").unwrap()));
+    let stream = StreamId::new("Counter", "c-1");
+    events
+        .append(&stream, ExpectedVersion::Exact(7), more.collect())
+        .await?;
+    assert_eq!(outbox.pending().await?, 5);
+    let claim = outbox.claim(10).await?;
+    let claimed: Vec<(u64, u32)> = claim
+        .entries()
+        .iter()
+        .map(|entry| (entry.id, entry.attempts))
+        .collect();
+    assert_eq!(claimed, [(6, 2), (7, 0), (8, 0), (9, 0)]);
+    claim.finish(vec![Outcome::Sent; 4]).await?;
+    assert_eq!(outbox.pending().await?, 1, "only the parked event is left");
+    let rows: i64 =
+        rusqlite::Connection::open(&path)?
+            .query_row("SELECT count(*) FROM factum_outbox", [], |row| row.get(0))?;
+    assert_eq!(rows, 5, "4, 5, 6 and 7 as they were, and one entry for 8 and 9");
+    events.close().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_4_file_without_an_outbox_stays_without_one() -> Result<(), Box<dyn std::error::Error>> {
+    use factum_core::{ExpectedVersion, NewEvent, Outbox, Payload};
+
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("v4.db");
+    write_v4_file(&path, false)?;
+    let events = SqliteEventStore::open(&path).await?;
+    assert!(!events.outbox_enabled().await?);
+    let event = NewEvent::new("incremented", Payload::parse("{}").unwrap());
+    events
+        .append(
+            &StreamId::new("Counter", "c-1"),
+            ExpectedVersion::Exact(3),
+            vec![event],
+        )
+        .await?;
+    let error = events.outbox().pending().await.unwrap_err();
+    assert!(error.to_string().contains("enable_outbox"), "{error}");
+    events.enable_outbox().await?;
+    assert_eq!(
+        events.outbox().pending().await?,
+        0,
+        "events from before the switch have no entries"
+    );
     events.close().await?;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! The transactional outbox on a SQLite file: the shared outbox checks with
 //! two store handles on one file playing two relays' processes, and what is
-//! SQLite's own (leases that lapse and renew, the trigger switched off and
-//! on, appends by a handle that never enabled anything).
+//! SQLite's own (leases that lapse and renew, the outbox switched off and
+//! on, appends by a handle that never enabled anything, one entry per
+//! append cut and split by claims).
 
 use std::time::Duration;
 
@@ -141,7 +142,7 @@ async fn a_lapsed_lease_is_claimed_again_and_a_live_one_is_renewed() {
     assert_eq!(first.outbox().pending().await.unwrap(), 0);
 }
 
-/// Disabling drops the trigger and keeps the unsent rows; enabling is
+/// Disabling stops new entries and keeps the unsent ones; enabling is
 /// idempotent and captures again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabling_keeps_the_unsent_rows() {
@@ -213,4 +214,91 @@ async fn a_missing_outbox_is_a_clear_error() {
     let source = std::error::Error::source(&error).and_then(|source| source.downcast_ref::<SqliteError>());
     assert!(matches!(source, Some(SqliteError::OutboxMissing)), "{error}");
     assert!(error.to_string().contains("enable_outbox"), "{error}");
+}
+
+/// The rows of the outbox table, as an operator would count them.
+fn outbox_rows(path: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .expect("the file opens")
+        .query_row("SELECT count(*) FROM factum_outbox", [], |row| row.get(0))
+        .expect("the outbox table is there")
+}
+
+/// An append of 100 events is one entry, and a claim with room for fewer
+/// takes the first ones and leaves the rest in line, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_is_one_entry_and_a_smaller_claim_cuts_it() {
+    let (dir, store, _other) = two_handles().await;
+    let path = dir.path().join("outbox.db");
+    append(&store, "big", 100).await;
+    assert_eq!(outbox_rows(&path), 1, "one entry for the append");
+    assert_eq!(store.outbox().pending().await.unwrap(), 100);
+
+    let first = store.outbox().claim(30).await.unwrap();
+    let versions = |claim: &factum_sqlite::SqliteOutboxClaim| -> Vec<u64> {
+        claim.entries().iter().map(|entry| entry.event.version).collect()
+    };
+    assert_eq!(versions(&first), (1..=30).collect::<Vec<_>>());
+    let rest = store.outbox().claim(100).await.unwrap();
+    assert!(
+        rest.entries().is_empty(),
+        "the rest waits for the first 30, held by a live claim"
+    );
+    drop(rest);
+    first.finish(vec![Outcome::Sent; 30]).await.unwrap();
+    let rest = store.outbox().claim(100).await.unwrap();
+    assert_eq!(versions(&rest), (31..=100).collect::<Vec<_>>());
+    rest.finish(vec![Outcome::Sent; 70]).await.unwrap();
+    assert_eq!(store.outbox().pending().await.unwrap(), 0);
+    assert_eq!(outbox_rows(&path), 2, "the cut made two entries");
+}
+
+/// A claim whose events end differently splits their entry: what was sent
+/// is not published again, a parked event is listed alone and can be
+/// requeued alone, and the retried rest comes back with its attempt
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_outcomes_split_an_entry() {
+    let (_dir, store, _other) = two_handles().await;
+    append(&store, "mixed", 5).await;
+    let claim = store.outbox().claim(10).await.unwrap();
+    let ids: Vec<u64> = claim.entries().iter().map(|entry| entry.id).collect();
+    assert_eq!(ids.len(), 5);
+    claim
+        .finish(vec![
+            Outcome::Sent,
+            Outcome::Park("too large".to_owned()),
+            Outcome::Sent,
+            Outcome::Retry("broker down".to_owned()),
+            Outcome::Retry("broker down".to_owned()),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.outbox().pending().await.unwrap(),
+        3,
+        "one parked, two to retry"
+    );
+    let parked = store.outbox().parked(10).await.unwrap();
+    let parked: Vec<(u64, u32, &str)> = parked
+        .iter()
+        .map(|(entry, error)| (entry.id, entry.attempts, error.as_str()))
+        .collect();
+    assert_eq!(parked, [(ids[1], 1, "too large")]);
+
+    let again = store.outbox().claim(10).await.unwrap();
+    let retried: Vec<(u64, u32)> = again
+        .entries()
+        .iter()
+        .map(|entry| (entry.id, entry.attempts))
+        .collect();
+    assert_eq!(retried, [(ids[3], 1), (ids[4], 1)]);
+    again.finish(vec![Outcome::Sent; 2]).await.unwrap();
+
+    assert!(store.outbox().requeue(ids[1]).await.unwrap());
+    let requeued = store.outbox().claim(10).await.unwrap();
+    let requeued_ids: Vec<u64> = requeued.entries().iter().map(|entry| entry.id).collect();
+    assert_eq!(requeued_ids, [ids[1]], "the sent events never come back");
+    requeued.finish(vec![Outcome::Sent]).await.unwrap();
+    assert_eq!(store.outbox().pending().await.unwrap(), 0);
 }

@@ -1,13 +1,14 @@
 //! The transactional outbox: events saved together with a row saying "to be
-//! published", and the relay that publishes those rows.
+//! published", and the relay that publishes them.
 //!
-//! A store with its outbox on writes one outbox row per event in the
-//! transaction that appends the event, so a commit cannot store an event
-//! and forget to publish it, nor publish an event that was never stored. The
-//! [`OutboxRelay`] then claims rows, publishes their events through a
-//! [`Publisher`](crate::Publisher), and marks them sent: at least once, in
-//! order per aggregate. A crash between publish and mark repeats a message;
-//! it never loses one.
+//! A store with its outbox on writes an outbox row in the transaction that
+//! appends events (the SQLite and PostgreSQL stores write one per append
+//! and stream, however many events it holds), so a commit cannot store an
+//! event and forget to publish it, nor publish an event that was never
+//! stored. The [`OutboxRelay`] then claims entries (one per event, whatever
+//! the rows), publishes them through a [`Publisher`](crate::Publisher), and
+//! marks them sent: at least once, in order per aggregate. A crash between
+//! publish and mark repeats a message; it never loses one.
 
 mod relay;
 
@@ -23,8 +24,8 @@ use crate::{Error, RecordedEvent};
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct OutboxEntry {
-    /// The entry's id: the global position of its event, which keys the
-    /// outbox row (one row per event, so no sequence of its own).
+    /// The entry's id: the global position of its event (so no sequence
+    /// of its own).
     pub id: u64,
     /// The event to publish, as stored.
     pub event: RecordedEvent,

@@ -1,8 +1,9 @@
-//! The transactional outbox in the store's file: a table that a trigger on
-//! `events` fills, and the [`Outbox`] a relay claims from. Why a trigger:
-//! see the crate documentation.
+//! The transactional outbox in the store's file: a table of entries, one
+//! per append, that the writer fills in the append's transaction, and the
+//! [`Outbox`] a relay claims from (see the crate documentation).
 
 mod claim;
+mod finish;
 mod sql;
 
 use std::sync::Arc;
@@ -14,29 +15,35 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 pub use claim::SqliteOutboxClaim;
+pub(crate) use sql::CAPTURE;
 
 use crate::SqliteEventStore;
 use crate::decode::Decoder;
 use crate::encode::nanos;
 use crate::error::{SqliteError, sqlite};
 
-/// A failed statement on the outbox: [`SqliteError::OutboxMissing`] when
-/// the table is not there.
-pub(crate) fn outbox_error(error: rusqlite::Error) -> Error {
-    if error.to_string().contains("no such table: factum_outbox") {
-        return SqliteError::OutboxMissing.into();
+/// [`SqliteError::OutboxMissing`] unless the outbox of the file was ever
+/// switched on: a relay on a file that never had one is a mistake, not an
+/// empty outbox.
+pub(crate) fn require_outbox(connection: &rusqlite::Connection) -> Result<(), Error> {
+    let switched: i64 = connection
+        .prepare_cached(sql::EVER_ENABLED)
+        .and_then(|mut statement| statement.query_row([], |row| row.get(0)))
+        .map_err(sqlite)?;
+    if switched == 0 {
+        return Err(SqliteError::OutboxMissing.into());
     }
-    sqlite(error)
+    Ok(())
 }
 
 /// The lease of a claim when none is set.
 const DEFAULT_LEASE: Duration = Duration::from_secs(30);
 
 impl SqliteEventStore {
-    /// Switches the transactional outbox on for this file: creates the
-    /// `factum_outbox` table and the trigger that writes one row per
-    /// event, in the transaction that appends it, whoever appends.
-    /// Idempotent; one durable write.
+    /// Switches the transactional outbox on for this file: from now on
+    /// every append writes an entry in `factum_outbox` (one per append and
+    /// stream, however many events) in the transaction that stores its
+    /// events, whichever process appends. Idempotent; one durable write.
     ///
     /// Events stored before this call have no rows: the outbox publishes
     /// what is saved from now on.
@@ -56,25 +63,25 @@ impl SqliteEventStore {
     /// # }).unwrap();
     /// ```
     pub async fn enable_outbox(&self) -> Result<(), Error> {
-        self.write(|connection| connection.execute_batch(sql::ENABLE).map_err(sqlite))
+        self.write(|connection| connection.execute(sql::ENABLE, []).map(drop).map_err(sqlite))
             .await
     }
 
-    /// Switches the outbox off: drops the trigger, so new events get no
-    /// rows. The table and its unsent rows stay, for a relay to drain;
+    /// Switches the outbox off: new appends write no entries. The entries
+    /// not yet sent stay, for a relay to drain;
     /// [`enable_outbox`](Self::enable_outbox) switches it on again.
     pub async fn disable_outbox(&self) -> Result<(), Error> {
-        self.write(|connection| connection.execute_batch(sql::DISABLE).map_err(sqlite))
+        self.write(|connection| connection.execute(sql::DISABLE, []).map(drop).map_err(sqlite))
             .await
     }
 
     /// Whether the outbox is on for this file (by any process).
     pub async fn outbox_enabled(&self) -> Result<bool, Error> {
         self.read(|connection| {
-            let triggers: i64 = connection
+            let enabled: i64 = connection
                 .query_row(sql::ENABLED, [], |row| row.get(0))
                 .map_err(sqlite)?;
-            Ok(triggers > 0)
+            Ok(enabled != 0)
         })
         .await
     }
@@ -88,12 +95,19 @@ impl SqliteEventStore {
 
 /// The outbox of a [`SqliteEventStore`], as a relay claims from it.
 ///
-/// A claim leases rows for [`lease`](Self::lease) (default 30 s), renewed
-/// while the claim is alive: relays in other processes on the same file
-/// skip leased rows, and take them over once a lease lapses (its relay
-/// died). A claim hands out an aggregate's entries only when no earlier
-/// waiting entry of the aggregate is leased elsewhere, so relays never
-/// reorder an aggregate.
+/// A claim leases entries for [`lease`](Self::lease) (default 30 s),
+/// renewed while the claim is alive: relays in other processes on the same
+/// file skip leased entries, and take them over once a lease lapses (its
+/// relay died). A claim hands out an aggregate's events only when no
+/// earlier waiting event of the aggregate is leased elsewhere, so relays
+/// never reorder an aggregate.
+///
+/// An entry is one append's events to one stream, and a claim leases
+/// whole entries, so a batch of a thousand events costs a claim one row.
+/// An entry holding more events than the claim has room for is cut, the
+/// rest left in line; when a claim's events end differently (some sent,
+/// one refused), the entry is split so that each part keeps its own
+/// state, a parked event in an entry of its own.
 ///
 /// ```
 /// # use std::time::Duration;
@@ -146,7 +160,7 @@ impl SqliteOutbox {
 impl Outbox for SqliteOutbox {
     type Claim = SqliteOutboxClaim;
 
-    /// One durable write: the waiting rows read and leased together.
+    /// One durable write: the waiting entries read and leased together.
     async fn claim(&self, limit: usize) -> Result<SqliteOutboxClaim, Error> {
         self.claim_after(limit, &[]).await
     }
@@ -160,11 +174,16 @@ impl Outbox for SqliteOutbox {
         let cutoff = nanos(sent_before).map_err(|reason| Error::store(crate::BACKEND, reason))?;
         self.store
             .write(move |connection| {
-                let deleted = connection
-                    .prepare_cached(sql::PRUNE)
-                    .and_then(|mut statement| statement.execute([cutoff]))
-                    .map_err(outbox_error)?;
-                Ok(deleted as u64)
+                require_outbox(connection)?;
+                let mut statement = connection.prepare_cached(sql::PRUNE).map_err(sqlite)?;
+                let sizes = statement
+                    .query_map([cutoff], |row| row.get::<_, i64>(0))
+                    .map_err(sqlite)?;
+                let mut deleted = 0_u64;
+                for size in sizes {
+                    deleted += u64::try_from(size.map_err(sqlite)?).unwrap_or(0);
+                }
+                Ok(deleted)
             })
             .await
     }
@@ -172,7 +191,8 @@ impl Outbox for SqliteOutbox {
     async fn parked(&self, limit: usize) -> Result<Vec<(OutboxEntry, String)>, Error> {
         self.store
             .read(move |connection| {
-                let mut statement = connection.prepare_cached(&sql::PARKED).map_err(outbox_error)?;
+                require_outbox(connection)?;
+                let mut statement = connection.prepare_cached(&sql::PARKED).map_err(sqlite)?;
                 let mut rows = statement.query([query_bound(limit as u64)]).map_err(sqlite)?;
                 let mut decoder = Decoder::default();
                 let mut parked = Vec::new();
@@ -194,10 +214,11 @@ impl Outbox for SqliteOutbox {
     async fn requeue(&self, id: u64) -> Result<bool, Error> {
         self.store
             .write(move |connection| {
+                require_outbox(connection)?;
                 let changed = connection
                     .prepare_cached(sql::REQUEUE)
                     .and_then(|mut statement| statement.execute([query_bound(id)]))
-                    .map_err(outbox_error)?;
+                    .map_err(sqlite)?;
                 Ok(changed > 0)
             })
             .await
@@ -206,9 +227,10 @@ impl Outbox for SqliteOutbox {
     async fn pending(&self) -> Result<u64, Error> {
         self.store
             .read(|connection| {
+                require_outbox(connection)?;
                 let pending: i64 = connection
                     .query_row(sql::PENDING, [], |row| row.get(0))
-                    .map_err(outbox_error)?;
+                    .map_err(sqlite)?;
                 Ok(u64::try_from(pending).unwrap_or(0))
             })
             .await

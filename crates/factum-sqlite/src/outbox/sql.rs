@@ -1,125 +1,129 @@
-//! The outbox's SQL: its table and trigger, and the statements of claims.
+//! The outbox's SQL: the entry an append writes, the switch, and the
+//! statements of claims. The table itself is part of the versioned schema
+//! (version 5, in `schema.rs`).
 
 use std::sync::LazyLock;
 
 use crate::decode::LOG_COLUMNS;
 
-/// The outbox table, its indexes and the trigger that fills it; every
-/// statement idempotent.
+/// Writes the entry of one append to one stream, positions `?1` to `?2`,
+/// when the outbox is on: one statement per append, whatever its size, and
+/// a lookup of one row when it is off.
+pub(crate) const CAPTURE: &str = "INSERT INTO factum_outbox (position, last_position) \
+     SELECT ?1, ?2 FROM factum_outbox_state WHERE enabled = 1";
+
+/// Switches the outbox on; the row's existence says it was ever on.
+pub(crate) const ENABLE: &str = "INSERT INTO factum_outbox_state (id, enabled) VALUES (1, 1) \
+     ON CONFLICT (id) DO UPDATE SET enabled = 1";
+
+/// Switches the outbox off; the entries not yet sent stay.
+pub(crate) const DISABLE: &str = "UPDATE factum_outbox_state SET enabled = 0";
+
+/// Whether the outbox is on.
+pub(crate) const ENABLED: &str = "SELECT coalesce((SELECT enabled FROM factum_outbox_state), 0)";
+
+/// Whether the outbox was ever switched on for this file.
+pub(crate) const EVER_ENABLED: &str = "SELECT count(*) FROM factum_outbox_state";
+
+/// The waiting entries no live lease holds (`?1`: now, in milliseconds),
+/// oldest first: first and last position, attempts, and the position of
+/// the event before the entry's first in its stream when that event is
+/// waiting too. Read row by row, so the claim stops evaluating once it has
+/// its events.
 ///
-/// - `position` is the event's position (the rowid): one row per event, no
-///   sequence of its own, and the envelope is read from `events` by key.
-/// - `sent_at` and `parked_at` are nanoseconds since the Unix epoch, like
-///   `events.occurred_at`; `claimed_until` is milliseconds by the wall
-///   clock, like `factum_leases.expires_at` (relays may be other processes).
-/// - `factum_outbox_pending` holds only the waiting rows, so a claim finds
-///   them without walking the sent rows kept for the retention.
-/// - The trigger is a row trigger: SQLite has no statement triggers, and a
-///   row of one integer per event is the cheapest that records it.
-pub(crate) const ENABLE: &str = "
-CREATE TABLE IF NOT EXISTS factum_outbox (
-    position      INTEGER PRIMARY KEY,
-    attempts      INTEGER NOT NULL DEFAULT 0,
-    last_error    TEXT,
-    parked_at     INTEGER,
-    sent_at       INTEGER,
-    claimed_by    TEXT,
-    claimed_until INTEGER
-);
-CREATE INDEX IF NOT EXISTS factum_outbox_pending ON factum_outbox (position)
-    WHERE sent_at IS NULL AND parked_at IS NULL;
-CREATE INDEX IF NOT EXISTS factum_outbox_parked ON factum_outbox (position)
-    WHERE parked_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS factum_outbox_sent ON factum_outbox (sent_at)
-    WHERE sent_at IS NOT NULL;
-CREATE TRIGGER IF NOT EXISTS factum_outbox_capture AFTER INSERT ON events
-BEGIN
-    INSERT INTO factum_outbox (position) VALUES (NEW.position);
-END;
-";
-
-/// Drops the trigger; the table and its rows stay.
-pub(crate) const DISABLE: &str = "DROP TRIGGER IF EXISTS factum_outbox_capture";
-
-/// Whether the trigger exists.
-pub(crate) const ENABLED: &str =
-    "SELECT count(*) FROM sqlite_schema WHERE type = 'trigger' AND name = 'factum_outbox_capture'";
-
-/// The waiting rows no live lease holds (`?2`: now, in milliseconds), oldest
-/// first, at most `?1`: the envelope (`LOG_COLUMNS`), the attempts, and the
-/// outbox position of the stream's previous event when that one is
-/// waiting too.
-pub(crate) static CANDIDATES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {LOG_COLUMNS}, o.attempts,
-       (SELECT po.position FROM events p CROSS JOIN factum_outbox po ON po.position = p.position
-         WHERE p.stream_key = e.stream_key AND p.version = e.version - 1
-           AND po.sent_at IS NULL AND po.parked_at IS NULL)
+/// The predecessor's entry is the one with the greatest first position not
+/// after it, found through the primary key; it is waiting when it covers
+/// the predecessor and is neither sent nor parked.
+pub(crate) const CANDIDATES: &str = "SELECT o.position, o.last_position, o.attempts,
+       (SELECT p.position FROM events e CROSS JOIN events p
+         WHERE e.position = o.position AND p.stream_key = e.stream_key AND p.version = e.version - 1
+           AND EXISTS (SELECT 1 FROM (SELECT w.last_position, w.sent_at, w.parked_at FROM factum_outbox w
+                                       WHERE w.position <= p.position ORDER BY w.position DESC LIMIT 1) w
+                        WHERE w.last_position >= p.position AND w.sent_at IS NULL AND w.parked_at IS NULL))
   FROM factum_outbox o
-  CROSS JOIN events e ON e.position = o.position
-  CROSS JOIN streams s ON s.stream_key = e.stream_key
  WHERE o.sent_at IS NULL AND o.parked_at IS NULL
-   AND (o.claimed_until IS NULL OR o.claimed_until <= ?2)
- ORDER BY o.position
- LIMIT ?1"
+   AND (o.claimed_until IS NULL OR o.claimed_until <= ?1)
+ ORDER BY o.position";
+
+/// The events from position `?1` to `?2`: the envelopes of one entry.
+pub(crate) static ENTRY_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {LOG_COLUMNS} FROM events e CROSS JOIN streams s ON s.stream_key = e.stream_key
+ WHERE e.position BETWEEN ?1 AND ?2
+ ORDER BY e.position"
     )
 });
 
-/// Takes the lease of the rows whose positions the JSON array `?3` holds,
-/// for claim `?1` until `?2`: one statement for the whole claim.
+/// Takes the lease of the entries whose first positions the JSON array
+/// `?3` holds, for claim `?1` until `?2`: one statement for the whole claim.
 pub(crate) const LEASE: &str = "UPDATE factum_outbox SET claimed_by = ?1, claimed_until = ?2 \
      WHERE position IN (SELECT value FROM json_each(?3))";
 
-/// Extends the lease of row `?2`, if claim `?3` still holds it, to `?1`.
-pub(crate) const RENEW: &str =
-    "UPDATE factum_outbox SET claimed_until = ?1 WHERE position = ?2 AND claimed_by = ?3";
+/// Extends the lease of the entries of claim `?2` whose first positions the
+/// JSON array `?3` holds, to `?1`.
+pub(crate) const RENEW: &str = "UPDATE factum_outbox SET claimed_until = ?1 \
+     WHERE position IN (SELECT value FROM json_each(?3)) AND claimed_by = ?2";
 
-/// Marks the rows of claim `?3` whose positions the JSON array `?2` holds
-/// sent at `?1`: one statement for every sent row of a claim.
+/// Marks the entries of claim `?3` whose first positions the JSON array
+/// `?2` holds sent at `?1`: one statement for every wholly sent entry.
 pub(crate) const SENT: &str = "UPDATE factum_outbox SET sent_at = ?1, claimed_by = NULL, claimed_until = NULL \
      WHERE position IN (SELECT value FROM json_each(?2)) AND claimed_by = ?3";
 
-/// Releases row `?2` of claim `?3` with the error `?1`, one more attempt counted.
-pub(crate) const RETRY: &str = "UPDATE factum_outbox \
-     SET attempts = attempts + 1, last_error = ?1, claimed_by = NULL, claimed_until = NULL \
-     WHERE position = ?2 AND claimed_by = ?3";
+/// The attempts and error of entry `?1`, if claim `?2` still holds it.
+pub(crate) const HELD: &str =
+    "SELECT attempts, last_error FROM factum_outbox WHERE position = ?1 AND claimed_by = ?2";
 
-/// Parks row `?2` of claim `?3` at `?4` with the error `?1`.
-pub(crate) const PARK: &str = "UPDATE factum_outbox \
-     SET attempts = attempts + 1, last_error = ?1, parked_at = ?4, claimed_by = NULL, claimed_until = NULL \
-     WHERE position = ?2 AND claimed_by = ?3";
+/// Gives entry `?1` its part of a split: the events up to `?2`, with
+/// `?3` attempts, error `?4`, parked at `?5`, sent at `?6`, no lease.
+pub(crate) const SHRINK: &str = "UPDATE factum_outbox \
+     SET last_position = ?2, attempts = ?3, last_error = ?4, parked_at = ?5, sent_at = ?6, \
+         claimed_by = NULL, claimed_until = NULL \
+     WHERE position = ?1";
 
-/// Releases row `?1` of claim `?2` untouched.
-pub(crate) const RELEASE: &str = "UPDATE factum_outbox SET claimed_by = NULL, claimed_until = NULL WHERE position = ?1 AND claimed_by = ?2";
+/// Another part of a split entry: positions `?1` to `?2`, with `?3`
+/// attempts, error `?4`, parked at `?5`, sent at `?6`.
+pub(crate) const SPLIT_OFF: &str = "INSERT INTO factum_outbox \
+     (position, last_position, attempts, last_error, parked_at, sent_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 
-/// Deletes the rows sent before `?1`.
-pub(crate) const PRUNE: &str = "DELETE FROM factum_outbox WHERE sent_at < ?1";
+/// Makes the events after position `?2` of entry `?1` an entry of their
+/// own, in the entry's state (then [`CUT`] shortens the entry).
+pub(crate) const CUT_OFF_REST: &str = "INSERT INTO factum_outbox (position, last_position, attempts, last_error) \
+     SELECT ?2 + 1, last_position, attempts, last_error FROM factum_outbox WHERE position = ?1";
 
-/// The parked rows, oldest first, at most `?1`: the envelope, the attempts
-/// and the error.
+/// Ends entry `?1` at position `?2`.
+pub(crate) const CUT: &str = "UPDATE factum_outbox SET last_position = ?2 WHERE position = ?1";
+
+/// Deletes the entries sent before `?1`, returning how many events each held.
+pub(crate) const PRUNE: &str =
+    "DELETE FROM factum_outbox WHERE sent_at < ?1 RETURNING last_position - position + 1";
+
+/// The events of parked entries, oldest first, at most `?1`: the envelope,
+/// the attempts and the error.
 pub(crate) static PARKED: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {LOG_COLUMNS}, o.attempts, o.last_error
   FROM factum_outbox o
-  CROSS JOIN events e ON e.position = o.position
+  CROSS JOIN events e ON e.position BETWEEN o.position AND o.last_position
   CROSS JOIN streams s ON s.stream_key = e.stream_key
  WHERE o.parked_at IS NOT NULL
- ORDER BY o.position
+ ORDER BY e.position
  LIMIT ?1"
     )
 });
 
-/// The index of the first column after the envelope in [`CANDIDATES`] and
-/// [`PARKED`] rows.
+/// The index of the first column after the envelope in [`PARKED`] rows.
 pub(crate) fn after_envelope() -> usize {
     LOG_COLUMNS.split(',').count()
 }
 
-/// Puts parked row `?1` back in line.
+/// Puts the parked entry of event `?1` back in line (a relay parks an
+/// event in an entry of its own).
 pub(crate) const REQUEUE: &str = "UPDATE factum_outbox SET parked_at = NULL \
      WHERE position = ?1 AND parked_at IS NOT NULL AND sent_at IS NULL";
 
-/// The rows not yet sent, counted through the two partial indexes.
+/// The events not yet sent, counted through the two partial indexes.
 pub(crate) const PENDING: &str = "SELECT \
-     (SELECT count(*) FROM factum_outbox WHERE sent_at IS NULL AND parked_at IS NULL) + \
-     (SELECT count(*) FROM factum_outbox WHERE parked_at IS NOT NULL AND sent_at IS NULL)";
+     (SELECT coalesce(sum(last_position - position + 1), 0) FROM factum_outbox \
+       WHERE sent_at IS NULL AND parked_at IS NULL) + \
+     (SELECT coalesce(sum(last_position - position + 1), 0) FROM factum_outbox \
+       WHERE parked_at IS NOT NULL AND sent_at IS NULL)";
