@@ -104,7 +104,9 @@
 //!
 //! [`SqliteEventStore::enable_outbox`] switches the file's outbox on: from
 //! then on, every append writes an entry in `factum_outbox` in the
-//! transaction that stores its events. An entry is one append's events to
+//! transaction that stores its events; sent entries move to
+//! `factum_outbox_sent` until the relay's retention prunes them, so the
+//! table an append writes to holds only what waits. An entry is one append's events to
 //! one stream: their first position (its key and its order; no sequence of
 //! its own) and their last, contiguous since the writer hands positions
 //! out; the envelopes are read from `events`. An
@@ -153,8 +155,9 @@
 //! version 4); `factum_checkpoints`, `factum_dead_letters` and
 //! `factum_leases` (version 2); tenants in every key (version 3: see
 //! below). Opening a file of an older version migrates it in one
-//! transaction, keeping its events. `factum_outbox` and
-//! `factum_outbox_state` (version 5) are in every file, switched on by
+//! transaction, keeping its events. `factum_outbox` (entries not
+//! yet sent), `factum_outbox_sent` and `factum_outbox_state` (version 5)
+//! are in every file, switched on by
 //! [`SqliteEventStore::enable_outbox`]; a version 4 file whose outbox was
 //! on keeps it on, each of its rows an entry of one event.
 //!

@@ -219,16 +219,20 @@ ALTER TABLE snapshots ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 1;
 /// - An entry is one append's events to one stream: positions `position`
 ///   (its key and its order) to `last_position`, contiguous because the
 ///   writer hands positions out. A save of 100 events writes one entry.
+/// - `factum_outbox` holds the entries not yet sent (waiting or parked)
+///   and `factum_outbox_sent` those sent, until the retention prunes them.
+///   An append's entry then touches one b-tree: no index holds waiting
+///   entries, since the table is in position order and holds few else; a
+///   partial index of them cost a 1-event save another page (measured:
+///   the outbox's cost on such a save from 1.29× to 1.15× without it).
 /// - `factum_outbox_state` holds the switch: its row exists once the outbox
 ///   was switched on, and `enabled` says whether appends write entries. A
 ///   file whose trigger was there is switched on; its rows become entries
 ///   of one event each, their state kept.
-/// - The table exists in every file, so that the append's one statement
+/// - The tables exist in every file, so that the append's one statement
 ///   (`INSERT … SELECT … FROM factum_outbox_state WHERE enabled = 1`)
 ///   always prepares; the old trigger is dropped, since a release that
 ///   still writes through it cannot open a file of this version.
-/// - The partial indexes carry `last_position`, so counting the waiting
-///   events reads only them.
 const SCHEMA_OUTBOX_ENTRIES: &str = "
 CREATE TABLE factum_outbox_state (
     id      INTEGER PRIMARY KEY CHECK (id = 1),
@@ -247,28 +251,35 @@ CREATE TABLE IF NOT EXISTS factum_outbox (
     claimed_by    TEXT,
     claimed_until INTEGER
 );
+DROP INDEX IF EXISTS factum_outbox_pending;
+DROP INDEX IF EXISTS factum_outbox_parked;
+DROP INDEX IF EXISTS factum_outbox_sent;
 CREATE TABLE factum_outbox_v5 (
     position      INTEGER PRIMARY KEY,
     last_position INTEGER NOT NULL,
     attempts      INTEGER NOT NULL DEFAULT 0,
     last_error    TEXT,
     parked_at     INTEGER,
-    sent_at       INTEGER,
     claimed_by    TEXT,
     claimed_until INTEGER,
     CHECK (last_position >= position)
 );
+CREATE TABLE factum_outbox_sent (
+    position      INTEGER PRIMARY KEY,
+    last_position INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    CHECK (last_position >= position)
+);
 INSERT INTO factum_outbox_v5
-    SELECT position, position, attempts, last_error, parked_at, sent_at, claimed_by, claimed_until
-      FROM factum_outbox;
+    SELECT position, position, attempts, last_error, parked_at, claimed_by, claimed_until
+      FROM factum_outbox WHERE sent_at IS NULL;
+INSERT INTO factum_outbox_sent
+    SELECT position, position, attempts, sent_at FROM factum_outbox WHERE sent_at IS NOT NULL;
 DROP TABLE factum_outbox;
 ALTER TABLE factum_outbox_v5 RENAME TO factum_outbox;
-CREATE INDEX factum_outbox_pending ON factum_outbox (position, last_position)
-    WHERE sent_at IS NULL AND parked_at IS NULL;
-CREATE INDEX factum_outbox_parked ON factum_outbox (position, last_position)
-    WHERE parked_at IS NOT NULL;
-CREATE INDEX factum_outbox_sent ON factum_outbox (sent_at)
-    WHERE sent_at IS NOT NULL;
+CREATE INDEX factum_outbox_parked ON factum_outbox (position) WHERE parked_at IS NOT NULL;
+CREATE INDEX factum_outbox_sent_at ON factum_outbox_sent (sent_at);
 ";
 
 /// Where the store lives.

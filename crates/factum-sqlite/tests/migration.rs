@@ -122,6 +122,7 @@ async fn a_version_1_file_gains_the_projection_tables_and_keeps_its_events()
         "factum_dead_letters",
         "factum_leases",
         "factum_outbox",
+        "factum_outbox_sent",
         "factum_outbox_state",
     ]
     .map(String::from);
@@ -477,10 +478,16 @@ async fn a_version_4_outbox_becomes_entries_and_keeps_every_rows_state()
     assert_eq!(claimed, [(6, 2), (7, 0), (8, 0), (9, 0)]);
     claim.finish(vec![Outcome::Sent; 4]).await?;
     assert_eq!(outbox.pending().await?, 1, "only the parked event is left");
-    let rows: i64 =
-        rusqlite::Connection::open(&path)?
-            .query_row("SELECT count(*) FROM factum_outbox", [], |row| row.get(0))?;
-    assert_eq!(rows, 5, "4, 5, 6 and 7 as they were, and one entry for 8 and 9");
+    let connection = rusqlite::Connection::open(&path)?;
+    let count = |table: &str| -> rusqlite::Result<i64> {
+        connection.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+    };
+    assert_eq!(count("factum_outbox")?, 1, "the parked 5");
+    assert_eq!(
+        count("factum_outbox_sent")?,
+        4,
+        "4, 6 and 7 as they were, and one entry for 8 and 9"
+    );
     events.close().await?;
     Ok(())
 }

@@ -216,12 +216,12 @@ async fn a_missing_outbox_is_a_clear_error() {
     assert!(error.to_string().contains("enable_outbox"), "{error}");
 }
 
-/// The rows of the outbox table, as an operator would count them.
-fn outbox_rows(path: &std::path::Path) -> i64 {
+/// The rows of an outbox table, as an operator would count them.
+fn rows(path: &std::path::Path, table: &str) -> i64 {
     rusqlite::Connection::open(path)
         .expect("the file opens")
-        .query_row("SELECT count(*) FROM factum_outbox", [], |row| row.get(0))
-        .expect("the outbox table is there")
+        .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+        .expect("the outbox tables are there")
 }
 
 /// An append of 100 events is one entry, and a claim with room for fewer
@@ -231,7 +231,7 @@ async fn an_append_is_one_entry_and_a_smaller_claim_cuts_it() {
     let (dir, store, _other) = two_handles().await;
     let path = dir.path().join("outbox.db");
     append(&store, "big", 100).await;
-    assert_eq!(outbox_rows(&path), 1, "one entry for the append");
+    assert_eq!(rows(&path, "factum_outbox"), 1, "one entry for the append");
     assert_eq!(store.outbox().pending().await.unwrap(), 100);
 
     let first = store.outbox().claim(30).await.unwrap();
@@ -250,7 +250,8 @@ async fn an_append_is_one_entry_and_a_smaller_claim_cuts_it() {
     assert_eq!(versions(&rest), (31..=100).collect::<Vec<_>>());
     rest.finish(vec![Outcome::Sent; 70]).await.unwrap();
     assert_eq!(store.outbox().pending().await.unwrap(), 0);
-    assert_eq!(outbox_rows(&path), 2, "the cut made two entries");
+    assert_eq!(rows(&path, "factum_outbox"), 0);
+    assert_eq!(rows(&path, "factum_outbox_sent"), 2, "the cut made two entries");
 }
 
 /// A claim whose events end differently splits their entry: what was sent

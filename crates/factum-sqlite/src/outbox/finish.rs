@@ -59,9 +59,12 @@ pub(super) fn record(
         }
     }
     if !sent.is_empty() {
+        let firsts = json_positions(&sent);
         connection
             .prepare_cached(sql::SENT)
-            .and_then(|mut statement| statement.execute((now, json_positions(&sent), token)))
+            .and_then(|mut statement| statement.execute((now, &firsts, token)))
+            .and_then(|_| connection.prepare_cached(sql::FORGET))
+            .and_then(|mut statement| statement.execute((&firsts, token)))
             .map_err(sqlite)?;
     }
     Ok(())
@@ -129,24 +132,26 @@ fn split(
     let Some((attempts, last_error)) = held else {
         return Ok(());
     };
-    // The parts after the first are new entries; the first keeps the key.
-    for (index, part) in parts.iter().enumerate().rev() {
-        let (attempts, error, parked_at, sent_at) = match part.outcome {
-            Some(Outcome::Sent) => (attempts, last_error.as_deref(), None, Some(now)),
-            Some(Outcome::Retry(error)) => (attempts + 1, Some(error.as_str()), None, None),
-            Some(Outcome::Park(error)) => (attempts + 1, Some(error.as_str()), Some(now), None),
-            None => (attempts, last_error.as_deref(), None, None),
-        };
-        let (sql, key) = if index == 0 {
-            (sql::SHRINK, span.first)
-        } else {
-            (sql::SPLIT_OFF, part.first)
+    connection
+        .prepare_cached(sql::REMOVE)
+        .and_then(|mut statement| statement.execute([span.first]))
+        .map_err(sqlite)?;
+    for part in parts {
+        let (attempts, error, parked_at) = match part.outcome {
+            Some(Outcome::Sent) => {
+                connection
+                    .prepare_cached(sql::SENT_PART)
+                    .and_then(|mut statement| statement.execute((part.first, part.last, attempts, now)))
+                    .map_err(sqlite)?;
+                continue;
+            }
+            Some(Outcome::Retry(error)) => (attempts + 1, Some(error.as_str()), None),
+            Some(Outcome::Park(error)) => (attempts + 1, Some(error.as_str()), Some(now)),
+            None => (attempts, last_error.as_deref(), None),
         };
         connection
-            .prepare_cached(sql)
-            .and_then(|mut statement| {
-                statement.execute((key, part.last, attempts, error, parked_at, sent_at))
-            })
+            .prepare_cached(sql::UNSENT_PART)
+            .and_then(|mut statement| statement.execute((part.first, part.last, attempts, error, parked_at)))
             .map_err(sqlite)?;
     }
     Ok(())
