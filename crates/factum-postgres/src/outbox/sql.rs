@@ -147,8 +147,7 @@ pub(crate) fn indexes(outbox: &str, prefix: &str) -> String {
     format!(
         r#"CREATE INDEX IF NOT EXISTS "{prefix}outbox_pending" ON {outbox} (position)
     WHERE sent_at IS NULL AND parked_at IS NULL;
-CREATE INDEX IF NOT EXISTS "{prefix}outbox_stream" ON {outbox} (tenant, stream_type, stream_id, last_version)
-    WHERE sent_at IS NULL AND parked_at IS NULL;
+CREATE INDEX IF NOT EXISTS "{prefix}outbox_stream" ON {outbox} (tenant, stream_type, stream_id, last_version);
 CREATE INDEX IF NOT EXISTS "{prefix}outbox_parked" ON {outbox} (position)
     WHERE parked_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS "{prefix}outbox_sent" ON {outbox} (sent_at)
@@ -224,7 +223,7 @@ fn claim(outbox: &str, events: &str, envelope: &str) -> String {
                              WHERE po.tenant = c.tenant AND po.stream_type = c.stream_type
                                AND po.stream_id = c.stream_id
                                AND po.last_version = c.first_version - 1
-                               AND po.sent_at IS NULL AND po.parked_at IS NULL)) AS waiting_on
+                               AND coalesce(po.sent_at, po.parked_at) IS NULL)) AS waiting_on
                FROM (SELECT c.*,
                             coalesce(sum(c.last_version - c.first_version + 1) OVER (
                                 ORDER BY c.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
