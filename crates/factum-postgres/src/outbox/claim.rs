@@ -192,8 +192,9 @@ impl PostgresOutboxClaim {
     }
 
     /// The runs of every row with an outcome (see [`runs`]), as the arrays
-    /// of the finishing statement.
-    fn runs(&self, outcomes: Vec<Outcome>) -> Runs {
+    /// of the finishing statements: the runs that start their rows, and
+    /// the others.
+    fn runs(&self, outcomes: Vec<Outcome>) -> (Runs, Runs) {
         let mut marks: Vec<Vec<Option<Outcome>>> = self
             .taken
             .iter()
@@ -204,20 +205,44 @@ impl PostgresOutboxClaim {
                 marks[row][offset as usize] = Some(outcome);
             }
         }
-        let mut all = Runs::default();
+        let mut heads = Runs::default();
+        let mut splits = Runs::default();
         for (taken, marks) in self.taken.iter().zip(marks) {
             if marks.iter().all(Option::is_none) {
                 continue;
             }
             for run in runs(taken, marks) {
-                all.entries.push(taken.position);
-                all.first_versions.push(query_bound(run.first_version));
-                all.last_versions.push(query_bound(run.last_version));
-                all.outcomes.push(run.outcome);
-                all.errors.push(run.error);
+                let into = if run.first_version == taken.first_version {
+                    &mut heads
+                } else {
+                    &mut splits
+                };
+                into.push(taken.position, run);
             }
         }
-        all
+        (heads, splits)
+    }
+
+    /// Runs one finishing statement over `runs`.
+    async fn record(&self, sql: &str, runs: &Runs) -> Result<(), Error> {
+        let conn = self.conn();
+        let statement = conn
+            .prepare_cached(sql)
+            .await
+            .map_err(|error| self.sql_error(error))?;
+        conn.execute(
+            &statement,
+            &[
+                &runs.entries,
+                &runs.first_versions,
+                &runs.last_versions,
+                &runs.outcomes,
+                &runs.errors,
+            ],
+        )
+        .await
+        .map_err(|error| self.sql_error(error))?;
+        Ok(())
     }
 }
 
@@ -229,6 +254,16 @@ struct Runs {
     last_versions: Vec<i64>,
     outcomes: Vec<i16>,
     errors: Vec<Option<String>>,
+}
+
+impl Runs {
+    fn push(&mut self, entry: i64, run: Run) {
+        self.entries.push(entry);
+        self.first_versions.push(query_bound(run.first_version));
+        self.last_versions.push(query_bound(run.last_version));
+        self.outcomes.push(run.outcome);
+        self.errors.push(run.error);
+    }
 }
 
 /// Consecutive versions of one row with one outcome.
@@ -317,32 +352,20 @@ impl OutboxClaim for PostgresOutboxClaim {
 
     /// One statement records every outcome, then `COMMIT`: the outcomes
     /// and the release of every locked row take effect together. A row
-    /// whose events all have one outcome is updated in place; a row with
-    /// several is split into runs (see the crate documentation), in the
-    /// same statement.
+    /// whose events all had one outcome is updated in place; a row with
+    /// several is split into runs (see the crate documentation): one more
+    /// statement, before, inserts the runs after the first.
     async fn finish(mut self, outcomes: Vec<Outcome>) -> Result<(), Error> {
         if self.conn.is_none() {
             return Ok(());
         }
-        let runs = self.runs(outcomes);
-        if !runs.entries.is_empty() {
-            let conn = self.conn();
-            let statement = conn
-                .prepare_cached(&self.sql.finish)
-                .await
-                .map_err(|error| self.sql_error(error))?;
-            conn.execute(
-                &statement,
-                &[
-                    &runs.entries,
-                    &runs.first_versions,
-                    &runs.last_versions,
-                    &runs.outcomes,
-                    &runs.errors,
-                ],
-            )
-            .await
-            .map_err(|error| self.sql_error(error))?;
+        let (heads, splits) = self.runs(outcomes);
+        if !splits.entries.is_empty() {
+            // First: it reads each row's state before the outcomes.
+            self.record(&self.sql.split, &splits).await?;
+        }
+        if !heads.entries.is_empty() {
+            self.record(&self.sql.finish, &heads).await?;
         }
         self.commit().await
     }

@@ -17,6 +17,7 @@ pub(crate) struct OutboxSql {
     pub(crate) trigger: String,
     pub(crate) claim: String,
     pub(crate) finish: String,
+    pub(crate) split: String,
     pub(crate) prune: String,
     pub(crate) parked: String,
     pub(crate) requeue: String,
@@ -67,7 +68,8 @@ impl OutboxSql {
             events: events.clone(),
             trigger,
             claim: claim(&outbox, events, &envelope),
-            finish: finish(&outbox, events),
+            finish: finish(&outbox),
+            split: split(&outbox, events),
             // Counted in events, like everything the relay sees.
             prune: format!(
                 "WITH pruned AS (
@@ -109,8 +111,11 @@ impl OutboxSql {
 ///   and version.
 /// - `{prefix}outbox_pending` holds only the waiting rows, so a claim finds
 ///   them without walking the sent rows kept for the retention;
-///   `{prefix}outbox_stream` finds a stream's waiting entry by its last
-///   version, which a claim asks for the entry before each of its own.
+///   `{prefix}outbox_stream` finds a stream's entry by its last version,
+///   which a claim asks for the entry before each of its own. It is not
+///   partial: a lookup that must check the entry's state itself cannot be
+///   served by `outbox_pending`, which a planner with the statistics of
+///   an empty table chose instead, scanning it once per entry.
 /// - The trigger is a statement trigger with a transition table: one
 ///   `INSERT … SELECT` per appending statement, however many events it
 ///   stored, so a batch pays for its outbox row once.
@@ -190,14 +195,26 @@ $factum$;"#
 /// rest stays in line (`finish` splits it off).
 ///
 /// The locking CTE is materialised: the rows are locked once, then joined.
-/// The predecessor of an entry is found by key: its position in the events
-/// table by stream and version, and whether it is waiting in the outbox by
-/// stream and last version (`outbox_stream`): a shape the planner cannot
-/// turn into a scan of the outbox per entry, even with no statistics on a
-/// table that just grew (measured with one row per event: 14 ms for 2,048
-/// rows, against 270 ms for a join it planned from empty-table
-/// statistics). The events are read by the events table's key
-/// `(tenant, stream_type, stream_id, version)`, a range per entry.
+/// Every lookup is by key, in a shape the planner cannot turn into a scan
+/// per entry, even with no statistics on a table that just grew (measured
+/// with one row per event: 14 ms for 2,048 rows, against 270 ms for a join
+/// it planned from empty-table statistics):
+///
+/// - the entry before each one: by stream and last version in
+///   `outbox_stream`, its state tested as `coalesce(…) IS NULL`, which no
+///   partial index implies (else the planner may walk `outbox_pending`
+///   once per entry); when it is waiting, the position of its last event
+///   is its own position for an entry of one event, else read from the
+///   events table by stream and version;
+/// - the first event of each entry: by position (the entry's key), in a
+///   lateral subquery that `LIMIT 1` keeps from being flattened into a
+///   join, so one probe of the primary key per entry (measured: a join
+///   was planned as a hash join over the whole events table, and an
+///   `= ANY (array)` as a probe per entry that walks the whole array, 110
+///   ms for 2,048 entries);
+/// - the other events of an entry of several: by the events table's key
+///   `(tenant, stream_type, stream_id, version)`, a range per entry, in a
+///   lateral subquery too (`OFFSET 0` keeps it one).
 fn claim(outbox: &str, events: &str, envelope: &str) -> String {
     format!(
         "WITH claimed AS MATERIALIZED (
@@ -215,62 +232,80 @@ fn claim(outbox: &str, events: &str, envelope: &str) -> String {
              SELECT c.position, c.tenant, c.stream_type, c.stream_id, c.first_version,
                     c.last_version, c.attempts,
                     least(c.last_version, c.first_version + $1 - c.before - 1) AS upto,
-                    (SELECT p.position FROM {events} p
-                      WHERE p.tenant = c.tenant AND p.stream_type = c.stream_type
-                        AND p.stream_id = c.stream_id AND p.version = c.first_version - 1
-                        AND EXISTS (
-                            SELECT 1 FROM {outbox} po
-                             WHERE po.tenant = c.tenant AND po.stream_type = c.stream_type
-                               AND po.stream_id = c.stream_id
-                               AND po.last_version = c.first_version - 1
-                               AND coalesce(po.sent_at, po.parked_at) IS NULL)) AS waiting_on
+                    CASE WHEN pred.position IS NULL THEN NULL
+                         WHEN pred.first_version = c.first_version - 1 THEN pred.position
+                         ELSE (SELECT p.position FROM {events} p
+                                WHERE p.tenant = c.tenant AND p.stream_type = c.stream_type
+                                  AND p.stream_id = c.stream_id AND p.version = c.first_version - 1)
+                    END AS waiting_on
                FROM (SELECT c.*,
                             coalesce(sum(c.last_version - c.first_version + 1) OVER (
                                 ORDER BY c.position ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
                                 0)::bigint AS before
                        FROM claimed c) c
+               LEFT JOIN LATERAL (
+                    SELECT po.position, po.first_version FROM {outbox} po
+                     WHERE po.tenant = c.tenant AND po.stream_type = c.stream_type
+                       AND po.stream_id = c.stream_id AND po.last_version = c.first_version - 1
+                       AND coalesce(po.sent_at, po.parked_at) IS NULL
+                     LIMIT 1) pred ON true
               WHERE c.before < $1)
-         SELECT {envelope}, t.attempts, t.position, t.last_version,
-                CASE WHEN e.version = t.first_version THEN t.waiting_on END
-           FROM taken t JOIN {events} e
-             ON e.tenant = t.tenant AND e.stream_type = t.stream_type AND e.stream_id = t.stream_id
-            AND e.version BETWEEN t.first_version AND t.upto
-          ORDER BY e.position"
+         SELECT {envelope}, t.attempts, t.position, t.last_version, t.waiting_on
+           FROM taken t CROSS JOIN LATERAL (
+                SELECT * FROM {events} f WHERE f.position = t.position AND f.version = t.first_version
+                 LIMIT 1) e
+         UNION ALL
+         SELECT {envelope}, t.attempts, t.position, t.last_version, NULL
+           FROM taken t CROSS JOIN LATERAL (
+                SELECT * FROM {events} f
+                 WHERE f.tenant = t.tenant AND f.stream_type = t.stream_type AND f.stream_id = t.stream_id
+                   AND f.version BETWEEN t.first_version + 1 AND t.upto
+                 OFFSET 0) e
+          WHERE t.upto > t.first_version
+          ORDER BY 1"
     )
 }
 
 /// Records a claim's outcomes, one element of the arrays per *run*: a
 /// stretch of one entry's versions (`$2`…`$3`) with one outcome (`$4`: 0
 /// sent, 1 retry, 2 park, 3 none: released as it was) and its error
-/// (`$5`). The run that starts an entry (`$1`, its position) updates it in
-/// place, down to the run's last version; every other run becomes an
-/// entry of its own, keyed by the position of its first event, with the
-/// entry's attempts and error as they were before this statement (the
-/// `INSERT` reads the table as the statement found it, before the
-/// `UPDATE`). Together the runs of an entry cover its versions exactly.
-fn finish(outbox: &str, events: &str) -> String {
+/// (`$5`). This statement takes the runs that start an entry (`$1`, its
+/// position), which update it in place, down to the run's last version:
+/// all of a claim's runs when no entry is split, which is one run per
+/// entry.
+fn finish(outbox: &str) -> String {
     format!(
-        "WITH runs AS (
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::smallint[], $5::text[])
-                 AS r(entry, first_version, last_version, outcome, error)),
-         updated AS (
-             UPDATE {outbox} o
-                SET last_version = r.last_version,
-                    sent_at = CASE WHEN r.outcome = 0 THEN statement_timestamp() ELSE o.sent_at END,
-                    parked_at = CASE WHEN r.outcome = 2 THEN statement_timestamp() ELSE o.parked_at END,
-                    attempts = o.attempts + CASE WHEN r.outcome IN (1, 2) THEN 1 ELSE 0 END,
-                    last_error = coalesce(r.error, o.last_error)
-               FROM runs r
-              WHERE o.position = r.entry AND o.first_version = r.first_version)
-         INSERT INTO {outbox} (position, tenant, stream_type, stream_id, first_version, last_version,
+        "UPDATE {outbox} o
+            SET last_version = r.last_version,
+                sent_at = CASE WHEN r.outcome = 0 THEN statement_timestamp() ELSE o.sent_at END,
+                parked_at = CASE WHEN r.outcome = 2 THEN statement_timestamp() ELSE o.parked_at END,
+                attempts = o.attempts + CASE WHEN r.outcome IN (1, 2) THEN 1 ELSE 0 END,
+                last_error = coalesce(r.error, o.last_error)
+           FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::smallint[], $5::text[])
+                AS r(entry, first_version, last_version, outcome, error)
+          WHERE o.position = r.entry AND o.first_version = r.first_version"
+    )
+}
+
+/// Records the runs that split entries (same arrays as [`finish`]): each
+/// run that does not start its entry becomes an entry of its own, keyed by
+/// the position of its first event, with the entry's attempts and error as
+/// they were before the claim's outcomes. Runs before [`finish`] in the
+/// same transaction, which cuts the entries down to their first runs.
+/// Together the runs of an entry cover its versions exactly.
+fn split(outbox: &str, events: &str) -> String {
+    format!(
+        "INSERT INTO {outbox} (position, tenant, stream_type, stream_id, first_version, last_version,
                                attempts, last_error, parked_at, sent_at)
          SELECT e.position, o.tenant, o.stream_type, o.stream_id, r.first_version, r.last_version,
                 o.attempts + CASE WHEN r.outcome IN (1, 2) THEN 1 ELSE 0 END,
                 coalesce(r.error, o.last_error),
                 CASE WHEN r.outcome = 2 THEN statement_timestamp() ELSE o.parked_at END,
                 CASE WHEN r.outcome = 0 THEN statement_timestamp() ELSE o.sent_at END
-           FROM runs r
-           JOIN {outbox} o ON o.position = r.entry AND o.first_version <> r.first_version
+           FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::smallint[], $5::text[])
+                AS r(entry, first_version, last_version, outcome, error)
+           JOIN {outbox} o ON o.position = r.entry AND o.first_version < r.first_version
+                          AND r.last_version <= o.last_version
            JOIN {events} e
              ON e.tenant = o.tenant AND e.stream_type = o.stream_type AND e.stream_id = o.stream_id
             AND e.version = r.first_version"
