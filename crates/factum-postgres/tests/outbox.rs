@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use factum_core::testing::outbox as checks;
-use factum_core::{EventStore, ExpectedVersion, NewEvent, Outbox, OutboxClaim, Outcome, Payload, StreamId};
+use factum_core::{
+    AppendBatch, EventStore, ExpectedVersion, NewEvent, Outbox, OutboxClaim, Outcome, Payload, StreamId,
+};
 use factum_postgres::{PostgresError, PostgresEventStore};
 
 /// A fresh schema with the outbox enabled, and a second store on it.
@@ -316,6 +318,49 @@ async fn a_save_of_100_events_writes_one_row() {
         .await
         .unwrap();
     assert_eq!(pruned, 101, "prune counts events too");
+}
+
+/// An atomic append to several streams writes one entry per stream, and
+/// concurrent appends (which group commit may store in one statement) one
+/// per append and stream too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_to_several_streams_writes_an_entry_per_stream() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    store
+        .append_many(vec![
+            AppendBatch::new(
+                StreamId::new("Note", "many-a"),
+                ExpectedVersion::NoStream,
+                vec![event(), event()],
+            ),
+            AppendBatch::new(
+                StreamId::new("Note", "many-b"),
+                ExpectedVersion::NoStream,
+                vec![event()],
+            ),
+            AppendBatch::new(
+                StreamId::new("Note", "many-c"),
+                ExpectedVersion::NoStream,
+                vec![event(), event(), event()],
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(entries_of(&store, "many-a").await, [(1, 2, 0, false, false)]);
+    assert_eq!(entries_of(&store, "many-b").await, [(1, 1, 0, false, false)]);
+    assert_eq!(entries_of(&store, "many-c").await, [(1, 3, 0, false, false)]);
+    let together: Vec<String> = (0..8).map(|index| format!("together-{index}")).collect();
+    futures::future::join_all(together.iter().map(|stream| append(&store, stream, 3))).await;
+    for stream in &together {
+        assert_eq!(entries_of(&store, stream).await, [(1, 3, 0, false, false)]);
+    }
+    assert_eq!(store.outbox().pending().await.unwrap(), 6 + 24);
+    let claim = store.outbox().claim(100).await.unwrap();
+    assert_eq!(claim.entries().len(), 30);
+    claim.finish(vec![Outcome::Sent; 30]).await.unwrap();
+    assert_eq!(store.outbox().pending().await.unwrap(), 0);
 }
 
 /// `limit` counts events: a claim takes whole entries while they fit, and
