@@ -164,15 +164,25 @@ CREATE INDEX IF NOT EXISTS "{prefix}outbox_sent" ON {outbox} (sent_at)
 /// The trigger function: one entry per stream of the appending statement.
 /// It runs as its owner (the tables' owner), so a tenant's role, which may
 /// not write the outbox, appends through it all the same.
+///
+/// A statement of one event (the common save: a command on an aggregate)
+/// is its own entry; grouping it costs a hash table per statement
+/// (measured: about 10 µs of a 40 µs trigger, against 5 µs for the test).
 pub(crate) fn capture_function(outbox: &str, capture: &str) -> String {
     format!(
         r#"CREATE OR REPLACE FUNCTION {capture}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $factum$
 BEGIN
-    INSERT INTO {outbox} (position, tenant, stream_type, stream_id, first_version, last_version)
-    SELECT min(n.position), n.tenant, n.stream_type, n.stream_id, min(n.version), max(n.version)
-      FROM factum_new_events n
-     GROUP BY n.tenant, n.stream_type, n.stream_id;
+    IF NOT EXISTS (SELECT FROM factum_new_events OFFSET 1) THEN
+        INSERT INTO {outbox} (position, tenant, stream_type, stream_id, first_version, last_version)
+        SELECT n.position, n.tenant, n.stream_type, n.stream_id, n.version, n.version
+          FROM factum_new_events n;
+    ELSE
+        INSERT INTO {outbox} (position, tenant, stream_type, stream_id, first_version, last_version)
+        SELECT min(n.position), n.tenant, n.stream_type, n.stream_id, min(n.version), max(n.version)
+          FROM factum_new_events n
+         GROUP BY n.tenant, n.stream_type, n.stream_id;
+    END IF;
     RETURN NULL;
 END
 $factum$;"#
