@@ -80,7 +80,9 @@
 //! - `factum_outbox`, its indexes, the function `factum_outbox_capture` and
 //!   the trigger of that name on `factum_events`: created by
 //!   [`enable_outbox`](PostgresEventStore::enable_outbox), outside the
-//!   versioned schema (see below).
+//!   versioned schema (see below); version 7 turns an outbox of one row
+//!   per event, when an earlier release enabled one, into one of entries
+//!   per append.
 //!
 //! # Appends
 //!
@@ -375,10 +377,13 @@
 //! # Transactional outbox
 //!
 //! [`PostgresEventStore::enable_outbox`] switches the schema's outbox on: a
-//! table `factum_outbox` with one row per event (keyed by the event's
-//! position: no sequence of its own; the envelope is read from the events
-//! table) and a trigger on the events table that writes the rows in the
-//! transaction that stores the events. An
+//! table `factum_outbox` with one row per appending statement and stream,
+//! an *entry* (its stream, the first and last version the statement
+//! stored, and the position of its first event, which keys it: no
+//! sequence of its own; the envelopes are read from the events table by
+//! stream and version) and a trigger on the events table that writes the
+//! entries in the transaction that stores the events. A save of 100
+//! events writes one outbox row. An
 //! [`OutboxRelay`](factum_core::OutboxRelay) on
 //! [`PostgresEventStore::outbox`] publishes them, at least once and in
 //! order per aggregate, and marks them sent.
@@ -391,19 +396,37 @@
 //! SQL, other services and older factum-postgres releases writing to the
 //! same schema — with no change to any of them, and no code path can
 //! forget it. It is a statement trigger with a transition table
-//! (`REFERENCING NEW TABLE`): one `INSERT … SELECT` per appending
-//! statement, so a 100-event batch pays for its rows in one statement.
+//! (`REFERENCING NEW TABLE`): one `INSERT … SELECT … GROUP BY` stream per
+//! appending statement, so a 100-event batch pays for one row in one
+//! statement.
 //! Switching it on is a change of the schema, seen by every writer at once;
 //! [`PostgresEventStore::disable_outbox`] drops the trigger and keeps the
 //! rows not yet sent, for a relay to drain.
 //!
-//! A claim locks waiting rows with `SELECT … ORDER BY position LIMIT n FOR
-//! UPDATE SKIP LOCKED` and keeps its transaction open while the relay
-//! publishes: two relays never hold one row, and the rows of a relay that
-//! dies (its connection closes) are free as soon as the server rolls back,
-//! with no lease to wait out. An entry is handed out only when the previous
-//! event of its stream is not waiting outside the claim, so relays never
-//! reorder an aggregate. Keep `idle_in_transaction_session_timeout` above
+//! A claim locks waiting entries with `SELECT … ORDER BY position LIMIT n
+//! FOR UPDATE SKIP LOCKED` and keeps its transaction open while the relay
+//! publishes: two relays never hold one entry, and the entries of a relay
+//! that dies (its connection closes) are free as soon as the server rolls
+//! back, with no lease to wait out. The relay sees one
+//! [`OutboxEntry`](factum_core::OutboxEntry) per event (its id the event's
+//! position): a claim of `limit` takes whole entries, oldest first, while
+//! their events fit, then the first events of the next entry up to
+//! `limit`. An event is handed out only when the previous event of its
+//! stream is not waiting outside the claim, so relays never reorder an
+//! aggregate; an entry whose first event is held back is held back whole.
+//! Finishing a claim updates each entry whose events all had one outcome
+//! in place (one statement for the claim), and splits an entry whose
+//! events had several into runs of consecutive events with one outcome
+//! (sent, to be retried, or released as they were), each an entry of its
+//! own keyed by its first event; a parked event always becomes an entry
+//! of its own, so parked entries are listed and requeued by event. The
+//! runs of an entry cover its events exactly: none is lost or published
+//! twice. [`Outbox::pending`](factum_core::Outbox::pending) counts events.
+//!
+//! Schema version 7 turns the one-row-per-event outbox of earlier releases
+//! into entries (each old row an entry of one event, its state kept) and
+//! replaces their trigger function. Stop the relays of earlier releases
+//! before migrating: they would take an entry for its first event. Keep `idle_in_transaction_session_timeout` above
 //! the longest publish, or the server ends claims mid-publish (their
 //! messages are then published again). The claim's transaction takes no
 //! position lock, so it never holds back readers of the global log.

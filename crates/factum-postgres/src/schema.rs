@@ -1,9 +1,10 @@
 //! The store's tables and functions, and the migrations between versions.
 
 use crate::options::Names;
+use crate::outbox::OutboxNames;
 
 /// The schema version this crate writes and reads.
-pub(crate) const CURRENT_VERSION: u32 = 6;
+pub(crate) const CURRENT_VERSION: u32 = 7;
 
 /// Positions stay below 2^48: the high 16 bits of a position lock's key
 /// carry the store's tag.
@@ -24,6 +25,7 @@ pub(crate) fn migrations(names: &Names) -> [String; CURRENT_VERSION as usize] {
         version_4(names),
         version_5(names),
         snapshot_shape_version(names),
+        outbox_entries(names),
     ]
 }
 
@@ -223,6 +225,64 @@ fn snapshot_shape_version(names: &Names) -> String {
     )
 }
 // ---- end of migration: snapshot shape versions ----------------------------
+
+// ---- Migration: outbox entries per append ----------------------------------
+// One self-contained step; at a merge with other new steps, only its place
+// in `migrations` (and so its number) changes.
+
+/// Version 7: the outbox keeps one entry per append and stream (its stream,
+/// first and last version) instead of one row per event. The outbox is not
+/// part of the versioned schema (`enable_outbox` creates it), so the step
+/// changes it only when a release before this one enabled it:
+///
+/// - the rows gain the new columns, filled from their events: each old row
+///   becomes an entry of one event, keeping its attempts, error, and
+///   parked and sent times, so what waited still waits, once, in order;
+/// - the stream index a claim looks predecessors up in is added;
+/// - the trigger function is replaced, so every writer (older releases
+///   included) writes entries from the commit of this step on. When the
+///   outbox is switched off the function is replaced all the same, and
+///   `enable_outbox` creates the trigger again.
+///
+/// Relays of older releases must be stopped before: they would mark a
+/// whole entry sent for its first event.
+fn outbox_entries(names: &Names) -> String {
+    let Names { events, prefix, .. } = names;
+    let OutboxNames { outbox, capture, .. } = OutboxNames::new(names);
+    let regclass = outbox.replace('\'', "''");
+    let indexes = crate::outbox::indexes(&outbox, prefix);
+    let function = crate::outbox::capture_function(&outbox, &capture);
+    format!(
+        r#"DO $migrate$
+BEGIN
+    IF to_regclass('{regclass}') IS NULL THEN
+        RETURN;
+    END IF;
+    ALTER TABLE {outbox}
+        ADD COLUMN tenant text,
+        ADD COLUMN stream_type text,
+        ADD COLUMN stream_id text,
+        ADD COLUMN first_version bigint,
+        ADD COLUMN last_version bigint;
+    UPDATE {outbox} o
+       SET tenant = e.tenant, stream_type = e.stream_type, stream_id = e.stream_id,
+           first_version = e.version, last_version = e.version
+      FROM {events} e
+     WHERE e.position = o.position;
+    ALTER TABLE {outbox}
+        ALTER COLUMN tenant SET NOT NULL,
+        ALTER COLUMN stream_type SET NOT NULL,
+        ALTER COLUMN stream_id SET NOT NULL,
+        ALTER COLUMN first_version SET NOT NULL,
+        ALTER COLUMN last_version SET NOT NULL,
+        ADD CONSTRAINT "{prefix}outbox_versions" CHECK (first_version BETWEEN 1 AND last_version);
+    {indexes}
+    {function}
+END
+$migrate$;"#
+    )
+}
+// ---- end of migration: outbox entries per append ---------------------------
 
 /// The functions of the current version, replaced on every `ensure_schema`.
 pub(crate) fn functions(names: &Names) -> String {

@@ -66,7 +66,7 @@ async fn a_version_1_schema_is_migrated_with_its_events_intact() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(versions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, [1, 2, 3, 4, 5, 6, 7]);
     let stream = StreamId::new("Counter", "old");
     let events: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
     assert_eq!(events.iter().map(|event| event.event_id).collect::<Vec<_>>(), ids);
@@ -483,4 +483,197 @@ async fn a_version_5_tenant_snapshot_gains_shape_version_1() {
     };
     acme.save_snapshot(newer.clone()).await.unwrap();
     assert_eq!(acme.load_snapshot(&stream).await.unwrap(), Some(newer));
+}
+
+/// The outbox of the release before version 7, as its `enable_outbox`
+/// created it: one row per event, keyed by the event's position.
+fn one_row_per_event_outbox(schema: &str) -> String {
+    format!(
+        r#"
+CREATE TABLE "{schema}".factum_outbox (
+    position bigint NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    last_error text,
+    parked_at timestamptz,
+    sent_at timestamptz,
+    CONSTRAINT "factum_outbox_pkey" PRIMARY KEY (position)
+);
+CREATE INDEX "factum_outbox_pending" ON "{schema}".factum_outbox (position)
+    WHERE sent_at IS NULL AND parked_at IS NULL;
+CREATE INDEX "factum_outbox_parked" ON "{schema}".factum_outbox (position)
+    WHERE parked_at IS NOT NULL;
+CREATE INDEX "factum_outbox_sent" ON "{schema}".factum_outbox (sent_at)
+    WHERE sent_at IS NOT NULL;
+CREATE FUNCTION "{schema}".factum_outbox_capture() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $factum$
+BEGIN
+    INSERT INTO "{schema}".factum_outbox (position) SELECT n.position FROM factum_new_events n;
+    RETURN NULL;
+END
+$factum$;
+CREATE TRIGGER "factum_outbox_capture" AFTER INSERT ON "{schema}".factum_events
+    REFERENCING NEW TABLE AS factum_new_events
+    FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".factum_outbox_capture();
+"#
+    )
+}
+
+/// Version 7: an outbox of one row per event, enabled by an earlier
+/// release, becomes one of entries: each row an entry of one event with
+/// its state kept. Every pending event is claimed exactly once, in order,
+/// with its attempts; the parked one stays parked; the sent ones are not
+/// published again; and the trigger now writes one entry per append.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_6_outbox_of_rows_per_event_becomes_one_of_entries() {
+    use factum_core::{Outbox, OutboxClaim, Outcome};
+
+    let Some((store, raw, schema)) = bare_store().await else {
+        return;
+    };
+    store.migrate_to(6).await.unwrap();
+    raw.batch_execute(&one_row_per_event_outbox(&schema))
+        .await
+        .unwrap();
+    // Three events of `a` in one statement (three rows), then `b` and `a`
+    // again one at a time.
+    let insert = |stream: &str, versions: &[i64]| {
+        let values: Vec<String> = versions
+            .iter()
+            .map(|version| {
+                format!(
+                    "(nextval('\"{schema}\".factum_position'), 'Counter', '{stream}', {version}, \
+                     gen_random_uuid(), 'incremented', 1, '{{}}', now(), 'default')"
+                )
+            })
+            .collect();
+        format!(
+            "INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id, \
+             event_type, schema_version, payload, occurred_at, tenant) VALUES {};",
+            values.join(", ")
+        )
+    };
+    raw.batch_execute(
+        &[
+            insert("a", &[1, 2, 3]),
+            insert("b", &[1]),
+            insert("a", &[4]),
+            insert("b", &[2]),
+        ]
+        .concat(),
+    )
+    .await
+    .unwrap();
+    let position = |stream: &str, version: i64| {
+        format!(
+            "(SELECT position FROM \"{schema}\".factum_events WHERE stream_id = '{stream}' AND version = {version})"
+        )
+    };
+    // a1 sent, a2 retried twice, b1 parked; a3, a4 and b2 waiting.
+    raw.batch_execute(&format!(
+        "UPDATE \"{schema}\".factum_outbox SET sent_at = now() WHERE position = {a1};
+         UPDATE \"{schema}\".factum_outbox SET attempts = 2, last_error = 'timed out' WHERE position = {a2};
+         UPDATE \"{schema}\".factum_outbox SET attempts = 1, last_error = 'too large', parked_at = now()
+          WHERE position = {b1};",
+        a1 = position("a", 1),
+        a2 = position("a", 2),
+        b1 = position("b", 1),
+    ))
+    .await
+    .unwrap();
+    let rows: i64 = raw
+        .query_one(&format!("SELECT count(*) FROM \"{schema}\".factum_outbox"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 6, "one row per event before");
+
+    store.ensure_schema().await.unwrap();
+    store.ensure_schema().await.unwrap();
+
+    assert!(store.outbox_enabled().await.unwrap(), "the trigger stays");
+    let outbox = store.outbox();
+    assert_eq!(outbox.pending().await.unwrap(), 5, "four waiting, one parked");
+    let parked = outbox.parked(10).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(
+        (
+            parked[0].0.event.aggregate_id(),
+            parked[0].0.event.version,
+            parked[0].0.attempts
+        ),
+        ("b", 1, 1)
+    );
+    assert_eq!(parked[0].1, "too large");
+
+    let claim = outbox.claim(100).await.unwrap();
+    let claimed: Vec<(String, u64, u32)> = claim
+        .entries()
+        .iter()
+        .map(|entry| {
+            (
+                entry.event.aggregate_id().to_owned(),
+                entry.event.version,
+                entry.attempts,
+            )
+        })
+        .collect();
+    assert_eq!(
+        claimed,
+        [
+            ("a".to_owned(), 2, 2),
+            ("a".to_owned(), 3, 0),
+            ("a".to_owned(), 4, 0),
+            ("b".to_owned(), 2, 0)
+        ],
+        "every waiting event once, in position order, with its attempts"
+    );
+    assert!(
+        claim
+            .entries()
+            .iter()
+            .all(|entry| entry.id == entry.event.position)
+    );
+    claim.finish(vec![Outcome::Sent; 4]).await.unwrap();
+    assert_eq!(outbox.pending().await.unwrap(), 1, "the parked one");
+
+    // The new trigger: one entry per append.
+    store
+        .append(
+            &StreamId::new("Counter", "a"),
+            ExpectedVersion::Exact(4),
+            (0..3)
+                .map(|_| NewEvent::new("incremented", Payload::parse("{}").unwrap()))
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let entries: i64 = raw
+        .query_one(
+            &format!("SELECT count(*) FROM \"{schema}\".factum_outbox WHERE stream_id = 'a' AND first_version = 5 AND last_version = 7"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(entries, 1);
+    assert_eq!(outbox.pending().await.unwrap(), 4);
+    let requeued = outbox.requeue(parked[0].0.id).await.unwrap();
+    assert!(requeued);
+    let claim = outbox.claim(100).await.unwrap();
+    let claimed: Vec<(String, u64)> = claim
+        .entries()
+        .iter()
+        .map(|entry| (entry.event.aggregate_id().to_owned(), entry.event.version))
+        .collect();
+    assert_eq!(
+        claimed,
+        [
+            ("b".to_owned(), 1),
+            ("a".to_owned(), 5),
+            ("a".to_owned(), 6),
+            ("a".to_owned(), 7)
+        ]
+    );
+    claim.finish(vec![Outcome::Sent; 4]).await.unwrap();
+    assert_eq!(outbox.pending().await.unwrap(), 0);
 }

@@ -9,7 +9,9 @@ mod common;
 use std::time::Duration;
 
 use factum_core::testing::outbox as checks;
-use factum_core::{EventStore, ExpectedVersion, NewEvent, Outbox, OutboxClaim, Outcome, Payload, StreamId};
+use factum_core::{
+    AppendBatch, EventStore, ExpectedVersion, NewEvent, Outbox, OutboxClaim, Outcome, Payload, StreamId,
+};
 use factum_postgres::{PostgresError, PostgresEventStore};
 
 /// A fresh schema with the outbox enabled, and a second store on it.
@@ -255,4 +257,247 @@ async fn a_missing_outbox_is_a_clear_error() {
         "{error}"
     );
     assert!(error.to_string().contains("enable_outbox"), "{error}");
+}
+
+/// The outbox rows of `store`'s schema: (first version, last version,
+/// attempts, parked, sent) of `stream`'s entries, in position order.
+async fn entries_of(store: &PostgresEventStore, stream: &str) -> Vec<(i64, i64, i32, bool, bool)> {
+    let client = common::raw_client().await.unwrap();
+    client
+        .query(
+            &format!(
+                "SELECT first_version, last_version, attempts, parked_at IS NOT NULL, sent_at IS NOT NULL
+                   FROM \"{}\".factum_outbox WHERE stream_id = $1 ORDER BY position",
+                schema_of(store)
+            ),
+            &[&stream],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+        .collect()
+}
+
+fn versions(claim: &impl OutboxClaim) -> Vec<u64> {
+    claim.entries().iter().map(|entry| entry.event.version).collect()
+}
+
+/// The outbox keeps one entry per append and stream: a save of 100 events
+/// writes one row, which stands for 100 pending events, handed out one
+/// entry per event, each keyed by its event's position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_of_100_events_writes_one_row() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    append(&store, "hundred", 100).await;
+    append(&store, "one", 1).await;
+    assert_eq!(entries_of(&store, "hundred").await, [(1, 100, 0, false, false)]);
+    assert_eq!(entries_of(&store, "one").await, [(1, 1, 0, false, false)]);
+    assert_eq!(
+        store.outbox().pending().await.unwrap(),
+        101,
+        "pending counts events"
+    );
+
+    let claim = store.outbox().claim(1000).await.unwrap();
+    assert_eq!(versions(&claim), (1..=100).chain([1]).collect::<Vec<u64>>());
+    assert!(
+        claim
+            .entries()
+            .iter()
+            .all(|entry| entry.id == entry.event.position && entry.attempts == 0)
+    );
+    claim.finish(vec![Outcome::Sent; 101]).await.unwrap();
+    assert_eq!(store.outbox().pending().await.unwrap(), 0);
+    assert_eq!(entries_of(&store, "hundred").await, [(1, 100, 0, false, true)]);
+    let pruned = store
+        .outbox()
+        .prune(time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 101, "prune counts events too");
+}
+
+/// An atomic append to several streams writes one entry per stream, and
+/// concurrent appends (which group commit may store in one statement) one
+/// per append and stream too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_to_several_streams_writes_an_entry_per_stream() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    store
+        .append_many(vec![
+            AppendBatch::new(
+                StreamId::new("Note", "many-a"),
+                ExpectedVersion::NoStream,
+                vec![event(), event()],
+            ),
+            AppendBatch::new(
+                StreamId::new("Note", "many-b"),
+                ExpectedVersion::NoStream,
+                vec![event()],
+            ),
+            AppendBatch::new(
+                StreamId::new("Note", "many-c"),
+                ExpectedVersion::NoStream,
+                vec![event(), event(), event()],
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(entries_of(&store, "many-a").await, [(1, 2, 0, false, false)]);
+    assert_eq!(entries_of(&store, "many-b").await, [(1, 1, 0, false, false)]);
+    assert_eq!(entries_of(&store, "many-c").await, [(1, 3, 0, false, false)]);
+    let together: Vec<String> = (0..8).map(|index| format!("together-{index}")).collect();
+    futures::future::join_all(together.iter().map(|stream| append(&store, stream, 3))).await;
+    for stream in &together {
+        assert_eq!(entries_of(&store, stream).await, [(1, 3, 0, false, false)]);
+    }
+    assert_eq!(store.outbox().pending().await.unwrap(), 6 + 24);
+    let claim = store.outbox().claim(100).await.unwrap();
+    assert_eq!(claim.entries().len(), 30);
+    claim.finish(vec![Outcome::Sent; 30]).await.unwrap();
+    assert_eq!(store.outbox().pending().await.unwrap(), 0);
+}
+
+/// `limit` counts events: a claim takes whole entries while they fit, and
+/// the first events of the next one up to `limit` (`Outbox::claim` hands
+/// out at most `limit` entries); the rest of that append stays in line,
+/// split off into an entry of its own when the claim is finished, and
+/// comes next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_smaller_than_an_append_takes_its_first_events() {
+    let Some((store, other)) = two_stores().await else {
+        return;
+    };
+    append(&store, "big", 5).await;
+    append(&store, "next", 3).await;
+    let claim = store.outbox().claim(2).await.unwrap();
+    assert_eq!(versions(&claim), [1, 2]);
+    let elsewhere = other.outbox().claim(10).await.unwrap();
+    assert_eq!(
+        versions(&elsewhere),
+        [1, 2, 3],
+        "only `next`: the rest of `big` stays locked with the claim"
+    );
+    elsewhere.finish(vec![Outcome::Sent; 3]).await.unwrap();
+    claim.finish(vec![Outcome::Sent; 2]).await.unwrap();
+    assert_eq!(
+        entries_of(&store, "big").await,
+        [(1, 2, 0, false, true), (3, 5, 0, false, false)]
+    );
+    assert_eq!(store.outbox().pending().await.unwrap(), 3);
+
+    append(&store, "after", 2).await;
+    let claim = store.outbox().claim(4).await.unwrap();
+    let claimed: Vec<(String, u64)> = claim
+        .entries()
+        .iter()
+        .map(|entry| (entry.event.aggregate_id().to_owned(), entry.event.version))
+        .collect();
+    assert_eq!(
+        claimed,
+        [
+            ("big".to_owned(), 3),
+            ("big".to_owned(), 4),
+            ("big".to_owned(), 5),
+            ("after".to_owned(), 1)
+        ]
+    );
+    // Finished with fewer outcomes than entries: the rest is released.
+    claim.finish(vec![Outcome::Sent; 3]).await.unwrap();
+    assert_eq!(
+        entries_of(&store, "big").await,
+        [(1, 2, 0, false, true), (3, 5, 0, false, true)]
+    );
+    assert_eq!(
+        entries_of(&store, "after").await,
+        [(1, 2, 0, false, false)],
+        "released as it was"
+    );
+    let rest = store.outbox().claim(1).await.unwrap();
+    assert_eq!(versions(&rest), [1]);
+    rest.finish(vec![Outcome::Sent]).await.unwrap();
+    let rest = store.outbox().claim(10).await.unwrap();
+    assert_eq!(versions(&rest), [2]);
+    rest.finish(vec![Outcome::Sent]).await.unwrap();
+    assert_eq!(store.outbox().pending().await.unwrap(), 0);
+}
+
+/// Outcomes are per event: an entry whose events had several is split into
+/// runs, so the sent events are not published again, the retried ones
+/// come back with their attempts counted, and a parked event is an entry
+/// of its own, listed and requeued alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_outcomes_split_the_entry() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    let outbox = store.outbox();
+    append(&store, "x", 4).await;
+    let claim = outbox.claim(10).await.unwrap();
+    assert_eq!(versions(&claim), [1, 2, 3, 4]);
+    let retry = || Outcome::Retry("timed out".to_owned());
+    claim
+        .finish(vec![Outcome::Sent, Outcome::Sent, retry(), retry()])
+        .await
+        .unwrap();
+    assert_eq!(
+        entries_of(&store, "x").await,
+        [(1, 2, 0, false, true), (3, 4, 1, false, false)]
+    );
+    assert_eq!(outbox.pending().await.unwrap(), 2);
+    let again = outbox.claim(10).await.unwrap();
+    assert_eq!(versions(&again), [3, 4], "the sent events are not claimed again");
+    assert!(again.entries().iter().all(|entry| entry.attempts == 1));
+    again.finish(vec![Outcome::Sent; 2]).await.unwrap();
+    assert_eq!(outbox.pending().await.unwrap(), 0);
+
+    append(&store, "y", 5).await;
+    let claim = outbox.claim(10).await.unwrap();
+    let y2 = claim.entries()[1].id;
+    let park = Outcome::Park("message too large".to_owned());
+    claim
+        .finish(vec![Outcome::Sent, park, Outcome::Sent, Outcome::Sent, retry()])
+        .await
+        .unwrap();
+    assert_eq!(
+        entries_of(&store, "y").await,
+        [
+            (1, 1, 0, false, true),
+            (2, 2, 1, true, false),
+            (3, 4, 0, false, true),
+            (5, 5, 1, false, false)
+        ]
+    );
+    let parked = outbox.parked(10).await.unwrap();
+    assert_eq!(parked.len(), 1, "the parked event alone");
+    assert_eq!((parked[0].0.id, parked[0].0.event.version), (y2, 2));
+    assert_eq!(parked[0].0.attempts, 1);
+    assert_eq!(parked[0].1, "message too large");
+    assert_eq!(
+        outbox.pending().await.unwrap(),
+        2,
+        "the parked and the retried event"
+    );
+
+    let retried = outbox.claim(10).await.unwrap();
+    assert_eq!(versions(&retried), [5], "a parked event holds nothing back");
+    retried.finish(vec![Outcome::Sent]).await.unwrap();
+    assert!(outbox.requeue(y2).await.unwrap());
+    assert!(outbox.parked(10).await.unwrap().is_empty());
+    let requeued = outbox.claim(10).await.unwrap();
+    assert_eq!(versions(&requeued), [2]);
+    assert_eq!(requeued.entries()[0].id, y2);
+    requeued.finish(vec![Outcome::Sent]).await.unwrap();
+    assert_eq!(outbox.pending().await.unwrap(), 0);
+    let events: i64 = entries_of(&store, "y")
+        .await
+        .iter()
+        .map(|(first, last, ..)| last - first + 1)
+        .sum();
+    assert_eq!(events, 5, "every event in exactly one entry");
 }

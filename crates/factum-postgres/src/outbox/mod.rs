@@ -14,6 +14,7 @@ use tokio_postgres::error::SqlState;
 
 pub use claim::PostgresOutboxClaim;
 use sql::OutboxSql;
+pub(crate) use sql::{OutboxNames, capture_function, indexes};
 
 use crate::conn::Conn;
 use crate::migrate::MIGRATION_LOCK_CLASS;
@@ -23,8 +24,9 @@ use crate::{PostgresError, PostgresEventStore};
 impl PostgresEventStore {
     /// Switches the transactional outbox on for this store's schema:
     /// creates the `factum_outbox` table and a trigger on the events table
-    /// that writes one row per event, in the transaction that appends it,
-    /// whoever appends. Idempotent, and safe to run from several processes
+    /// that writes one row per append and stream (an *entry*: the stream,
+    /// its first and last version appended, the first event's position),
+    /// in the transaction that appends the events, whoever appends. Idempotent, and safe to run from several processes
     /// (they take turns with `ensure_schema`); call it after
     /// [`ensure_schema`](Self::ensure_schema).
     ///
@@ -149,8 +151,12 @@ pub(crate) fn outbox_error(store: &PostgresEventStore, conn: &Conn, error: tokio
 impl Outbox for PostgresOutbox {
     type Claim = PostgresOutboxClaim;
 
-    /// Locks up to `limit` rows in a transaction held until the claim is
-    /// finished or dropped.
+    /// Locks the oldest waiting entries in a transaction held until the
+    /// claim is finished or dropped, and hands out their events, up to
+    /// `limit` events: whole entries while they fit, then the first events
+    /// of the next one (its other events stay in line, and `finish` splits
+    /// them off into an entry of their own). A claim of a `limit` smaller
+    /// than the first entry hands out `limit` of its events.
     async fn claim(&self, limit: usize) -> Result<PostgresOutboxClaim, Error> {
         PostgresOutboxClaim::take(&self.store, &self.sql, limit, &[]).await
     }
@@ -161,9 +167,14 @@ impl Outbox for PostgresOutbox {
 
     async fn prune(&self, sent_before: OffsetDateTime) -> Result<u64, Error> {
         let conn = self.client().await?;
-        conn.execute(&self.sql.prune, &[&sent_before])
+        let row = conn
+            .query_one(&self.sql.prune, &[&sent_before])
             .await
-            .map_err(|error| outbox_error(&self.store, &conn, error))
+            .map_err(|error| outbox_error(&self.store, &conn, error))?;
+        let pruned: i64 = row
+            .try_get(0)
+            .map_err(|error| outbox_error(&self.store, &conn, error))?;
+        Ok(u64::try_from(pruned).unwrap_or(0))
     }
 
     async fn parked(&self, limit: usize) -> Result<Vec<(OutboxEntry, String)>, Error> {
