@@ -17,7 +17,7 @@ pub use crate::subscription::{PollingSubscription, SubscriptionOptions};
 pub use append::{check_distinct_ids, first_repeated_id, original_append, repeated_event_id};
 pub use atomic::{check_batches, first_conflict, original_append_many};
 pub use dead_letter::{DeadLetterRow, Failure, dead_letter_from_row, letter_tenant};
-pub use outbox::{ClaimedEntry, hand_out};
+pub use outbox::{ClaimedEntry, OutcomeRun, hand_out, outcome_runs};
 pub use read::{EventTypes, check_next_version, check_version};
 pub use stored::{
     checkpoint_from_stored, checkpoint_moved, checkpoint_to_stored, corrupt, from_stored, metadata_from_json,

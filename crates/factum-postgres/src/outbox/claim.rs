@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use factum_core::backend::{ClaimedEntry, hand_out, query_bound};
+use factum_core::backend::{ClaimedEntry, hand_out, outcome_runs, query_bound};
 use factum_core::{Error, OutboxClaim, OutboxEntry, Outcome};
 use tokio_postgres::Row;
 
@@ -276,36 +276,28 @@ struct Run {
 }
 
 /// Splits a row by the outcomes of the events read (`marks`, in version
-/// order; `None`: not handed out, or no outcome given): consecutive events
-/// sent, to be retried, or released make one run each (a retried run
-/// keeps the error of its first event); a parked event is a run of its
-/// own, so that parked entries stay one event each (listed and requeued
-/// by position). The versions the claim did not read are released. The
-/// runs cover the row's versions exactly, in order.
+/// order; `None`: not handed out, or no outcome given) by the rule every
+/// store shares ([`outcome_runs`]); the versions the claim did not read
+/// are released.
 fn runs(taken: &Taken, marks: Vec<Option<Outcome>>) -> Vec<Run> {
-    let mut runs: Vec<Run> = Vec::new();
-    let unread = taken.last_version + 1 - taken.first_version - taken.read;
-    let marks = marks
+    let len = taken.last_version + 1 - taken.first_version;
+    outcome_runs(len, marks.iter().map(Option::as_ref))
         .into_iter()
-        .map(|mark| match mark {
-            Some(Outcome::Sent) => (SENT, None),
-            Some(Outcome::Retry(error)) => (RETRY, Some(error)),
-            Some(Outcome::Park(error)) => (PARK, Some(error)),
-            None => (RELEASED, None),
-        })
-        .chain((0..unread).map(|_| (RELEASED, None)));
-    for (version, (outcome, error)) in (taken.first_version..).zip(marks) {
-        match runs.last_mut() {
-            Some(run) if run.outcome == outcome && outcome != PARK => run.last_version = version,
-            _ => runs.push(Run {
-                first_version: version,
-                last_version: version,
+        .map(|run| {
+            let (outcome, error) = match run.outcome {
+                Some(Outcome::Sent) => (SENT, None),
+                Some(Outcome::Retry(error)) => (RETRY, Some(error.clone())),
+                Some(Outcome::Park(error)) => (PARK, Some(error.clone())),
+                None => (RELEASED, None),
+            };
+            Run {
+                first_version: taken.first_version + run.first,
+                last_version: taken.first_version + run.last,
                 outcome,
                 error,
-            }),
-        }
-    }
-    runs
+            }
+        })
+        .collect()
 }
 
 /// One row of a claim's statement: an event and its outbox row.

@@ -1,7 +1,7 @@
 //! Finishing a claim: each event's outcome recorded on the entries the
 //! claim holds, an entry split where its events' outcomes differ.
 
-use factum_core::backend::query_bound;
+use factum_core::backend::{outcome_runs, query_bound};
 use factum_core::{Error, Outcome};
 use rusqlite::{Connection, OptionalExtension};
 use time::OffsetDateTime;
@@ -43,11 +43,7 @@ pub(super) fn record(
         {
             index += 1;
         }
-        let parts = parts(
-            *span,
-            &positions[start..index],
-            outcomes.get(start..).unwrap_or_default(),
-        );
+        let parts = parts(*span, (start..index).map(|event| outcomes.get(event)));
         match parts.as_slice() {
             [
                 Part {
@@ -70,46 +66,19 @@ pub(super) fn record(
     Ok(())
 }
 
-/// `span` cut where its events' outcomes change, each parked event alone:
-/// parts that cover the span from its first position to its last.
-fn parts<'a>(span: Span, positions: &[u64], outcomes: &'a [Outcome]) -> Vec<Part<'a>> {
-    let kind = |outcome: Option<&Outcome>| match outcome {
-        Some(Outcome::Sent) => 1,
-        Some(Outcome::Retry(_)) => 2,
-        Some(Outcome::Park(_)) => 3,
-        None => 0,
-    };
-    let mut parts: Vec<Part<'a>> = Vec::new();
-    for (index, position) in positions.iter().enumerate() {
-        let outcome = outcomes.get(index);
-        let continues = parts.last().is_some_and(|part| {
-            kind(part.outcome) == kind(outcome) && !matches!(outcome, Some(Outcome::Park(_)))
-        });
-        if continues {
-            continue;
-        }
-        let first = if parts.is_empty() {
-            span.first
-        } else {
-            query_bound(*position)
-        };
-        if let Some(previous) = parts.last_mut() {
-            previous.last = first - 1;
-        }
-        parts.push(Part {
-            first,
-            last: span.last,
-            outcome,
-        });
-    }
-    if parts.is_empty() {
-        parts.push(Part {
-            first: span.first,
-            last: span.last,
-            outcome: None,
-        });
-    }
-    parts
+/// `span` cut where its events' outcomes change (the rule every store
+/// shares, [`outcome_runs`]): parts that cover it from its first position
+/// to its last. `outcomes` are those of its first events.
+fn parts<'a>(span: Span, outcomes: impl IntoIterator<Item = Option<&'a Outcome>>) -> Vec<Part<'a>> {
+    let len = u64::try_from(span.last - span.first + 1).unwrap_or(0);
+    outcome_runs(len, outcomes)
+        .into_iter()
+        .map(|run| Part {
+            first: span.first + query_bound(run.first),
+            last: span.first + query_bound(run.last),
+            outcome: run.outcome,
+        })
+        .collect()
 }
 
 /// Rewrites entry `span` as `parts`, each with the state its outcome gives
@@ -161,49 +130,22 @@ fn split(
 mod tests {
     use super::*;
 
-    fn shape(parts: &[Part<'_>]) -> Vec<(i64, i64, Option<Outcome>)> {
-        parts
-            .iter()
-            .map(|part| (part.first, part.last, part.outcome.cloned()))
-            .collect()
-    }
-
     #[test]
-    fn parts_cover_the_span_and_cut_where_outcomes_change() {
-        let retry = Outcome::Retry("down".to_owned());
+    fn parts_are_the_shared_runs_at_the_entrys_positions() {
         let park = Outcome::Park("too large".to_owned());
-        let outcomes = [
-            Outcome::Sent,
-            Outcome::Sent,
-            park.clone(),
-            park.clone(),
-            retry.clone(),
-        ];
-        let parts = parts(Span { first: 10, last: 14 }, &[10, 11, 12, 13, 14], &outcomes);
+        let outcomes = [Outcome::Sent, Outcome::Sent, park.clone()];
+        let parts = parts(Span { first: 10, last: 14 }, outcomes.iter().map(Some));
+        let shape: Vec<(i64, i64, Option<&Outcome>)> = parts
+            .iter()
+            .map(|part| (part.first, part.last, part.outcome))
+            .collect();
         assert_eq!(
-            shape(&parts),
+            shape,
             [
-                (10, 11, Some(Outcome::Sent)),
-                (12, 12, Some(park.clone())),
-                (13, 13, Some(park)),
-                (14, 14, Some(retry)),
-            ],
-            "each parked event alone"
-        );
-    }
-
-    #[test]
-    fn events_without_an_outcome_are_one_part_given_back() {
-        let parts_given_back = parts(Span { first: 3, last: 9 }, &[3, 4, 5, 6, 7, 8, 9], &[]);
-        assert_eq!(shape(&parts_given_back), [(3, 9, None)]);
-        let sent_then_back = parts(
-            Span { first: 3, last: 9 },
-            &[3, 4, 5, 6, 7, 8, 9],
-            &[Outcome::Sent],
-        );
-        assert_eq!(
-            shape(&sent_then_back),
-            [(3, 3, Some(Outcome::Sent)), (4, 9, None)]
+                (10, 11, Some(&Outcome::Sent)),
+                (12, 12, Some(&park)),
+                (13, 14, None)
+            ]
         );
     }
 }
