@@ -660,11 +660,7 @@ async fn a_version_6_outbox_of_rows_per_event_becomes_one_of_entries() {
     let requeued = outbox.requeue(parked[0].0.id).await.unwrap();
     assert!(requeued);
     let claim = outbox.claim(100).await.unwrap();
-    let claimed: Vec<(String, u64)> = claim
-        .entries()
-        .iter()
-        .map(|entry| (entry.event.aggregate_id().to_owned(), entry.event.version))
-        .collect();
+    let claimed = factum_core::testing::outbox::named(claim.entries());
     assert_eq!(
         claimed,
         [

@@ -227,11 +227,7 @@ async fn sql_callers_write_rows_too() {
         .await
         .unwrap();
     let claim = store.outbox().claim(10).await.unwrap();
-    let streams: Vec<(String, u64)> = claim
-        .entries()
-        .iter()
-        .map(|entry| (entry.event.aggregate_id().to_owned(), entry.event.version))
-        .collect();
+    let streams = factum_core::testing::outbox::named(claim.entries());
     assert_eq!(
         streams,
         [
@@ -393,11 +389,7 @@ async fn a_claim_smaller_than_an_append_takes_its_first_events() {
 
     append(&store, "after", 2).await;
     let claim = store.outbox().claim(4).await.unwrap();
-    let claimed: Vec<(String, u64)> = claim
-        .entries()
-        .iter()
-        .map(|entry| (entry.event.aggregate_id().to_owned(), entry.event.version))
-        .collect();
+    let claimed = factum_core::testing::outbox::named(claim.entries());
     assert_eq!(
         claimed,
         [

@@ -90,7 +90,9 @@ fn ids(entries: &[OutboxEntry]) -> Vec<u64> {
     entries.iter().map(|entry| entry.id).collect()
 }
 
-fn named(entries: &[OutboxEntry]) -> Vec<(String, u64)> {
+/// The aggregate id and version of each entry, in order: what a check of
+/// a claim compares.
+pub fn named(entries: &[OutboxEntry]) -> Vec<(String, u64)> {
     entries
         .iter()
         .map(|entry| (entry.event.aggregate_id().to_owned(), entry.event.version))
