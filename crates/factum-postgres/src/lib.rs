@@ -426,10 +426,12 @@
 //! Schema version 7 turns the one-row-per-event outbox of earlier releases
 //! into entries (each old row an entry of one event, its state kept) and
 //! replaces their trigger function. Stop the relays of earlier releases
-//! before migrating: they would take an entry for its first event. Keep `idle_in_transaction_session_timeout` above
-//! the longest publish, or the server ends claims mid-publish (their
-//! messages are then published again). The claim's transaction takes no
-//! position lock, so it never holds back readers of the global log.
+//! before migrating: they would take an entry for its first event.
+//!
+//! Keep `idle_in_transaction_session_timeout` above the longest publish,
+//! or the server ends claims mid-publish (their messages are then
+//! published again). The claim's transaction takes no position lock, so it
+//! never holds back readers of the global log.
 //!
 //! # Inspection
 //!
