@@ -159,7 +159,12 @@
 //! yet sent), `factum_outbox_sent` and `factum_outbox_state` (version 5)
 //! are in every file, switched on by
 //! [`SqliteEventStore::enable_outbox`]; a version 4 file whose outbox was
-//! on keeps it on, each of its rows an entry of one event.
+//! on keeps it on, each of its rows an entry of one event. Stop the
+//! processes of the earlier release that write or relay the file before
+//! the first open by this one migrates it: they check the schema version
+//! when they open the file, not at each append, so a writer still running
+//! would store events without entries (its relay only fails: the table
+//! changed shape).
 //!
 //! # Tenants
 //!
