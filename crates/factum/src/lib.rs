@@ -162,7 +162,8 @@ pub use factum_core::*;
 /// borrows an argument, or returns anything but `()` or `Result<(), E>`, an
 /// error type `E` that is neither `std::error::Error` nor `Display`, a field
 /// or argument type that cannot be stored, an id type that cannot be an id,
-/// a struct without its `#[aggregate]` impl block, `load_or_create` on an
+/// a struct without its `#[aggregate]` impl block (or an impl block whose
+/// struct lacks `#[aggregate]`), `load_or_create` on an
 /// aggregate without `Default`, and the rules of evolution (a version of 0
 /// or not a whole number, an upcaster of an unknown event, of an old name or
 /// from a version at or above the current one, two upcasters for one step, a

@@ -21,8 +21,12 @@ use super::{AggregateId, AggregateState};
 pub trait AggregateFields: Sized {
     /// The type of the `id` field.
     type Id: AggregateId;
-    /// The generated `<Name>Created` event.
-    type Created;
+    /// The generated `<Name>Created` event. Its bounds are what
+    /// `<Name>Event` and its derives need, so that when the struct lacks
+    /// `#[aggregate]` the code generated for the impl block still compiles
+    /// against the projection alone, and the unmet `AggregateFields` bound
+    /// is the only error.
+    type Created: std::fmt::Debug + Clone + PartialEq + Send + Sync + 'static;
     /// The stored aggregate type: `name = "..."`, else the struct's name.
     const TYPE: &'static str;
     /// The version of the struct's shape its snapshots record.
@@ -69,7 +73,6 @@ pub trait AggregateEvents: Sized {
 pub fn start<A>(created: A::Created) -> A
 where
     A: AggregateFields + AggregateEvents,
-    A::Created: Clone,
     A::Event: From<A::Created>,
 {
     let mut aggregate = A::from_created(created.clone());

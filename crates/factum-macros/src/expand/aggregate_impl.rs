@@ -2,7 +2,7 @@
 //! then the items generated beside it.
 
 use proc_macro2::TokenStream;
-use quote::{format_ident, quote};
+use quote::{format_ident, quote, quote_spanned};
 use syn::{Ident, Path};
 
 use super::{aggregate_trait, checks, domain_event, event_enum, methods, upcasters};
@@ -17,8 +17,32 @@ pub(super) struct Names {
     pub(super) type_name: String,
     /// `<Name>Event`.
     pub(super) event_enum: Ident,
-    /// `<Name>Created`, beside the struct: `model::CounterCreated`.
-    pub(super) created: Path,
+    /// `<Name>Created`, reached through the struct's half:
+    /// `<Counter as AggregateFields>::Created`.
+    pub(super) created: syn::Type,
+    /// `for<'__factum> Counter: AggregateFields`, the where-clause of every
+    /// item that holds `created` or the enum.
+    pub(super) fields_bound: TokenStream,
+}
+
+impl Names {
+    fn new(self_path: Path, self_ident: &Ident) -> Self {
+        // Spanned at the impl's type, where a missing struct half is
+        // reported. The projection (instead of the name `CounterCreated`)
+        // keeps name resolution from failing first, in rustc's words; the
+        // `for<'__factum>` binder keeps rustc from checking the bound where
+        // it is written, so that every item carrying it quietly holds and
+        // `fields_check` reports it once.
+        let span = self_ident.span();
+        let fields = quote_spanned!(span=> ::factum::__private::AggregateFields);
+        Names {
+            created: syn::parse_quote_spanned!(span=> <#self_path as #fields>::Created),
+            fields_bound: quote_spanned!(span=> for<'__factum> #self_path: #fields),
+            event_enum: format_ident!("{}Event", self_ident),
+            type_name: self_ident.to_string(),
+            self_path,
+        }
+    }
 }
 
 /// The impl block, its checks, `<Name>Event`, `DomainEvent` and `Aggregate`.
@@ -29,51 +53,34 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
         events,
         evolution,
     } = checked;
-    let names = Names {
-        // Spanned at the impl's type, so that every mention of a missing
-        // `<Name>Created` is the same diagnostic, which rustc shows once.
-        // Named directly: through `<Name as AggregateFields>::Created`, a
-        // struct without `#[aggregate]` fails at every item that holds the
-        // projection (the enum, each derive, `From`: 13 errors, not 2); and
-        // no stand-in for a missing name can rank below the real one both
-        // when it is glob-imported from another module and when it sits in
-        // the same function body (a doc test).
-        created: sibling(
-            &self_path,
-            format_ident!("{}Created", self_ident, span = self_ident.span()),
-        ),
-        event_enum: format_ident!("{}Event", self_ident),
-        type_name: self_ident.to_string(),
-        self_path,
-    };
+    let names = Names::new(self_path, &self_ident);
     let checks = checks::impl_checks(&events);
-    let item = methods::expand(input.item, &events, &names.event_enum);
+    let fields_check = checks::fields_check(&names);
+    let item = methods::expand(input.item, &events, &names);
     let event_enum = event_enum::expand(&names, &events);
-    let created_ty: syn::Type = {
-        let created = &names.created;
-        syn::parse_quote!(#created)
-    };
+    let created_ty = &names.created;
     // `created` and every argument must be storable for the enum to be an
     // event; `Aggregate` needs `DomainEvent`, so it carries them too, except
-    // a projection such as `<Self as Aggregate>::Id`: on the impl that
-    // defines it, that bound would be a cycle.
-    let types = || {
-        std::iter::once(&created_ty).chain(
-            events
-                .iter()
-                .flat_map(|event| event.args.iter().map(|arg| &arg.field_ty)),
-        )
+    // an argument's projection such as `<Self as Aggregate>::Id`: on the impl
+    // that defines it, that bound would be a cycle.
+    let args = || {
+        events
+            .iter()
+            .flat_map(|event| event.args.iter().map(|arg| &arg.field_ty))
     };
-    let stored = checks::stored_bounds(types());
-    let aggregate_stored = checks::stored_bounds(types().filter(|ty| !checks::has_projection(ty)));
+    let stored = checks::stored_bounds(std::iter::once(created_ty).chain(args()));
+    let aggregate_stored = checks::stored_bounds(
+        std::iter::once(created_ty).chain(args().filter(|ty| !checks::has_projection(ty))),
+    );
     let domain_event = domain_event::expand(&names, &events, &stored);
     let aggregate = aggregate_trait::expand(&names, &events, &evolution, &aggregate_stored);
     let snapshot_checks = checks::snapshot_upcasters(&names, &evolution);
-    let shims = upcasters::shims(&names.self_path, &evolution);
+    let shims = upcasters::shims(&names, &evolution);
     quote! {
         // First, so that an argument type that cannot be stored is reported
         // before anything else.
         #checks
+        #fields_check
         #item
         #event_enum
         const _: () = {
@@ -83,14 +90,4 @@ pub(super) fn expand(input: Impl, checked: CheckedImpl) -> TokenStream {
         };
         #snapshot_checks
     }
-}
-
-/// `path` with its last segment replaced by `ident`: the type generated
-/// beside the aggregate struct, e.g. `crate::Counter` → `crate::CounterCreated`.
-fn sibling(path: &Path, ident: Ident) -> Path {
-    let mut path = path.clone();
-    if let Some(last) = path.segments.last_mut() {
-        last.ident = ident;
-    }
-    path
 }

@@ -24,7 +24,7 @@ pub(super) fn expand(
     let Names {
         self_path,
         event_enum,
-        created,
+        fields_bound,
         ..
     } = names;
     let apply_arms = events.iter().map(|event| apply_arm(event_enum, event));
@@ -33,7 +33,7 @@ pub(super) fn expand(
     quote! {
         impl ::factum::Aggregate for #self_path
         where
-            for<'__factum> Self: ::factum::__private::AggregateFields<Created = #created>,
+            #fields_bound,
             #(#stored,)*
         {
             const TYPE: &'static str = <Self as ::factum::__private::AggregateFields>::TYPE;

@@ -53,6 +53,23 @@ pub(super) fn derive_order(name: &Ident, derives: &Derives, default_option: bool
     }
 }
 
+/// The one item that asks for the struct's half, at the impl's type: a
+/// struct without `#[aggregate]` is this unmet bound, with the message of
+/// `AggregateFields`. Every other item carries the bound as
+/// `Names::fields_bound`, which holds there.
+pub(super) fn fields_check(names: &Names) -> TokenStream {
+    let self_path = &names.self_path;
+    let with_fields = quote_spanned!(names.created.span()=> WithFields<#self_path>);
+    quote! {
+        const _: () = {
+            #[allow(dead_code)]
+            struct WithFields<A: ::factum::__private::AggregateFields>(::core::marker::PhantomData<A>);
+            #[allow(dead_code)]
+            struct Checks(#with_fields);
+        };
+    }
+}
+
 /// Checks of the impl block: every argument of every event can be stored.
 pub(super) fn impl_checks(events: &[Event]) -> TokenStream {
     let stored = events

@@ -12,6 +12,7 @@ use crate::valid::Event;
 /// The payload structs and `impl DomainEvent for <Name>Event`.
 pub(super) fn expand(names: &Names, events: &[Event], stored: &[TokenStream]) -> TokenStream {
     let event_enum = &names.event_enum;
+    let fields_bound = &names.fields_bound;
     let event_names = events.iter().map(|event| event.name.as_str());
     let payload_types = events
         .iter()
@@ -30,6 +31,7 @@ pub(super) fn expand(names: &Names, events: &[Event], stored: &[TokenStream]) ->
 
         impl ::factum::DomainEvent for #event_enum
         where
+            #fields_bound,
             #(#stored,)*
         {
             const EVENT_TYPES: &'static [&'static str] = &["created", #(#event_names),*];

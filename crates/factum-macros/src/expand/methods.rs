@@ -9,10 +9,19 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, Pat, Visibility};
 
+use super::aggregate_impl::Names;
 use crate::valid::{Event, Returns};
 
-/// The impl block with every event method replaced by its body and wrapper.
-pub(super) fn expand(mut item: ItemImpl, events: &[Event], event_enum: &Ident) -> ItemImpl {
+/// The impl block with every event method replaced by its body and wrapper,
+/// under `Names::fields_bound` (the wrappers name the event enum, which
+/// carries it).
+pub(super) fn expand(mut item: ItemImpl, events: &[Event], names: &Names) -> ItemImpl {
+    let fields_bound = &names.fields_bound;
+    item.generics
+        .make_where_clause()
+        .predicates
+        .push(syn::parse_quote!(#fields_bound));
+    let event_enum = &names.event_enum;
     let by_index: HashMap<usize, &Event> = events.iter().map(|event| (event.index, event)).collect();
     let mut items = Vec::with_capacity(item.items.len() + events.len());
     for (index, impl_item) in std::mem::take(&mut item.items).into_iter().enumerate() {

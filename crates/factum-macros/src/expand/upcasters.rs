@@ -5,7 +5,9 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::{Ident, Path};
+use syn::Ident;
+
+use super::aggregate_impl::Names;
 
 use crate::valid::Evolution;
 use crate::valid::evolution::Function;
@@ -21,21 +23,28 @@ pub(super) fn snapshot_shim(index: usize) -> Ident {
 }
 
 /// Every shim, as free functions of the block that holds the `Aggregate` impl.
-pub(super) fn shims(self_path: &Path, evolution: &Evolution) -> TokenStream {
+pub(super) fn shims(names: &Names, evolution: &Evolution) -> TokenStream {
     let events = evolution
         .upcasters
         .iter()
         .enumerate()
-        .map(|(index, upcaster)| shim(self_path, &event_shim(index), &upcaster.function));
+        .map(|(index, upcaster)| shim(names, &event_shim(index), &upcaster.function));
     let snapshots = evolution
         .snapshot_upcasters
         .iter()
         .enumerate()
-        .map(|(index, upcaster)| shim(self_path, &snapshot_shim(index), &upcaster.function));
+        .map(|(index, upcaster)| shim(names, &snapshot_shim(index), &upcaster.function));
     quote!(#(#events)* #(#snapshots)*)
 }
 
-fn shim(self_path: &Path, shim: &Ident, function: &Function) -> TokenStream {
+/// A shim calls a function of the impl block, so it carries the block's
+/// `fields_bound`.
+fn shim(names: &Names, shim: &Ident, function: &Function) -> TokenStream {
+    let Names {
+        self_path,
+        fields_bound,
+        ..
+    } = names;
     let ident = &function.ident;
     let input = quote_spanned!(function.input=> ::factum::__private::upcaster::input(payload));
     // Bound first, so that a wrong return type is reported at the return
@@ -44,7 +53,10 @@ fn shim(self_path: &Path, shim: &Ident, function: &Function) -> TokenStream {
     quote! {
         fn #shim(
             payload: ::factum::__private::serde_json::Value,
-        ) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::UpcastError> {
+        ) -> ::core::result::Result<::factum::__private::serde_json::Value, ::factum::UpcastError>
+        where
+            #fields_bound,
+        {
             let lifted = #self_path::#ident(#input);
             #output
         }
