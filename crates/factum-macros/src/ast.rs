@@ -22,6 +22,9 @@ pub(crate) struct Struct {
     pub(crate) item: ItemStruct,
     pub(crate) options: Options,
     pub(crate) derives: Derives,
+    /// A `#[derive(...)]` written above `#[aggregate]`, as written: it
+    /// expanded before the hidden field was added.
+    pub(crate) derive_above: Option<String>,
     /// The named fields, in order; `None` for a tuple or unit struct.
     pub(crate) fields: Option<Vec<Field>>,
 }
@@ -89,9 +92,14 @@ impl Impl {
 }
 
 impl Input {
-    pub(crate) fn from_syn(cx: &mut Ctxt, item: Item, options: Options) -> Self {
+    pub(crate) fn from_syn(
+        cx: &mut Ctxt,
+        item: Item,
+        options: Options,
+        derive_above: impl FnOnce() -> Option<String>,
+    ) -> Self {
         match item {
-            Item::Struct(item) => Input::Struct(Box::new(Struct::from_syn(item, options))),
+            Item::Struct(item) => Input::Struct(Box::new(Struct::from_syn(item, options, derive_above()))),
             Item::Impl(item) => Input::Impl(Box::new(Impl::from_syn(cx, item, options))),
             other => Input::Other(Box::new(other)),
         }
@@ -99,7 +107,7 @@ impl Input {
 }
 
 impl Struct {
-    fn from_syn(item: ItemStruct, options: Options) -> Self {
+    fn from_syn(item: ItemStruct, options: Options, derive_above: Option<String>) -> Self {
         let derives = attr::derives(&item.attrs);
         let fields = match &item.fields {
             Fields::Named(named) => Some(
@@ -122,6 +130,7 @@ impl Struct {
             item,
             options,
             derives,
+            derive_above,
             fields,
         }
     }

@@ -13,6 +13,7 @@ mod attr;
 mod case;
 mod ctxt;
 mod expand;
+mod placement;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -39,7 +40,8 @@ use proc_macro::TokenStream;
 /// succeeds. See `factum::aggregate` for the full documentation.
 #[proc_macro_attribute]
 pub fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
-    expand::aggregate(args.into(), input.into()).into()
+    let call_site = proc_macro::Span::call_site();
+    expand::aggregate(args.into(), input.into(), || placement::derive_above(call_site)).into()
 }
 
 /// Marks a method of an `#[aggregate]` impl block as an event:

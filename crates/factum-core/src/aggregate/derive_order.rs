@@ -1,8 +1,12 @@
-//! Catches `#[derive(...)]` written above `#[aggregate]`.
+//! Catches `#[derive(...)]` written above `#[aggregate]` when the source
+//! could not tell.
 //!
 //! A derive listed first expands first, on the struct before `#[aggregate]`
-//! adds its hidden field, and `#[aggregate]` never sees it. So the code
-//! generated for the struct asks the type system instead: a `Clone` (or
+//! adds its hidden field, and `#[aggregate]` never sees it. The macro reads
+//! the lines above itself for such a derive and reports it as the only
+//! error; where it cannot read them (a struct written by another macro, a
+//! tool that gives no source file), the code generated for the struct asks
+//! the type system instead: a `Clone` (or
 //! `Default`) that `#[aggregate]` did not see derived below it was derived
 //! above it (a hand-written one would have to name the hidden field).
 //!

@@ -22,6 +22,10 @@ pub(super) struct Shape<'a> {
     pub(super) stored_name: String,
     /// The snapshot shape version, and whether `snapshot_version` declared it.
     pub(super) snapshot_version: (u32, bool),
+    /// False when a derive above `#[aggregate]` was reported: the struct is
+    /// left without the hidden field, so that the derive's impls compile
+    /// and that report is the only error.
+    pub(super) has_state: bool,
 }
 
 impl Shape<'_> {
@@ -53,13 +57,15 @@ pub(super) fn expand(input: Struct) -> TokenStream {
         mut item,
         options,
         derives,
+        derive_above,
         fields,
     } = input;
+    let has_state = derive_above.is_none();
     let fields = fields.unwrap_or_default();
     if derives.copy.is_some() {
         attr::remove_copy(&mut item.attrs);
     }
-    if let Err(error) = add_state_field(&mut item, derives.serde) {
+    if has_state && let Err(error) = add_state_field(&mut item, derives.serde) {
         return error.to_compile_error();
     }
     let snapshot_version = match options.snapshot_version {
@@ -76,9 +82,11 @@ pub(super) fn expand(input: Struct) -> TokenStream {
             .as_ref()
             .map_or_else(|| item.ident.to_string(), syn::LitStr::value),
         snapshot_version,
+        has_state,
     };
     let checks = checks::struct_checks(shape.fields);
-    let derive_order = checks::derive_order(shape.name(), &derives, options.default.is_some());
+    let derive_order =
+        has_state.then(|| checks::derive_order(shape.name(), &derives, options.default.is_some()));
     let created = created::expand(&shape);
     let fields_impl = fields::expand(&shape);
     let create = constructors::create(&shape);

@@ -25,23 +25,13 @@ pub(super) fn expand(shape: &Shape<'_>) -> TokenStream {
     };
     // Spanned at the id's type: one that cannot be an id is reported there.
     let id_ty = quote_spanned!(id_ty.span()=> type Id = #id_ty;);
-    quote! {
-        impl ::factum::__private::AggregateFields for #name {
-            #id_ty
-            type Created = #created;
-            const TYPE: &'static str = #stored_name;
-            const SNAPSHOT_VERSION: u32 = #snapshot_version;
-            const SNAPSHOT_VERSION_DECLARED: bool = #declared;
-
+    let state = if shape.has_state {
+        quote! {
             fn from_created(created: Self::Created) -> Self {
                 Self {
                     #( #idents: created.#idents, )*
                     __factum: ::core::default::Default::default(),
                 }
-            }
-
-            fn id(&self) -> Self::Id {
-                #id
             }
 
             fn state(&self) -> &::factum::__private::AggregateState<Self> {
@@ -51,6 +41,39 @@ pub(super) fn expand(shape: &Shape<'_>) -> TokenStream {
             fn state_mut(&mut self) -> &mut ::factum::__private::AggregateState<Self> {
                 &mut self.__factum
             }
+        }
+    } else {
+        // The struct has no hidden field because a compile error was
+        // reported on it: these bodies only keep the rest of the
+        // expansion quiet, and the crate never builds to run them.
+        let reported = "`#[aggregate]` reported a compile error on this struct";
+        quote! {
+            fn from_created(_: Self::Created) -> Self {
+                ::core::unreachable!(#reported)
+            }
+
+            fn state(&self) -> &::factum::__private::AggregateState<Self> {
+                ::core::unreachable!(#reported)
+            }
+
+            fn state_mut(&mut self) -> &mut ::factum::__private::AggregateState<Self> {
+                ::core::unreachable!(#reported)
+            }
+        }
+    };
+    quote! {
+        impl ::factum::__private::AggregateFields for #name {
+            #id_ty
+            type Created = #created;
+            const TYPE: &'static str = #stored_name;
+            const SNAPSHOT_VERSION: u32 = #snapshot_version;
+            const SNAPSHOT_VERSION_DECLARED: bool = #declared;
+
+            fn id(&self) -> Self::Id {
+                #id
+            }
+
+            #state
         }
     }
 }

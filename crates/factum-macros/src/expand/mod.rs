@@ -34,8 +34,13 @@ use crate::attr;
 use crate::ctxt::Ctxt;
 use crate::valid;
 
-/// `#[aggregate]` on any item.
-pub(crate) fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
+/// `#[aggregate]` on any item; `derive_above` reads the source for a
+/// derive written above it (asked only for a struct).
+pub(crate) fn aggregate(
+    args: TokenStream,
+    input: TokenStream,
+    derive_above: impl FnOnce() -> Option<String>,
+) -> TokenStream {
     let mut cx = Ctxt::default();
     let options = attr::options(&mut cx, args);
     let item: Item = match syn::parse2(input.clone()) {
@@ -46,7 +51,7 @@ pub(crate) fn aggregate(args: TokenStream, input: TokenStream) -> TokenStream {
             return quote!(#errors #input);
         }
     };
-    let expanded = match Input::from_syn(&mut cx, item, options) {
+    let expanded = match Input::from_syn(&mut cx, item, options, derive_above) {
         Input::Struct(input) => {
             if valid::check_struct(&mut cx, &input) {
                 aggregate_struct::expand(*input)

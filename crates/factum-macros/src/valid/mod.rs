@@ -84,6 +84,14 @@ pub(crate) fn check_struct(cx: &mut Ctxt, input: &Struct) -> bool {
             );
         }
     }
+    if let Some(derive) = &input.derive_above {
+        cx.error_at(
+            Span::call_site(),
+            format_args!(
+                "`#[aggregate]` must come before `#[derive(...)]`: move `#[aggregate]` above `{derive}` on `{name}` (a derive listed first expands first, on the struct without the hidden field `#[aggregate]` adds)"
+            ),
+        );
+    }
     if let Some(copy) = &input.derives.copy {
         cx.error_spanned_by(
             copy,
