@@ -40,7 +40,8 @@ pub use event::{Metadata, NewEvent, Payload, RecordedEvent, StreamId};
 pub use evolution::{EventUpcaster, EventVersion, Evolution, SnapshotUpcaster, UpcastError, UpcastFn};
 pub use memory::InMemoryEventStore;
 pub use notify::{
-    BroadcastNotifier, Notifications, Notifier, NotifyError, PublishError, Publisher, Received,
+    BroadcastNotifier, Notifications, Notifier, NotifyError, PendingAnswers, PublishError, Publisher,
+    Received,
 };
 pub use outbox::{Outbox, OutboxClaim, OutboxEntry, OutboxRelay, Outcome, RelayHandle, RelayMetrics};
 pub use projection::{

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use factum_core::{Notifier, NotifyError, PublishError, Publisher, RecordedEvent};
+use factum_core::{Notifier, NotifyError, PendingAnswers, PublishError, Publisher, RecordedEvent};
 use rdkafka::ClientConfig;
 use rdkafka::producer::FutureProducer;
 use time::OffsetDateTime;
 
-use crate::send::send_all;
+use crate::send::{Queued, queue_all};
 use crate::{Error, KafkaNotifierBuilder};
 
 /// Publishes recorded events to one Kafka topic, keyed by aggregate id.
@@ -119,15 +119,20 @@ impl KafkaNotifier {
     /// not sent and answer [`Error::Publish`] with a retriable
     /// [`PublishError`], so none of them overtakes it.
     pub async fn send(&self, events: &[RecordedEvent]) -> Vec<Result<(), Error>> {
+        let answers = self.queue(events).await.answers().await;
+        self.watch_for_stall(&answers);
+        answers
+    }
+
+    /// Hands `events` to the producer, in order; their answers come later.
+    async fn queue(&self, events: &[RecordedEvent]) -> Queued {
         let producer = self
             .inner
             .producer
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let answers = send_all(&producer, &self.inner.topic, events, OffsetDateTime::now_utc()).await;
-        self.watch_for_stall(&answers);
-        answers
+        queue_all(&producer, &self.inner.topic, events, OffsetDateTime::now_utc()).await
     }
 
     /// Replaces the producer once every call has failed retriably for
@@ -198,6 +203,23 @@ impl Publisher for KafkaNotifier {
             .into_iter()
             .map(|result| result.map_err(Error::into_publish_error))
             .collect()
+    }
+
+    /// Queues `events` on the producer and returns; the answers come with
+    /// the delivery reports. The idempotent producer keeps the order of
+    /// every call's messages in each partition, so the next batch may be
+    /// queued before this one is answered.
+    async fn enqueue(&self, events: &[RecordedEvent]) -> PendingAnswers {
+        let queued = self.queue(events).await;
+        let notifier = self.clone();
+        Box::pin(async move {
+            let answers = queued.answers().await;
+            notifier.watch_for_stall(&answers);
+            answers
+                .into_iter()
+                .map(|result| result.map_err(Error::into_publish_error))
+                .collect()
+        })
     }
 }
 

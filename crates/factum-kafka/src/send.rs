@@ -1,6 +1,7 @@
 //! Queue every message of a batch, then collect the delivery reports.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use factum_core::{PublishError, RecordedEvent, StreamId};
@@ -24,62 +25,96 @@ enum Slot {
     Done(Result<(), Error>),
 }
 
+/// What an answer names of its event.
+struct Origin {
+    stream: StreamId,
+    version: u64,
+    event_type: Arc<str>,
+}
+
+impl Origin {
+    fn of(event: &RecordedEvent) -> Self {
+        Self {
+            stream: event.stream.clone(),
+            version: event.version,
+            event_type: Arc::clone(&event.event_type),
+        }
+    }
+}
+
 impl Slot {
-    async fn settle(&mut self, event: &RecordedEvent) {
+    async fn settle(&mut self, origin: &Origin) {
         if let Slot::Queued(delivery) = self {
-            let answer = delivery_answer(delivery.await, event);
+            let answer = delivery_answer(delivery.await, origin);
             *self = Slot::Done(answer);
         }
+    }
+}
+
+/// A batch handed to librdkafka, its delivery reports still to come.
+pub(crate) struct Queued {
+    slots: Vec<(Slot, Origin)>,
+}
+
+impl Queued {
+    /// Waits for every delivery report; one answer per event, in order.
+    pub(crate) async fn answers(self) -> Vec<Result<(), Error>> {
+        let mut answers = Vec::with_capacity(self.slots.len());
+        for (mut slot, origin) in self.slots {
+            slot.settle(&origin).await;
+            if let Slot::Done(answer) = slot {
+                answers.push(answer);
+            }
+        }
+        answers
     }
 }
 
 /// Publishes `events` to `topic`: every message is queued before any
 /// delivery report is awaited, so the batch travels in a few produce
 /// requests. One answer per event, in order.
+#[cfg(test)]
 pub(crate) async fn send_all(
     producer: &FutureProducer,
     topic: &str,
     events: &[RecordedEvent],
     published_at: OffsetDateTime,
 ) -> Vec<Result<(), Error>> {
-    let mut slots: Vec<Slot> = Vec::with_capacity(events.len());
-    // Aggregates with an event that could not be queued: their later events
-    // stay behind, or they would overtake it.
+    queue_all(producer, topic, events, published_at)
+        .await
+        .answers()
+        .await
+}
+
+/// Hands every message of `events` to librdkafka, in order, and returns
+/// once all are queued (or answered: an event that could not be queued
+/// holds back the later events of its aggregate, or they would overtake
+/// it). Queues of several calls keep their order in each partition.
+pub(crate) async fn queue_all(
+    producer: &FutureProducer,
+    topic: &str,
+    events: &[RecordedEvent],
+    published_at: OffsetDateTime,
+) -> Queued {
+    let mut slots: Vec<(Slot, Origin)> = Vec::with_capacity(events.len());
     let mut blocked: HashSet<&StreamId> = HashSet::new();
     let mut oldest_queued = 0;
     for event in events {
+        let origin = Origin::of(event);
         if blocked.contains(&event.stream) {
-            slots.push(Slot::Done(Err(held_back(event))));
+            slots.push((Slot::Done(Err(held_back(&origin))), origin));
             continue;
         }
         let slot = match encode_message(event, published_at) {
             Err(error) => Slot::Done(Err(error)),
-            Ok(value) => {
-                queue(
-                    producer,
-                    topic,
-                    event,
-                    &value,
-                    events,
-                    &mut slots,
-                    &mut oldest_queued,
-                )
-                .await
-            }
+            Ok(value) => queue(producer, topic, event, &value, &mut slots, &mut oldest_queued).await,
         };
         if matches!(slot, Slot::Done(Err(_))) {
             blocked.insert(&event.stream);
         }
-        slots.push(slot);
+        slots.push((slot, origin));
     }
-    let mut answers = Vec::with_capacity(events.len());
-    for (mut slot, event) in slots.into_iter().zip(events) {
-        slot.settle(event).await;
-        if let Slot::Done(answer) = slot {
-            answers.push(answer);
-        }
-    }
-    answers
+    Queued { slots }
 }
 
 /// Hands one message to librdkafka. While its queue is full, waits for the
@@ -90,8 +125,7 @@ async fn queue(
     topic: &str,
     event: &RecordedEvent,
     value: &[u8],
-    events: &[RecordedEvent],
-    slots: &mut [Slot],
+    slots: &mut [(Slot, Origin)],
     oldest_queued: &mut usize,
 ) -> Slot {
     let deadline = Instant::now() + QUEUE_FULL_WAIT;
@@ -106,48 +140,48 @@ async fn queue(
                 if Instant::now() < deadline =>
             {
                 record = returned;
-                while *oldest_queued < slots.len() && matches!(slots[*oldest_queued], Slot::Done(_)) {
+                while *oldest_queued < slots.len() && matches!(slots[*oldest_queued].0, Slot::Done(_)) {
                     *oldest_queued += 1;
                 }
                 match slots.get_mut(*oldest_queued) {
-                    Some(slot) => slot.settle(&events[*oldest_queued]).await,
+                    Some((slot, origin)) => slot.settle(origin).await,
                     // Other callers filled the queue: give their messages time.
                     None => tokio::time::sleep(Duration::from_millis(5)).await,
                 }
             }
-            Err((error, _)) => return Slot::Done(Err(publish_error(event, classify(&error)))),
+            Err((error, _)) => return Slot::Done(Err(publish_error(&Origin::of(event), classify(&error)))),
         }
     }
 }
 
 type DeliveryReport = <DeliveryFuture as std::future::Future>::Output;
 
-fn delivery_answer(report: DeliveryReport, event: &RecordedEvent) -> Result<(), Error> {
+fn delivery_answer(report: DeliveryReport, origin: &Origin) -> Result<(), Error> {
     match report {
         Ok(Ok(_delivered)) => Ok(()),
-        Ok(Err((error, _message))) => Err(publish_error(event, classify(&error))),
+        Ok(Err((error, _message))) => Err(publish_error(origin, classify(&error))),
         Err(_canceled) => Err(publish_error(
-            event,
+            origin,
             PublishError::retriable("the producer was dropped before the broker answered"),
         )),
     }
 }
 
-fn held_back(event: &RecordedEvent) -> Error {
+fn held_back(origin: &Origin) -> Error {
     publish_error(
-        event,
+        origin,
         PublishError::retriable(format!(
             "not sent: an earlier event of {} in this batch was not published, and this one must not overtake it",
-            event.stream
+            origin.stream
         )),
     )
 }
 
-fn publish_error(event: &RecordedEvent, source: PublishError) -> Error {
+fn publish_error(origin: &Origin, source: PublishError) -> Error {
     Error::Publish {
-        stream: event.stream.clone(),
-        version: event.version,
-        event_type: event.event_type.clone(),
+        stream: origin.stream.clone(),
+        version: origin.version,
+        event_type: Arc::clone(&origin.event_type),
         source,
     }
 }

@@ -21,6 +21,7 @@ mod broadcast;
 mod saved;
 
 use std::future::Future;
+use std::pin::Pin;
 
 pub use broadcast::{BroadcastNotifier, Notifications, Received};
 pub(crate) use saved::SharedNotifier;
@@ -98,4 +99,30 @@ pub trait Publisher: Send + Sync + 'static {
     /// partition).
     fn publish(&self, events: &[RecordedEvent])
     -> impl Future<Output = Vec<Result<(), PublishError>>> + Send;
+
+    /// Hands `events` to the bus and returns once they are on their way;
+    /// the [`PendingAnswers`] it returns yields the answers later, as
+    /// [`publish`](Self::publish) would.
+    ///
+    /// A relay hands over its next batch while the bus still answers for
+    /// the last one, so a batch does not wait out the bus's round trip
+    /// (and Kafka's `linger.ms`) alone. An implementation that overrides
+    /// this must keep the order across calls: every event handed over by
+    /// one call goes out before those of a later call, and a later event of
+    /// an aggregate never overtakes an earlier one that failed retriably.
+    /// The relay retries every later event of an aggregate whose event was
+    /// retried, so the last copy a consumer sees of each is in order.
+    ///
+    /// The default publishes the whole batch first, so every batch waits
+    /// for the answers of the one before.
+    fn enqueue(&self, events: &[RecordedEvent]) -> impl Future<Output = PendingAnswers> + Send {
+        async move {
+            let answers = self.publish(events).await;
+            Box::pin(std::future::ready(answers)) as PendingAnswers
+        }
+    }
 }
+
+/// The answers, one per event and in order, of events handed to a
+/// [`Publisher`] by [`enqueue`](Publisher::enqueue), to be awaited later.
+pub type PendingAnswers = Pin<Box<dyn Future<Output = Vec<Result<(), PublishError>>> + Send>>;

@@ -24,10 +24,13 @@ use crate::{Error, PublishError, Publisher, RetryPolicy, StreamId};
 /// of its aggregate in the same round are retried too, even if they went
 /// out, so the last copy a consumer sees of each is in order.
 ///
-/// Rounds overlap: while a batch is published, the batch before it is
-/// marked and the next one claimed ([`Outbox::claim_after`]), so the
-/// database's work hides behind the bus's. Batches still go to the
-/// publisher one at a time, in order, and are marked in order.
+/// Rounds overlap: up to [`in_flight`](Self::in_flight) batches are with
+/// the publisher at once ([`Publisher::enqueue`]), and while the bus
+/// answers for them the oldest is marked and the next one claimed
+/// ([`Outbox::claim_after`]), so neither the bus's round trip nor the
+/// database's work is paid once per batch. Batches go to the publisher in
+/// order and are marked in order; an entry to be retried makes every
+/// later entry of its aggregate in flight a retry too.
 ///
 /// While rounds fail (broker or database down) it waits with exponential
 /// backoff and jitter, and goes on forever: an outage delays messages, it
@@ -53,6 +56,7 @@ pub struct OutboxRelay<O, P> {
 #[derive(Clone, Debug)]
 struct Options {
     batch_size: usize,
+    in_flight: usize,
     poll_interval: Duration,
     backoff: RetryPolicy,
     retention: Option<Duration>,
@@ -76,7 +80,7 @@ struct Round {
 
 impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
     /// A relay publishing `outbox` through `publisher`: batches of 1,024,
-    /// a look every 100 ms when idle, backoff from 100 ms to 30 s, sent
+    /// up to 4 of them in flight, a look every 100 ms when idle, backoff from 100 ms to 30 s, sent
     /// entries kept 7 days.
     pub fn new(outbox: O, publisher: P) -> Self {
         Self {
@@ -84,6 +88,7 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             publisher,
             options: Options {
                 batch_size: 1024,
+                in_flight: 4,
                 poll_interval: Duration::from_millis(100),
                 backoff: RetryPolicy::default(),
                 retention: Some(Duration::from_secs(7 * 24 * 3600)),
@@ -96,6 +101,14 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
     /// Entries claimed and published per round (at least 1).
     pub fn batch_size(mut self, size: usize) -> Self {
         self.options.batch_size = size.max(1);
+        self
+    }
+
+    /// How many batches may be with the publisher at once, their answers
+    /// not yet in (at least 1). Each holds its claim until it is marked: on
+    /// PostgreSQL a pooled connection, so keep it below the pool's size.
+    pub fn in_flight(mut self, batches: usize) -> Self {
+        self.options.in_flight = batches.max(1);
         self
     }
 
@@ -137,8 +150,8 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             claim.finish(Vec::new()).await?;
             return Ok(Round::default());
         }
-        let outcomes = self.publish_entries(claim.entries(), &HashSet::new()).await;
-        self.finish(Published { claim, outcomes }).await
+        let outcomes = self.publish_entries(claim.entries()).await;
+        self.finish(claim, outcomes).await
     }
 
     /// Runs until `shutdown` completes, then finishes the round in flight
@@ -206,7 +219,7 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
                 }
             }
         }
-        // The batch published is recorded; the one only claimed goes back.
+        // The batches in flight are answered and recorded.
         self.drain(&mut pipeline).await
     }
 
@@ -226,10 +239,14 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
 }
 
 /// The outcome of each entry from the publisher's answers. An aggregate
-/// whose entry is to be retried holds back its later entries of the round,
-/// so its order survives the retry.
-fn outcomes(entries: &[OutboxEntry], results: Vec<Result<(), PublishError>>) -> Vec<Outcome> {
-    let mut held: HashSet<&StreamId> = HashSet::new();
+/// whose entry is to be retried (`held`, carried over from the batches in
+/// flight before this one) holds back its later entries, so its order
+/// survives the retry.
+fn outcomes(
+    entries: &[OutboxEntry],
+    results: Vec<Result<(), PublishError>>,
+    held: &mut HashSet<StreamId>,
+) -> Vec<Outcome> {
     let mut results = results.into_iter();
     entries
         .iter()
@@ -246,7 +263,7 @@ fn outcomes(entries: &[OutboxEntry], results: Vec<Result<(), PublishError>>) -> 
             match result {
                 Ok(()) => Outcome::Sent,
                 Err(error) if error.retriable => {
-                    held.insert(stream);
+                    held.insert(stream.clone());
                     Outcome::Retry(error.reason)
                 }
                 Err(error) => Outcome::Park(error.reason),
@@ -260,7 +277,7 @@ mod pipeline;
 
 use handle::Counters;
 pub use handle::{RelayHandle, RelayMetrics};
-use pipeline::{Pipeline, Published, Step};
+use pipeline::{Pipeline, Step};
 
 #[cfg(test)]
 mod tests;

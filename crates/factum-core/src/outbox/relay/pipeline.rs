@@ -1,82 +1,92 @@
-//! The relay's pipeline: while one batch is published, the batch before it
-//! is finished and the next one claimed, so the database's work and the
-//! bus's overlap instead of adding up.
+//! The relay's pipeline: several batches are with the publisher at once,
+//! and while the bus answers for them the oldest is marked and the next
+//! one claimed, so neither the bus's round trip nor the database's work
+//! is paid once per batch.
 //!
-//! Batch k+1 is claimed behind batch k ([`Outbox::claim_after`]): entries
-//! that follow batch k's entries of an aggregate may be in it. The order
-//! of an aggregate survives because
-//! - batches are published one after another: batch k+1 goes to the
-//!   publisher once every entry of batch k has its answer;
-//! - an aggregate with an entry of batch k to be retried is not published
-//!   in batch k+1 (its entries there are retried too), and the relay then
-//!   pauses and claims afresh from the oldest waiting entry;
-//! - batch k is finished (marked) before batch k+1, and when marking batch
-//!   k fails, batch k+1 is given back unmarked: both are published again,
-//!   in order.
+//! Batch k+1 is claimed behind the batches in flight
+//! ([`Outbox::claim_after`]): entries that follow their entries of an
+//! aggregate may be in it. The order of an aggregate survives because
+//! - batches are handed to the publisher one after another
+//!   ([`Publisher::enqueue`]), which keeps the order across calls;
+//! - batches are finished (marked) in the order they were handed over;
+//! - an entry to be retried makes every later entry of its aggregate in
+//!   flight a retry too, even if it went out, so the last copy a consumer
+//!   sees of each is in order; the relay then hands nothing new over,
+//!   finishes what is in flight, pauses, and claims afresh from the oldest
+//!   waiting entry;
+//! - when marking a batch fails, the batches after it are given back
+//!   unmarked: all are published again, in order.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use tracing::Instrument;
 
 use super::{OutboxRelay, Round, outcomes};
 use crate::outbox::{Outbox, OutboxClaim, OutboxEntry, Outcome};
-use crate::{Error, PublishError, Publisher, RecordedEvent, StreamId, telemetry};
+use crate::{Error, PendingAnswers, PublishError, Publisher, RecordedEvent, StreamId, telemetry};
 
-/// Why an entry was not sent: an earlier entry of its aggregate, in the
-/// batch before, is to be retried.
-const HELD: &str = "an earlier event of the same aggregate is to be retried";
-
-/// A claim published, not yet finished, with the outcome of each entry.
-pub(super) struct Published<C> {
-    pub(super) claim: C,
-    pub(super) outcomes: Vec<Outcome>,
+/// A claim handed to the publisher, its answers not yet in.
+pub(super) struct InFlight<C> {
+    claim: C,
+    answers: PendingAnswers,
+    /// The answers, once seen ready before they were awaited.
+    answered: Option<Vec<Result<(), PublishError>>>,
+    span: tracing::Span,
 }
 
-impl<C: OutboxClaim> Published<C> {
-    fn ids(&self) -> Vec<u64> {
-        self.claim.entries().iter().map(|entry| entry.id).collect()
+impl<C> InFlight<C> {
+    /// True when the answers are in, without waiting for them.
+    fn is_answered(&mut self) -> bool {
+        if self.answered.is_none() {
+            let mut context = Context::from_waker(Waker::noop());
+            if let Poll::Ready(answers) = self.answers.as_mut().poll(&mut context) {
+                self.answered = Some(answers);
+            }
+        }
+        self.answered.is_some()
     }
 
-    /// Aggregates with an entry to be retried: their entries in the next
-    /// batch must not go out before it.
-    fn retried_streams(&self) -> HashSet<StreamId> {
-        self.claim
-            .entries()
-            .iter()
-            .zip(&self.outcomes)
-            .filter(|(_, outcome)| matches!(outcome, Outcome::Retry(_)))
-            .map(|(entry, _)| entry.event.stream.clone())
-            .collect()
-    }
-
-    fn retried(&self) -> bool {
-        self.outcomes
-            .iter()
-            .any(|outcome| matches!(outcome, Outcome::Retry(_)))
+    async fn answers(self) -> (C, Vec<Result<(), PublishError>>, tracing::Span) {
+        let answers = match self.answered {
+            Some(answers) => answers,
+            None => self.answers.await,
+        };
+        (self.claim, answers, self.span)
     }
 }
 
-/// What the relay holds between steps: a batch published and not yet
-/// finished, and the next batch, claimed and not yet published.
+/// The batches with the publisher, oldest first, and the aggregates that
+/// have an entry to be retried among those already answered.
 pub(super) struct Pipeline<C> {
-    published: Option<Published<C>>,
-    claimed: Option<C>,
+    in_flight: VecDeque<InFlight<C>>,
+    retried: HashSet<StreamId>,
 }
 
 impl<C> Default for Pipeline<C> {
     fn default() -> Self {
         Self {
-            published: None,
-            claimed: None,
+            in_flight: VecDeque::new(),
+            retried: HashSet::new(),
         }
+    }
+}
+
+impl<C: OutboxClaim> Pipeline<C> {
+    fn ids(&self) -> Vec<u64> {
+        self.in_flight
+            .iter()
+            .flat_map(|batch| batch.claim.entries())
+            .map(|entry| entry.id)
+            .collect()
     }
 }
 
 /// How a step went.
 pub(super) enum Step {
-    /// A batch went out; go on at once.
+    /// A batch went out or was finished; go on at once.
     Busy,
     /// Nothing waited; the pipeline is empty.
     Idle,
@@ -84,138 +94,124 @@ pub(super) enum Step {
     Retrying,
 }
 
-/// What went wrong beside the publishing.
-enum Beside {
-    /// Marking the batch before failed.
-    Finish(Error),
-    /// Claiming the batch after failed.
-    Claim(Error),
-}
-
 impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
-    /// Publishes the claimed batch (claiming one first if none is), while
-    /// the batch before it is finished and the next one claimed. Unless it
-    /// returns [`Step::Busy`], the pipeline is left empty: nothing is held
-    /// while the relay pauses.
+    /// Claims the next batch and hands it to the publisher; when the
+    /// pipeline is full, or nothing new waits, finishes its oldest batch
+    /// first. Unless it returns [`Step::Busy`], the pipeline is left
+    /// empty: nothing is held while the relay pauses.
     pub(super) async fn step(&self, pipeline: &mut Pipeline<O::Claim>) -> Result<Step, Error> {
-        let current = match pipeline.claimed.take() {
-            Some(claim) => claim,
-            None => {
-                let ahead = pipeline
-                    .published
-                    .as_ref()
-                    .map(Published::ids)
-                    .unwrap_or_default();
-                match self.outbox.claim_after(self.options.batch_size, &ahead).await {
-                    Ok(claim) => claim,
-                    Err(error) => {
-                        self.drain(pipeline).await?;
-                        return Err(error);
-                    }
-                }
+        if pipeline.in_flight.len() >= self.options.in_flight {
+            return self.settle_oldest(pipeline).await;
+        }
+        let claim = match self
+            .outbox
+            .claim_after(self.options.batch_size, &pipeline.ids())
+            .await
+        {
+            Ok(claim) => claim,
+            Err(error) => {
+                self.drain(pipeline).await?;
+                return Err(error);
             }
         };
-        if current.entries().is_empty() {
-            current.finish(Vec::new()).await?;
-            self.drain(pipeline).await?;
-            return Ok(Step::Idle);
-        }
-        let before = pipeline.published.take();
-        let held = before
-            .as_ref()
-            .map(Published::retried_streams)
-            .unwrap_or_default();
-        let ids: Vec<u64> = current.entries().iter().map(|entry| entry.id).collect();
-        let (outcomes, beside) = tokio::join!(self.publish_entries(current.entries(), &held), async {
-            if let Some(before) = before {
-                self.finish(before).await.map_err(Beside::Finish)?;
+        // Batches already answered are finished first, so a retry they hold
+        // keeps its aggregate's later entries from going out at all.
+        while pipeline.in_flight.front_mut().is_some_and(InFlight::is_answered) {
+            let settled = self.settle_oldest(pipeline).await;
+            if !matches!(settled, Ok(Step::Busy)) {
+                give_back(claim).await;
+                return settled;
             }
-            self.outbox
-                .claim_after(self.options.batch_size, &ids)
-                .await
-                .map_err(Beside::Claim)
+        }
+        if claim.entries().is_empty() {
+            give_back(claim).await;
+            if pipeline.in_flight.is_empty() {
+                return Ok(Step::Idle);
+            }
+            return self.settle_oldest(pipeline).await;
+        }
+        let (answers, span) = self.hand_over(claim.entries()).await;
+        pipeline.in_flight.push_back(InFlight {
+            claim,
+            answers,
+            answered: None,
+            span,
         });
-        let published = Published {
-            claim: current,
-            outcomes,
+        Ok(Step::Busy)
+    }
+
+    /// Waits for the oldest batch's answers and finishes it. When one of
+    /// its entries is to be retried, finishes the rest of the pipeline too
+    /// and reports [`Step::Retrying`].
+    async fn settle_oldest(&self, pipeline: &mut Pipeline<O::Claim>) -> Result<Step, Error> {
+        let Some(oldest) = pipeline.in_flight.pop_front() else {
+            return Ok(Step::Idle);
         };
-        match beside {
-            Err(Beside::Finish(error)) => {
-                // This batch went out after the unmarked one: give it back
-                // too, so both are published again, in order.
-                give_back(published.claim).await;
-                Err(error)
+        let retrying = self.settle(oldest, pipeline).await?;
+        if !retrying {
+            if pipeline.in_flight.is_empty() {
+                pipeline.retried.clear();
             }
-            Err(Beside::Claim(error)) => {
-                self.finish(published).await?;
-                Err(error)
-            }
-            Ok(next) if published.retried() => {
-                give_back(next).await;
-                self.finish(published).await?;
-                Ok(Step::Retrying)
-            }
-            Ok(next) => {
-                pipeline.published = Some(published);
-                pipeline.claimed = Some(next);
-                Ok(Step::Busy)
-            }
+            return Ok(Step::Busy);
         }
+        self.drain(pipeline).await?;
+        Ok(Step::Retrying)
     }
 
-    /// Empties the pipeline: the published batch is finished, the claimed
-    /// one given back.
-    pub(super) async fn drain(&self, pipeline: &mut Pipeline<O::Claim>) -> Result<(), Error> {
-        if let Some(claimed) = pipeline.claimed.take() {
-            give_back(claimed).await;
-        }
-        match pipeline.published.take() {
-            Some(published) => self.finish(published).await.map(drop),
-            None => Ok(()),
-        }
-    }
-
-    /// Publishes `entries` but those of the `held` aggregates, which are to
-    /// be retried; the outcome of each entry.
-    pub(super) async fn publish_entries(
+    /// Finishes `batch` with its answers; true when an entry of it is to
+    /// be retried. When finishing fails, the later batches are given back.
+    async fn settle(
         &self,
-        entries: &[OutboxEntry],
-        held: &HashSet<StreamId>,
-    ) -> Vec<Outcome> {
-        let sent: Vec<RecordedEvent> = entries
+        batch: InFlight<O::Claim>,
+        pipeline: &mut Pipeline<O::Claim>,
+    ) -> Result<bool, Error> {
+        let (claim, answers, span) = batch.answers().await;
+        record_answers(&span, &answers);
+        let outcomes = outcomes(claim.entries(), answers, &mut pipeline.retried);
+        let retrying = outcomes
             .iter()
-            .filter(|entry| !held.contains(&entry.event.stream))
-            .map(|entry| entry.event.clone())
-            .collect();
-        let answers = if sent.is_empty() {
-            Vec::new()
-        } else {
-            let span = telemetry::relay_span(entries, sent.len());
-            let answers = self.publisher.publish(&sent).instrument(span.clone()).await;
-            record_answers(&span, &answers);
-            answers
-        };
-        let mut answers = answers.into_iter();
-        let results = entries
-            .iter()
-            .map(|entry| {
-                if held.contains(&entry.event.stream) {
-                    Err(PublishError::retriable(HELD))
-                } else {
-                    answers.next().unwrap_or_else(|| {
-                        Err(PublishError::retriable(
-                            "the publisher gave no answer for this event",
-                        ))
-                    })
-                }
-            })
-            .collect();
-        outcomes(entries, results)
+            .any(|outcome| matches!(outcome, Outcome::Retry(_)));
+        if let Err(error) = self.finish(claim, outcomes).await {
+            // The later batches went out after the unmarked one: give them
+            // back too, so all are published again, in order.
+            for later in pipeline.in_flight.drain(..) {
+                give_back(later.claim).await;
+            }
+            pipeline.retried.clear();
+            return Err(error);
+        }
+        Ok(retrying)
+    }
+
+    /// Empties the pipeline: every batch in flight is finished with its
+    /// answers, in order.
+    pub(super) async fn drain(&self, pipeline: &mut Pipeline<O::Claim>) -> Result<(), Error> {
+        while let Some(oldest) = pipeline.in_flight.pop_front() {
+            self.settle(oldest, pipeline).await?;
+        }
+        pipeline.retried.clear();
+        Ok(())
+    }
+
+    /// Hands the events of `entries` to the publisher, inside the batch's
+    /// span.
+    async fn hand_over(&self, entries: &[OutboxEntry]) -> (PendingAnswers, tracing::Span) {
+        let events: Vec<RecordedEvent> = entries.iter().map(|entry| entry.event.clone()).collect();
+        let span = telemetry::relay_span(entries, events.len());
+        let answers = self.publisher.enqueue(&events).instrument(span.clone()).await;
+        (answers, span)
+    }
+
+    /// Publishes `entries` and waits for the answers; the outcome of each.
+    pub(super) async fn publish_entries(&self, entries: &[OutboxEntry]) -> Vec<Outcome> {
+        let (answers, span) = self.hand_over(entries).await;
+        let answers = answers.instrument(span.clone()).await;
+        record_answers(&span, &answers);
+        outcomes(entries, answers, &mut HashSet::new())
     }
 
     /// Records the outcomes of a published batch, then counts them.
-    pub(super) async fn finish(&self, published: Published<O::Claim>) -> Result<Round, Error> {
-        let Published { claim, outcomes } = published;
+    pub(super) async fn finish(&self, claim: O::Claim, outcomes: Vec<Outcome>) -> Result<Round, Error> {
         let count = |wanted: fn(&Outcome) -> bool| outcomes.iter().filter(|outcome| wanted(outcome)).count();
         let round = Round {
             claimed: outcomes.len(),

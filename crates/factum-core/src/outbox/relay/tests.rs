@@ -8,7 +8,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use super::*;
-use crate::{NewEvent, Payload, RecordedEvent};
+use crate::{NewEvent, Payload, PendingAnswers, RecordedEvent};
 
 #[derive(Clone, Debug)]
 struct Row {
@@ -202,6 +202,42 @@ impl Publisher for Bus {
     }
 }
 
+/// A [`Bus`] that takes events at once and answers 10 ms later, as a
+/// broker does: the relay can hand it several batches before the first
+/// answer. Counts the most batches it held unanswered at once.
+#[derive(Clone, Default)]
+struct Later {
+    bus: Bus,
+    unanswered: Arc<Mutex<(usize, usize)>>,
+}
+
+impl Later {
+    fn most_unanswered(&self) -> usize {
+        self.unanswered.lock().unwrap().1
+    }
+}
+
+impl Publisher for Later {
+    async fn publish(&self, events: &[RecordedEvent]) -> Vec<Result<(), PublishError>> {
+        self.enqueue(events).await.await
+    }
+
+    async fn enqueue(&self, events: &[RecordedEvent]) -> PendingAnswers {
+        let answers = self.bus.publish(events).await;
+        {
+            let mut unanswered = self.unanswered.lock().unwrap();
+            unanswered.0 += 1;
+            unanswered.1 = unanswered.1.max(unanswered.0);
+        }
+        let unanswered = Arc::clone(&self.unanswered);
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            unanswered.lock().unwrap().0 -= 1;
+            answers
+        })
+    }
+}
+
 fn quick<O: Outbox, P: Publisher>(relay: OutboxRelay<O, P>) -> OutboxRelay<O, P> {
     relay.poll_interval(Duration::from_millis(5)).backoff(
         RetryPolicy::default()
@@ -319,7 +355,7 @@ async fn missing_answers_are_retried() {
         .unwrap()
         .clone();
     let entries: Vec<OutboxEntry> = entries.into_iter().map(|row| row.entry).collect();
-    let outcomes = outcomes(&entries, vec![Ok(())]);
+    let outcomes = outcomes(&entries, vec![Ok(())], &mut HashSet::new());
     assert_eq!(outcomes[0], Outcome::Sent);
     assert!(matches!(outcomes[1], Outcome::Retry(_)));
 }
@@ -396,13 +432,13 @@ async fn a_batch_published_after_one_that_could_not_be_marked_goes_out_again() {
     let events = [("a", 1), ("b", 1), ("a", 2), ("b", 2)];
     let outbox = MemoryOutbox::with_events(&events);
     *outbox.failing_finishes.lock().unwrap() = 1;
-    let bus = Bus::default();
+    let bus = Later::default();
     let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
         .batch_size(2)
         .spawn();
     sent(&outbox, 4).await;
     handle.shutdown().await.unwrap();
-    let published = bus.published();
+    let published = bus.bus.published();
     assert_eq!(
         published,
         pairs(&[
@@ -464,4 +500,49 @@ fn each_publish_is_a_span_and_its_answers_are_counted() {
         metrics.counter(names::RELAY_FAILED, &[("reason", "permanent")]),
         1
     );
+}
+
+#[tokio::test]
+async fn several_batches_are_out_at_once_and_still_go_out_in_order() {
+    let events: Vec<(&str, u64)> = (1..=8)
+        .flat_map(|version| [("a", version), ("b", version), ("c", version)])
+        .collect();
+    for (in_flight, most) in [(1, 1), (3, 3)] {
+        let outbox = MemoryOutbox::with_events(&events);
+        let bus = Later::default();
+        let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
+            .batch_size(2)
+            .in_flight(in_flight)
+            .spawn();
+        sent(&outbox, events.len()).await;
+        handle.shutdown().await.unwrap();
+        assert_eq!(bus.bus.published(), pairs(&events), "in_flight({in_flight})");
+        assert_eq!(bus.most_unanswered(), most, "in_flight({in_flight})");
+    }
+}
+
+#[tokio::test]
+async fn a_retry_answered_late_repeats_what_its_aggregate_sent_after_it() {
+    // [a1 b1] is out when [a2 c1] goes: a1 fails, a2 went out behind it.
+    let outbox = MemoryOutbox::with_events(&[("a", 1), ("b", 1), ("a", 2), ("c", 1)]);
+    let bus = Later::default();
+    bus.bus.fail("a", 1, PublishErrorKind::Retriable);
+    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
+        .batch_size(2)
+        .spawn();
+    sent(&outbox, 4).await;
+    handle.shutdown().await.unwrap();
+    let published = bus.bus.published();
+    let a: Vec<u64> = published
+        .iter()
+        .filter(|(stream, _)| stream == "a")
+        .map(|(_, version)| *version)
+        .collect();
+    assert_eq!(a, [2, 1, 2], "a2 went again after a1: {published:?}");
+    assert_eq!(
+        published.iter().filter(|(stream, _)| stream != "a").count(),
+        2,
+        "b1 and c1 went once: {published:?}"
+    );
+    assert_eq!(handle.metrics().retried, 2, "a1, and a2 held back behind it");
 }
