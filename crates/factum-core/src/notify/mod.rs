@@ -115,6 +115,9 @@ pub trait Publisher: Send + Sync + 'static {
     ///
     /// The default publishes the whole batch first, so every batch waits
     /// for the answers of the one before.
+    // The answers are a future by design: they are awaited after the next
+    // batch has been handed over.
+    #[allow(clippy::async_yields_async)]
     fn enqueue(&self, events: &[RecordedEvent]) -> impl Future<Output = PendingAnswers> + Send {
         async move {
             let answers = self.publish(events).await;
