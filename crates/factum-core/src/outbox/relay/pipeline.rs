@@ -86,7 +86,10 @@ impl<C: OutboxClaim> Pipeline<C> {
 
 /// How a step went.
 pub(super) enum Step {
-    /// A batch went out or was finished; go on at once.
+    /// A batch was handed to the publisher, its answers not yet in; go on
+    /// at once.
+    HandedOver,
+    /// A batch was finished with no entry to retry; go on at once.
     Busy,
     /// Nothing waited; the pipeline is empty.
     Idle,
@@ -137,7 +140,7 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             answered: None,
             span,
         });
-        Ok(Step::Busy)
+        Ok(Step::HandedOver)
     }
 
     /// Waits for the oldest batch's answers and finishes it. When one of
