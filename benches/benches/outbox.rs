@@ -14,10 +14,10 @@
 //! producer settings of the notifier) in one go: queue everything, then
 //! await every delivery report. A second reference, the same producer
 //! sending the messages a batch at a time and awaiting each batch's
-//! reports before the next, is the pace a relay keeps at best: it must
-//! know a batch's answers before publishing what follows, or a failed
-//! message could be overtaken by a later one of its aggregate. Raw and
-//! relays take turns for three rounds.
+//! reports before the next, was the pace of a relay that waits for a
+//! batch's answers before publishing what follows; the relay now keeps
+//! several batches in flight (`OutboxRelay::in_flight`) and can pass it.
+//! Raw and relays take turns for three rounds.
 //!
 //! Run: `cargo bench -p factum-benches --bench outbox`. `BENCH_ONLY=save`
 //! or `relay` runs one part; `BENCH_SCALE=0.2` shortens every case;
