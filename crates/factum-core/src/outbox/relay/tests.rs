@@ -238,6 +238,17 @@ impl Publisher for Later {
     }
 }
 
+/// Runs a relay in batches of two until `count` entries are sent, then
+/// stops it; what it counted.
+async fn relay_in_pairs(outbox: &MemoryOutbox, bus: &Later, count: usize) -> RelayMetrics {
+    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
+        .batch_size(2)
+        .spawn();
+    sent(outbox, count).await;
+    handle.shutdown().await.unwrap();
+    handle.metrics()
+}
+
 fn quick<O: Outbox, P: Publisher>(relay: OutboxRelay<O, P>) -> OutboxRelay<O, P> {
     relay.poll_interval(Duration::from_millis(5)).backoff(
         RetryPolicy::default()
@@ -433,11 +444,7 @@ async fn a_batch_published_after_one_that_could_not_be_marked_goes_out_again() {
     let outbox = MemoryOutbox::with_events(&events);
     *outbox.failing_finishes.lock().unwrap() = 1;
     let bus = Later::default();
-    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
-        .batch_size(2)
-        .spawn();
-    sent(&outbox, 4).await;
-    handle.shutdown().await.unwrap();
+    let metrics = relay_in_pairs(&outbox, &bus, 4).await;
     let published = bus.bus.published();
     assert_eq!(
         published,
@@ -453,8 +460,8 @@ async fn a_batch_published_after_one_that_could_not_be_marked_goes_out_again() {
         ]),
         "both batches again, in order"
     );
-    assert_eq!(handle.metrics().failing_rounds, 0);
-    assert!(handle.metrics().last_error.unwrap().contains("gone for a moment"));
+    assert_eq!(metrics.failing_rounds, 0);
+    assert!(metrics.last_error.unwrap().contains("gone for a moment"));
 }
 
 #[test]
@@ -527,11 +534,7 @@ async fn a_retry_answered_late_repeats_what_its_aggregate_sent_after_it() {
     let outbox = MemoryOutbox::with_events(&[("a", 1), ("b", 1), ("a", 2), ("c", 1)]);
     let bus = Later::default();
     bus.bus.fail("a", 1, PublishErrorKind::Retriable);
-    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
-        .batch_size(2)
-        .spawn();
-    sent(&outbox, 4).await;
-    handle.shutdown().await.unwrap();
+    let metrics = relay_in_pairs(&outbox, &bus, 4).await;
     let published = bus.bus.published();
     let a: Vec<u64> = published
         .iter()
@@ -544,5 +547,5 @@ async fn a_retry_answered_late_repeats_what_its_aggregate_sent_after_it() {
         2,
         "b1 and c1 went once: {published:?}"
     );
-    assert_eq!(handle.metrics().retried, 2, "a1, and a2 held back behind it");
+    assert_eq!(metrics.retried, 2, "a1, and a2 held back behind it");
 }
