@@ -80,8 +80,8 @@ struct Round {
 
 impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
     /// A relay publishing `outbox` through `publisher`: batches of 1,024,
-    /// up to 4 of them in flight, a look every 100 ms when idle, backoff from 100 ms to 30 s, sent
-    /// entries kept 7 days.
+    /// up to 4 of them in flight, a look every 100 ms when idle, backoff
+    /// from 100 ms to 30 s, sent entries kept 7 days.
     pub fn new(outbox: O, publisher: P) -> Self {
         Self {
             outbox,
