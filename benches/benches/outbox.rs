@@ -17,6 +17,8 @@
 //! reports before the next, was the pace of a relay that waits for a
 //! batch's answers before publishing what follows; the relay now keeps
 //! several batches in flight (`OutboxRelay::in_flight`) and can pass it.
+//! The same relays into a bus that takes every event at once give the
+//! store's ceiling: the pace of the claims and marks alone.
 //! Raw and relays take turns for three rounds.
 //!
 //! Run: `cargo bench -p factum-benches --bench outbox`. `BENCH_ONLY=save`
@@ -37,7 +39,8 @@ use factum::kafka::{
 };
 use factum::prelude::*;
 use factum::{
-    Durability, Metadata, NewEvent, Outbox, OutboxRelay, Payload, PostgresOptions, RelayHandle, SqliteOptions,
+    Durability, Metadata, NewEvent, Outbox, OutboxRelay, Payload, PostgresOptions, Publisher, RelayHandle,
+    SqliteOptions,
 };
 use factum_benches::{Counter, CounterId, scale, wanted};
 use rdkafka::ClientConfig;
@@ -271,11 +274,22 @@ async fn publish_raw(
     Ok(())
 }
 
+/// A bus that takes every event at once: a relay into it runs at the
+/// pace of its store alone (claims and marks), the relay's ceiling.
+#[derive(Clone, Copy)]
+struct Discard;
+
+impl Publisher for Discard {
+    async fn publish(&self, events: &[factum::RecordedEvent]) -> Vec<Result<(), factum::PublishError>> {
+        events.iter().map(|_| Ok(())).collect()
+    }
+}
+
 /// Runs a relay on `outbox` until it has published `count` events: the
 /// time it took.
-async fn drain<O: Outbox>(
+async fn drain<O: Outbox, P: Publisher + Clone>(
     outbox: O,
-    notifier: &KafkaNotifier,
+    notifier: &P,
     batch: usize,
     count: usize,
 ) -> Result<Duration, BoxError> {
@@ -331,6 +345,9 @@ async fn relay_throughput(count: usize, batches: &[usize]) -> Result<(), BoxErro
     // as a relay must to keep an aggregate's order when a message fails.
     let mut raw_batched_times = vec![Duration::ZERO; batches.len()];
     let mut relay_times = vec![(Duration::ZERO, Duration::ZERO); batches.len()];
+    // The same relays into a bus that takes everything at once: the pace
+    // of the stores' claims and marks alone.
+    let mut ceiling_times = vec![(Duration::ZERO, Duration::ZERO); batches.len()];
     for _ in 0..RELAY_ROUNDS {
         for (index, batch) in batches.iter().enumerate() {
             let head = sqlite.head_position().await?;
@@ -345,32 +362,47 @@ async fn relay_throughput(count: usize, batches: &[usize]) -> Result<(), BoxErro
             }
             raw_batched_times[index] += started.elapsed();
             relay_times[index].0 += drain(sqlite.outbox(), &notifier, *batch, count).await?;
+            fill(&sqlite, count).await?;
+            ceiling_times[index].0 += drain(sqlite.outbox(), &Discard, *batch, count).await?;
             if let Some(store) = &postgres {
                 fill(store, count).await?;
                 relay_times[index].1 += drain(store.outbox(), &notifier, *batch, count).await?;
+                fill(store, count).await?;
+                ceiling_times[index].1 += drain(store.outbox(), &Discard, *batch, count).await?;
             }
         }
     }
     let rate = |elapsed: Duration, rounds: usize| (count * rounds) as f64 / elapsed.as_secs_f64();
     let raw_rate = rate(raw_time, RELAY_ROUNDS * batches.len());
     println!(
-        "| case | raw FutureProducer | raw, a batch at a time | relay | ratio to raw | to a batch at a time |"
+        "| case | raw FutureProducer | raw, a batch at a time | relay | ratio to raw | to a batch at a time | relay, bus answers at once |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
-    for ((batch, (sqlite_time, postgres_time)), batched_time) in
-        batches.iter().zip(relay_times).zip(raw_batched_times)
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (((batch, (sqlite_time, postgres_time)), batched_time), (sqlite_ceiling, postgres_ceiling)) in batches
+        .iter()
+        .zip(relay_times)
+        .zip(raw_batched_times)
+        .zip(ceiling_times)
     {
         let batched_rate = rate(batched_time, RELAY_ROUNDS);
-        let row = |store: &str, relay_rate: f64| {
+        let row = |store: &str, relay_rate: f64, ceiling_rate: f64| {
             println!(
-                "| {store}, batches of {batch} | {raw_rate:.0} msg/s | {batched_rate:.0} msg/s | {relay_rate:.0} msg/s | {:.0}% | {:.0}% |",
+                "| {store}, batches of {batch} | {raw_rate:.0} msg/s | {batched_rate:.0} msg/s | {relay_rate:.0} msg/s | {:.0}% | {:.0}% | {ceiling_rate:.0} msg/s |",
                 100.0 * relay_rate / raw_rate,
                 100.0 * relay_rate / batched_rate
             );
         };
-        row("SQLite (FULL)", rate(sqlite_time, RELAY_ROUNDS));
+        row(
+            "SQLite (FULL)",
+            rate(sqlite_time, RELAY_ROUNDS),
+            rate(sqlite_ceiling, RELAY_ROUNDS),
+        );
         if postgres.is_some() {
-            row("PostgreSQL", rate(postgres_time, RELAY_ROUNDS));
+            row(
+                "PostgreSQL",
+                rate(postgres_time, RELAY_ROUNDS),
+                rate(postgres_ceiling, RELAY_ROUNDS),
+            );
         }
     }
     sqlite.close().await?;
