@@ -289,12 +289,12 @@ impl Publisher for Discard {
 /// time it took.
 async fn drain<O: Outbox, P: Publisher + Clone>(
     outbox: O,
-    notifier: &P,
+    bus: &P,
     batch: usize,
     count: usize,
 ) -> Result<Duration, BoxError> {
     let started = Instant::now();
-    let relay: RelayHandle = OutboxRelay::new(outbox, notifier.clone())
+    let relay: RelayHandle = OutboxRelay::new(outbox, bus.clone())
         .batch_size(batch)
         .poll_interval(Duration::from_millis(1))
         .retention(None)
