@@ -18,7 +18,13 @@
 //! batch's answers before publishing what follows; the relay now keeps
 //! several batches in flight (`OutboxRelay::in_flight`) and can pass it.
 //! The same relays into a bus that takes every event at once give the
-//! store's ceiling: the pace of the claims and marks alone.
+//! store's ceiling: the pace of the claims and marks alone. The last
+//! column is the rate a relay would reach if each message cost the sum of
+//! its store time and its bus time (`1 / (1/raw + 1/ceiling)`), as when
+//! the relay, the database and the broker keep the same cores busy. The
+//! CPU columns are the whole machine's, from `/proc/stat`: what every
+//! process (the relay, the broker, PostgreSQL) spent during the stretch,
+//! per message and as the cores kept busy on average.
 //! Raw and relays take turns for three rounds.
 //!
 //! Run: `cargo bench -p factum-benches --bench outbox`. `BENCH_ONLY=save`
@@ -285,15 +291,16 @@ impl Publisher for Discard {
     }
 }
 
-/// Runs a relay on `outbox` until it has published `count` events: the
-/// time it took.
+/// Runs a relay on `outbox` until it has published `count` events, adding
+/// the time and CPU it took to `spent`.
 async fn drain<O: Outbox, P: Publisher + Clone>(
     outbox: O,
     bus: &P,
     batch: usize,
     count: usize,
-) -> Result<Duration, BoxError> {
-    let started = Instant::now();
+    spent: &mut Spent,
+) -> Result<(), BoxError> {
+    let mark = Mark::now();
     let relay: RelayHandle = OutboxRelay::new(outbox, bus.clone())
         .batch_size(batch)
         .poll_interval(Duration::from_millis(1))
@@ -305,15 +312,15 @@ async fn drain<O: Outbox, P: Publisher + Clone>(
         }
         tokio::time::sleep(Duration::from_micros(200)).await;
     }
-    let elapsed = started.elapsed();
+    spent.since(mark);
     relay.shutdown().await?;
-    Ok(elapsed)
+    Ok(())
 }
 
 async fn relay_throughput(count: usize, batches: &[usize]) -> Result<(), BoxError> {
     let topic = create_topic().await?;
     let linger = std::env::var("BENCH_LINGER_MS").unwrap_or_else(|_| "5".to_owned());
-    let raw: FutureProducer = ClientConfig::new()
+    let raw_producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -333,76 +340,73 @@ async fn relay_throughput(count: usize, batches: &[usize]) -> Result<(), BoxErro
     }
     // Warm-up: the raw producer learns the topic's partitions on its first send.
     fill(&sqlite, 100).await?;
-    publish_raw(&raw, &topic, &sqlite.read_all(0, 100).await?).await?;
-    drain(sqlite.outbox(), &notifier, 100, 100).await?;
+    publish_raw(&raw_producer, &topic, &sqlite.read_all(0, 100).await?).await?;
+    drain(sqlite.outbox(), &notifier, 100, 100, &mut Spent::default()).await?;
 
     println!(
-        "{count} events of {AGGREGATES} aggregates to {} (topic {topic}), {RELAY_ROUNDS} rounds, linger.ms={linger}",
-        bootstrap()
+        "{count} events of {AGGREGATES} aggregates to {} (topic {topic}), {RELAY_ROUNDS} rounds, linger.ms={linger}, {} cores",
+        bootstrap(),
+        cores()
     );
-    let mut raw_time = Duration::ZERO;
+    let mut raw = Spent::default();
     // The same producer waiting for each batch's answers before the next,
     // as a relay must to keep an aggregate's order when a message fails.
-    let mut raw_batched_times = vec![Duration::ZERO; batches.len()];
-    let mut relay_times = vec![(Duration::ZERO, Duration::ZERO); batches.len()];
-    // The same relays into a bus that takes everything at once: the pace
-    // of the stores' claims and marks alone.
-    let mut ceiling_times = vec![(Duration::ZERO, Duration::ZERO); batches.len()];
+    let mut raw_batched = vec![Spent::default(); batches.len()];
+    // Per batch size: SQLite and PostgreSQL, into Kafka and into a bus that
+    // takes everything at once (the pace of the claims and marks alone).
+    let mut relays = vec![[Spent::default(); 4]; batches.len()];
     for _ in 0..RELAY_ROUNDS {
         for (index, batch) in batches.iter().enumerate() {
             let head = sqlite.head_position().await?;
             fill(&sqlite, count).await?;
             let events = sqlite.read_all(head, count).await?;
-            let started = Instant::now();
-            publish_raw(&raw, &topic, &events).await?;
-            raw_time += started.elapsed();
-            let started = Instant::now();
+            let mark = Mark::now();
+            publish_raw(&raw_producer, &topic, &events).await?;
+            raw.since(mark);
+            let mark = Mark::now();
             for chunk in events.chunks(*batch) {
-                publish_raw(&raw, &topic, chunk).await?;
+                publish_raw(&raw_producer, &topic, chunk).await?;
             }
-            raw_batched_times[index] += started.elapsed();
-            relay_times[index].0 += drain(sqlite.outbox(), &notifier, *batch, count).await?;
+            raw_batched[index].since(mark);
+            let [sqlite_kafka, sqlite_discard, postgres_kafka, postgres_discard] = &mut relays[index];
+            drain(sqlite.outbox(), &notifier, *batch, count, sqlite_kafka).await?;
             fill(&sqlite, count).await?;
-            ceiling_times[index].0 += drain(sqlite.outbox(), &Discard, *batch, count).await?;
+            drain(sqlite.outbox(), &Discard, *batch, count, sqlite_discard).await?;
             if let Some(store) = &postgres {
                 fill(store, count).await?;
-                relay_times[index].1 += drain(store.outbox(), &notifier, *batch, count).await?;
+                drain(store.outbox(), &notifier, *batch, count, postgres_kafka).await?;
                 fill(store, count).await?;
-                ceiling_times[index].1 += drain(store.outbox(), &Discard, *batch, count).await?;
+                drain(store.outbox(), &Discard, *batch, count, postgres_discard).await?;
             }
         }
     }
-    let rate = |elapsed: Duration, rounds: usize| (count * rounds) as f64 / elapsed.as_secs_f64();
-    let raw_rate = rate(raw_time, RELAY_ROUNDS * batches.len());
+    let messages = count * RELAY_ROUNDS;
+    let rate = |spent: &Spent, rounds: usize| (count * rounds) as f64 / spent.wall.as_secs_f64();
+    let raw_rate = rate(&raw, RELAY_ROUNDS * batches.len());
+    let (raw_cores, raw_cpu) = raw.load(messages * batches.len());
     println!(
-        "| case | raw FutureProducer | raw, a batch at a time | relay | ratio to raw | to a batch at a time | relay, bus answers at once |"
+        "raw FutureProducer: {raw_rate:.0} msg/s, {raw_cores:.2} cores busy, {raw_cpu:.1} CPU µs per message (the machine's, all processes)"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (((batch, (sqlite_time, postgres_time)), batched_time), (sqlite_ceiling, postgres_ceiling)) in batches
-        .iter()
-        .zip(relay_times)
-        .zip(raw_batched_times)
-        .zip(ceiling_times)
-    {
-        let batched_rate = rate(batched_time, RELAY_ROUNDS);
-        let row = |store: &str, relay_rate: f64, ceiling_rate: f64| {
+    println!(
+        "| case | raw, a batch at a time | relay | ratio to raw | to a batch at a time | relay, bus answers at once | if the work adds up | CPU µs/msg: relay | bus answers at once | cores busy: relay | bus answers at once |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for ((batch, spent), batched) in batches.iter().zip(&relays).zip(&raw_batched) {
+        let batched_rate = rate(batched, RELAY_ROUNDS);
+        let row = |store: &str, kafka: &Spent, discard: &Spent| {
+            let (relay_rate, ceiling_rate) = (rate(kafka, RELAY_ROUNDS), rate(discard, RELAY_ROUNDS));
+            let ((kafka_cores, kafka_cpu), (discard_cores, discard_cpu)) =
+                (kafka.load(messages), discard.load(messages));
             println!(
-                "| {store}, batches of {batch} | {raw_rate:.0} msg/s | {batched_rate:.0} msg/s | {relay_rate:.0} msg/s | {:.0}% | {:.0}% | {ceiling_rate:.0} msg/s |",
+                "| {store}, batches of {batch} | {batched_rate:.0} msg/s | {relay_rate:.0} msg/s | {:.0}% | {:.0}% | {ceiling_rate:.0} msg/s | {:.0} msg/s | {kafka_cpu:.1} | {discard_cpu:.1} | {kafka_cores:.2} | {discard_cores:.2} |",
                 100.0 * relay_rate / raw_rate,
-                100.0 * relay_rate / batched_rate
+                100.0 * relay_rate / batched_rate,
+                serial_rate(raw_rate, ceiling_rate)
             );
         };
-        row(
-            "SQLite (FULL)",
-            rate(sqlite_time, RELAY_ROUNDS),
-            rate(sqlite_ceiling, RELAY_ROUNDS),
-        );
+        row("SQLite (FULL)", &spent[0], &spent[1]);
         if postgres.is_some() {
-            row(
-                "PostgreSQL",
-                rate(postgres_time, RELAY_ROUNDS),
-                rate(postgres_ceiling, RELAY_ROUNDS),
-            );
+            row("PostgreSQL", &spent[2], &spent[3]);
         }
     }
     sqlite.close().await?;
@@ -410,6 +414,90 @@ async fn relay_throughput(count: usize, batches: &[usize]) -> Result<(), BoxErro
         drop_schema(store).await?;
     }
     Ok(())
+}
+
+/// The machine's CPU time, read from `/proc/stat`: what every process
+/// (the relay, the broker, PostgreSQL) spent between two readings.
+#[derive(Clone, Copy, Default)]
+struct CpuReading {
+    busy: u64,
+    total: u64,
+}
+
+impl CpuReading {
+    /// `None` where there is no `/proc/stat` (not Linux).
+    fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|field| field.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal: idle and iowait
+        // are the time no process ran.
+        let total: u64 = fields.iter().take(8).sum();
+        let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
+        Some(Self {
+            busy: total - idle,
+            total,
+        })
+    }
+}
+
+/// Wall time and busy cores of one measured stretch, summed over rounds.
+#[derive(Clone, Copy, Default)]
+struct Spent {
+    wall: Duration,
+    /// Seconds of CPU time, all cores together.
+    cpu: f64,
+}
+
+/// Where a measured stretch began.
+struct Mark {
+    reading: Option<CpuReading>,
+    started: Instant,
+}
+
+impl Mark {
+    fn now() -> Self {
+        Self {
+            reading: CpuReading::now(),
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Spent {
+    /// Adds the wall time and the machine's CPU time since `mark`.
+    fn since(&mut self, mark: Mark) {
+        let wall = mark.started.elapsed();
+        self.wall += wall;
+        if let (Some(before), Some(after)) = (mark.reading, CpuReading::now()) {
+            let share = (after.busy - before.busy) as f64 / (after.total - before.total).max(1) as f64;
+            self.cpu += share * cores() as f64 * wall.as_secs_f64();
+        }
+    }
+
+    /// Cores kept busy on average, and CPU microseconds per message.
+    fn load(&self, messages: usize) -> (f64, f64) {
+        (
+            self.cpu / self.wall.as_secs_f64().max(f64::MIN_POSITIVE),
+            self.cpu * 1e6 / messages.max(1) as f64,
+        )
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// The rate of a relay whose store work (at `ceiling_rate` alone) and bus
+/// work (at `raw_rate` alone) cannot overlap, as when they share cores that
+/// both keep busy: each message costs the sum of the two times.
+fn serial_rate(raw_rate: f64, ceiling_rate: f64) -> f64 {
+    1.0 / (1.0 / raw_rate + 1.0 / ceiling_rate)
 }
 
 async fn kafka_answers() -> bool {
