@@ -31,7 +31,8 @@
 //! or `relay` runs one part; `BENCH_SCALE=0.2` shortens every case;
 //! `BENCH_BATCHES=256,2048` sets the relay batch sizes measured and
 //! `BENCH_LINGER_MS=1` the `linger.ms` of both producers (default 5,
-//! librdkafka's). Needs
+//! librdkafka's); `BENCH_IN_FLIGHT=8` the relays' batches in flight
+//! (default 4, the relay's). Needs
 //! PostgreSQL at `FACTUM_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`; schemas of its own,
 //! dropped afterwards) and a Kafka broker at `FACTUM_KAFKA_BOOTSTRAP`
@@ -303,6 +304,7 @@ async fn drain<O: Outbox, P: Publisher + Clone>(
     let mark = Mark::now();
     let relay: RelayHandle = OutboxRelay::new(outbox, bus.clone())
         .batch_size(batch)
+        .in_flight(in_flight())
         .poll_interval(Duration::from_millis(1))
         .retention(None)
         .spawn();
@@ -344,8 +346,9 @@ async fn relay_throughput(count: usize, batches: &[usize]) -> Result<(), BoxErro
     drain(sqlite.outbox(), &notifier, 100, 100, &mut Spent::default()).await?;
 
     println!(
-        "{count} events of {AGGREGATES} aggregates to {} (topic {topic}), {RELAY_ROUNDS} rounds, linger.ms={linger}, {} cores",
+        "{count} events of {AGGREGATES} aggregates to {} (topic {topic}), {RELAY_ROUNDS} rounds, linger.ms={linger}, in flight {}, {} cores",
         bootstrap(),
+        in_flight(),
         cores()
     );
     let mut raw = Spent::default();
@@ -487,6 +490,14 @@ impl Spent {
             self.cpu * 1e6 / messages.max(1) as f64,
         )
     }
+}
+
+/// The relays' `in_flight` (`BENCH_IN_FLIGHT`, default the relay's own, 4).
+fn in_flight() -> usize {
+    std::env::var("BENCH_IN_FLIGHT")
+        .ok()
+        .and_then(|batches| batches.parse().ok())
+        .unwrap_or(4)
 }
 
 fn cores() -> usize {

@@ -26,9 +26,9 @@ use crate::{Error, PublishError, Publisher, RetryPolicy, StreamId};
 ///
 /// Rounds overlap: up to [`in_flight`](Self::in_flight) batches are with
 /// the publisher at once ([`Publisher::enqueue`]), and while the bus
-/// answers for them the oldest is marked and the next one claimed
-/// ([`Outbox::claim_after`]), so neither the bus's round trip nor the
-/// database's work is paid once per batch. Batches go to the publisher in
+/// answers for them the oldest is marked and, at the same time, the next
+/// one claimed ([`Outbox::claim_after`]), so neither the bus's round trip
+/// nor the database's work is paid once per batch. Batches go to the publisher in
 /// order and are marked in order; an entry to be retried makes every
 /// later entry of its aggregate in flight a retry too.
 ///
@@ -105,8 +105,10 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
     }
 
     /// How many batches may be with the publisher at once, their answers
-    /// not yet in (at least 1). Each holds its claim until it is marked: on
-    /// PostgreSQL a pooled connection, so keep it below the pool's size.
+    /// not yet in (at least 1). Each holds its claim until it is marked, and
+    /// the next batch is claimed while the oldest is marked: on PostgreSQL
+    /// that is a pooled connection each, `batches + 1` at once, so keep it
+    /// below the pool's size.
     pub fn in_flight(mut self, batches: usize) -> Self {
         self.options.in_flight = batches.max(1);
         self

@@ -1,7 +1,7 @@
 //! The relay's pipeline: several batches are with the publisher at once,
 //! and while the bus answers for them the oldest is marked and the next
-//! one claimed, so neither the bus's round trip nor the database's work
-//! is paid once per batch.
+//! one claimed, the two at the same time, so neither the bus's round trip
+//! nor the database's work is paid once per batch.
 //!
 //! Batch k+1 is claimed behind the batches in flight
 //! ([`Outbox::claim_after`]): entries that follow their entries of an
@@ -74,22 +74,13 @@ impl<C> Default for Pipeline<C> {
     }
 }
 
-impl<C: OutboxClaim> Pipeline<C> {
-    fn ids(&self) -> Vec<u64> {
-        self.in_flight
-            .iter()
-            .flat_map(|batch| batch.claim.entries())
-            .map(|entry| entry.id)
-            .collect()
-    }
-}
-
 /// How a step went.
 pub(super) enum Step {
     /// A batch was handed to the publisher, its answers not yet in; go on
     /// at once.
     HandedOver,
-    /// A batch was finished with no entry to retry; go on at once.
+    /// A batch was finished with no entry to retry (and the next one
+    /// may have been handed over); go on at once.
     Busy,
     /// Nothing waited; the pipeline is empty.
     Idle,
@@ -98,26 +89,58 @@ pub(super) enum Step {
 }
 
 impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
-    /// Claims the next batch and hands it to the publisher; when the
-    /// pipeline is full, or nothing new waits, finishes its oldest batch
-    /// first. Unless it returns [`Step::Busy`], the pipeline is left
-    /// empty: nothing is held while the relay pauses.
+    /// Claims the next batch and hands it to the publisher. When the
+    /// pipeline is full, or its oldest batch is answered, that batch is
+    /// finished while the next one is claimed: on PostgreSQL the two run
+    /// on two connections at once. [`Step::Idle`] and [`Step::Retrying`]
+    /// leave the pipeline empty: nothing is held while the relay pauses.
     pub(super) async fn step(&self, pipeline: &mut Pipeline<O::Claim>) -> Result<Step, Error> {
-        if pipeline.in_flight.len() >= self.options.in_flight {
-            return self.settle_oldest(pipeline).await;
-        }
-        let claim = match self
-            .outbox
-            .claim_after(self.options.batch_size, &pipeline.ids())
-            .await
-        {
-            Ok(claim) => claim,
-            Err(error) => {
+        let due = pipeline.in_flight.len() >= self.options.in_flight
+            || pipeline.in_flight.front_mut().is_some_and(InFlight::is_answered);
+        let oldest = if due { pipeline.in_flight.pop_front() } else { None };
+        let settling = oldest.is_some();
+        // The oldest batch is still ahead of the new claim until it is
+        // finished.
+        let ahead: Vec<u64> = oldest
+            .iter()
+            .chain(&pipeline.in_flight)
+            .flat_map(|batch| batch.claim.entries())
+            .map(|entry| entry.id)
+            .collect();
+        let retried = &mut pipeline.retried;
+        let (claimed, settled) = tokio::join!(
+            self.outbox.claim_after(self.options.batch_size, &ahead),
+            async move {
+                match oldest {
+                    Some(batch) => Some(self.settle(batch, retried).await),
+                    None => None,
+                }
+            }
+        );
+        let claim = match (claimed, settled) {
+            (claimed, Some(Err(error))) => {
+                if let Ok(claim) = claimed {
+                    give_back(claim).await;
+                }
+                give_back_all(pipeline).await;
+                return Err(error);
+            }
+            // The new claim may hold later entries of the retried
+            // aggregates: it waits for the next round, after the pause.
+            (claimed, Some(Ok(true))) => {
+                if let Ok(claim) = claimed {
+                    give_back(claim).await;
+                }
+                self.drain(pipeline).await?;
+                return Ok(Step::Retrying);
+            }
+            (Err(error), _) => {
                 self.drain(pipeline).await?;
                 return Err(error);
             }
+            (Ok(claim), _) => claim,
         };
-        // Batches already answered are finished first, so a retry they hold
+        // Batches answered since are finished first, so a retry they hold
         // keeps its aggregate's later entries from going out at all.
         while pipeline.in_flight.front_mut().is_some_and(InFlight::is_answered) {
             let settled = self.settle_oldest(pipeline).await;
@@ -140,7 +163,7 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             answered: None,
             span,
         });
-        Ok(Step::HandedOver)
+        Ok(if settling { Step::Busy } else { Step::HandedOver })
     }
 
     /// Waits for the oldest batch's answers and finishes it. When one of
@@ -150,39 +173,34 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
         let Some(oldest) = pipeline.in_flight.pop_front() else {
             return Ok(Step::Idle);
         };
-        let retrying = self.settle(oldest, pipeline).await?;
-        if !retrying {
-            if pipeline.in_flight.is_empty() {
-                pipeline.retried.clear();
+        match self.settle(oldest, &mut pipeline.retried).await {
+            Ok(false) => Ok(Step::Busy),
+            Ok(true) => {
+                self.drain(pipeline).await?;
+                Ok(Step::Retrying)
             }
-            return Ok(Step::Busy);
+            Err(error) => {
+                give_back_all(pipeline).await;
+                Err(error)
+            }
         }
-        self.drain(pipeline).await?;
-        Ok(Step::Retrying)
     }
 
     /// Finishes `batch` with its answers; true when an entry of it is to
-    /// be retried. When finishing fails, the later batches are given back.
+    /// be retried (its aggregate then joins `retried`). When finishing
+    /// fails, the caller gives the later batches back.
     async fn settle(
         &self,
         batch: InFlight<O::Claim>,
-        pipeline: &mut Pipeline<O::Claim>,
+        retried: &mut HashSet<StreamId>,
     ) -> Result<bool, Error> {
         let (claim, answers, span) = batch.answers().await;
         record_answers(&span, &answers);
-        let outcomes = outcomes(claim.entries(), answers, &mut pipeline.retried);
+        let outcomes = outcomes(claim.entries(), answers, retried);
         let retrying = outcomes
             .iter()
             .any(|outcome| matches!(outcome, Outcome::Retry(_)));
-        if let Err(error) = self.finish(claim, outcomes).await {
-            // The later batches went out after the unmarked one: give them
-            // back too, so all are published again, in order.
-            for later in pipeline.in_flight.drain(..) {
-                give_back(later.claim).await;
-            }
-            pipeline.retried.clear();
-            return Err(error);
-        }
+        self.finish(claim, outcomes).await?;
         Ok(retrying)
     }
 
@@ -190,7 +208,10 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
     /// answers, in order.
     pub(super) async fn drain(&self, pipeline: &mut Pipeline<O::Claim>) -> Result<(), Error> {
         while let Some(oldest) = pipeline.in_flight.pop_front() {
-            self.settle(oldest, pipeline).await?;
+            if let Err(error) = self.settle(oldest, &mut pipeline.retried).await {
+                give_back_all(pipeline).await;
+                return Err(error);
+            }
         }
         pipeline.retried.clear();
         Ok(())
@@ -254,6 +275,15 @@ fn record_answers(span: &tracing::Span, answers: &[Result<(), PublishError>]) {
         }
     }
     telemetry::relay_answered(span, published, retriable, permanent);
+}
+
+/// Gives back every batch in flight unmarked, after one could not be
+/// marked: they went out after it, so all are published again, in order.
+async fn give_back_all<C: OutboxClaim>(pipeline: &mut Pipeline<C>) {
+    for later in pipeline.in_flight.drain(..) {
+        give_back(later.claim).await;
+    }
+    pipeline.retried.clear();
 }
 
 /// Releases a claim without recording anything (its entries wait again),

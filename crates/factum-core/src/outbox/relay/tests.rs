@@ -2,6 +2,7 @@
 //! publishes, retries, parks and prunes.
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +24,27 @@ struct MemoryOutbox {
     rows: Arc<Mutex<Vec<Row>>>,
     /// Finishes that fail (recording nothing) before they work again.
     failing_finishes: Arc<Mutex<u32>>,
+    /// When set, claims and finishes take time, as a database's do.
+    slow: Option<Arc<Slow>>,
+}
+
+/// Claims and finishes that take `delay`, and how many were ever under
+/// way at once.
+#[derive(Default)]
+struct Slow {
+    delay: Duration,
+    under_way: AtomicUsize,
+    most_at_once: AtomicUsize,
+}
+
+impl Slow {
+    async fn take_time(slow: Option<&Slow>) {
+        let Some(slow) = slow else { return };
+        let now = slow.under_way.fetch_add(1, Ordering::SeqCst) + 1;
+        slow.most_at_once.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(slow.delay).await;
+        slow.under_way.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl MemoryOutbox {
@@ -63,6 +85,7 @@ impl MemoryOutbox {
 struct MemoryClaim {
     rows: Arc<Mutex<Vec<Row>>>,
     failing_finishes: Arc<Mutex<u32>>,
+    slow: Option<Arc<Slow>>,
     entries: Vec<OutboxEntry>,
 }
 
@@ -72,6 +95,9 @@ impl OutboxClaim for MemoryClaim {
     }
 
     async fn finish(self, outcomes: Vec<Outcome>) -> Result<(), Error> {
+        if !outcomes.is_empty() {
+            Slow::take_time(self.slow.as_deref()).await;
+        }
         let mut rows = self.rows.lock().unwrap();
         for entry in &self.entries {
             rows.iter_mut()
@@ -100,6 +126,7 @@ impl Outbox for MemoryOutbox {
     type Claim = MemoryClaim;
 
     async fn claim(&self, limit: usize) -> Result<MemoryClaim, Error> {
+        Slow::take_time(self.slow.as_deref()).await;
         let mut rows = self.rows.lock().unwrap();
         let mut entries = Vec::new();
         for row in rows.iter_mut() {
@@ -111,6 +138,7 @@ impl Outbox for MemoryOutbox {
         Ok(MemoryClaim {
             rows: Arc::clone(&self.rows),
             failing_finishes: Arc::clone(&self.failing_finishes),
+            slow: self.slow.clone(),
             entries,
         })
     }
@@ -411,6 +439,32 @@ async fn overlapping_batches_go_out_in_order() {
     handle.shutdown().await.unwrap();
     assert_eq!(bus.published(), pairs(&events));
     assert_eq!(handle.metrics().published, 30);
+}
+
+#[tokio::test]
+async fn the_next_batch_is_claimed_while_the_oldest_is_marked() {
+    let events: Vec<(&str, u64)> = (1..=6)
+        .flat_map(|version| [("a", version), ("b", version)])
+        .collect();
+    let mut outbox = MemoryOutbox::with_events(&events);
+    let slow = Arc::new(Slow {
+        delay: Duration::from_millis(10),
+        ..Slow::default()
+    });
+    outbox.slow = Some(Arc::clone(&slow));
+    let bus = Bus::default();
+    let handle = quick(OutboxRelay::new(outbox.clone(), bus.clone()))
+        .batch_size(2)
+        .in_flight(1)
+        .spawn();
+    sent(&outbox, events.len()).await;
+    handle.shutdown().await.unwrap();
+    assert_eq!(bus.published(), pairs(&events));
+    assert_eq!(
+        slow.most_at_once.load(Ordering::SeqCst),
+        2,
+        "a claim and a finish were under way at once"
+    );
 }
 
 #[tokio::test]
