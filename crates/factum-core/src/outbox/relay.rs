@@ -191,7 +191,7 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
         while !*stopped.borrow_and_update() {
             let pause = match self.step(&mut pipeline).await {
                 // Whether the bus takes it is known when it is finished.
-                Ok(Step::HandedOver) => Duration::ZERO,
+                Ok(Step::Working) => Duration::ZERO,
                 Ok(Step::Busy) => {
                     self.metrics.failing_rounds.store(0, Ordering::Relaxed);
                     Duration::ZERO

@@ -1,7 +1,9 @@
 //! The relay's pipeline: several batches are with the publisher at once,
-//! and while the bus answers for them the oldest is marked and the next
-//! one claimed, the two at the same time, so neither the bus's round trip
-//! nor the database's work is paid once per batch.
+//! and while the bus answers for them, in one step, the oldest is marked,
+//! the batch claimed in the step before is handed over, and the next one
+//! is claimed, all at the same time, so neither the bus's round trip nor
+//! the database's work nor the encoding of the messages is paid once per
+//! batch.
 //!
 //! Batch k+1 is claimed behind the batches in flight
 //! ([`Outbox::claim_after`]): entries that follow their entries of an
@@ -58,10 +60,12 @@ impl<C> InFlight<C> {
     }
 }
 
-/// The batches with the publisher, oldest first, and the aggregates that
-/// have an entry to be retried among those already answered.
+/// The batches with the publisher, oldest first; the batch claimed behind
+/// them, to be handed over next; and the aggregates that have an entry to
+/// be retried among those already answered.
 pub(super) struct Pipeline<C> {
     in_flight: VecDeque<InFlight<C>>,
+    claimed: Option<C>,
     retried: HashSet<StreamId>,
 }
 
@@ -69,16 +73,28 @@ impl<C> Default for Pipeline<C> {
     fn default() -> Self {
         Self {
             in_flight: VecDeque::new(),
+            claimed: None,
             retried: HashSet::new(),
         }
     }
 }
 
+/// What became of the claimed batch a step was to hand over.
+enum HandOver<C> {
+    /// There was none.
+    Nothing,
+    /// It is with the publisher.
+    Out(InFlight<C>),
+    /// Kept back, because an entry ahead of it is to be retried: it is
+    /// given back unpublished.
+    Kept(C),
+}
+
 /// How a step went.
 pub(super) enum Step {
-    /// A batch was handed to the publisher, its answers not yet in; go on
-    /// at once.
-    HandedOver,
+    /// A batch was claimed or handed to the publisher, its answers not yet
+    /// in; go on at once.
+    Working,
     /// A batch was finished with no entry to retry (and the next one
     /// may have been handed over); go on at once.
     Busy,
@@ -89,34 +105,40 @@ pub(super) enum Step {
 }
 
 impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
-    /// Claims the next batch and hands it to the publisher. When the
-    /// pipeline is full, or its oldest batch is answered, that batch is
-    /// finished while the next one is claimed: on PostgreSQL the two run
-    /// on two connections at once. [`Step::Idle`] and [`Step::Retrying`]
-    /// leave the pipeline empty: nothing is held while the relay pauses.
+    /// Claims the next batch while the one claimed before is handed to the
+    /// publisher. When the pipeline is full, or its oldest batch is
+    /// answered, that batch is finished at the same time, and the claimed
+    /// batch goes out once the oldest's answers are in. On PostgreSQL the
+    /// claim and the finish run on two connections at once, and the
+    /// messages are encoded while the database works.
+    /// [`Step::Idle`] and [`Step::Retrying`] leave the pipeline empty:
+    /// nothing is held while the relay pauses.
     pub(super) async fn step(&self, pipeline: &mut Pipeline<O::Claim>) -> Result<Step, Error> {
         let due = pipeline.in_flight.len() >= self.options.in_flight
             || pipeline.in_flight.front_mut().is_some_and(InFlight::is_answered);
         let oldest = if due { pipeline.in_flight.pop_front() } else { None };
         let settling = oldest.is_some();
+        let next = pipeline.claimed.take();
         // The oldest batch is still ahead of the new claim until it is
-        // finished.
+        // finished, and the claimed one goes out before it.
         let ahead: Vec<u64> = oldest
             .iter()
-            .chain(&pipeline.in_flight)
-            .flat_map(|batch| batch.claim.entries())
+            .map(|batch| &batch.claim)
+            .chain(pipeline.in_flight.iter().map(|batch| &batch.claim))
+            .chain(&next)
+            .flat_map(OutboxClaim::entries)
             .map(|entry| entry.id)
             .collect();
         let retried = &mut pipeline.retried;
-        let (claimed, settled) = tokio::join!(
+        let (claimed, (settled, handed)) = tokio::join!(
             self.outbox.claim_after(self.options.batch_size, &ahead),
-            async move {
-                match oldest {
-                    Some(batch) => Some(self.settle(batch, retried).await),
-                    None => None,
-                }
-            }
+            self.settle_and_hand_over(oldest, next, retried)
         );
+        match handed {
+            HandOver::Nothing => {}
+            HandOver::Out(batch) => pipeline.in_flight.push_back(batch),
+            HandOver::Kept(claim) => give_back(claim).await,
+        }
         let claim = match (claimed, settled) {
             (claimed, Some(Err(error))) => {
                 if let Ok(claim) = claimed {
@@ -140,30 +162,62 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             }
             (Ok(claim), _) => claim,
         };
-        // Batches answered since are finished first, so a retry they hold
-        // keeps its aggregate's later entries from going out at all.
-        while pipeline.in_flight.front_mut().is_some_and(InFlight::is_answered) {
-            let settled = self.settle_oldest(pipeline).await;
-            if !matches!(settled, Ok(Step::Busy)) {
-                give_back(claim).await;
-                return settled;
-            }
-        }
-        if claim.entries().is_empty() {
+        if !claim.entries().is_empty() {
+            pipeline.claimed = Some(claim);
+        } else {
             give_back(claim).await;
             if pipeline.in_flight.is_empty() {
                 return Ok(Step::Idle);
             }
-            return self.settle_oldest(pipeline).await;
+            if !settling {
+                return self.settle_oldest(pipeline).await;
+            }
         }
-        let (answers, span) = self.hand_over(claim.entries()).await;
-        pipeline.in_flight.push_back(InFlight {
-            claim,
-            answers,
-            answered: None,
-            span,
-        });
-        Ok(if settling { Step::Busy } else { Step::HandedOver })
+        Ok(if settling { Step::Busy } else { Step::Working })
+    }
+
+    /// Finishes `oldest`, if any, and hands `next` over: once the oldest's
+    /// answers are in, while it is marked, so no more batches than
+    /// `in_flight` are ever unanswered, and not at all when an entry of the
+    /// oldest is to be retried. The outcome of the finish (true: an entry
+    /// is to be retried), and what became of `next`.
+    async fn settle_and_hand_over(
+        &self,
+        oldest: Option<InFlight<O::Claim>>,
+        next: Option<O::Claim>,
+        retried: &mut HashSet<StreamId>,
+    ) -> (Option<Result<bool, Error>>, HandOver<O::Claim>) {
+        let hand_over = |claim: O::Claim| async move {
+            let (answers, span) = self.hand_over(claim.entries()).await;
+            HandOver::Out(InFlight {
+                claim,
+                answers,
+                answered: None,
+                span,
+            })
+        };
+        let Some(oldest) = oldest else {
+            let handed = match next {
+                Some(claim) => hand_over(claim).await,
+                None => HandOver::Nothing,
+            };
+            return (None, handed);
+        };
+        let (claim, outcomes, retrying) = answered(oldest, retried).await;
+        match next {
+            Some(next) if retrying => {
+                let finished = self.finish(claim, outcomes).await.map(|_| true);
+                (Some(finished), HandOver::Kept(next))
+            }
+            Some(next) => {
+                let (finished, handed) = tokio::join!(self.finish(claim, outcomes), hand_over(next));
+                (Some(finished.map(|_| retrying)), handed)
+            }
+            None => (
+                Some(self.finish(claim, outcomes).await.map(|_| retrying)),
+                HandOver::Nothing,
+            ),
+        }
     }
 
     /// Waits for the oldest batch's answers and finishes it. When one of
@@ -194,19 +248,17 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
         batch: InFlight<O::Claim>,
         retried: &mut HashSet<StreamId>,
     ) -> Result<bool, Error> {
-        let (claim, answers, span) = batch.answers().await;
-        record_answers(&span, &answers);
-        let outcomes = outcomes(claim.entries(), answers, retried);
-        let retrying = outcomes
-            .iter()
-            .any(|outcome| matches!(outcome, Outcome::Retry(_)));
+        let (claim, outcomes, retrying) = answered(batch, retried).await;
         self.finish(claim, outcomes).await?;
         Ok(retrying)
     }
 
     /// Empties the pipeline: every batch in flight is finished with its
-    /// answers, in order.
+    /// answers, in order; the batch claimed behind them is given back.
     pub(super) async fn drain(&self, pipeline: &mut Pipeline<O::Claim>) -> Result<(), Error> {
+        if let Some(claim) = pipeline.claimed.take() {
+            give_back(claim).await;
+        }
         while let Some(oldest) = pipeline.in_flight.pop_front() {
             if let Err(error) = self.settle(oldest, &mut pipeline.retried).await {
                 give_back_all(pipeline).await;
@@ -277,11 +329,30 @@ fn record_answers(span: &tracing::Span, answers: &[Result<(), PublishError>]) {
     telemetry::relay_answered(span, published, retriable, permanent);
 }
 
+/// Waits for `batch`'s answers: its claim, the outcome of each entry, and
+/// whether one is to be retried.
+async fn answered<C: OutboxClaim>(
+    batch: InFlight<C>,
+    retried: &mut HashSet<StreamId>,
+) -> (C, Vec<Outcome>, bool) {
+    let (claim, answers, span) = batch.answers().await;
+    record_answers(&span, &answers);
+    let outcomes = outcomes(claim.entries(), answers, retried);
+    let retrying = outcomes
+        .iter()
+        .any(|outcome| matches!(outcome, Outcome::Retry(_)));
+    (claim, outcomes, retrying)
+}
+
 /// Gives back every batch in flight unmarked, after one could not be
 /// marked: they went out after it, so all are published again, in order.
+/// The batch claimed behind them goes back too.
 async fn give_back_all<C: OutboxClaim>(pipeline: &mut Pipeline<C>) {
     for later in pipeline.in_flight.drain(..) {
         give_back(later.claim).await;
+    }
+    if let Some(claim) = pipeline.claimed.take() {
+        give_back(claim).await;
     }
     pipeline.retried.clear();
 }
