@@ -17,7 +17,7 @@ pub(crate) const COLUMNS: &str = "position, stream_type, stream_id, version, eve
 /// envelope find them from here.
 pub(crate) const ENVELOPE_COLUMNS: usize = 11;
 
-const POSITION: usize = 0;
+pub(crate) const POSITION: usize = 0;
 const STREAM_TYPE: usize = 1;
 const STREAM_ID: usize = 2;
 const VERSION: usize = 3;

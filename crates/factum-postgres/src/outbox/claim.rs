@@ -12,7 +12,7 @@ use tokio_postgres::Row;
 use super::sql::OutboxSql;
 use crate::PostgresEventStore;
 use crate::conn::Conn;
-use crate::rows::{Decoder, ENVELOPE_COLUMNS};
+use crate::rows::{Decoder, ENVELOPE_COLUMNS, POSITION};
 
 /// The columns after the envelope in a claim's rows.
 const ATTEMPTS: usize = ENVELOPE_COLUMNS;
@@ -90,6 +90,7 @@ impl PostgresOutboxClaim {
             slots: HashMap::new(),
         };
         let rows = claim.lock_rows(limit).await?;
+        let rows = in_position_order(rows, |error| claim.sql_error(error))?;
         let mut decoder = Decoder::default();
         let mut rows_of: HashMap<i64, usize> = HashMap::new();
         // The position of the last event read of each row.
@@ -298,6 +299,20 @@ fn runs(taken: &Taken, marks: Vec<Option<Outcome>>) -> Vec<Run> {
             }
         })
         .collect()
+}
+
+/// The claim statement's rows sorted by their events' positions: sorted
+/// here, by the key alone, rather than by the server with every column.
+fn in_position_order(
+    rows: Vec<Row>,
+    sql_error: impl Fn(tokio_postgres::Error) -> Error,
+) -> Result<Vec<Row>, Error> {
+    let mut keyed = rows
+        .into_iter()
+        .map(|row| Ok((row.try_get::<_, i64>(POSITION).map_err(&sql_error)?, row)))
+        .collect::<Result<Vec<_>, Error>>()?;
+    keyed.sort_unstable_by_key(|(position, _)| *position);
+    Ok(keyed.into_iter().map(|(_, row)| row).collect())
 }
 
 /// One row of a claim's statement: an event and its outbox row.
