@@ -55,7 +55,7 @@ pub enum Outcome {
 
 /// Entries claimed by one relay: no other relay publishes them until they
 /// are finished or the claim lapses (the relay died).
-pub trait OutboxClaim: Send {
+pub trait OutboxClaim: Send + 'static {
     /// The claimed entries, in outbox order. For each aggregate they are its
     /// earliest unsent entries: no earlier one is waiting elsewhere.
     fn entries(&self) -> &[OutboxEntry];

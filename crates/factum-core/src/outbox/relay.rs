@@ -47,7 +47,8 @@ use crate::{Error, PublishError, Publisher, RetryPolicy, StreamId};
 /// # }
 /// ```
 pub struct OutboxRelay<O, P> {
-    outbox: O,
+    /// Shared with the task that claims the next batch.
+    outbox: Arc<O>,
     publisher: P,
     options: Options,
     metrics: Arc<Counters>,
@@ -84,7 +85,7 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
     /// from 100 ms to 30 s, sent entries kept 7 days.
     pub fn new(outbox: O, publisher: P) -> Self {
         Self {
-            outbox,
+            outbox: Arc::new(outbox),
             publisher,
             options: Options {
                 batch_size: 1024,

@@ -20,8 +20,8 @@
 //!   unmarked: all are published again, in order.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use tracing::Instrument;
@@ -129,9 +129,20 @@ impl<O: Outbox, P: Publisher> OutboxRelay<O, P> {
             .flat_map(OutboxClaim::entries)
             .map(|entry| entry.id)
             .collect();
+        // On a task of its own, so the claim's rows are decoded on another
+        // worker thread while this one encodes the batch it hands over.
+        let claiming = tokio::spawn({
+            let outbox = Arc::clone(&self.outbox);
+            let limit = self.options.batch_size;
+            async move { outbox.claim_after(limit, &ahead).await }
+        });
         let retried = &mut pipeline.retried;
         let (claimed, (settled, handed)) = tokio::join!(
-            self.outbox.claim_after(self.options.batch_size, &ahead),
+            async {
+                claiming
+                    .await
+                    .unwrap_or_else(|failed| Err(claim_task_failed(&failed)))
+            },
             self.settle_and_hand_over(oldest, next, retried)
         );
         match handed {
@@ -327,6 +338,15 @@ fn record_answers(span: &tracing::Span, answers: &[Result<(), PublishError>]) {
         }
     }
     telemetry::relay_answered(span, published, retriable, permanent);
+}
+
+/// The error of a claim whose task panicked or was cancelled: nothing was
+/// claimed that outlives it (a claim dropped unfinished is released).
+fn claim_task_failed(failed: &tokio::task::JoinError) -> Error {
+    Error::store(
+        "outbox relay",
+        format!("claiming the next batch failed: {failed}"),
+    )
 }
 
 /// Waits for `batch`'s answers: its claim, the outcome of each entry, and
