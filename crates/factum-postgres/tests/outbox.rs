@@ -239,6 +239,57 @@ async fn sql_callers_write_rows_too() {
     claim.finish(vec![Outcome::Sent; 3]).await.unwrap();
 }
 
+/// Concurrent writers can leave one append's positions apart (each row
+/// takes the next value of the sequence as it is inserted): a claim still
+/// hands its events out in position order, not entry by entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_hands_out_interleaved_appends_in_position_order() {
+    let Some((store, _)) = two_stores().await else {
+        return;
+    };
+    let schema = schema_of(&store);
+    let insert = |stream: &str, rows: &[(i64, i64)]| {
+        let values = rows
+            .iter()
+            .map(|(position, version)| {
+                format!(
+                    "({position}, 'Note', '{stream}', {version}, gen_random_uuid(), 'noted', 1, '{{}}', now(), 'default')"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "INSERT INTO \"{schema}\".factum_events (position, stream_type, stream_id, version, event_id,
+                 event_type, schema_version, payload, occurred_at, tenant) VALUES {values};"
+        )
+    };
+    let client = common::raw_client().await.unwrap();
+    client
+        .batch_execute(&format!(
+            "{}{}SELECT setval('\"{schema}\".factum_position', 6);",
+            insert("a", &[(1, 1), (3, 2), (5, 3)]),
+            insert("b", &[(2, 1), (4, 2), (6, 3)])
+        ))
+        .await
+        .unwrap();
+    let claim = store.outbox().claim(10).await.unwrap();
+    let positions: Vec<u64> = claim.entries().iter().map(|entry| entry.event.position).collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        factum_core::testing::outbox::named(claim.entries()),
+        [
+            ("a".to_owned(), 1),
+            ("b".to_owned(), 1),
+            ("a".to_owned(), 2),
+            ("b".to_owned(), 2),
+            ("a".to_owned(), 3),
+            ("b".to_owned(), 3)
+        ]
+    );
+    claim.finish(vec![Outcome::Sent; 6]).await.unwrap();
+    assert_eq!(store.outbox().pending().await.unwrap(), 0);
+}
+
 /// A store whose outbox was never enabled says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_outbox_is_a_clear_error() {
