@@ -26,9 +26,10 @@ use crate::{Error, PublishError, Publisher, RetryPolicy, StreamId};
 ///
 /// Rounds overlap: up to [`in_flight`](Self::in_flight) batches are with
 /// the publisher at once ([`Publisher::enqueue`]), and while the bus
-/// answers for them the oldest is marked and, at the same time, the next
-/// one claimed ([`Outbox::claim_after`]), so neither the bus's round trip
-/// nor the database's work is paid once per batch. Batches go to the publisher in
+/// answers for them, at the same time, the oldest is marked, the batch
+/// claimed before is handed over and the next one is claimed
+/// ([`Outbox::claim_after`]), so neither the bus's round trip nor the
+/// database's work is paid once per batch. Batches go to the publisher in
 /// order and are marked in order; an entry to be retried makes every
 /// later entry of its aggregate in flight a retry too.
 ///
