@@ -9,7 +9,7 @@ use factum_core::backend::{
 use factum_core::{Error, Payload, RecordedEvent, StreamId, Tenant};
 use rusqlite::Row;
 use rusqlite::types::ValueRef;
-use time::OffsetDateTime;
+use time::{Date, OffsetDateTime, Time};
 use uuid::Uuid;
 
 use crate::error::sqlite;
@@ -29,6 +29,7 @@ pub(crate) const LOG_COLUMNS: &str = "e.position, e.stream_key, s.aggregate_type
 pub(crate) struct Decoder {
     event_types: EventTypes,
     streams: HashMap<i64, (StreamId, Tenant)>,
+    times: Times,
 }
 
 /// How many stream ids a decoder keeps to share.
@@ -101,7 +102,13 @@ impl Decoder {
             Ok::<_, String>(RawFields {
                 position: integer(row, position_column, "position")?,
                 event_id: event_id(column(row, first)?)?,
-                event_type: self.event_types.intern(text(row, first + 1, "event_type")?),
+                event_type: match column(row, first + 1)? {
+                    ValueRef::Text(bytes) => self
+                        .event_types
+                        .intern_utf8(bytes)
+                        .map_err(|_| "event_type is not valid UTF-8".to_owned())?,
+                    other => return Err(format!("event_type is {}, not text", kind(other))),
+                },
                 schema_version: integer(row, first + 2, "schema_version")?,
                 payload: Payload::from_stored(text(row, first + 3, "payload")?),
                 metadata: match column(row, first + 4)? {
@@ -109,7 +116,9 @@ impl Decoder {
                     ValueRef::Text(json) => Some(json),
                     other => return Err(format!("metadata is {}, not JSON text", kind(other))),
                 },
-                occurred_at: time(row, first + 5, "occurred_at")?,
+                occurred_at: self
+                    .times
+                    .time(integer(row, first + 5, "occurred_at")?, "occurred_at")?,
             })
         })()
         .map_err(|reason| corrupt(&stream, version, reason))?;
@@ -136,6 +145,44 @@ struct RawFields<'row> {
     payload: Payload,
     metadata: Option<&'row [u8]>,
     occurred_at: OffsetDateTime,
+}
+
+/// Turns stored times (nanoseconds since the Unix epoch) into dates and
+/// times, keeping the date of the row before: rows read together were
+/// mostly recorded on one day, and working out the calendar date is most of
+/// a conversion's cost.
+#[derive(Default)]
+struct Times {
+    /// The day (since the epoch) of the last time converted, and its date.
+    day: Option<(i64, Date)>,
+}
+
+const NANOS_PER_DAY: i64 = 86_400_000_000_000;
+
+impl Times {
+    fn time(&mut self, nanos: i64, name: &str) -> Result<OffsetDateTime, String> {
+        let day = nanos.div_euclid(NANOS_PER_DAY);
+        let date = match self.day {
+            Some((known, date)) if known == day => date,
+            _ => {
+                let converted = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+                    .map_err(|error| format!("{name} {nanos} is not a time: {error}"))?;
+                self.day = Some((day, converted.date()));
+                return Ok(converted);
+            }
+        };
+        let of_day = nanos.rem_euclid(NANOS_PER_DAY);
+        let seconds = of_day / 1_000_000_000;
+        // In range by construction: `of_day` is below a day.
+        let time = Time::from_hms_nano(
+            (seconds / 3600) as u8,
+            (seconds / 60 % 60) as u8,
+            (seconds % 60) as u8,
+            (of_day % 1_000_000_000) as u32,
+        )
+        .map_err(|error| format!("{name} {nanos} is not a time: {error}"))?;
+        Ok(date.with_time(time).assume_utc())
+    }
 }
 
 /// Where a value being decoded belongs: the stream and version its errors
@@ -233,4 +280,37 @@ pub(crate) fn optional_count(
     value.map_or(Ok(0), |number| {
         from_stored(number, "version or position", stream, 0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_of_one_day_agree_with_a_full_conversion() {
+        let mut times = Times::default();
+        let noon = 1_765_108_800_000_000_000_i64;
+        let stored = [
+            noon,
+            noon + 1,
+            noon + 43_199_999_999_999,
+            noon + 43_200_000_000_000,
+            noon - 43_200_000_000_000,
+            noon - 43_200_000_000_001,
+            0,
+            -1,
+            -NANOS_PER_DAY,
+            -NANOS_PER_DAY - 1,
+            -1,
+            noon + 3_723_000_000_123,
+            i64::MAX,
+            i64::MIN,
+        ];
+        for nanos in stored {
+            let expected = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)).unwrap();
+            assert_eq!(times.time(nanos, "occurred_at").unwrap(), expected, "{nanos}");
+            // Again, from the kept date.
+            assert_eq!(times.time(nanos, "occurred_at").unwrap(), expected, "{nanos}");
+        }
+    }
 }

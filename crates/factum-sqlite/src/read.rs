@@ -20,7 +20,7 @@ use crate::{SqliteEventStore, SqliteOptions, schema};
 /// Events per page when a stream is read.
 const PAGE: usize = 4096;
 /// Pages of a stream read requested ahead of the caller.
-const PAGES_IN_FLIGHT: usize = 3;
+const PAGES_IN_FLIGHT: usize = 2;
 
 pub(crate) const STREAM_KEY_OF: &str =
     "(SELECT stream_key FROM streams WHERE tenant = ?1 AND aggregate_type = ?2 AND aggregate_id = ?3)";

@@ -551,6 +551,7 @@ async fn damaged_rows_are_typed_errors_naming_stream_and_version() {
         "metadata = '{\"user\": 5}'",
         "payload = x'ff00'",
         "event_type = x'00ff'",
+        "event_type = CAST(x'ff' AS TEXT)",
         "schema_version = -1",
     ] {
         let events = read_after_damage(damage).await;

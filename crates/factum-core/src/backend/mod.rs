@@ -144,4 +144,14 @@ mod tests {
             assert_eq!(&*types.intern(&number.to_string()), number.to_string());
         }
     }
+
+    #[test]
+    fn stored_event_types_are_shared_and_checked_once() {
+        let mut types = EventTypes::default();
+        let first = types.intern_utf8(b"created").unwrap();
+        assert!(Arc::ptr_eq(&first, &types.intern_utf8(b"created").unwrap()));
+        assert!(Arc::ptr_eq(&first, &types.intern("created")));
+        assert_eq!(&*types.intern_utf8("généré".as_bytes()).unwrap(), "généré");
+        assert!(types.intern_utf8(b"cr\xffated").is_err());
+    }
 }

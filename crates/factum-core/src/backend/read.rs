@@ -55,9 +55,23 @@ const EVENT_TYPES_KEPT: usize = 32;
 impl EventTypes {
     /// The shared string for `name`.
     pub fn intern(&mut self, name: &str) -> Arc<str> {
-        if let Some(known) = self.known.iter().find(|known| ***known == *name) {
-            return known.clone();
+        match self.known.iter().find(|known| ***known == *name) {
+            Some(known) => known.clone(),
+            None => self.keep(name),
         }
+    }
+
+    /// The shared string for the stored bytes `name`, which must be UTF-8.
+    /// A type met before is recognised by its bytes: only a new one is
+    /// validated, so a page of rows of a few types validates a few strings.
+    pub fn intern_utf8(&mut self, name: &[u8]) -> Result<Arc<str>, std::str::Utf8Error> {
+        match self.known.iter().find(|known| known.as_bytes() == name) {
+            Some(known) => Ok(known.clone()),
+            None => Ok(self.keep(std::str::from_utf8(name)?)),
+        }
+    }
+
+    fn keep(&mut self, name: &str) -> Arc<str> {
         let shared: Arc<str> = Arc::from(name);
         if self.known.len() >= EVENT_TYPES_KEPT {
             // A reader meeting many types (the global log) starts over
