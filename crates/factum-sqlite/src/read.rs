@@ -19,7 +19,9 @@ use crate::{SqliteEventStore, SqliteOptions, schema};
 
 /// Events per page when a stream is read.
 const PAGE: usize = 4096;
-/// Pages of a stream read requested ahead of the caller.
+/// Pages of a stream read requested ahead of the caller: two keep both
+/// cores of a small machine decoding; a third only added a reader that
+/// competes with them for the cores (measured 6% slower on 2 cores).
 const PAGES_IN_FLIGHT: usize = 2;
 
 pub(crate) const STREAM_KEY_OF: &str =
