@@ -107,10 +107,9 @@ fn rate(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
-struct Figures {
+/// What a side's writing gave: events/s and the file's size.
+struct Written {
     write: f64,
-    replay: f64,
-    replay_rss_kib: u64,
     bytes: u64,
 }
 
@@ -233,6 +232,19 @@ fn factum_replay(path: &Path, durability: Durability) -> ReplayFigures {
     }
 }
 
+/// The best of a side's replay rounds: the one least disturbed.
+fn best(rounds: &[f64]) -> f64 {
+    rounds.iter().copied().fold(0.0, f64::max)
+}
+
+fn rounds(rates: &[f64]) -> String {
+    rates
+        .iter()
+        .map(|rate| format!("{rate:.0}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn baseline_replay(path: &Path, durability: Durability) -> f64 {
     run_replay_child(BASELINE_REPLAY_CHILD, path, durability)[2]
         .parse()
@@ -282,7 +294,7 @@ fn baseline_insert(connection: &rusqlite::Connection, version: i64, event: &NewE
 
 /// The baseline: the obvious rusqlite code (one prepared INSERT per event,
 /// one transaction per batch), same pragmas.
-fn baseline(path: &Path, durability: Durability, total: usize) -> Figures {
+fn baseline(path: &Path, durability: Durability, total: usize) -> Written {
     let mut connection = baseline_connection(path, durability);
     let started = Instant::now();
     let mut version = 0i64;
@@ -297,10 +309,8 @@ fn baseline(path: &Path, durability: Durability, total: usize) -> Figures {
     }
     let write = rate(total, started.elapsed());
     drop(connection);
-    Figures {
+    Written {
         write,
-        replay: 0.0,
-        replay_rss_kib: 0,
         bytes: database_bytes(path),
     }
 }
@@ -432,53 +442,47 @@ fn main() {
     for durability in [Durability::Normal, Durability::Full] {
         let name = durability_name(durability);
         let base_path = dir.join(format!("baseline-{name}.db"));
-        let mut base = baseline(&base_path, durability, total);
+        let base = baseline(&base_path, durability, total);
 
         let path = dir.join(format!("factum-{name}.db"));
-        let write = factum_write(&path, durability, total);
-        let bytes = database_bytes(&path);
-        let replay = factum_replay(&path, durability);
-        let mut factum = Figures {
-            write,
-            replay: replay.replay,
-            replay_rss_kib: replay.rss_kib,
-            bytes,
+        let factum = Written {
+            write: factum_write(&path, durability, total),
+            bytes: database_bytes(&path),
         };
-        let mut rounds = vec![format!("{:.0}", replay.replay)];
+        // The first factum replay also gives the peak memory and snapshot figures.
+        let replay = factum_replay(&path, durability);
+        let mut factum_rounds = vec![replay.replay];
         let mut base_rounds = Vec::new();
         for round in 0..REPLAY_ROUNDS {
-            let baseline = baseline_replay(&base_path, durability);
-            base.replay = base.replay.max(baseline);
-            base_rounds.push(format!("{baseline:.0}"));
-            if round + 1 < REPLAY_ROUNDS {
-                let again = factum_replay(&path, durability).replay;
-                factum.replay = factum.replay.max(again);
-                rounds.push(format!("{again:.0}"));
+            if round > 0 {
+                factum_rounds.push(factum_replay(&path, durability).replay);
             }
+            base_rounds.push(baseline_replay(&base_path, durability));
         }
+        let (factum_replay_rate, base_replay_rate) = (best(&factum_rounds), best(&base_rounds));
         println!("\nsynchronous = {name}");
         println!(
             "  factum-sqlite   write {:>9.0} events/s   replay {:>9.0} events/s   replay peak RSS {:>6.1} MiB   database {:>6.1} MiB",
             factum.write,
-            factum.replay,
-            factum.replay_rss_kib as f64 / 1024.0,
+            factum_replay_rate,
+            replay.rss_kib as f64 / 1024.0,
             factum.bytes as f64 / (1024.0 * 1024.0),
         );
         println!(
             "  rusqlite loop   write {:>9.0} events/s   replay {:>9.0} events/s                              database {:>6.1} MiB",
             base.write,
-            base.replay,
+            base_replay_rate,
             base.bytes as f64 / (1024.0 * 1024.0),
         );
         println!(
             "  ratio           write {:>9.2}x           replay {:>9.2}x",
             factum.write / base.write,
-            factum.replay / base.replay
+            factum_replay_rate / base_replay_rate
         );
         println!(
             "  replay rounds   factum-sqlite {}; rusqlite loop {} (events/s, alternating; the best is above)",
-            rounds.join(", "),
-            base_rounds.join(", ")
+            rounds(&factum_rounds),
+            rounds(&base_rounds)
         );
         println!(
             "  snapshot load   first {} us, mean of 1000: {} us",

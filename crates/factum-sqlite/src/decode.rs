@@ -102,13 +102,10 @@ impl Decoder {
             Ok::<_, String>(RawFields {
                 position: integer(row, position_column, "position")?,
                 event_id: event_id(column(row, first)?)?,
-                event_type: match column(row, first + 1)? {
-                    ValueRef::Text(bytes) => self
-                        .event_types
-                        .intern_utf8(bytes)
-                        .map_err(|_| "event_type is not valid UTF-8".to_owned())?,
-                    other => return Err(format!("event_type is {}, not text", kind(other))),
-                },
+                event_type: self
+                    .event_types
+                    .intern_utf8(text_bytes(row, first + 1, "event_type")?)
+                    .map_err(|_| not_utf8("event_type"))?,
                 schema_version: integer(row, first + 2, "schema_version")?,
                 payload: Payload::from_stored(text(row, first + 3, "payload")?),
                 metadata: match column(row, first + 4)? {
@@ -237,10 +234,19 @@ fn integer(row: &Row<'_>, index: usize, name: &str) -> Result<i64, String> {
 }
 
 fn text<'row>(row: &'row Row<'_>, index: usize, name: &str) -> Result<&'row str, String> {
+    std::str::from_utf8(text_bytes(row, index, name)?).map_err(|_| not_utf8(name))
+}
+
+/// A text column's bytes, not yet checked to be UTF-8.
+fn text_bytes<'row>(row: &'row Row<'_>, index: usize, name: &str) -> Result<&'row [u8], String> {
     match column(row, index)? {
-        ValueRef::Text(bytes) => std::str::from_utf8(bytes).map_err(|_| format!("{name} is not valid UTF-8")),
+        ValueRef::Text(bytes) => Ok(bytes),
         other => Err(format!("{name} is {}, not text", kind(other))),
     }
+}
+
+fn not_utf8(name: &str) -> String {
+    format!("{name} is not valid UTF-8")
 }
 
 fn time(row: &Row<'_>, index: usize, name: &str) -> Result<OffsetDateTime, String> {
