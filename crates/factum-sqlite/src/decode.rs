@@ -162,8 +162,7 @@ impl Times {
         let date = match self.day {
             Some((known, date)) if known == day => date,
             _ => {
-                let converted = OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
-                    .map_err(|error| format!("{name} {nanos} is not a time: {error}"))?;
+                let converted = unix_time(nanos, name)?;
                 self.day = Some((day, converted.date()));
                 return Ok(converted);
             }
@@ -250,7 +249,11 @@ fn not_utf8(name: &str) -> String {
 }
 
 fn time(row: &Row<'_>, index: usize, name: &str) -> Result<OffsetDateTime, String> {
-    let nanos = integer(row, index, name)?;
+    unix_time(integer(row, index, name)?, name)
+}
+
+/// The full conversion of a stored time (nanoseconds since the Unix epoch).
+fn unix_time(nanos: i64, name: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
         .map_err(|error| format!("{name} {nanos} is not a time: {error}"))
 }
