@@ -67,12 +67,15 @@ impl PostgresEventStore {
             // A dropped answer (the driver's runtime shut down) leaves the
             // group's outcome unknown: running alone settles it, as after a
             // lost connection.
-            Entry::Grouped(answer) => match answer.await.unwrap_or(Answer::Alone) {
+            Entry::Grouped(answer) => match answer.await.unwrap_or(Answer::Alone(None)) {
                 Answer::Done(version, positions) => self.stored(stream, version, &positions),
                 Answer::Conflict(actual) => self.conflict(stream, expected, Some(actual), &events).await,
-                Answer::Alone => {
-                    self.append_alone(stream, expected, expected_version, &events)
-                        .await
+                Answer::Alone(slot) => {
+                    let result = self
+                        .append_alone(stream, expected, expected_version, &events)
+                        .await;
+                    drop(slot);
+                    result
                 }
             },
         }

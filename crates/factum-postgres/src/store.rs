@@ -136,7 +136,7 @@ impl PostgresEventStore {
         let group = options
             .group_commit
             .enabled
-            .then(|| Gate::new(options.group_commit.clone(), pool.status().max_size));
+            .then(|| Gate::new(options.group_commit.clone()));
         Self {
             shared: Arc::new(Shared {
                 pool,

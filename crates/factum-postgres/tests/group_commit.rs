@@ -241,12 +241,80 @@ async fn appends_made_together_share_transactions_and_keep_their_own_versions() 
     let log = log_of(&store, 8 + 1 + positions.len()).await;
     assert_eq!(log.len(), 8 + 1 + positions.len());
     assert!(log.windows(2).all(|pair| pair[0].position < pair[1].position));
-    // Queued behind one slot, the 24 appends to `G` shared transactions.
+    // Queued behind the one append in flight, all 32 gathered in one
+    // group, which waited for that append's place past its window.
     let shared = transactions(&observer, &store, "G").await;
-    assert!(
-        shared < 24,
-        "{shared} transactions for 24 appends: no group was formed"
+    assert_eq!(shared, 1, "{shared} transactions for the 24 appends to `G`");
+    let old_and_new = observer
+        .query_one(
+            &format!(
+                "SELECT count(DISTINCT xmin::text) FROM \"{}\".factum_events WHERE version > 1 OR stream_type = 'G'",
+                schema_of(&store)
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(old_and_new, 1, "the appends to `Old` and `G` were not one group");
+}
+
+/// How many events of streams of `stream_type` are stored (committed).
+async fn stored(observer: &Client, store: &PostgresEventStore, stream_type: &str) -> i64 {
+    observer
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM \"{}\".factum_events WHERE stream_type = $1",
+                schema_of(store)
+            ),
+            &[&stream_type],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_gathers_until_a_place_is_free_not_for_a_fixed_time() {
+    // The default settings: one place, no window.
+    let Some(store) = common::fresh_store_with(|options| options.group_commit(GroupCommit::new())).await
+    else {
+        return;
+    };
+    let (Some(holder), Some(observer)) = (common::raw_client().await, common::raw_client().await) else {
+        return;
+    };
+    let slot = take_the_slot(&store, &holder, &observer).await;
+    let append = |n: u64| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .append(
+                    &StreamId::new("G", n.to_string()),
+                    ExpectedVersion::NoStream,
+                    vec![event(n)],
+                )
+                .await
+        })
+    };
+    // Two waves, apart: with the place taken, neither commits, and the
+    // second joins the group the first opened.
+    let mut handles: Vec<_> = (0..8).map(append).collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    handles.extend((8..16).map(append));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        stored(&observer, &store, "G").await,
+        0,
+        "a group committed while the place was taken"
     );
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    slot.await.unwrap().unwrap();
+    for handle in handles {
+        assert_eq!(handle.await.unwrap().unwrap().stream_version, 1);
+    }
+    assert_eq!(stored(&observer, &store, "G").await, 16);
+    assert_eq!(transactions(&observer, &store, "G").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

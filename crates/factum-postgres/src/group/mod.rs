@@ -2,13 +2,16 @@
 //! an open group, which commits all of them in one transaction and one
 //! statement, each with its own version check.
 //!
-//! An append that finds nothing in flight runs at once, by the
+//! At most `in_flight` appends and groups run at once. An append that
+//! finds a place free and no group waiting runs at once, by the
 //! single-append path: with one writer nothing waits and nothing changes.
-//! Otherwise it joins the open group, or opens one; the group closes after
-//! the window (by default: once the appends ready to run on this runtime
-//! have had their turn to join) or when it is full, and commits while the
-//! next group gathers: groups never wait for one another, so PostgreSQL
-//! still flushes the commits of groups in flight together.
+//! Otherwise it joins the open group, or opens one. A group commits when a
+//! place frees up (and its window, if one is set, has passed), so while
+//! the groups in flight wait for their commit, the next one gathers every
+//! append made meanwhile: the busier the store, the larger the groups, and
+//! one statement and one commit serve them all. A group that is full, or
+//! meets an append it cannot take (another tenant, a stream it already
+//! holds), waits in line for a place while a new one gathers.
 //!
 //! Each append of a group gets its own answer: stored, a conflict (its
 //! expected version did not hold), or "alone": it runs again by itself,
@@ -21,57 +24,23 @@
 //! unknown; running alone settles it, because an append whose events are
 //! stored comes back as the original positions (idempotent by event id).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+mod gate;
+
+use std::sync::Arc;
 
 use factum_core::backend::{first_repeated_id, to_stored};
-use factum_core::{Error, NewEvent, StreamId, Tenancy, Tenant};
+use factum_core::{Error, NewEvent, StreamId, Tenant};
+
+pub(crate) use gate::{Entry, Gate, Slot};
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 
 use crate::batch::{metadata, schema_version};
-use crate::options::GroupCommit;
 use crate::{PostgresError, PostgresEventStore};
 
 /// The most events one append may carry to join a group: larger batches
 /// are a group of their own already.
 const MAX_EVENTS_PER_APPEND: usize = 1_000;
-
-/// How long past its window a group may stay open before the next append
-/// closes it (its closing task should have done so long before).
-const STALE_AFTER: Duration = Duration::from_secs(1);
-
-/// The open group and the count of appends in flight, shared by a store's
-/// clones and views.
-pub(crate) struct Gate {
-    settings: GroupCommit,
-    /// Appends that may run alone at once.
-    in_flight: usize,
-    state: Mutex<State>,
-}
-
-struct State {
-    /// Appends and groups running now.
-    running: usize,
-    /// The group gathering appends, if any.
-    open: Option<OpenGroup>,
-    /// Numbers the groups, so that a group's timer closes only its own.
-    opened: u64,
-}
-
-/// A group still taking appends.
-struct OpenGroup {
-    number: u64,
-    /// When it opened: a group left open long past its window (its
-    /// closing task was dropped with its runtime) is closed by the next
-    /// append instead of holding appends forever.
-    opened_at: Instant,
-    tenant: Option<Tenant>,
-    streams: HashSet<StreamId>,
-    events: usize,
-    requests: Vec<Request>,
-}
 
 /// One append waiting in a group.
 pub(crate) struct Request {
@@ -88,155 +57,37 @@ pub(crate) enum Answer {
     Done(i64, Vec<i64>),
     /// Nothing written: the stream was at this version, not the expected one.
     Conflict(i64),
-    /// Nothing written: run the append by itself.
-    Alone,
-}
-
-/// How an append enters the gate.
-pub(crate) enum Entry {
-    /// Nothing was in flight: run now, and drop the slot after.
-    Run(Slot),
-    /// In a group: the answer comes through here.
-    Grouped(oneshot::Receiver<Answer>),
-}
-
-impl Gate {
-    pub(crate) fn new(settings: GroupCommit, pool_size: usize) -> Self {
-        Self {
-            in_flight: settings.in_flight.unwrap_or(pool_size).max(1),
-            settings,
-            state: Mutex::new(State {
-                running: 0,
-                open: None,
-                opened: 0,
-            }),
-        }
-    }
-
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs the append at once when nothing is in flight; otherwise adds
-    /// it to the open group, opening one when there is none (or the open
-    /// one cannot take it: another tenant, the same stream, full).
-    pub(crate) fn enter(
-        &self,
-        store: &PostgresEventStore,
-        stream: &StreamId,
-        expected: Option<i64>,
-        events: &Arc<[NewEvent]>,
-    ) -> Entry {
-        let mut state = self.state();
-        // A group is closed and committed by tasks of its own: without a
-        // runtime to spawn them on, the append runs alone.
-        let runtime = match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if state.running >= self.in_flight || state.open.is_some() => runtime,
-            _ => {
-                state.running += 1;
-                return Entry::Run(Slot { store: store.clone() });
-            }
-        };
-        let (answer, receiver) = oneshot::channel();
-        let request = Request {
-            store: store.clone(),
-            stream: stream.clone(),
-            expected,
-            events: Arc::clone(events),
-            answer,
-        };
-        let accepts = state.open.as_ref().is_some_and(|open| {
-            open.opened_at.elapsed() < self.settings.window + STALE_AFTER
-                && open.requests.len() < self.settings.max_appends
-                && open.events + events.len() <= self.settings.max_events
-                && open.tenant.as_ref() == store.tenant()
-                && !open.streams.contains(stream)
-        });
-        if !accepts {
-            if let Some(full) = state.open.take() {
-                state.running += 1;
-                runtime.spawn(commit_group(store.clone(), full.requests));
-            }
-            state.opened += 1;
-            state.open = Some(OpenGroup {
-                number: state.opened,
-                opened_at: Instant::now(),
-                tenant: store.tenant().cloned(),
-                streams: HashSet::new(),
-                events: 0,
-                requests: Vec::new(),
-            });
-            runtime.spawn(close_after_window(store.clone(), state.opened));
-        }
-        if let Some(open) = state.open.as_mut() {
-            open.events += events.len();
-            open.streams.insert(stream.clone());
-            open.requests.push(request);
-        }
-        Entry::Grouped(receiver)
-    }
-
-    /// Takes group `number` for commit, if it is still open.
-    fn close(&self, number: u64) -> Option<Vec<Request>> {
-        let mut state = self.state();
-        if state.open.as_ref().is_none_or(|open| open.number != number) {
-            return None;
-        }
-        state.running += 1;
-        state.open.take().map(|open| open.requests)
-    }
-
-    fn finished(&self) {
-        let mut state = self.state();
-        state.running = state.running.saturating_sub(1);
-    }
-}
-
-/// Closes group `number` after the window and commits it.
-async fn close_after_window(store: PostgresEventStore, number: u64) {
-    let Some(gate) = store.shared.group.as_ref() else {
-        return;
-    };
-    if gate.settings.window.is_zero() {
-        // The appends ready to run on this runtime join before it closes.
-        tokio::task::yield_now().await;
-    } else {
-        tokio::time::sleep(gate.settings.window).await;
-    }
-    if let Some(requests) = gate.close(number) {
-        commit_group(store.clone(), requests).await;
-    }
-}
-
-/// A running append's place among those in flight, given back when it is
-/// dropped (the append finished, or its future was dropped).
-pub(crate) struct Slot {
-    store: PostgresEventStore,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        if let Some(gate) = self.store.shared.group.as_ref() {
-            gate.finished();
-        }
-    }
+    /// Nothing written: run the append by itself, in the place in flight
+    /// given with it (a group of one), or beside the others (its group
+    /// failed, or a retry held its stream's turn).
+    Alone(Option<Slot>),
 }
 
 /// Commits one group and answers each of its appends. A group of one is
-/// a single append: its caller runs it by the usual path.
-async fn commit_group(store: PostgresEventStore, group: Vec<Request>) {
-    let _slot = Slot { store };
-    let answers = if group.len() > 1 {
-        run_group(&group).await.ok()
-    } else {
-        None
-    };
+/// a single append: its caller runs it by the usual path, in this place.
+async fn commit_group(slot: Slot, mut group: Vec<Request>) {
+    if group.len() == 1 {
+        if let Some(request) = group.pop() {
+            // A caller that went away needs no answer; the slot comes back
+            // with the refused answer and is dropped.
+            let _ = request.answer.send(Answer::Alone(Some(slot)));
+        }
+        return;
+    }
+    let answers = run_group(&group).await.ok();
     let mut answers = answers.map(Vec::into_iter);
     for request in group {
-        let answer = answers.as_mut().and_then(Iterator::next).unwrap_or(Answer::Alone);
-        // A caller that went away needs no answer.
+        let answer = answers
+            .as_mut()
+            .and_then(Iterator::next)
+            .unwrap_or(Answer::Alone(None));
         let _ = request.answer.send(answer);
     }
+    // The place is kept for one more turn: the appends just answered, made
+    // again at once, gather for the next group instead of one taking the
+    // place alone.
+    tokio::task::yield_now().await;
+    drop(slot);
 }
 
 /// A group's statement failed, or its columns could not be sent: every
@@ -304,7 +155,7 @@ async fn run_group(group: &[Request]) -> Result<Vec<Answer>, GroupFailed> {
         let positions: Vec<i64> = row.try_get(2)?;
         let count = group[index].events.len();
         answers[index] = Some(if !turn {
-            Answer::Alone
+            Answer::Alone(None)
         } else if positions.len() == count {
             let count = i64::try_from(count).map_err(|_| GroupFailed)?;
             Answer::Done(actual.saturating_add(count), positions)
@@ -314,7 +165,7 @@ async fn run_group(group: &[Request]) -> Result<Vec<Answer>, GroupFailed> {
     }
     Ok(answers
         .into_iter()
-        .map(|answer| answer.unwrap_or(Answer::Alone))
+        .map(|answer| answer.unwrap_or(Answer::Alone(None)))
         .collect())
 }
 

@@ -1,0 +1,321 @@
+//! Which appends run alone and when a group commits: at most `in_flight`
+//! appends and groups run at once, and a group gathers until a place frees.
+//!
+//! A group that gets a place still takes appends until the tasks ready to
+//! run have had their turn: the appends whose answers just freed the place
+//! are made again at once by closed-loop writers, and they join it instead
+//! of one running alone while the rest wait. For the same reason a group
+//! keeps its place for one turn after answering its appends.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use factum_core::{NewEvent, StreamId, Tenancy, Tenant};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use super::{Answer, Request, commit_group};
+use crate::PostgresEventStore;
+use crate::options::GroupCommit;
+
+/// The groups and appends in flight, shared by a store's clones and views.
+pub(crate) struct Gate {
+    settings: GroupCommit,
+    /// The most appends and groups running at once.
+    in_flight: usize,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Appends and groups holding a place.
+    running: usize,
+    /// The group that holds a place and takes the last appends before it
+    /// commits.
+    gathering: Option<Group>,
+    /// The group taking appends while it waits for a place.
+    open: Option<Group>,
+    /// Groups that could take no more appends (full, or an append came
+    /// that could not join), waiting for a place, oldest first.
+    closed: VecDeque<Group>,
+    /// Numbers the groups, so that a gathering task takes only its own.
+    opened: u64,
+}
+
+/// Appends gathered for one statement.
+struct Group {
+    number: u64,
+    opened_at: Instant,
+    /// The runtime of the append that opened it, on which it commits,
+    /// whoever frees the place it takes.
+    runtime: Handle,
+    tenant: Option<Tenant>,
+    streams: HashSet<StreamId>,
+    events: usize,
+    requests: Vec<Request>,
+}
+
+impl Group {
+    fn accepts(
+        &self,
+        settings: &GroupCommit,
+        store: &PostgresEventStore,
+        stream: &StreamId,
+        events: usize,
+    ) -> bool {
+        self.requests.len() < settings.max_appends
+            && self.events + events <= settings.max_events
+            && self.tenant.as_ref() == store.tenant()
+            && !self.streams.contains(stream)
+    }
+
+    fn push(&mut self, request: Request) {
+        self.events += request.events.len();
+        self.streams.insert(request.stream.clone());
+        self.requests.push(request);
+    }
+}
+
+/// How an append enters the gate.
+pub(crate) enum Entry {
+    /// There was a place in flight: run now, and drop the slot after.
+    Run(Slot),
+    /// In a group: the answer comes through here.
+    Grouped(oneshot::Receiver<Answer>),
+}
+
+/// A group given a place, to be started once the gate's lock is released
+/// (a task that cannot be spawned gives its place back, which takes the
+/// lock).
+enum Start {
+    /// Commit these appends now.
+    Commit(Handle, Slot, Vec<Request>),
+    /// Let group `number` take the appends ready to run, then commit it.
+    Gather(Handle, Slot, u64),
+}
+
+impl Start {
+    fn spawn(self) {
+        // If the runtime has shut down, the task is dropped unrun: its
+        // appends' answers are dropped (they run alone) and the slot gives
+        // its place back and drops the gathering group's appends likewise.
+        match self {
+            Start::Commit(runtime, slot, requests) => {
+                runtime.spawn(commit_group(slot, requests));
+            }
+            Start::Gather(runtime, slot, number) => {
+                runtime.spawn(gather_then_commit(slot, number));
+            }
+        }
+    }
+}
+
+impl Gate {
+    pub(crate) fn new(settings: GroupCommit) -> Self {
+        Self {
+            in_flight: settings.in_flight.max(1),
+            settings,
+            state: Mutex::new(State {
+                running: 0,
+                gathering: None,
+                open: None,
+                closed: VecDeque::new(),
+                opened: 0,
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs the append at once when there is a place and no group waits
+    /// for one; otherwise adds it to the gathering or the open group, or
+    /// opens a group when neither can take it (another tenant, a stream
+    /// it holds, full).
+    pub(crate) fn enter(
+        &self,
+        store: &PostgresEventStore,
+        stream: &StreamId,
+        expected: Option<i64>,
+        events: &Arc<[NewEvent]>,
+    ) -> Entry {
+        let mut state = self.state();
+        let waiting = state.gathering.is_some() || state.open.is_some() || !state.closed.is_empty();
+        // A group commits on a task of its own: without a runtime to spawn
+        // it on, the append runs alone.
+        let runtime = match Handle::try_current() {
+            Ok(runtime) if waiting || state.running >= self.in_flight => runtime,
+            _ => {
+                state.running += 1;
+                return Entry::Run(Slot::new(store));
+            }
+        };
+        let (answer, receiver) = oneshot::channel();
+        let request = Request {
+            store: store.clone(),
+            stream: stream.clone(),
+            expected,
+            events: Arc::clone(events),
+            answer,
+        };
+        let settings = &self.settings;
+        let takes = |group: &Option<Group>| {
+            group
+                .as_ref()
+                .is_some_and(|group| group.accepts(settings, store, stream, events.len()))
+        };
+        if takes(&state.gathering) {
+            if let Some(group) = state.gathering.as_mut() {
+                group.push(request);
+            }
+        } else {
+            if !takes(&state.open) {
+                if let Some(full) = state.open.take() {
+                    state.closed.push_back(full);
+                }
+                state.opened += 1;
+                if !settings.window.is_zero() {
+                    runtime.spawn(wake_after_window(store.clone()));
+                }
+                state.open = Some(Group {
+                    number: state.opened,
+                    opened_at: Instant::now(),
+                    runtime,
+                    tenant: store.tenant().cloned(),
+                    streams: HashSet::new(),
+                    events: 0,
+                    requests: Vec::new(),
+                });
+            }
+            if let Some(group) = state.open.as_mut() {
+                group.push(request);
+            }
+        }
+        self.start_next(store, state);
+        Entry::Grouped(receiver)
+    }
+
+    /// Gives a free place to the next group, and starts it once the lock
+    /// is released.
+    fn start_next(&self, store: &PostgresEventStore, mut state: MutexGuard<'_, State>) {
+        let start = self.next(store, &mut state);
+        drop(state);
+        if let Some(start) = start {
+            start.spawn();
+        }
+    }
+
+    /// The group to give a place to, if one is free: the oldest closed
+    /// group, else the open one once its window has passed (and no other
+    /// is gathering).
+    fn next(&self, store: &PostgresEventStore, state: &mut State) -> Option<Start> {
+        if state.running >= self.in_flight {
+            return None;
+        }
+        if let Some(group) = state.closed.pop_front() {
+            state.running += 1;
+            return Some(Start::Commit(group.runtime, Slot::new(store), group.requests));
+        }
+        let ripe = |group: &Group| group.opened_at.elapsed() >= self.settings.window;
+        if state.gathering.is_some() || !state.open.as_ref().is_some_and(ripe) {
+            return None;
+        }
+        let group = state.open.take()?;
+        let start = Start::Gather(
+            group.runtime.clone(),
+            Slot::gathering(store, group.number),
+            group.number,
+        );
+        state.running += 1;
+        state.gathering = Some(group);
+        Some(start)
+    }
+
+    /// Takes gathering group `number` for commit.
+    fn take_gathering(&self, number: u64) -> Option<Vec<Request>> {
+        let mut state = self.state();
+        if state
+            .gathering
+            .as_ref()
+            .is_none_or(|group| group.number != number)
+        {
+            return None;
+        }
+        state.gathering.take().map(|group| group.requests)
+    }
+
+    /// Gives a place back; a gathering group that never committed (its
+    /// task was dropped unrun) leaves with it. The next group takes it.
+    fn finished(&self, store: &PostgresEventStore, gathering: Option<u64>) {
+        let mut state = self.state();
+        state.running = state.running.saturating_sub(1);
+        let stranded = gathering.and_then(|number| {
+            let ours = state
+                .gathering
+                .as_ref()
+                .is_some_and(|group| group.number == number);
+            ours.then(|| state.gathering.take()).flatten()
+        });
+        self.start_next(store, state);
+        // Dropped answers: those appends run alone.
+        drop(stranded);
+    }
+
+    /// Lets an open group whose window has passed take a free place.
+    fn wake(&self, store: &PostgresEventStore) {
+        self.start_next(store, self.state());
+    }
+}
+
+/// Lets the open group commit once the window has passed. Should this task
+/// never run, the next append or freed place lets it.
+async fn wake_after_window(store: PostgresEventStore) {
+    if let Some(gate) = store.shared.group.as_ref() {
+        tokio::time::sleep(gate.settings.window).await;
+        gate.wake(&store);
+    }
+}
+
+/// Lets the tasks ready to run join group `number`, then commits it.
+async fn gather_then_commit(slot: Slot, number: u64) {
+    tokio::task::yield_now().await;
+    let Some(gate) = slot.store.shared.group.as_ref() else {
+        return;
+    };
+    if let Some(requests) = gate.take_gathering(number) {
+        commit_group(slot, requests).await;
+    }
+}
+
+/// A place among the appends and groups in flight, given back when it is
+/// dropped (the append or group finished, or its future was dropped).
+pub(crate) struct Slot {
+    store: PostgresEventStore,
+    /// The gathering group this place was given to, until it commits.
+    gathering: Option<u64>,
+}
+
+impl Slot {
+    fn new(store: &PostgresEventStore) -> Self {
+        Self {
+            store: store.clone(),
+            gathering: None,
+        }
+    }
+
+    fn gathering(store: &PostgresEventStore, number: u64) -> Self {
+        Self {
+            store: store.clone(),
+            gathering: Some(number),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(gate) = self.store.shared.group.as_ref() {
+            gate.finished(&self.store, self.gathering);
+        }
+    }
+}
