@@ -220,6 +220,7 @@ pub struct GroupCommit {
     pub(crate) max_appends: usize,
     pub(crate) max_events: usize,
     pub(crate) window: Duration,
+    pub(crate) patience: Duration,
 }
 
 impl Default for GroupCommit {
@@ -230,6 +231,7 @@ impl Default for GroupCommit {
             max_appends: 64,
             max_events: 4096,
             window: Duration::ZERO,
+            patience: Duration::from_millis(20),
         }
     }
 }
@@ -285,6 +287,17 @@ impl GroupCommit {
         self
     }
 
+    /// How long a group waits for a place before it takes one anyway
+    /// (default 20 ms; never less than the [`window`](Self::window)). An append that waits on a lock (another
+    /// transaction's uncommitted write to its stream, say) holds its place
+    /// as long: past this, the next group runs beside it instead of
+    /// waiting too. Far above a commit's usual time, so that it acts only
+    /// when something stalls.
+    pub fn patience(mut self, patience: Duration) -> Self {
+        self.patience = patience;
+        self
+    }
+
     fn validate(&self) -> Result<(), PostgresError> {
         if self.in_flight == 0 || self.max_appends == 0 || self.max_events == 0 {
             return Err(invalid(
@@ -293,6 +306,9 @@ impl GroupCommit {
         }
         if self.window > Duration::from_secs(1) {
             return Err(invalid("the group commit window must be at most 1 s"));
+        }
+        if self.patience > Duration::from_secs(10) {
+            return Err(invalid("the group commit patience must be at most 10 s"));
         }
         Ok(())
     }

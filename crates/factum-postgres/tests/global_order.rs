@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use factum_core::{EventStore, ExpectedVersion, NewEvent, Payload, RecordedEvent, StreamId};
-use factum_postgres::PostgresEventStore;
+use factum_postgres::{GroupCommit, PostgresEventStore};
 use futures::StreamExt;
 use tokio_postgres::Client;
 use uuid::Uuid;
@@ -161,7 +161,18 @@ const TOTAL_EVENTS: usize = 100_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_writers_and_two_readers_lose_duplicate_and_reorder_nothing() {
-    let Some(store) = common::fresh_store_with(|options| options.pool_size(24)).await else {
+    sixteen_writers_and_two_readers(GroupCommit::off()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_writers_and_two_readers_with_group_commit() {
+    sixteen_writers_and_two_readers(GroupCommit::new()).await;
+}
+
+async fn sixteen_writers_and_two_readers(group_commit: GroupCommit) {
+    let Some(store) =
+        common::fresh_store_with(|options| options.pool_size(24).group_commit(group_commit)).await
+    else {
         return;
     };
 

@@ -274,10 +274,27 @@ async fn stored(observer: &Client, store: &PostgresEventStore, stream_type: &str
         .get(0)
 }
 
+/// Spawns a single-event append to a new stream `G-{n}` of `store`.
+fn append_new(store: &PostgresEventStore, n: u64) -> JoinHandle<Result<factum_core::AppendResult, Error>> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        store
+            .append(
+                &StreamId::new("G", n.to_string()),
+                ExpectedVersion::NoStream,
+                vec![event(n)],
+            )
+            .await
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_gathers_until_a_place_is_free_not_for_a_fixed_time() {
-    // The default settings: one place, no window.
-    let Some(store) = common::fresh_store_with(|options| options.group_commit(GroupCommit::new())).await
+    // One place, no window; patience long enough not to act here.
+    let Some(store) = common::fresh_store_with(|options| {
+        options.group_commit(GroupCommit::new().patience(Duration::from_secs(5)))
+    })
+    .await
     else {
         return;
     };
@@ -285,23 +302,11 @@ async fn a_group_gathers_until_a_place_is_free_not_for_a_fixed_time() {
         return;
     };
     let slot = take_the_slot(&store, &holder, &observer).await;
-    let append = |n: u64| {
-        let store = store.clone();
-        tokio::spawn(async move {
-            store
-                .append(
-                    &StreamId::new("G", n.to_string()),
-                    ExpectedVersion::NoStream,
-                    vec![event(n)],
-                )
-                .await
-        })
-    };
     // Two waves, apart: with the place taken, neither commits, and the
     // second joins the group the first opened.
-    let mut handles: Vec<_> = (0..8).map(append).collect();
+    let mut handles: Vec<_> = (0..8).map(|n| append_new(&store, n)).collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    handles.extend((8..16).map(append));
+    handles.extend((8..16).map(|n| append_new(&store, n)));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
         stored(&observer, &store, "G").await,
@@ -315,6 +320,33 @@ async fn a_group_gathers_until_a_place_is_free_not_for_a_fixed_time() {
     }
     assert_eq!(stored(&observer, &store, "G").await, 16);
     assert_eq!(transactions(&observer, &store, "G").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_stalled_on_a_lock_holds_the_others_back_only_for_the_patience() {
+    // The default settings: one place, 20 ms of patience.
+    let Some(store) = common::fresh_store_with(|options| options.group_commit(GroupCommit::new())).await
+    else {
+        return;
+    };
+    let (Some(holder), Some(observer)) = (common::raw_client().await, common::raw_client().await) else {
+        return;
+    };
+    let slot = take_the_slot(&store, &holder, &observer).await;
+    let handles: Vec<_> = (0..16).map(|n| append_new(&store, n)).collect();
+    // They commit while the append holding the place still waits.
+    for handle in handles {
+        let result = tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("the appends waited for the stalled one")
+            .unwrap()
+            .unwrap();
+        assert_eq!(result.stream_version, 1);
+    }
+    assert!(!slot.is_finished());
+    assert_eq!(stored(&observer, &store, "G").await, 16);
+    holder.batch_execute("ROLLBACK").await.unwrap();
+    slot.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

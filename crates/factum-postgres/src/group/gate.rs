@@ -9,7 +9,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use factum_core::{NewEvent, StreamId, Tenancy, Tenant};
 use tokio::runtime::Handle;
@@ -24,6 +24,8 @@ pub(crate) struct Gate {
     settings: GroupCommit,
     /// The most appends and groups running at once.
     in_flight: usize,
+    /// How long a group waits for a place before it takes one anyway.
+    patience: Duration,
     state: Mutex<State>,
 }
 
@@ -114,6 +116,7 @@ impl Gate {
     pub(crate) fn new(settings: GroupCommit) -> Self {
         Self {
             in_flight: settings.in_flight.max(1),
+            patience: settings.patience.max(settings.window),
             settings,
             state: Mutex::new(State {
                 running: 0,
@@ -175,9 +178,7 @@ impl Gate {
                     state.closed.push_back(full);
                 }
                 state.opened += 1;
-                if !settings.window.is_zero() {
-                    runtime.spawn(wake_after_window(store.clone()));
-                }
+                runtime.spawn(wake_when_due(store.clone()));
                 state.open = Some(Group {
                     number: state.opened,
                     opened_at: Instant::now(),
@@ -196,28 +197,31 @@ impl Gate {
         Entry::Grouped(receiver)
     }
 
-    /// Gives a free place to the next group, and starts it once the lock
-    /// is released.
+    /// Gives the places free (or due) to the groups next in line, and
+    /// starts them once the lock is released.
     fn start_next(&self, store: &PostgresEventStore, mut state: MutexGuard<'_, State>) {
-        let start = self.next(store, &mut state);
+        let mut starts = Vec::new();
+        while let Some(start) = self.next(store, &mut state) {
+            starts.push(start);
+        }
         drop(state);
-        if let Some(start) = start {
+        for start in starts {
             start.spawn();
         }
     }
 
-    /// The group to give a place to, if one is free: the oldest closed
-    /// group, else the open one once its window has passed (and no other
-    /// is gathering).
+    /// The group to give a place to, if one is free or the group has
+    /// waited past its patience: the oldest closed group, else the open
+    /// one once its window has passed (and no other is gathering).
     fn next(&self, store: &PostgresEventStore, state: &mut State) -> Option<Start> {
-        if state.running >= self.in_flight {
-            return None;
-        }
-        if let Some(group) = state.closed.pop_front() {
+        let full = state.running >= self.in_flight;
+        let may_start = |group: &Group| !full || group.opened_at.elapsed() >= self.patience;
+        if state.closed.front().is_some_and(may_start) {
+            let group = state.closed.pop_front()?;
             state.running += 1;
             return Some(Start::Commit(group.runtime, Slot::new(store), group.requests));
         }
-        let ripe = |group: &Group| group.opened_at.elapsed() >= self.settings.window;
+        let ripe = |group: &Group| group.opened_at.elapsed() >= self.settings.window && may_start(group);
         if state.gathering.is_some() || !state.open.as_ref().is_some_and(ripe) {
             return None;
         }
@@ -268,13 +272,20 @@ impl Gate {
     }
 }
 
-/// Lets the open group commit once the window has passed. Should this task
-/// never run, the next append or freed place lets it.
-async fn wake_after_window(store: PostgresEventStore) {
-    if let Some(gate) = store.shared.group.as_ref() {
-        tokio::time::sleep(gate.settings.window).await;
+/// Lets a group just opened commit once its window has passed, and once
+/// it has waited past its patience for a place. Should this task never
+/// run, the next append or freed place lets it.
+async fn wake_when_due(store: PostgresEventStore) {
+    let Some(gate) = store.shared.group.as_ref() else {
+        return;
+    };
+    let window = gate.settings.window;
+    if !window.is_zero() {
+        tokio::time::sleep(window).await;
         gate.wake(&store);
     }
+    tokio::time::sleep(gate.patience.saturating_sub(window)).await;
+    gate.wake(&store);
 }
 
 /// Lets the tasks ready to run join group `number`, then commits it.
