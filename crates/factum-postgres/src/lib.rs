@@ -221,7 +221,11 @@
 //! that is gathering, which commits once a place is free (and its
 //! [`window`](GroupCommit::window), if one is set, has passed): while one
 //! group waits for its flush, the next gathers everything appended
-//! meanwhile, so groups grow with the load instead of with a timer.
+//! meanwhile, so groups grow with the load instead of with a timer. A
+//! group that has waited past its [`patience`](GroupCommit::patience)
+//! (20 ms) for a place runs anyway: an append waiting on another
+//! transaction's lock holds its place that long, and must not hold every
+//! other append back.
 //!
 //! The group's statement does for each append what a first attempt does
 //! for one: it tries to share the stream's turn and reads the stream's
