@@ -254,7 +254,7 @@
 //! few writers, appends that would have run side by side on their own
 //! connections take turns instead (measured at 2 writers: 0.85× the
 //! appends per second of group commit off); from about 8 writers on, the
-//! work saved per append wins (1.3–1.6× at 8 and 16 writers, with a
+//! work saved per append wins (1.3–1.7× at 8 and 16 writers, with a
 //! lower p99 latency than raw tokio-postgres; see the README).
 //!
 //! # Reads
