@@ -56,29 +56,23 @@ impl PostgresEventStore {
                 .await;
         }
         let events: Arc<[NewEvent]> = events.into();
-        match gate.enter(self, stream, expected_version, &events) {
-            Entry::Run(slot) => {
-                let result = self
-                    .append_alone(stream, expected, expected_version, &events)
-                    .await;
-                drop(slot);
-                result
-            }
+        // The place in flight the append runs alone in, if it was given one
+        // (it is given back when dropped, after the append).
+        let _place = match gate.enter(self, stream, expected_version, &events) {
+            Entry::Run(slot) => Some(slot),
             // A dropped answer (the driver's runtime shut down) leaves the
             // group's outcome unknown: running alone settles it, as after a
             // lost connection.
             Entry::Grouped(answer) => match answer.await.unwrap_or(Answer::Alone(None)) {
-                Answer::Done(version, positions) => self.stored(stream, version, &positions),
-                Answer::Conflict(actual) => self.conflict(stream, expected, Some(actual), &events).await,
-                Answer::Alone(slot) => {
-                    let result = self
-                        .append_alone(stream, expected, expected_version, &events)
-                        .await;
-                    drop(slot);
-                    result
+                Answer::Done(version, positions) => return self.stored(stream, version, &positions),
+                Answer::Conflict(actual) => {
+                    return self.conflict(stream, expected, Some(actual), &events).await;
                 }
+                Answer::Alone(slot) => slot,
             },
-        }
+        };
+        self.append_alone(stream, expected, expected_version, &events)
+            .await
     }
 
     /// One append in its own transaction: attempts until it is stored,

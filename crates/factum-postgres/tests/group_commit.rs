@@ -149,10 +149,20 @@ async fn log_of<S: EventStore>(store: &S, count: usize) -> Vec<RecordedEvent> {
 
 /// How many transactions wrote the events of streams of `stream_type`.
 async fn transactions(observer: &Client, store: &PostgresEventStore, stream_type: &str) -> i64 {
+    count(observer, store, "count(DISTINCT xmin::text)", stream_type).await
+}
+
+/// How many events of streams of `stream_type` are stored (committed).
+async fn stored(observer: &Client, store: &PostgresEventStore, stream_type: &str) -> i64 {
+    count(observer, store, "count(*)", stream_type).await
+}
+
+/// The aggregate `what` over the stored events of streams of `stream_type`.
+async fn count(observer: &Client, store: &PostgresEventStore, what: &str, stream_type: &str) -> i64 {
     observer
         .query_one(
             &format!(
-                "SELECT count(DISTINCT xmin::text) FROM \"{}\".factum_events WHERE stream_type = $1",
+                "SELECT {what} FROM \"{}\".factum_events WHERE stream_type = $1",
                 schema_of(store)
             ),
             &[&stream_type],
@@ -257,21 +267,6 @@ async fn appends_made_together_share_transactions_and_keep_their_own_versions() 
         .unwrap()
         .get::<_, i64>(0);
     assert_eq!(old_and_new, 1, "the appends to `Old` and `G` were not one group");
-}
-
-/// How many events of streams of `stream_type` are stored (committed).
-async fn stored(observer: &Client, store: &PostgresEventStore, stream_type: &str) -> i64 {
-    observer
-        .query_one(
-            &format!(
-                "SELECT count(*) FROM \"{}\".factum_events WHERE stream_type = $1",
-                schema_of(store)
-            ),
-            &[&stream_type],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 /// Spawns a single-event append to a new stream `G-{n}` of `store`.
