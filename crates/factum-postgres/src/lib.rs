@@ -211,8 +211,8 @@
 //!
 //! # Group commit
 //!
-//! With [`PostgresOptions::group_commit`] set to [`GroupCommit::new()`]
-//! (it is off by default), appends made while others are in flight are
+//! With [`PostgresOptions::group_commit`] at its default,
+//! [`GroupCommit::new()`], appends made while others are in flight are
 //! committed together: one statement, one transaction, one commit for a
 //! group of appends to distinct streams of one tenant. At most
 //! [`in_flight`](GroupCommit::in_flight) appends and groups run at once
@@ -248,14 +248,19 @@
 //! order of their streams, so two groups that share streams wait for each
 //! other at worst, never deadlock.
 //!
-//! Why it is off by default: PostgreSQL already gathers the commits of
-//! concurrent transactions into one flush of the log, and a group's
-//! statement costs nearly as much for two appends as for sixteen. With
-//! few writers, appends that would have run side by side on their own
-//! connections take turns instead (measured at 2 writers: 0.85× the
-//! appends per second of group commit off); from about 8 writers on, the
-//! work saved per append wins (1.3–1.7× at 8 and 16 writers, with a
-//! lower p99 latency than raw tokio-postgres; see the README).
+//! Why groups wait for a place, and why few writers run alone:
+//! PostgreSQL already gathers the commits of concurrent transactions into
+//! one flush of the log, so what a group saves is the statement and commit
+//! work per append, and a group's statement costs nearly as much for two
+//! appends as for sixteen. Groups that ran side by side stayed small and
+//! saved nothing; groups of one or two made two writers take turns. So
+//! while the last group held at most two appends, up to
+//! [`alone`](GroupCommit::alone) appends run alone beside the place, as
+//! with group commit off, and once a larger group forms, appends gather.
+//! Measured (see the README): about the same rate as group commit off at
+//! 2 and 4 writers, 1.2–1.6× it at 8 and 16, with a p99 latency at 16
+//! writers about half of raw tokio-postgres's. [`GroupCommit::off()`]
+//! turns it off.
 //!
 //! # Reads
 //!

@@ -27,7 +27,12 @@ fn event(n: u64) -> NewEvent {
 
 async fn one_slot_store() -> Option<PostgresEventStore> {
     common::fresh_store_with(|options| {
-        options.group_commit(GroupCommit::new().in_flight(1).window(Duration::from_millis(300)))
+        options.group_commit(
+            GroupCommit::new()
+                .in_flight(1)
+                .alone(0)
+                .window(Duration::from_millis(300)),
+        )
     })
     .await
 }
@@ -285,9 +290,10 @@ fn append_new(store: &PostgresEventStore, n: u64) -> JoinHandle<Result<factum_co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_gathers_until_a_place_is_free_not_for_a_fixed_time() {
-    // One place, no window; patience long enough not to act here.
+    // One place, none beside it, no window; patience long enough not to
+    // act here.
     let Some(store) = common::fresh_store_with(|options| {
-        options.group_commit(GroupCommit::new().patience(Duration::from_secs(5)))
+        options.group_commit(GroupCommit::new().alone(0).patience(Duration::from_secs(5)))
     })
     .await
     else {
@@ -319,8 +325,9 @@ async fn a_group_gathers_until_a_place_is_free_not_for_a_fixed_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_stalled_on_a_lock_holds_the_others_back_only_for_the_patience() {
-    // The default settings: one place, 20 ms of patience.
-    let Some(store) = common::fresh_store_with(|options| options.group_commit(GroupCommit::new())).await
+    // One place, none beside it, the default 20 ms of patience.
+    let Some(store) =
+        common::fresh_store_with(|options| options.group_commit(GroupCommit::new().alone(0))).await
     else {
         return;
     };

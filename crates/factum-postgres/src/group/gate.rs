@@ -19,11 +19,21 @@ use super::{Answer, Request, commit_group};
 use crate::PostgresEventStore;
 use crate::options::GroupCommit;
 
+/// The largest group that still counts as low load: while the last group
+/// held no more appends than this, appends that find the places taken and
+/// no group waiting may run alone beside them (up to `alone`), as with
+/// group commit off. With two or three writers, groups of one or two save
+/// nothing and would make the writers take turns; once a larger group
+/// forms, appends gather until the load drops again.
+const LOW_LOAD_GROUP: usize = 2;
+
 /// The groups and appends in flight, shared by a store's clones and views.
 pub(crate) struct Gate {
     settings: GroupCommit,
     /// The most appends and groups running at once.
     in_flight: usize,
+    /// The most appends running alone beside the places at low load.
+    alone: usize,
     /// How long a group waits for a place before it takes one anyway.
     patience: Duration,
     state: Mutex<State>,
@@ -32,6 +42,10 @@ pub(crate) struct Gate {
 struct State {
     /// Appends and groups holding a place.
     running: usize,
+    /// Appends running alone beside the places (see [`LOW_LOAD_GROUP`]).
+    running_alone: usize,
+    /// How many appends the last group started with.
+    last_group: usize,
     /// The group that holds a place and takes the last appends before it
     /// commits.
     gathering: Option<Group>,
@@ -116,10 +130,13 @@ impl Gate {
     pub(crate) fn new(settings: GroupCommit) -> Self {
         Self {
             in_flight: settings.in_flight.max(1),
+            alone: settings.alone,
             patience: settings.patience.max(settings.window),
             settings,
             state: Mutex::new(State {
                 running: 0,
+                running_alone: 0,
+                last_group: 0,
                 gathering: None,
                 open: None,
                 closed: VecDeque::new(),
@@ -144,16 +161,19 @@ impl Gate {
         events: &Arc<[NewEvent]>,
     ) -> Entry {
         let mut state = self.state();
-        let waiting = state.gathering.is_some() || state.open.is_some() || !state.closed.is_empty();
         // A group commits on a task of its own: without a runtime to spawn
         // it on, the append runs alone.
         let runtime = match Handle::try_current() {
-            Ok(runtime) if waiting || state.running >= self.in_flight => runtime,
-            _ => {
-                state.running += 1;
-                return Entry::Run(Slot::new(store));
-            }
+            Ok(runtime) => runtime,
+            Err(_) => return self.run_alone(store, &mut state, true),
         };
+        let waiting = state.gathering.is_some() || state.open.is_some() || !state.closed.is_empty();
+        if !waiting {
+            let low_load = state.last_group <= LOW_LOAD_GROUP && state.running_alone < self.alone;
+            if state.running < self.in_flight || low_load {
+                return self.run_alone(store, &mut state, false);
+            }
+        }
         let (answer, receiver) = oneshot::channel();
         let request = Request {
             store: store.clone(),
@@ -197,6 +217,22 @@ impl Gate {
         Entry::Grouped(receiver)
     }
 
+    /// Lets the append run alone: in a place when one is free (or `forced`,
+    /// without a runtime for a group), else beside the places, at low load.
+    fn run_alone(&self, store: &PostgresEventStore, state: &mut State, forced: bool) -> Entry {
+        if forced || state.running < self.in_flight {
+            state.running += 1;
+            Entry::Run(Slot::new(store))
+        } else {
+            state.running_alone += 1;
+            Entry::Run(Slot {
+                store: store.clone(),
+                gathering: None,
+                alone: true,
+            })
+        }
+    }
+
     /// Gives the places free (or due) to the groups next in line, and
     /// starts them once the lock is released.
     fn start_next(&self, store: &PostgresEventStore, mut state: MutexGuard<'_, State>) {
@@ -218,6 +254,7 @@ impl Gate {
         let may_start = |group: &Group| !full || group.opened_at.elapsed() >= self.patience;
         if state.closed.front().is_some_and(may_start) {
             let group = state.closed.pop_front()?;
+            state.last_group = group.requests.len();
             state.running += 1;
             return Some(Start::Commit(group.runtime, Slot::new(store), group.requests));
         }
@@ -226,6 +263,7 @@ impl Gate {
             return None;
         }
         let group = state.open.take()?;
+        state.last_group = group.requests.len();
         let start = Start::Gather(
             group.runtime.clone(),
             Slot::gathering(store, group.number),
@@ -251,9 +289,13 @@ impl Gate {
 
     /// Gives a place back; a gathering group that never committed (its
     /// task was dropped unrun) leaves with it. The next group takes it.
-    fn finished(&self, store: &PostgresEventStore, gathering: Option<u64>) {
+    fn finished(&self, store: &PostgresEventStore, gathering: Option<u64>, alone: bool) {
         let mut state = self.state();
-        state.running = state.running.saturating_sub(1);
+        if alone {
+            state.running_alone = state.running_alone.saturating_sub(1);
+        } else {
+            state.running = state.running.saturating_sub(1);
+        }
         let stranded = gathering.and_then(|number| {
             let ours = state
                 .gathering
@@ -305,6 +347,8 @@ pub(crate) struct Slot {
     store: PostgresEventStore,
     /// The gathering group this place was given to, until it commits.
     gathering: Option<u64>,
+    /// Held beside the places, at low load.
+    alone: bool,
 }
 
 impl Slot {
@@ -312,6 +356,7 @@ impl Slot {
         Self {
             store: store.clone(),
             gathering: None,
+            alone: false,
         }
     }
 
@@ -319,6 +364,7 @@ impl Slot {
         Self {
             store: store.clone(),
             gathering: Some(number),
+            alone: false,
         }
     }
 }
@@ -326,7 +372,7 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         if let Some(gate) = self.store.shared.group.as_ref() {
-            gate.finished(&self.store, self.gathering);
+            gate.finished(&self.store, self.gathering, self.alone);
         }
     }
 }

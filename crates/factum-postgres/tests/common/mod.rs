@@ -93,14 +93,15 @@ async fn clean_stale_schemas(client: &tokio_postgres::Client) {
 
 /// Options of a test store in `schema`. With `FACTUM_TEST_GROUP_COMMIT=1`
 /// the store commits concurrent appends in groups, as eagerly as it can
-/// (`in_flight(1)`), so that every suite runs through group commit too.
+/// (`in_flight(1)`, `alone(0)`), so that every suite runs through group
+/// commit too.
 pub fn options(schema: &str) -> PostgresOptions {
     let options = PostgresOptions::new()
         .schema(schema)
         .pool_size(8)
         .poll_interval(Duration::from_millis(200));
     if std::env::var("FACTUM_TEST_GROUP_COMMIT").is_ok_and(|value| value == "1") {
-        options.group_commit(factum_postgres::GroupCommit::new().in_flight(1))
+        options.group_commit(factum_postgres::GroupCommit::new().in_flight(1).alone(0))
     } else {
         options
     }
