@@ -1,5 +1,8 @@
 //! Which appends run alone and when a group commits: at most `in_flight`
-//! appends and groups run at once, and a group gathers until a place frees.
+//! appends and groups run at once, and a group gathers until a place frees
+//! (or it has waited past its patience). At low load, appends that find
+//! the places taken and no group waiting run alone beside them (up to
+//! `alone`), see [`LOW_LOAD_GROUP`].
 //!
 //! A group that gets a place still takes appends until the tasks ready to
 //! run have had their turn: the appends whose answers just freed the place
@@ -149,10 +152,10 @@ impl Gate {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs the append at once when there is a place and no group waits
-    /// for one; otherwise adds it to the gathering or the open group, or
-    /// opens a group when neither can take it (another tenant, a stream
-    /// it holds, full).
+    /// Runs the append at once when no group waits and there is a place
+    /// (or, at low load, room beside the places); otherwise adds it to the
+    /// gathering or the open group, or opens a group when neither can take
+    /// it (another tenant, a stream it holds, full).
     pub(crate) fn enter(
         &self,
         store: &PostgresEventStore,
