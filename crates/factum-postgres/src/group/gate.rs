@@ -61,6 +61,16 @@ struct State {
     opened: u64,
 }
 
+impl State {
+    /// The gathering group, if it is group `number`.
+    fn take_gathering(&mut self, number: u64) -> Option<Group> {
+        if self.gathering.as_ref()?.number != number {
+            return None;
+        }
+        self.gathering.take()
+    }
+}
+
 /// Appends gathered for one statement.
 struct Group {
     number: u64,
@@ -228,11 +238,7 @@ impl Gate {
             Entry::Run(Slot::new(store))
         } else {
             state.running_alone += 1;
-            Entry::Run(Slot {
-                store: store.clone(),
-                gathering: None,
-                alone: true,
-            })
+            Entry::Run(Slot::beside(store))
         }
     }
 
@@ -279,15 +285,7 @@ impl Gate {
 
     /// Takes gathering group `number` for commit.
     fn take_gathering(&self, number: u64) -> Option<Vec<Request>> {
-        let mut state = self.state();
-        if state
-            .gathering
-            .as_ref()
-            .is_none_or(|group| group.number != number)
-        {
-            return None;
-        }
-        state.gathering.take().map(|group| group.requests)
+        self.state().take_gathering(number).map(|group| group.requests)
     }
 
     /// Gives a place back; a gathering group that never committed (its
@@ -299,13 +297,7 @@ impl Gate {
         } else {
             state.running = state.running.saturating_sub(1);
         }
-        let stranded = gathering.and_then(|number| {
-            let ours = state
-                .gathering
-                .as_ref()
-                .is_some_and(|group| group.number == number);
-            ours.then(|| state.gathering.take()).flatten()
-        });
+        let stranded = gathering.and_then(|number| state.take_gathering(number));
         self.start_next(store, state);
         // Dropped answers: those appends run alone.
         drop(stranded);
@@ -360,6 +352,15 @@ impl Slot {
             store: store.clone(),
             gathering: None,
             alone: false,
+        }
+    }
+
+    /// A place beside the `in_flight` ones, at low load.
+    fn beside(store: &PostgresEventStore) -> Self {
+        Self {
+            store: store.clone(),
+            gathering: None,
+            alone: true,
         }
     }
 
