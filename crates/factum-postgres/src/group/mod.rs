@@ -152,7 +152,10 @@ async fn run_group(group: &[Request]) -> Result<Vec<Answer>, GroupFailed> {
     for (row, &index) in rows.iter().zip(&order) {
         let actual: i64 = row.try_get(0)?;
         let turn: bool = row.try_get(1)?;
-        let positions: Vec<i64> = row.try_get(2)?;
+        let mut positions: Vec<i64> = row.try_get(2)?;
+        // Positions increase with versions within an append; the
+        // statement leaves their order to the caller.
+        positions.sort_unstable();
         let count = group[index].events.len();
         answers[index] = Some(if !turn {
             Answer::Alone(None)
