@@ -217,11 +217,12 @@ fn append_new(names: &Names) -> String {
 /// fails the statement, which rolls the group back whole.
 ///
 /// The positions go back to their appends through one grouping of the
-/// inserted rows and a hash join (no stream is in a group twice), not a
-/// scan of every inserted row per append: that scan grew with the square
-/// of the group and cost 13% of the statement at 64 appends. The caller
-/// sorts each append's positions: an `ORDER BY` in the aggregate set up a
-/// sort per append, a tenth of the statement at 16 appends.
+/// inserted rows and one join on the stream (no stream is in a group
+/// twice), not a scan of every inserted row per append: that scan grew
+/// with the square of the group and cost 13% of the statement at 64
+/// appends. The caller sorts each append's positions: an `ORDER BY` in the
+/// aggregate set up a sort per append, a tenth of the statement at 16
+/// appends.
 fn append_group(names: &Names) -> String {
     let Names {
         events,
