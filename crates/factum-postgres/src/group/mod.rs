@@ -35,7 +35,7 @@ pub(crate) use gate::{Entry, Gate, Slot};
 use tokio::sync::oneshot;
 use tokio_postgres::types::ToSql;
 
-use crate::batch::{metadata, schema_version};
+use crate::batch::Batch;
 use crate::{PostgresError, PostgresEventStore};
 
 /// The most events one append may carry to join a group: larger batches
@@ -133,12 +133,12 @@ async fn run_group(group: &[Request]) -> Result<Vec<Answer>, GroupFailed> {
         &columns.expected,
         &columns.appends,
         &columns.places,
-        &columns.event_ids,
-        &columns.event_types,
-        &columns.schema_versions,
-        &columns.payloads,
-        &columns.metadata,
-        &columns.occurred_at,
+        &columns.events.event_ids,
+        &columns.events.event_types,
+        &columns.events.schema_versions,
+        &columns.events.payloads,
+        &columns.events.metadata,
+        &columns.events.occurred_at,
         &tenant,
     ];
     let rows = store
@@ -177,14 +177,10 @@ struct GroupColumns<'a> {
     stream_types: Vec<&'a str>,
     stream_ids: Vec<&'a str>,
     expected: Vec<Option<i64>>,
+    /// Per event: the number of its append (from 1), its place in it (from 1).
     appends: Vec<i32>,
     places: Vec<i32>,
-    event_ids: Vec<uuid::Uuid>,
-    event_types: Vec<&'a str>,
-    schema_versions: Vec<i32>,
-    payloads: Vec<&'a str>,
-    metadata: Vec<Option<String>>,
-    occurred_at: Vec<time::OffsetDateTime>,
+    events: Batch<'a>,
 }
 
 impl<'a> GroupColumns<'a> {
@@ -196,12 +192,7 @@ impl<'a> GroupColumns<'a> {
             expected: Vec::with_capacity(group.len()),
             appends: Vec::with_capacity(events),
             places: Vec::with_capacity(events),
-            event_ids: Vec::with_capacity(events),
-            event_types: Vec::with_capacity(events),
-            schema_versions: Vec::with_capacity(events),
-            payloads: Vec::with_capacity(events),
-            metadata: Vec::with_capacity(events),
-            occurred_at: Vec::with_capacity(events),
+            events: Batch::with_capacity(events),
         };
         for (number, &index) in order.iter().enumerate() {
             let request = &group[index];
@@ -215,12 +206,7 @@ impl<'a> GroupColumns<'a> {
                 columns
                     .places
                     .push(to_stored(place + 1, "place in the append", stream)?);
-                columns.event_ids.push(event.event_id);
-                columns.event_types.push(&event.event_type);
-                columns.schema_versions.push(schema_version(stream, event)?);
-                columns.payloads.push(event.payload.as_str());
-                columns.metadata.push(metadata(stream, event)?);
-                columns.occurred_at.push(event.occurred_at);
+                columns.events.push(stream, event)?;
             }
         }
         Ok(columns)
