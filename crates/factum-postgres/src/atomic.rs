@@ -6,15 +6,14 @@
 
 use std::collections::HashMap;
 
-use factum_core::backend::{check_batches, from_stored, original_append_many, taken_elsewhere, to_stored};
+use factum_core::backend::{check_batches, from_stored, original_append_many, taken_elsewhere};
 use factum_core::{AppendBatch, AppendResult, Error};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::ToSql;
 
 use crate::PostgresEventStore;
 use crate::append::{MAX_ATTEMPTS, StoredIds, expected_version, first_taken_elsewhere, refused_value};
 use crate::attempt::AppendFailure;
-use crate::batch::Batch;
+use crate::batch::Appends;
 
 /// The SQLSTATE `factum_append_batches` raises when a stream is not at its
 /// batch's expected version (the batch's number and the actual version in
@@ -22,41 +21,17 @@ use crate::batch::Batch;
 const CONFLICT: &str = "FA005";
 
 /// The parameters of one call, as the function takes them.
-struct Call<'a> {
-    stream_types: Vec<&'a str>,
-    stream_ids: Vec<&'a str>,
-    expected: Vec<Option<i64>>,
-    /// Per event: the number of its batch (from 1), its place in it (from 1).
-    batch_numbers: Vec<i32>,
-    places: Vec<i32>,
-    events: Batch<'a>,
-}
-
-impl<'a> Call<'a> {
-    fn new(batches: &'a [AppendBatch]) -> Result<Self, Error> {
-        let total = batches.iter().map(|batch| batch.events.len()).sum();
-        let mut call = Call {
-            stream_types: Vec::with_capacity(batches.len()),
-            stream_ids: Vec::with_capacity(batches.len()),
-            expected: Vec::with_capacity(batches.len()),
-            batch_numbers: Vec::with_capacity(total),
-            places: Vec::with_capacity(total),
-            events: Batch::with_capacity(total),
-        };
-        for (number, batch) in (1..).zip(batches) {
-            let stream = &batch.stream;
-            call.stream_types.push(stream.aggregate_type());
-            call.stream_ids.push(stream.aggregate_id());
-            call.expected.push(expected_version(stream, batch.expected)?);
-            let number: i32 = to_stored(number, "batch number", stream)?;
-            for (place, event) in (1..).zip(&batch.events) {
-                call.batch_numbers.push(number);
-                call.places.push(to_stored(place, "place in the batch", stream)?);
-                call.events.push(stream, event)?;
-            }
-        }
-        Ok(call)
+fn call_of(batches: &[AppendBatch]) -> Result<Appends<'_>, Error> {
+    let total = batches.iter().map(|batch| batch.events.len()).sum();
+    let mut call = Appends::with_capacity(batches.len(), total);
+    for batch in batches {
+        call.push(
+            &batch.stream,
+            expected_version(&batch.stream, batch.expected)?,
+            &batch.events,
+        )?;
     }
+    Ok(call)
 }
 
 /// What one attempt at a call did.
@@ -73,7 +48,7 @@ impl PostgresEventStore {
     /// attempts until the call is stored, conflicts or fails.
     pub(crate) async fn append_batches(&self, batches: &[AppendBatch]) -> Result<Vec<AppendResult>, Error> {
         check_batches(self.home(), batches)?;
-        let call = Call::new(batches)?;
+        let call = call_of(batches)?;
         let mut attempt = 1;
         loop {
             let failure = match self.try_call(&call).await {
@@ -96,24 +71,10 @@ impl PostgresEventStore {
     }
 
     /// One attempt, on a pooled connection.
-    async fn try_call(&self, call: &Call<'_>) -> Result<Attempt, AppendFailure> {
+    async fn try_call(&self, call: &Appends<'_>) -> Result<Attempt, AppendFailure> {
         let client = self.client().await.map_err(AppendFailure::Pool)?;
-        let events = &call.events;
         let tenant = self.home().as_str();
-        let params: [&(dyn ToSql + Sync); 12] = [
-            &call.stream_types,
-            &call.stream_ids,
-            &call.expected,
-            &call.batch_numbers,
-            &call.places,
-            &events.event_ids,
-            &events.event_types,
-            &events.schema_versions,
-            &events.payloads,
-            &events.metadata,
-            &events.occurred_at,
-            &tenant,
-        ];
+        let params = call.params(&tenant);
         let answer = match client.prepare_cached(&self.shared.sql.append_batches).await {
             Ok(statement) => self.scoped(&client, client.query_one(&statement, &params)).await,
             Err(error) => Err(error),

@@ -28,14 +28,13 @@ mod gate;
 
 use std::sync::Arc;
 
-use factum_core::backend::{first_repeated_id, to_stored};
+use factum_core::backend::first_repeated_id;
 use factum_core::{Error, NewEvent, StreamId, Tenant};
 
 pub(crate) use gate::{Entry, Gate, Slot};
 use tokio::sync::oneshot;
-use tokio_postgres::types::ToSql;
 
-use crate::batch::Batch;
+use crate::batch::Appends;
 use crate::{PostgresError, PostgresEventStore};
 
 /// The most events one append may carry to join a group: larger batches
@@ -120,27 +119,14 @@ async fn run_group(group: &[Request]) -> Result<Vec<Answer>, GroupFailed> {
     let store = &group[0].store;
     let mut order: Vec<usize> = (0..group.len()).collect();
     order.sort_by(|&a, &b| group[a].stream.cmp(&group[b].stream));
-    let columns = GroupColumns::new(group, &order)?;
+    let columns = columns_of(group, &order)?;
     let client = store.client().await?;
     let statement = client
         .prepare_cached(&store.shared.sql.append_group)
         .await
         .map_err(|error| client.check(error))?;
     let tenant = store.home().as_str();
-    let params: [&(dyn ToSql + Sync); 12] = [
-        &columns.stream_types,
-        &columns.stream_ids,
-        &columns.expected,
-        &columns.appends,
-        &columns.places,
-        &columns.events.event_ids,
-        &columns.events.event_types,
-        &columns.events.schema_versions,
-        &columns.events.payloads,
-        &columns.events.metadata,
-        &columns.events.occurred_at,
-        &tenant,
-    ];
+    let params = columns.params(&tenant);
     let rows = store
         .scoped(&client, client.query(&statement, &params))
         .await
@@ -172,45 +158,15 @@ async fn run_group(group: &[Request]) -> Result<Vec<Answer>, GroupFailed> {
         .collect())
 }
 
-/// The arrays the group's statement takes: per append, then per event.
-struct GroupColumns<'a> {
-    stream_types: Vec<&'a str>,
-    stream_ids: Vec<&'a str>,
-    expected: Vec<Option<i64>>,
-    /// Per event: the number of its append (from 1), its place in it (from 1).
-    appends: Vec<i32>,
-    places: Vec<i32>,
-    events: Batch<'a>,
-}
-
-impl<'a> GroupColumns<'a> {
-    fn new(group: &'a [Request], order: &[usize]) -> Result<Self, Error> {
-        let events: usize = group.iter().map(|request| request.events.len()).sum();
-        let mut columns = Self {
-            stream_types: Vec::with_capacity(group.len()),
-            stream_ids: Vec::with_capacity(group.len()),
-            expected: Vec::with_capacity(group.len()),
-            appends: Vec::with_capacity(events),
-            places: Vec::with_capacity(events),
-            events: Batch::with_capacity(events),
-        };
-        for (number, &index) in order.iter().enumerate() {
-            let request = &group[index];
-            let stream = &request.stream;
-            columns.stream_types.push(stream.aggregate_type());
-            columns.stream_ids.push(stream.aggregate_id());
-            columns.expected.push(request.expected);
-            let number: i32 = to_stored(number + 1, "append number", stream)?;
-            for (place, event) in request.events.iter().enumerate() {
-                columns.appends.push(number);
-                columns
-                    .places
-                    .push(to_stored(place + 1, "place in the append", stream)?);
-                columns.events.push(stream, event)?;
-            }
-        }
-        Ok(columns)
+/// The group's appends as the statement takes them, in `order`.
+fn columns_of<'a>(group: &'a [Request], order: &[usize]) -> Result<Appends<'a>, Error> {
+    let events = group.iter().map(|request| request.events.len()).sum();
+    let mut columns = Appends::with_capacity(group.len(), events);
+    for &index in order {
+        let request = &group[index];
+        columns.push(&request.stream, request.expected, &request.events)?;
     }
+    Ok(columns)
 }
 
 /// Whether an append may join a group: a few events with distinct ids, and
